@@ -1,0 +1,65 @@
+"""Dataset registry: a name -> loader, plus the seeded validation (and test) split every run uses."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from cnnlab.data.base import DatasetSplits, seeded_split
+from cnnlab.errors import CnnlabError
+
+Loader = Callable[..., DatasetSplits]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    loader: Loader
+    description: str
+    needs_files: bool  # False for datasets shipped inside an installed package
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, description: str, needs_files: bool = True) -> Callable[[Loader], Loader]:
+    def wrap(fn: Loader) -> Loader:
+        _DATASETS[name] = DatasetEntry(name, fn, description, needs_files)
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[DatasetEntry]:
+    from cnnlab.data import loaders  # noqa: F401  (registers the built-in datasets)
+
+    return sorted(_DATASETS.values(), key=lambda e: e.name)
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | None = None,
+    *,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 42,
+    **kwargs,
+) -> DatasetSplits:
+    """Load ``name`` and make its splits deterministic.
+
+    A dataset without a test split gets a seeded ``test_fraction`` cut (default 80/20, seed 42);
+    a validation split of ``val_fraction`` is then carved from train with the same seed
+    (``val_fraction=0`` keeps all of train). Same seed, same split, always.
+    """
+    entries = {e.name: e for e in list_datasets()}
+    key = name.lower()
+    if key not in entries:
+        close = difflib.get_close_matches(key, list(entries), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise CnnlabError(f"unknown dataset {name!r}.{hint} Known: {', '.join(entries)}")
+    splits = entries[key].loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
+    if splits.val is None and val_fraction > 0:
+        splits.train, splits.val = seeded_split(splits.train, val_fraction, seed)
+    splits.info.update(seed=seed, val_fraction=val_fraction,
+                       sizes={"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)})
+    return splits

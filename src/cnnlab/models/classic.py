@@ -1,0 +1,89 @@
+"""The course's first networks: an MLP, the first CNN, a small VGG, and ResNet-9."""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from cnnlab.models.layers import ClassifierHead, ConvBNAct, Residual
+from cnnlab.models.registry import register_model
+
+
+@register_model("mlp", default_input=(1, 28, 28), tags=("classic",))
+def mlp(
+    num_classes: int = 10,
+    in_chans: int = 1,
+    image_size: int = 28,
+    hidden: tuple[int, ...] = (256, 128),
+    dropout: float = 0.2,
+) -> nn.Module:
+    """Fully connected network on flattened pixels (the baseline a CNN must beat)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_chans * image_size * image_size
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+@register_model("simple-cnn", default_input=(1, 28, 28), tags=("classic",))
+def simple_cnn(num_classes: int = 10, in_chans: int = 1, width: int = 32, dropout: float = 0.25) -> nn.Module:
+    """Two conv blocks (conv-BN-ReLU x2, maxpool) and a classifier: the course's first CNN."""
+    w = width
+    return nn.Sequential(
+        ConvBNAct(in_chans, w), ConvBNAct(w, w), nn.MaxPool2d(2), nn.Dropout(dropout),
+        ConvBNAct(w, 2 * w), ConvBNAct(2 * w, 2 * w), nn.MaxPool2d(2), nn.Dropout(dropout),
+        ClassifierHead(2 * w, num_classes, dropout=dropout),
+    )
+
+
+@register_model("vgg-small", default_input=(3, 32, 32), tags=("classic",))
+def vgg_small(num_classes: int = 10, in_chans: int = 3, width: int = 32, dropout: float = 0.3) -> nn.Module:
+    """Three blocks of conv-conv-maxpool-BN, then two dense layers (the course's VGG exercise)."""
+    blocks: list[nn.Module] = []
+    c_in = in_chans
+    for i in range(3):
+        c_out = width * 2**i
+        blocks += [
+            ConvBNAct(c_in, c_out, bn=False), ConvBNAct(c_out, c_out, bn=False),
+            nn.MaxPool2d(2), nn.BatchNorm2d(c_out),
+        ]
+        c_in = c_out
+    return nn.Sequential(
+        *blocks,
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(c_in * 4, 4 * width), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        nn.Linear(4 * width, num_classes),
+    )
+
+
+class Mul(nn.Module):
+    """Multiply by a constant (ResNet-9 scales its logits to sharpen the softmax early)."""
+
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight
+
+
+@register_model("resnet9", default_input=(3, 32, 32), tags=("classic", "resnet"))
+def resnet9(num_classes: int = 10, in_chans: int = 3, width: int = 64, scale: float = 0.125) -> nn.Module:
+    """ResNet-9 (Page's DAWNBench design): prep, 3 pooled stages, residual blocks after stages 1 and 3."""
+    w = width
+
+    def stage(c_in: int, c_out: int, residual: bool) -> list[nn.Module]:
+        layers: list[nn.Module] = [ConvBNAct(c_in, c_out), nn.MaxPool2d(2)]
+        if residual:
+            layers.append(Residual(nn.Sequential(ConvBNAct(c_out, c_out), ConvBNAct(c_out, c_out))))
+        return layers
+
+    return nn.Sequential(
+        ConvBNAct(in_chans, w),
+        *stage(w, 2 * w, True),
+        *stage(2 * w, 4 * w, False),
+        *stage(4 * w, 8 * w, True),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        nn.Linear(8 * w, num_classes, bias=False),
+        Mul(scale),
+    )

@@ -1,0 +1,1 @@
+"""Training engine: fit/evaluate any model on any task, checkpoints, run directories."""
