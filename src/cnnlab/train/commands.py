@@ -2,6 +2,66 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>, else the user cache)")
+    p.add_argument("--label-regex", help="filename dataset: regex whose first group is the label")
+    p.add_argument("--image-size", type=int, help="resize image-folder datasets to this square size")
+
+
+def _dataset_kwargs(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("label_regex", args.label_regex), ("image_size", args.image_size)) if v is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from cnnlab.train.classify import train_classifier
+
+    metrics = train_classifier(
+        args.dataset, data_dir=args.data_dir, model=args.model, model_kwargs=json.loads(args.model_kwargs),
+        out=args.out, val_fraction=args.val_fraction, test_fraction=args.test_fraction, split_seed=args.split_seed,
+        augment=args.augment, vflip=args.vflip, target_recall=args.target_recall, resume=args.resume,
+        dataset_kwargs=_dataset_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+        label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
+        amp=not args.no_amp)
+    if metrics:
+        _print_summary(metrics)
+
+
+def _print_summary(m: dict) -> None:
+    print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
+          f"({m.get('test_size')} images; best epoch {m.get('best_epoch', '-')}, "
+          f"{m.get('wall_seconds', 0):.1f} s on {m.get('device', '?')})")
+    if "binary" in m and "threshold" in m["binary"]:
+        b = m["binary"]
+        print(f"threshold {b['threshold']:.4f} for recall >= {b['target_recall']}: "
+              f"test precision {b['test_precision']:.4f}, test recall {b['test_recall']:.4f}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from cnnlab.train.classify import evaluate_checkpoint
+
+    m = evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, args.device)
+    _print_summary(m)
+    width = max(len(c) for c in m["per_class"])
+    for name, r in m["per_class"].items():
+        print(f"  {name:{width}s}  precision {r['precision']:.3f}  recall {r['recall']:.3f}  f1 {r['f1']:.3f}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from cnnlab.train.classify import predict_files
+
+    for row in predict_files(args.checkpoint, args.images, args.topk, args.device):
+        print(row["file"] + ": " + ", ".join(f"{c} {p:.3f}" for c, p in row["top"]))
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from cnnlab.train.classify import show_samples
+
+    path = show_samples(args.dataset, args.data_dir, args.out, n=args.n, seed=args.seed, **_dataset_kwargs(args))
+    print(f"wrote {path}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -19,6 +79,56 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a classifier and write a run folder",
+                       description="Train a classifier; options left out come from the dataset's default recipe.")
+    p.add_argument("--dataset", default="digits", help="dataset name (see `cnnlab datasets`); default: digits")
+    _data_args(p)
+    p.add_argument("--model", help="model name (see `cnnlab models`), e.g. simple-cnn, resnet9, transfer:efficientnet-lite0")
+    p.add_argument("--model-kwargs", default="{}", help='JSON of extra model arguments, e.g. \'{"width": 64}\'')
+    p.add_argument("--out", help="run folder (default: runs/<dataset>-<model>-<time>)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "plateau", "none"])
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--patience", type=int, help="early stopping after N epochs without val improvement")
+    p.add_argument("--augment", help="augmentation preset (none, digits, mnist, fashion, cifar, natural)")
+    p.add_argument("--vflip", action="store_true", help="also flip vertically when augmenting")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="used when the dataset has no test split")
+    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--target-recall", type=float, help="binary tasks: pick the threshold reaching this val recall")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, help="training seed (init, shuffling, augmentation)")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on GPU")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-set report of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument("--out", help="write eval_metrics.json and plots here")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes for image files")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("show", help="random training samples in a grid (2x2 by default)")
+    p.add_argument("--dataset", default="digits")
+    _data_args(p)
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("-n", type=int, default=4)
+    p.add_argument("--seed", type=int, help="fix the draw (default: new samples each run)")
+    p.set_defaults(func=cmd_show)
+
     p = sub.add_parser("models", help="list the registered models")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("datasets", help="list the known datasets")

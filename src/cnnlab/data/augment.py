@@ -1,0 +1,83 @@
+"""Batched augmentation on uint8/float tensors, on whatever device the batch lives on.
+
+Augmenting whole batches with tensor ops (not per-image PIL transforms) is what keeps a GPU busy
+(airbench's lesson): flips are a ``where``, translations are a padded crop gathered with one
+index, rotations one ``affine_grid``. Presets name what suits each dataset; digits and clothes are
+never flipped horizontally where that changes the class (a mirrored 2 is not a 2).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass(frozen=True)
+class Augment:
+    hflip: bool = False
+    vflip: bool = False
+    translate: int = 0  # max shift in pixels (reflect-padded random crop)
+    rotate: float = 0.0  # max rotation in degrees
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Augment a float batch ``N x C x H x W``; each image gets its own random draw."""
+        n = x.shape[0]
+        if self.hflip:
+            flip = torch.rand(n, generator=generator, device=x.device if generator is None else "cpu") < 0.5
+            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
+        if self.vflip:
+            flip = torch.rand(n, generator=generator, device=x.device if generator is None else "cpu") < 0.5
+            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(2), x)
+        if self.translate:
+            x = random_translate(x, self.translate, generator)
+        if self.rotate:
+            x = random_rotate(x, self.rotate, generator)
+        return x
+
+
+def random_translate(x: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
+    """Shift each image by up to ``pad`` pixels (reflect padding, then a random crop)."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dev = "cpu" if generator is not None else x.device
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev).to(x.device)
+    rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w + 2 * pad)
+    out = padded.gather(2, rows)
+    cols = (dx.view(n, 1) + torch.arange(w, device=x.device)).view(n, 1, 1, w).expand(n, c, h, w)
+    return out.gather(3, cols)
+
+
+def random_rotate(x: Tensor, degrees: float, generator: torch.Generator | None = None) -> Tensor:
+    """Rotate each image by a uniform angle in [-degrees, degrees] about its centre (bilinear)."""
+    n = x.shape[0]
+    dev = "cpu" if generator is not None else x.device
+    angle = (torch.rand(n, generator=generator, device=dev).to(x.device) * 2 - 1) * math.radians(degrees)
+    cos, sin = angle.cos(), angle.sin()
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+PRESETS: dict[str, Augment] = {
+    "none": Augment(),
+    "digits": Augment(translate=1, rotate=10),
+    "mnist": Augment(translate=2, rotate=10),
+    "fashion": Augment(hflip=True, translate=2),
+    "cifar": Augment(hflip=True, translate=4),
+    "natural": Augment(hflip=True, translate=8, rotate=10),
+}
+
+
+def get_augment(name: str, vflip: bool = False) -> Augment:
+    """A preset by name; ``vflip`` adds vertical flips (aerial, microscopy, defects)."""
+    if name not in PRESETS:
+        raise CnnlabError(f"unknown augmentation {name!r}; expected one of {sorted(PRESETS)}")
+    base = PRESETS[name]
+    return Augment(base.hflip, vflip or base.vflip, base.translate, base.rotate)

@@ -1,0 +1,1 @@
+"""Plots and run reports (matplotlib, Agg backend: works on headless machines)."""
