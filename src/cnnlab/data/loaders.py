@@ -1,11 +1,16 @@
 """The built-in datasets, each registered by name (see ``cnnlab datasets``)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, seeded_split
+from cnnlab.data.cifar import load_cifar
 from cnnlab.data.idx import load_idx_dataset
+from cnnlab.data.imagefolder import decode_files, find_splits, list_class_files, load_filename_labels
 from cnnlab.data.registry import register_dataset
+from cnnlab.errors import CnnlabError
 
 
 @register_dataset("digits", "scikit-learn's 1,797 real 8x8 handwritten digits (embedded, no files)", needs_files=False)
@@ -29,3 +34,61 @@ def fashion_mnist(data_dir=None, download: bool = True, **_) -> DatasetSplits:
 @register_dataset("mnist", "LeCun's 70,000 28x28 handwritten digits (official IDX files)")
 def mnist(data_dir=None, download: bool = True, **_) -> DatasetSplits:
     return load_idx_dataset("mnist", data_dir, download)
+
+
+def load_image_folder(root: Path, image_size: int | None = None, name: str = "imagefolder",
+                      seed: int = 42, test_fraction: float = 0.2) -> DatasetSplits:
+    """An image-folder tree, with its own train/val/test folders or one pool split with ``seed``."""
+    if not root.is_dir():
+        raise CnnlabError(f"{root}: folder does not exist (expected <root>/<class>/*.jpg or <root>/train/<class>/...)")
+    folders = find_splits(root)
+    if not folders:
+        files, labels, classes = list_class_files(root)
+        pool, skipped = decode_files(files, labels, image_size, desc=f"decoding {root.name}")
+        train, test = seeded_split(pool, test_fraction, seed)
+        return DatasetSplits(name, classes, train, test, augment="natural",
+                             info={"root": str(root), "skipped": skipped, "layout": "pool"})
+    files, labels, classes = list_class_files(folders["train"])
+    train, skipped = decode_files(files, labels, image_size, desc="decoding train")
+    size = image_size or train.images.shape[-1]  # val/test follow train's size
+    parts: dict[str, ImageSet] = {}
+    for split in ("val", "test"):
+        if split in folders:
+            f, lab, _ = list_class_files(folders[split], classes)
+            parts[split], more = decode_files(f, lab, size, desc=f"decoding {split}")
+            skipped += more
+    if "test" not in parts:  # only train (+val): carve a seeded test split from train
+        train, parts["test"] = seeded_split(train, test_fraction, seed)
+    return DatasetSplits(name, classes, train, parts["test"], val=parts.get("val"), augment="natural",
+                         info={"root": str(root), "skipped": skipped,
+                               "layout": {k: str(v) for k, v in folders.items()}})
+
+
+@register_dataset("imagefolder", "any <root>/<class>/*.jpg|png tree, with or without train/val/test folders")
+def imagefolder(data_dir=None, image_size: int | None = None, seed: int = 42, test_fraction: float = 0.2,
+                **_) -> DatasetSplits:
+    if data_dir is None:
+        raise CnnlabError("the imagefolder dataset needs --data-dir pointing at <root>/<class>/... images")
+    return load_image_folder(Path(data_dir).expanduser(), image_size, "imagefolder", seed, test_fraction)
+
+
+@register_dataset("filename", "images whose label is in the file name (--label-regex, first group)")
+def filename(data_dir=None, label_regex: str = r"_(\d+)_", image_size: int | None = None, seed: int = 42,
+             test_fraction: float = 0.2, **_) -> DatasetSplits:
+    if data_dir is None:
+        raise CnnlabError("the filename dataset needs --data-dir pointing at a folder of images")
+    root = Path(data_dir).expanduser()
+    pool, classes, skipped = load_filename_labels(root, label_regex, image_size)
+    train, test = seeded_split(pool, test_fraction, seed)
+    return DatasetSplits("filename", classes, train, test, augment="natural",
+                         info={"root": str(root), "label_regex": label_regex, "skipped": skipped})
+
+
+@register_dataset("cifar10", "CIFAR-10, 60,000 32x32 colour images, 10 classes (pickle release or image-folder tree)")
+def cifar10(data_dir=None, download: bool = True, image_size: int | None = None, **_) -> DatasetSplits:
+    return load_cifar("cifar10", data_dir, download, image_size)
+
+
+@register_dataset("cifar100", "CIFAR-100, 60,000 32x32 colour images, 100 classes (pickle release or image-folder tree)")
+def cifar100(data_dir=None, download: bool = True, image_size: int | None = None, **_) -> DatasetSplits:
+    return load_cifar("cifar100", data_dir, download, image_size)

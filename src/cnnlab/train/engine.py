@@ -173,7 +173,7 @@ def fit(
         lr = opt.param_groups[0]["lr"]
         metrics = task.metrics().to(device)
         loss_sum, seen = torch.zeros((), device=device), 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not show)
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if show else True)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if fast and x.ndim == 4:

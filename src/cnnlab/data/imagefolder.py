@@ -1,0 +1,177 @@
+"""Image files on disk -> uint8 tensors, decoded once and cached.
+
+Layouts understood (``root`` is what ``--data-dir`` points to):
+
+- ``root/<class>/*.jpg|png...``: one pool, split into train/test with a seed;
+- ``root/train/<class>/*`` + ``root/test/<class>/*`` (``val``/``valid`` too; also names that
+  contain them, e.g. Intel Image Classification's ``seg_train/seg_train/<class>``);
+- labels in file names: ``root/**/*.png`` with a regex whose first group is the label.
+
+Decoding JPEGs is the slow part of small-image training, so the decoded tensor is saved under
+the user cache keyed by the file list (paths, sizes, modification times): epoch 2 and every
+later run read one file. Corrupt or non-image files are skipped with one warning that lists
+them; grey images in an RGB dataset are converted, and said so.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cnnlab.data.base import ImageSet, cache_dir
+from cnnlab.errors import CnnlabError
+from cnnlab.train.checkpoint import save_checkpoint
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+
+def find_splits(root: Path) -> dict[str, Path]:
+    """Map ``train``/``val``/``test`` to their folders under ``root`` (empty when ``root`` is one pool)."""
+    found: dict[str, Path] = {}
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = child.name.lower()
+        for split, keys in SPLIT_NAMES.items():
+            if split not in found and any(name == k or re.search(rf"(^|[_-]){k}($|[_-])", name) for k in keys):
+                found[split] = _unwrap(child)
+    return found if "train" in found else {}
+
+
+def _unwrap(folder: Path) -> Path:
+    """Kaggle archives often nest ``seg_train/seg_train/``: descend through a lone same-named folder."""
+    inner = [p for p in folder.iterdir() if p.is_dir()]
+    if len(inner) == 1 and inner[0].name.lower() == folder.name.lower():
+        return inner[0]
+    return folder
+
+
+def list_class_files(folder: Path, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+    """Files of a ``<class>/*`` folder; ``classes`` fixes the label order (e.g. train's for test)."""
+    if not folder.is_dir():
+        raise CnnlabError(f"{folder}: folder does not exist")
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not found:
+        raise CnnlabError(f"{folder}: expected one sub-folder per class (<class>/image files), found none")
+    classes = classes or found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise CnnlabError(f"{folder}: class folders {unknown} are not among the training classes {classes}")
+    files, labels, not_images = [], [], []
+    for label, name in enumerate(classes):
+        class_dir = folder / name
+        entries = sorted(p for p in class_dir.rglob("*") if p.is_file()) if class_dir.is_dir() else []
+        images = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
+        not_images += [p for p in entries if p.suffix.lower() not in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+        if not images:
+            raise CnnlabError(f"{class_dir}: class folder {name!r} holds no image files "
+                              f"({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        files += images
+        labels += [label] * len(images)
+    if not_images:
+        _warn_files("skipped files that are not images", not_images)
+    return files, labels, classes
+
+
+def _warn_files(what: str, paths: list[Path], limit: int = 10) -> None:
+    shown = ", ".join(str(p) for p in paths[:limit])
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    warnings.warn(f"{what} ({len(paths)}): {shown}{more}", stacklevel=3)
+
+
+def _decode(path: Path) -> tuple[np.ndarray | None, str]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = "L" if im.mode in ("L", "I;16", "I", "1", "LA") else "RGB"
+            return np.asarray(im.convert(mode)), mode
+    except Exception as exc:  # PIL raises many types for truncated/corrupt files
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def _cache_key(files: list[Path], image_size: int | None) -> str:
+    h = hashlib.sha1(str(image_size).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def decode_files(files: list[Path], labels: list[int], image_size: int | None = None,
+                 use_cache: bool = True, desc: str = "decoding") -> tuple[ImageSet, list[str]]:
+    """Decode ``files`` into one uint8 ``ImageSet`` (skipping unreadable ones); returns it and the skipped list.
+
+    Sizes: all images keep their size when it is shared; otherwise (or with ``image_size``)
+    they are resized to ``image_size`` or to the most common size.
+    """
+    key = _cache_key(files, image_size)
+    cache_file = cache_dir() / "decoded" / f"{key}.pt"
+    if use_cache and cache_file.exists():
+        try:
+            c = torch.load(cache_file, weights_only=True)
+            return ImageSet(c["images"], c["labels"]), c["skipped"]
+        except Exception:  # a stale/corrupt cache is rebuilt, never trusted
+            cache_file.unlink(missing_ok=True)
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        decoded = list(tqdm(pool.map(_decode, files), total=len(files), desc=desc, leave=False,
+                            disable=True if len(files) < 2000 else None))
+    ok = [(a, m, lab) for (a, m), lab in zip(decoded, labels) if a is not None]
+    bad = [(p, m) for p, (a, m) in zip(files, decoded) if a is None]
+    if bad:
+        _warn_files("skipped unreadable or corrupt images", [Path(f"{p} [{m}]") for p, m in bad])
+    if not ok:
+        raise CnnlabError(f"none of the {len(files)} image files could be decoded (first: {files[0]})")
+    modes = Counter(m for _, m, _ in ok)
+    if len(modes) > 1:
+        grey = [p for p, (a, m) in zip(files, decoded) if a is not None and m == "L"]
+        _warn_files("mixed grey and RGB images: converted these grey images to RGB", grey)
+        ok = [(np.repeat(a[..., None], 3, 2) if m == "L" else a, "RGB", lab) for a, m, lab in ok]
+    sizes = Counter(a.shape[:2] for a, _, _ in ok)
+    target = (image_size, image_size) if image_size else sizes.most_common(1)[0][0]
+    if image_size or len(sizes) > 1:
+        ok = [(a if a.shape[:2] == target else _resize(a, target), m, lab) for a, m, lab in ok]
+    arr = np.stack([a if a.ndim == 3 else a[..., None] for a, _, _ in ok])
+    images = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    result = ImageSet(images, torch.tensor([lab for _, _, lab in ok], dtype=torch.long))
+    skipped = [str(p) for p, _ in bad]
+    if use_cache:
+        save_checkpoint(cache_file, {"images": result.images, "labels": result.labels, "skipped": skipped})
+    return result, skipped
+
+
+def load_filename_labels(root: Path, regex: str, image_size: int | None = None) -> tuple[ImageSet, list[str], list[str]]:
+    """Images anywhere under ``root`` whose label is the first group of ``regex`` in the file name."""
+    if not root.is_dir():
+        raise CnnlabError(f"{root}: folder does not exist")
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise CnnlabError(f"--label-regex {regex!r} is not a valid regular expression: {exc}") from exc
+    if pattern.groups < 1:
+        raise CnnlabError(f"--label-regex {regex!r} needs a capture group around the label, e.g. '_(\\d)_'")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    matched = [(p, m.group(1)) for p in files if (m := pattern.search(p.name))]
+    unmatched = [p for p in files if not pattern.search(p.name)]
+    if not matched:
+        raise CnnlabError(f"{root}: no image file name matches --label-regex {regex!r} ({len(files)} images found)")
+    if unmatched:
+        _warn_files(f"skipped images whose name does not match {regex!r}", unmatched)
+    names = sorted({lab for _, lab in matched}, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    index = {n: i for i, n in enumerate(names)}
+    data, skipped = decode_files([p for p, _ in matched], [index[lab] for _, lab in matched], image_size)
+    return data, names, skipped
