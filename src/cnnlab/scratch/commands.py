@@ -1,0 +1,101 @@
+"""CLI for the from-scratch networks: ``cnnlab scratch mlp|suite|linreg|check``."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), mnist or digits (embedded)")
+    p.add_argument("--data-dir", default=os.environ.get("CNNLAB_DATA"),
+                   help="folder holding the dataset (default: $CNNLAB_DATA)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS/PyTorch threads (default 1: small batches gain nothing from more)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_mlp(args: argparse.Namespace) -> None:
+    from cnnlab.scratch.experiments import MLPConfig, compute_threads, load_arrays, run_mlp
+
+    cfg = MLPConfig(hidden=tuple(args.hidden), activation=args.activation, optimizer=args.optimizer,
+                    lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
+                    init=args.init, schedule=args.schedule, seed=args.seed, framework=args.framework)
+    data = load_arrays(args.dataset, args.data_dir)
+    with compute_threads(args.threads):
+        result = run_mlp(cfg, data, args.out, progress=not args.no_progress)
+    f = result["final"]
+    print(f"{args.framework} MLP {'-'.join(map(str, cfg.hidden))} {cfg.activation} {cfg.optimizer} lr={cfg.lr:g}: "
+          f"train acc {f['train_accuracy']:.4f} loss {f['train_loss']:.4f} | test acc {f['test_accuracy']:.4f} "
+          f"loss {f['test_loss']:.4f} | {result['train_seconds']:.1f} s -> {args.out}/metrics.json, curves.png")
+
+
+def cmd_suite(args: argparse.Namespace) -> None:
+    from cnnlab.scratch.experiments import compute_threads, load_arrays, run_suite, suite_table
+
+    data = load_arrays(args.dataset, args.data_dir)
+    with compute_threads(args.threads):
+        rows = run_suite(data, args.out, args.epochs, args.batch_size, args.seed, args.variants,
+                         progress=not args.no_progress)
+    print(suite_table(rows))
+    print(f"-> {args.out}/suite.json, suite.md, curves.png, grid.png")
+
+
+def cmd_linreg(args: argparse.Namespace) -> None:
+    from cnnlab.scratch.experiments import compute_threads
+    from cnnlab.scratch.linreg import linreg_table, run_linreg
+
+    with compute_threads(args.threads):
+        rows = run_linreg(args.out, args.n, args.d, args.n_fixed, args.d_fixed, args.steps, args.repeats, args.seed)
+    print(linreg_table(rows))
+    print(f"-> {args.out}/linreg.json, linreg.png")
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from cnnlab.scratch.checks import run_checks
+
+    run_checks(args.out, seed=args.seed, verbose=True)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    scratch = sub.add_parser("scratch", help="networks from scratch in NumPy (MLP, backprop, linear regression)")
+    ssub = scratch.add_subparsers(dest="scratch_command", metavar="<scratch command>", required=True)
+
+    p = ssub.add_parser("mlp", help="train the NumPy MLP; writes metrics.json and curves.png")
+    _common(p)
+    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes (default 128 64)")
+    p.add_argument("--activation", default="relu", help="sigmoid or relu (default)")
+    p.add_argument("--optimizer", default="momentum", help="sgd, momentum (default) or nesterov")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.1 for sgd, 0.05 with momentum)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--schedule", default="linear",
+                   help="linear (default: lr decays to lr/E in the last epoch) or constant")
+    p.add_argument("--init", default=None, help="xavier, he, normal or zero (default: xavier for sigmoid, he for relu)")
+    p.add_argument("--framework", default="numpy", help="numpy (default) or torch (the PyTorch twin)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.set_defaults(func=cmd_mlp)
+
+    p = ssub.add_parser("suite", help="the course comparison (b)-(f): table, all curves, grid.png")
+    _common(p)
+    p.add_argument("--variants", default="bcdef", help="which variants to run (default bcdef)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.set_defaults(func=cmd_suite)
+
+    p = ssub.add_parser("linreg", help="linear regression: gradient descent vs closed form, timed as n and d grow")
+    p.add_argument("--n", type=int, nargs="+", default=[2000, 8000, 32000], help="sample counts (d = --d-fixed)")
+    p.add_argument("--d", type=int, nargs="+", default=[25, 100, 400], help="feature counts (n = --n-fixed)")
+    p.add_argument("--n-fixed", type=int, default=8000)
+    p.add_argument("--d-fixed", type=int, default=100)
+    p.add_argument("--steps", type=int, default=100, help="gradient-descent steps m")
+    p.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: steadier timings)")
+    p.add_argument("--out", required=True, help="folder for linreg.json and linreg.png")
+    p.set_defaults(func=cmd_linreg)
+
+    p = ssub.add_parser("check", help="gradient check and NumPy/PyTorch step-by-step agreement (float64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="optional folder for checks.json")
+    p.set_defaults(func=cmd_check)
