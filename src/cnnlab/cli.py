@@ -15,6 +15,7 @@ from cnnlab.errors import CnnlabError
 # one module per capability; each defines add_commands(subparsers)
 COMMAND_MODULES = (
     "cnnlab.train.commands",
+    "cnnlab.scratch.commands",
 )
 
 
