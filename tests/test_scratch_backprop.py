@@ -57,3 +57,21 @@ def test_float32_twin_computes_the_same_logits(digits):
     x32 = x[:50].astype(np.float32)
     expected = torch_twin(model)(torch.from_numpy(x32)).detach().numpy()
     np.testing.assert_allclose(model.forward(x32), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
+def test_runners_agree_when_the_learning_rate_changes(digits, optimizer):
+    """The lr schedule rescales the stored momentum the same way in both (PyTorch's form)."""
+    from cnnlab.scratch.experiments import MLPConfig, NumpyRunner, TorchRunner
+    from cnnlab.scratch.threads import compute_threads
+
+    x, y = digits
+    cfg = MLPConfig(hidden=(32, 16), optimizer=optimizer, lr=0.1)
+    mine, theirs = NumpyRunner(cfg, 64, 10, np.float64), TorchRunner(cfg, 64, 10, np.float64)
+    with compute_threads(1):
+        for step, (xb, yb) in enumerate(seeded_batches(x, y, 32, 20, seed=1)):
+            lr = 0.1 / (1 + step // 5)
+            mine.set_lr(lr)
+            theirs.set_lr(lr)
+            assert mine.step(xb, yb)[0] == pytest.approx(theirs.step(xb, yb)[0], abs=1e-10)
+        assert mine.evaluate(x, y)[0] == pytest.approx(theirs.evaluate(x, y)[0], abs=1e-10)

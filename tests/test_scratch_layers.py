@@ -74,12 +74,12 @@ def test_zero_init_keeps_hidden_units_identical():
 def test_momentum_and_nesterov_updates_by_hand():
     w, g = np.array([1.0]), np.array([1.0])  # constant gradient 1, lr 0.1, mu 0.5
     opt = Momentum([("w", w, g)], lr=0.1, momentum=0.5)
-    opt.step()  # v = -0.1, w = 0.9
-    opt.step()  # v = -0.05 - 0.1 = -0.15, w = 0.75
+    opt.step()  # b = 1, w = 1 - 0.1 = 0.9
+    opt.step()  # b = 0.5 + 1 = 1.5, w = 0.9 - 0.15 = 0.75
     assert w[0] == pytest.approx(0.75)
     w2 = np.array([1.0])
     nest = Momentum([("w", w2, g)], lr=0.1, momentum=0.5, nesterov=True)
-    nest.step()  # v = -0.1, w = 1 + 0.5·(-0.1) - 0.1 = 0.85
+    nest.step()  # b = 1, w = 1 - 0.1·(1 + 0.5·1) = 0.85
     assert w2[0] == pytest.approx(0.85)
     w3 = np.array([1.0])
     SGD([("w", w3, g)], lr=0.1).step()

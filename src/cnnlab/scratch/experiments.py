@@ -148,12 +148,13 @@ def make_runner(cfg: MLPConfig, data: ArrayData) -> NumpyRunner | TorchRunner:
 
 
 def train_epoch(runner, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator,
-                epoch: int = 1) -> tuple[float, float, float]:
+                epoch: int = 1, max_loss: float = math.inf) -> tuple[float, float, float]:
     """One pass over a fresh seeded shuffle; returns mean train loss, train accuracy, seconds.
 
     The shuffled copy is made once per epoch so that every batch is a contiguous view (cheaper
     than gathering rows for each batch). Train metrics are running means over the epoch's batches.
-    A non-finite loss stops the run right there: carrying on would only train on garbage.
+    A non-finite loss, or one above ``max_loss``, stops the run right there: carrying on would
+    only train on garbage.
     """
     perm = rng.permutation(len(y))
     xs, ys = x[perm], y[perm]
@@ -162,9 +163,10 @@ def train_epoch(runner, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.r
     for step, i in enumerate(range(0, len(ys), batch_size), 1):
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is caught right below
             loss, n_right = runner.step(xs[i:i + batch_size], ys[i:i + batch_size])
-        if not math.isfinite(loss):
-            raise CnnlabError(f"loss became {loss} at epoch {epoch}, step {step}: the learning rate is "
-                              "too large for this network; lower --lr")
+        if not loss <= max_loss:  # also true for nan
+            what = f"became {loss}" if not math.isfinite(loss) else f"diverged to {loss:.3g} (limit {max_loss:.3g})"
+            raise CnnlabError(f"loss {what} at epoch {epoch}, step {step}: the learning rate is too large "
+                              "for this network; lower --lr")
         loss_sum += loss * len(ys[i:i + batch_size])
         correct += n_right
     return loss_sum / len(ys), correct / len(ys), time.perf_counter() - start
@@ -179,13 +181,16 @@ def train(cfg: MLPConfig, data: ArrayData, progress: bool = True, desc: str | No
     """
     runner = make_runner(cfg, data)
     rng = np.random.default_rng(cfg.seed)
+    # a guess at random costs log(C); a hundred times that is no longer a bad step but divergence
+    max_loss = 100 * math.log(len(data.classes))
     history = []
     bar = tqdm(range(1, cfg.epochs + 1), desc=desc or f"{cfg.framework} {cfg.activation} {cfg.optimizer}",
                unit="epoch", disable=not progress)
     for epoch in bar:
         lr = cfg.lr * (cfg.epochs - epoch + 1) / cfg.epochs if cfg.schedule == "linear" else cfg.lr
         runner.set_lr(lr)
-        train_loss, train_acc, seconds = train_epoch(runner, data.x_train, data.y_train, cfg.batch_size, rng, epoch)
+        train_loss, train_acc, seconds = train_epoch(runner, data.x_train, data.y_train, cfg.batch_size, rng, epoch,
+                                                          max_loss)
         test_loss, test_acc = runner.evaluate(data.x_test, data.y_test)
         history.append({"epoch": epoch, "lr": lr, "train_loss": float(train_loss), "train_accuracy": float(train_acc),
                         "test_loss": float(test_loss), "test_accuracy": float(test_acc), "seconds": seconds})

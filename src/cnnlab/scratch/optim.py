@@ -1,10 +1,12 @@
 """Mini-batch gradient descent, plain and with (Nesterov) momentum, updating arrays in place.
 
-The momentum form is the velocity one from the course, ``v <- mu v - lr g; w <- w + v``.
-PyTorch's ``torch.optim.SGD`` stores ``b = -v / lr`` instead (``b <- mu b + g; w <- w - lr b``);
-for a constant learning rate both produce the same weights, which ``tests/test_scratch_twin.py``
-checks step by step. Nesterov evaluates the gradient at the look-ahead point; rewritten in the
-usual variables that is ``w <- w + mu v - lr g`` with the new ``v`` (Sutskever et al., 2013).
+Momentum keeps a running sum of gradients ``b <- mu b + g`` and steps ``w <- w - lr b``. The
+course's velocity form ``v <- mu v - lr g; w <- w + v`` is the same thing with ``v = -lr b`` as
+long as ``lr`` is constant; we store ``b`` (as ``torch.optim.SGD`` does) so that when a schedule
+changes ``lr``, the new step size applies to the accumulated momentum too, exactly as in
+PyTorch, and the two implementations stay comparable step by step. Nesterov takes the gradient
+at the look-ahead point; in these variables that is ``w <- w - lr (g + mu b)`` with the new
+``b`` (Sutskever et al., 2013).
 """
 from __future__ import annotations
 
@@ -33,23 +35,20 @@ class SGD:
 
 
 class Momentum(SGD):
-    """``v <- mu v - lr g``; then ``w <- w + v`` (heavy ball) or ``w <- w + mu v - lr g`` (Nesterov)."""
+    """``b <- mu b + g``; then ``w <- w - lr b`` (heavy ball) or ``w <- w - lr (g + mu b)`` (Nesterov)."""
 
     def __init__(self, params: Params, lr: float, momentum: float = 0.9, nesterov: bool = False):
         super().__init__(params, lr)
         if not 0 <= momentum < 1:
             raise CnnlabError(f"--momentum must be in [0, 1), got {momentum}")
         self.mu, self.nesterov = momentum, nesterov
-        self.velocity = [np.zeros_like(w) for w, _ in self.params]
+        self.buffers = [np.zeros_like(w) for w, _ in self.params]
 
     def step(self) -> None:
-        for (w, g), v in zip(self.params, self.velocity):
-            v *= self.mu
-            v -= self.lr * g
-            if self.nesterov:
-                w += self.mu * v - self.lr * g
-            else:
-                w += v
+        for (w, g), b in zip(self.params, self.buffers):
+            b *= self.mu
+            b += g
+            w -= self.lr * (g + self.mu * b) if self.nesterov else self.lr * b
 
 
 def make_optimizer(name: str, params: Params, lr: float, momentum: float = 0.9) -> SGD:
