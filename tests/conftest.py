@@ -1,0 +1,24 @@
+"""Shared fixtures: a private cache folder per test session, and the real-data location."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Decode caches and downloads go to a temporary folder, never the user's cache."""
+    os.environ["CNNLAB_CACHE"] = str(tmp_path_factory.mktemp("cnnlab-cache"))
+
+
+def real_data(name: str) -> Path:
+    """The real dataset folder under $CNNLAB_DATA, or skip the test when it is not there."""
+    root = os.environ.get("CNNLAB_DATA")
+    if not root or not (Path(root) / name).is_dir():
+        pytest.skip(f"real dataset {name} not available (set CNNLAB_DATA)")
+    return Path(root) / name

