@@ -16,6 +16,8 @@ from cnnlab.errors import CnnlabError
 COMMAND_MODULES = (
     "cnnlab.train.commands",
     "cnnlab.scratch.commands",
+    "cnnlab.explain.commands",
+    "cnnlab.attack.commands",
 )
 
 

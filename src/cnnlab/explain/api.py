@@ -1,0 +1,135 @@
+"""The functions behind ``cnnlab explain`` and ``cnnlab visualize``: files in, PNG/JSON/markdown out."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.explain import figures
+from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
+from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
+from cnnlab.explain.source import PixelClassifier, load_images, load_model, resolve_class
+from cnnlab.explain.visualize import class_model
+
+
+def _targets(pc: PixelClassifier, target: str | None, probs: Tensor) -> Tensor:
+    """The class to explain per image: ``target`` (name or index) for all, else each image's top-1."""
+    return probs.argmax(1) if target is None else torch.full((len(probs),), resolve_class(target, pc.classes))
+
+
+def _predict(model: nn.Module, images: Tensor) -> Tensor:
+    with torch.no_grad():
+        return model(images).softmax(1)
+
+
+def list_layers(model: str | None = None, checkpoint: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Every layer a CAM can use (name -> C x H x W of its output), in the order the network runs them."""
+    pc = load_model(model, checkpoint)
+    return feature_layers(pc.model, torch.rand(1, *pc.input_size))
+
+
+def explain_files(images: Sequence[str], model: str | None = None, checkpoint: str | None = None,
+                  method: str = "gradcam", layer: str | None = None, target: str | None = None,
+                  out: str | Path = "runs/explain", device: str = "cpu", **cam_kwargs) -> list[dict]:
+    """One CAM overlay per image (``<out>/<image>_<method>.png``), for the top-1 class or ``target``."""
+    pc = load_model(model, checkpoint, device)
+    x = load_images(images, pc.input_size).to(device)
+    probs = _predict(pc.model, x)
+    t = _targets(pc, target, probs)
+    cam = get_cam(method, pc.model, layer, **cam_kwargs)
+    maps = cam(x, t)
+    rows = []
+    for i, f in enumerate(images):
+        top = int(probs[i].argmax())
+        row = dict(image=str(f), method=method, layer=cam.layer_name, prediction=pc.classes[top],
+                   probability=float(probs[i, top]), target=pc.classes[int(t[i])], target_probability=float(probs[i, t[i]]))
+        stem = Path(str(f).replace("skimage:", "")).stem
+        row["overlay"] = str(figures.save_overlay(
+            x[i], maps[i], Path(out) / f"{stem}_{method}.png",
+            f"{method} on {cam.layer_name}: {row['target']} (p={row['target_probability']:.2f}); "
+            f"top-1 {row['prediction']} ({row['probability']:.2f})"))
+        rows.append(row)
+    return rows
+
+
+def compare(model: nn.Module, images: Tensor, targets=None, methods: Sequence[str] = tuple(METHODS),
+            layer: str | None = None, steps: int = 20, sigma: float = 0.03, repeats: int = 3,
+            cam_kwargs: dict | None = None) -> tuple[list[dict], dict[str, Tensor]]:
+    """Every method on the same images: maps, deletion/insertion AUC, noise stability and time.
+
+    Returns ``(rows, maps)``: one row per method with per-image values and their means.
+    """
+    probs = _predict(model, images)
+    t = probs.argmax(1) if targets is None else as_targets(targets, len(images), images.device)
+    rows, maps = [], {}
+    for name in methods:
+        kwargs = (cam_kwargs or {}).get(name, {})
+        cam = get_cam(name, model, layer, **kwargs)
+        start = time.perf_counter()
+        maps[name] = cam(images, t)
+        seconds = time.perf_counter() - start
+        dele = deletion_auc(model, images, maps[name], t, steps)
+        ins = insertion_auc(model, images, maps[name], t, steps)
+        stab = noise_stability(cam, images, t, sigma, repeats, maps=maps[name])
+        rows.append(dict(method=name, layer=cam.layer_name, deletion_auc=float(dele.mean()),
+                         insertion_auc=float(ins.mean()), stability=float(stab.nanmean()),
+                         seconds_per_image=seconds / len(images), per_image=dict(
+                             deletion_auc=dele.tolist(), insertion_auc=ins.tolist(), stability=stab.tolist())))
+    return rows, maps
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| method | deletion AUC (lower better) | insertion AUC (higher better) | "
+             "noise stability, Spearman (higher better) | s/image |", "|---|---|---|---|---|"]
+    lines += [f"| {r['method']} | {r['deletion_auc']:.4f} | {r['insertion_auc']:.4f} | {r['stability']:.4f} | "
+              f"{r['seconds_per_image']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def compare_files(images: Sequence[str], model: str | None = None, checkpoint: str | None = None,
+                  methods: Sequence[str] = tuple(METHODS), layer: str | None = None, target: str | None = None,
+                  out: str | Path = "runs/explain-compare", steps: int = 20, sigma: float = 0.03, repeats: int = 3,
+                  samples: int = 16, device: str = "cpu") -> list[dict]:
+    """``compare`` on image files; writes compare.md (table), compare.json and compare.png (all maps)."""
+    pc = load_model(model, checkpoint, device)
+    x = load_images(images, pc.input_size).to(device)
+    probs = _predict(pc.model, x)
+    t = _targets(pc, target, probs)
+    rows, maps = compare(pc.model, x, t, methods, layer, steps, sigma, repeats,
+                         cam_kwargs={"shapcam": {"samples": samples}})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [Path(str(f).replace("skimage:", "")).stem for f in images]
+    titles = [f"{n}: {pc.classes[int(c)]} ({float(probs[i, c]):.2f})" for i, (n, c) in enumerate(zip(names, t))]
+    figures.save_comparison(x, maps, out / "compare.png", titles)
+    setup = dict(model=pc.name, images=list(map(str, images)), targets=[pc.classes[int(c)] for c in t],
+                 deletion_steps=steps, noise_sigma=sigma, noise_repeats=repeats, shapcam_samples=samples)
+    (out / "compare.json").write_text(json.dumps(dict(setup, rows=rows), indent=1))
+    (out / "compare.md").write_text(f"{markdown_table(rows)}\n\n{json.dumps(setup)}\n")
+    return rows
+
+
+def visualize_class(target: str, model: str | None = None, checkpoint: str | None = None,
+                    out: str | Path = "runs/visualize", device: str = "cpu", **options) -> dict:
+    """Class-model visualization; writes ``<class>.png``, ``<class>_trajectory.png`` and ``.json``."""
+    pc = load_model(model, checkpoint, device)
+    index = resolve_class(target, pc.classes, "--class")
+    result = class_model(pc.model, index, pc.input_size, **options)
+    probs = _predict(pc.model, result.image[None])[0]
+    top = probs.topk(min(3, len(probs)))
+    name = pc.classes[index]
+    stem = Path(out) / name.replace(" ", "_").replace("/", "_")
+    summary = dict(model=pc.name, target=name, steps=len(result.scores) - 1, start_score=result.scores[0],
+                   final_score=result.scores[-1], final_probability=float(probs[index]),
+                   top3=[(pc.classes[int(j)], float(p)) for p, j in zip(top.values, top.indices)],
+                   options=options, scores=result.scores, probabilities=result.probs)
+    summary["image"] = str(figures.save_image(result.image, f"{stem}.png",
+                                              f"{name}: p={summary['final_probability']:.3f}"))
+    summary["trajectory"] = str(figures.save_trajectory({"class score (logit)": result.scores,
+                                                         "probability": result.probs}, f"{stem}_trajectory.png"))
+    Path(f"{stem}.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,300 @@
+"""CAMs against pytorch-grad-cam and hand-derived cases, Shapley estimates against enumeration,
+faithfulness/stability metrics, class-model visualization, bad input and the explain CLI."""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from scipy.stats import spearmanr
+from torch import nn
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
+from cnnlab.explain.cam import ShapCAM, feature_layers, get_cam
+from cnnlab.explain.metrics import noise_stability, perturbation_curve, rank_correlation
+from cnnlab.explain.shapley import exact_shapley, sample_shapley
+from cnnlab.explain.source import pixel_wrap, resolve_class
+from cnnlab.explain.visualize import class_model
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import save_checkpoint
+
+pytest.importorskip("pytorch_grad_cam")
+from pytorch_grad_cam import GradCAM as PeerGradCAM  # noqa: E402
+from pytorch_grad_cam import GradCAMPlusPlus as PeerGradCAMPP  # noqa: E402
+from pytorch_grad_cam import ScoreCAM as PeerScoreCAM  # noqa: E402
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+
+
+def tiny_cnn(channels: int = 6, classes: int = 3, seed: int = 0) -> nn.Module:
+    """Conv stack whose ``act2`` has few channels and whose head is non-linear (a non-additive game)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 8, 3, padding=1), act1=nn.ReLU(), pool=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(8, channels, 3, padding=1), act2=nn.ReLU(),
+        head=nn.Sequential(nn.Conv2d(channels, 5, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                           nn.Linear(5, classes)))).eval()
+
+
+def correlations(a: torch.Tensor, b) -> list[float]:
+    b = torch.as_tensor(b)
+    return [float(np.corrcoef(a[i].flatten().numpy(), b[i].flatten().numpy())[0, 1]) for i in range(len(a))
+            if a[i].std() > 0]
+
+
+def test_gradcam_matches_pytorch_grad_cam_on_resnet18():
+    torch.manual_seed(0)
+    net = pixel_wrap(torchvision.models.resnet18(weights=None, num_classes=10), (0.485, 0.456, 0.406),
+                     (0.229, 0.224, 0.225))
+    x = torch.rand(4, 3, 64, 64)
+    targets = net(x).argmax(1).tolist()  # the top-1 class has positive evidence somewhere
+    ours = get_cam("gradcam", net, "net.layer3")(x, targets)
+    with PeerGradCAM(net, [net.net.layer3]) as peer:
+        theirs = peer(x, [ClassifierOutputTarget(t) for t in targets])
+    corr = correlations(ours, theirs)
+    assert len(corr) == 4 and min(corr) > 0.99
+
+
+@pytest.mark.parametrize("method,peer", [("gradcam++", PeerGradCAMPP), ("scorecam", PeerScoreCAM)])
+def test_gradcam_plusplus_and_scorecam_match_pytorch_grad_cam(method, peer):
+    net = tiny_cnn()
+    x = torch.rand(3, 3, 16, 16)
+    ours = get_cam(method, net, "act2")(x, [0, 1, 2])
+    with peer(net, [net.act2]) as p:
+        theirs = p(x, [ClassifierOutputTarget(t) for t in (0, 1, 2)])
+    corr = correlations(ours, theirs)
+    assert len(corr) >= 2 and min(corr) > 0.99
+
+
+def test_gradcam_under_global_pooling_and_linear_head_is_the_original_cam():
+    """With logits = W @ mean(A), dS_c/dA_k = W_ck / hw everywhere, so Grad-CAM = relu(sum_k W_ck A_k) (Zhou's CAM)."""
+    torch.manual_seed(1)
+    feats = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    fc = nn.Linear(4, 2)
+    net = nn.Sequential(OrderedDict(feats=feats, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=fc))
+    x = torch.rand(2, 3, 8, 8)
+    ours = get_cam("gradcam", net, "feats")(x, [1, 1])
+    cam = torch.relu(torch.einsum("k,nkhw->nhw", fc.weight[1].detach(), feats(x).detach()))
+    cam = (cam - cam.amin((1, 2), keepdim=True)) / (cam.amax((1, 2), keepdim=True) - cam.amin((1, 2), keepdim=True))
+    assert torch.allclose(ours, cam, atol=1e-5)  # same resolution as the input: no upsampling in between
+
+
+def test_default_layer_is_the_last_feature_map_and_shared_modules_are_excluded():
+    net = pixel_wrap(torchvision.models.resnet18(weights=None), (0.5,) * 3, (0.5,) * 3)
+    layers = feature_layers(net, torch.rand(1, 3, 64, 64))
+    assert list(layers)[-1] == "net.layer4" and layers["net.layer4"] == (512, 2, 2)
+    assert "net.avgpool" not in layers  # 1 x 1: not a map
+    assert "net.layer1.0.relu" not in layers  # torchvision reuses each block's ReLU twice
+    cam = get_cam("gradcam", net)
+    cam(torch.rand(1, 3, 64, 64))
+    assert cam.layer_name == "net.layer4"
+
+
+def test_unknown_layer_lists_the_valid_ones():
+    net = tiny_cnn()
+    with pytest.raises(CnnlabError) as err:
+        get_cam("gradcam", net, "act3")(torch.rand(1, 3, 16, 16))
+    msg = str(err.value)
+    assert "'act3' does not exist" in msg and "Did you mean: act2" in msg
+    assert "conv2" in msg and "head.1" in msg
+    with pytest.raises(CnnlabError, match="does not output a feature map"):
+        get_cam("gradcam", net, "head.4")(torch.rand(1, 3, 16, 16))
+    with pytest.raises(CnnlabError, match="unknown CAM method"):
+        get_cam("gradcam3", net)
+
+
+def test_exact_shapley_on_hand_solved_games():
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    assert torch.allclose(exact_shapley(lambda m: m.float() @ w, 4).float(), w)  # additive: phi = w
+    # unanimity game of {0, 2}: worth 1 only when both are in -> they split it, the others get 0
+    phi = exact_shapley(lambda m: (m[:, 0] & m[:, 2]).float(), 4)
+    assert torch.allclose(phi, torch.tensor([0.5, 0, 0.5, 0], dtype=torch.float64))
+    # majority of 3 voters: symmetric, so 1/3 each
+    assert torch.allclose(exact_shapley(lambda m: (m.sum(1) >= 2).float(), 3), torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def test_shapcam_monte_carlo_converges_to_exact_shapley_values_of_the_channels():
+    net = tiny_cnn(channels=6)
+    x = torch.rand(1, 3, 16, 16)
+    cam = ShapCAM(net, "act2")
+    cam(x, [2])  # resolves the layer
+    game = cam.game(x[0], torch.tensor(2))
+    exact = exact_shapley(game, 6)
+    full_minus_empty = float(game(torch.ones(1, 6, dtype=torch.bool)) - game(torch.zeros(1, 6, dtype=torch.bool)))
+    errors = {}
+    for samples in (4, 64, 1024):
+        est = sample_shapley(game, 6, samples, torch.Generator().manual_seed(0))
+        assert est.sum().item() == pytest.approx(full_minus_empty, abs=1e-4)  # efficiency holds for every sample
+        errors[samples] = float((est - exact).abs().max())
+    scale = float(exact.abs().max())
+    assert errors[1024] < 0.02 * scale
+    assert errors[1024] < errors[64] < errors[4] or errors[1024] < errors[4] / 4
+    # the map uses those values as channel weights
+    acts, _, _ = cam.activations(x, torch.tensor([2]))
+    w = cam.channel_weights(x, acts, None, torch.tensor([2]))[0]
+    assert torch.allclose(w.double(), sample_shapley(game, 6, 16, torch.Generator().manual_seed(0)), atol=1e-5)
+
+
+def test_shapcam_before_a_linear_head_is_exact_with_one_sample():
+    """Pooling + linear after the layer make the game additive: phi_k = W_ck * mean(A_k), for any order."""
+    torch.manual_seed(2)
+    feats = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
+    fc = nn.Linear(5, 3)
+    net = nn.Sequential(OrderedDict(feats=feats, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=fc))
+    x = torch.rand(2, 3, 8, 8)
+    cam = ShapCAM(net, "feats", samples=1)
+    cam(x, [0, 2])
+    acts, _, _ = cam.activations(x, torch.tensor([0, 2]))
+    w = cam.channel_weights(x, acts, None, torch.tensor([0, 2]))
+    expected = fc.weight[[0, 2]].detach() * acts.mean((2, 3))
+    assert torch.allclose(w, expected, atol=1e-5)
+
+
+def test_shapcam_explains_a_layer_inside_a_residual_block():
+    net = pixel_wrap(torchvision.models.resnet18(weights=None, num_classes=4), (0.5,) * 3, (0.5,) * 3)
+    maps = get_cam("shapcam", net, "net.layer4.1.bn1", samples=2)(torch.rand(2, 3, 64, 64))
+    assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all()
+
+
+class RegionModel(nn.Module):
+    """Class 1's logit is 10 x the mean brightness of the top-left quadrant; class 0's is fixed at 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x):
+        region = x[:, :, :8, :8].mean((1, 2, 3))
+        return torch.stack([torch.full_like(region, 2.0), self.scale * region], 1)
+
+
+def test_deletion_and_insertion_curves_reward_the_map_that_finds_the_evidence():
+    model = RegionModel()
+    x = torch.full((1, 1, 16, 16), 0.8)
+    good = torch.zeros(1, 16, 16)
+    good[:, :8, :8] = 1
+    bad = 1 - good
+    t = torch.tensor([1])
+    dele_good = perturbation_curve(model, x, good, t, "deletion", steps=4)
+    dele_bad = perturbation_curve(model, x, bad, t, "deletion", steps=4)
+    p_full = torch.softmax(torch.tensor([2.0, 8.0]), 0)[1]
+    p_black = torch.softmax(torch.tensor([2.0, 0.0]), 0)[1]
+    # endpoints: the untouched image and the all-black image; deleting the quadrant first empties it at 25%
+    assert dele_good[0, 0] == pytest.approx(float(p_full), abs=1e-6)
+    assert dele_good[0, 1] == pytest.approx(float(p_black), abs=1e-6)
+    assert dele_good[0, -1] == pytest.approx(float(p_black), abs=1e-6)
+    assert torch.allclose(dele_bad[0, :4], p_full.expand(4))  # the useless pixels go first
+    ins_good = perturbation_curve(model, x, good, t, "insertion", steps=4, baseline="zero")
+    assert ins_good[0, 1] == pytest.approx(float(p_full), abs=1e-6)
+    auc_good = torch.trapezoid(dele_good, dx=0.25).item()
+    auc_bad = torch.trapezoid(dele_bad, dx=0.25).item()
+    assert auc_good < auc_bad
+
+
+def test_rank_correlation_matches_scipy_with_ties():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 5, (3, 40), generator=g).float()  # many ties, like a ReLU-clipped map
+    b = a + torch.randn(3, 40, generator=g)
+    ours = rank_correlation(a, b)
+    for i in range(3):
+        assert ours[i].item() == pytest.approx(spearmanr(a[i].numpy(), b[i].numpy())[0], abs=1e-5)
+
+
+def test_noise_stability_is_one_without_noise_and_lower_with_it():
+    net = tiny_cnn()
+    x = torch.rand(2, 3, 16, 16)
+    cam = get_cam("gradcam", net, "act2")
+    t = torch.tensor([0, 1])
+    assert torch.allclose(noise_stability(cam, x, t, sigma=0.0, repeats=1), torch.ones(2))
+    noisy = noise_stability(cam, x, t, sigma=0.3, repeats=2)
+    assert (noisy < 0.999).all() and (noisy > -1).all()
+    with pytest.raises(CnnlabError, match="sigma"):
+        noise_stability(cam, x, t, sigma=-0.1)
+
+
+def test_class_model_visualization_climbs_toward_the_class_template():
+    """A linear class score +1 on the left half, -1 on the right: ascent must brighten left, darken right."""
+    linear = nn.Linear(3 * 16 * 16, 3)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[2].view(3, 16, 16)[:, :, :8] = 1
+        linear.weight[2].view(3, 16, 16)[:, :, 8:] = -1
+    net = nn.Sequential(nn.Flatten(), linear)
+    result = class_model(net, 2, (3, 16, 16), steps=30, lr=0.05, jitter=1, blur_every=5)
+    assert len(result.scores) == 31
+    assert result.scores[-1] > result.scores[0] + 100
+    image = result.image
+    assert image[:, :, 1:7].mean() > 0.8 and image[:, :, 9:15].mean() < 0.2
+    assert 0 <= image.min() and image.max() <= 1
+    with pytest.raises(CnnlabError):
+        class_model(net, 2, (3, 16, 16), steps=0)
+
+
+def test_unknown_class_name_suggests_close_names():
+    classes = ["flamingo", "goose", "black swan", "pelican"]
+    assert resolve_class("Flamingo", classes) == 0 and resolve_class("3", classes) == 3
+    with pytest.raises(CnnlabError, match="Did you mean: flamingo"):
+        resolve_class("flamingoo", classes)
+    with pytest.raises(CnnlabError, match="out of range"):
+        resolve_class(7, classes)
+
+
+def test_efficientnet_lite0_on_a_photo_matches_the_peer_and_its_map_is_faithful():
+    from cnnlab.explain.source import load_images, load_model
+
+    pc = load_model()  # offline ImageNet weights
+    x = load_images(["skimage:chelsea"], pc.input_size)
+    probs = pc.model(x).softmax(1)[0]
+    assert "cat" in pc.classes[int(probs.argmax())]
+    ours = get_cam("gradcam", pc.model)(x)
+    with PeerGradCAM(pc.model, [pc.model.net[0]]) as peer:
+        theirs = peer(x, None)
+    assert correlations(ours, theirs)[0] > 0.99
+    t = probs.argmax()[None]
+    dele = perturbation_curve(pc.model, x, ours, t, "deletion", steps=8).mean()
+    dele_inverted = perturbation_curve(pc.model, x, 1 - ours, t, "deletion", steps=8).mean()
+    assert dele < dele_inverted
+    with pytest.raises(CnnlabError, match="Did you mean: flamingo"):
+        resolve_class("flamingoo", pc.classes, "--class")
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A (random) simple-cnn checkpoint on 1 x 28 x 28 images, saved the way training saves it."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt")
+    model = create_model("simple-cnn", num_classes=3, in_chans=1)
+    save_checkpoint(folder / "best.ckpt", dict(model="simple-cnn", model_kwargs={}, classes=["cat", "dog", "flamingo"],
+                                               mean=[0.3], std=[0.3], input_size=[1, 28, 28],
+                                               state_dict=model.state_dict()))
+    image = folder / "img.png"
+    Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)).save(image)
+    return folder / "best.ckpt", image
+
+
+def test_cli_explain_compare_and_bad_input(tiny_checkpoint, tmp_path, capsys):
+    ckpt, image = tiny_checkpoint
+    assert main(["explain", str(image), "--checkpoint", str(ckpt), "--method", "gradcam++", "--target", "dog",
+                 "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "img_gradcam++.png").is_file()
+    assert "for dog" in capsys.readouterr().out
+    assert main(["explain", "compare", str(image), str(image), "--checkpoint", str(ckpt), "--steps", "4",
+                 "--repeats", "1", "--samples", "2", "--out", str(tmp_path / "cmp")]) == 0
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["gradcam", "gradcam++", "scorecam", "shapcam"]
+    assert all(0 <= r["deletion_auc"] <= 1 and -1 <= r["stability"] <= 1 for r in rows)
+    assert (tmp_path / "cmp" / "compare.png").is_file() and (tmp_path / "cmp" / "compare.md").is_file()
+    assert main(["explain", "--list-layers", "--checkpoint", str(ckpt)]) == 0
+    assert "net." in capsys.readouterr().out
+    assert main(["explain", str(image), "--checkpoint", str(ckpt), "--layer", "net.nope"]) == 2
+    assert "Valid layers" in capsys.readouterr().err
+    assert main(["visualize", "--class", "flamingoo", "--checkpoint", str(ckpt)]) == 2
+    assert "Did you mean: flamingo" in capsys.readouterr().err
+    assert main(["visualize", "--class", "flamingo", "--checkpoint", str(ckpt), "--steps", "5",
+                 "--out", str(tmp_path / "vis")]) == 0
+    summary = json.loads((tmp_path / "vis" / "flamingo.json").read_text())
+    assert len(summary["scores"]) == 6 and (tmp_path / "vis" / "flamingo.png").is_file()
