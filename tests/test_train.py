@@ -209,3 +209,18 @@ def test_fashion_mnist_short_real_run_has_a_real_accuracy_floor(tmp_path):
 
     acc = evaluate(model, test, ClassificationTask(10))["accuracy"]
     assert acc >= 0.80, acc
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_on_cpu_writes_one_run_folder(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "cnnlab.cli", "train",
+           "--epochs", "2", "--out", str(out), "--model-kwargs", '{"width": 8}']
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("test accuracy") == 1  # rank 0 alone reports
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["history"]) == 2 and m["test_size"] == 359

@@ -109,6 +109,7 @@ def train_classifier(
         (out / "config.json").write_text(json.dumps(config, indent=2))
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
     history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+    dist.close()
     if not dist.is_main():
         return {}
     best, _ = load_classifier(out / "best.ckpt", cfg.resolved_device())
