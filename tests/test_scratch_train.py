@@ -9,7 +9,7 @@ import pytest
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.scratch.experiments import MLPConfig, load_arrays, make_runner, run_suite, train, train_epoch
-from cnnlab.scratch.linreg import compare, fit_closed_form, fit_gradient_descent, make_problem
+from cnnlab.scratch.linreg import POWER_ITERS, compare, fit_closed_form, fit_gradient_descent, make_problem
 from cnnlab.scratch.threads import compute_threads
 from tests.conftest import real_data
 
@@ -114,7 +114,7 @@ def test_closed_form_matches_lstsq_and_gd_converges_to_it():
 def test_linreg_compare_reports_times_and_predictions():
     rows = compare([(400, 5), (800, 5), (800, 20)], steps=50, repeats=1)
     for r in rows:
-        assert r["gd_ops"] == 50 * r["n"] * r["d"] and r["closed_ops"] == r["n"] * r["d"] ** 2 + r["d"] ** 3
+        assert r["gd_ops"] == (50 + POWER_ITERS) * r["n"] * r["d"] and r["closed_ops"] == r["n"] * r["d"] ** 2 + r["d"] ** 3
         assert r["gd_seconds"] > 0 and r["closed_predicted_seconds"] > 0
         assert r["max_weight_diff"] < 1e-3
     # the predictions share one constant per method, so they scale exactly like the op counts
@@ -137,3 +137,15 @@ def test_fashion_mnist_one_epoch_on_a_subset():
     data.x_train, data.y_train = data.x_train[:10000], data.y_train[:10000]
     _, hist = train(MLPConfig(epochs=1), data, progress=False)
     assert hist[-1]["test_accuracy"] > 0.75
+
+
+def test_thread_switch_restores_and_rejects_zero():
+    import torch
+
+    before = torch.get_num_threads()
+    with compute_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(CnnlabError, match="--threads"):
+        with compute_threads(0):
+            pass

@@ -18,7 +18,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_mlp(args: argparse.Namespace) -> None:
-    from cnnlab.scratch.experiments import MLPConfig, compute_threads, load_arrays, run_mlp
+    from cnnlab.scratch.experiments import MLPConfig, load_arrays, run_mlp
+    from cnnlab.scratch.threads import compute_threads
 
     cfg = MLPConfig(hidden=tuple(args.hidden), activation=args.activation, optimizer=args.optimizer,
                     lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, epochs=args.epochs,
@@ -33,7 +34,8 @@ def cmd_mlp(args: argparse.Namespace) -> None:
 
 
 def cmd_suite(args: argparse.Namespace) -> None:
-    from cnnlab.scratch.experiments import compute_threads, load_arrays, run_suite, suite_table
+    from cnnlab.scratch.experiments import load_arrays, run_suite, suite_table
+    from cnnlab.scratch.threads import compute_threads
 
     data = load_arrays(args.dataset, args.data_dir)
     with compute_threads(args.threads):
@@ -44,8 +46,8 @@ def cmd_suite(args: argparse.Namespace) -> None:
 
 
 def cmd_linreg(args: argparse.Namespace) -> None:
-    from cnnlab.scratch.experiments import compute_threads
     from cnnlab.scratch.linreg import linreg_table, run_linreg
+    from cnnlab.scratch.threads import compute_threads
 
     with compute_threads(args.threads):
         rows = run_linreg(args.out, args.n, args.d, args.n_fixed, args.d_fixed, args.steps, args.repeats, args.seed)

@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from cnnlab.errors import CnnlabError
 from cnnlab.scratch.mlp import MLP, check_architecture
 from cnnlab.scratch.optim import OPTIMIZERS, make_optimizer
-from cnnlab.scratch.threads import compute_threads  # noqa: F401  (re-exported for the CLI)
 
 # learning rates that work for 784-128-64-10 on Fashion-MNIST with batch 64 (see docs/scratch.md)
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}

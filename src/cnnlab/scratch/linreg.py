@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
+POWER_ITERS = 30  # power-iteration steps used to pick GD's learning rate, each as costly as a GD step
+
 
 def add_bias(x: np.ndarray) -> np.ndarray:
     return np.hstack([x, np.ones((len(x), 1), x.dtype)])
@@ -33,7 +35,7 @@ def fit_closed_form(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.linalg.lstsq(x, y, rcond=None)[0]
 
 
-def largest_curvature(x: np.ndarray, iters: int = 30, seed: int = 0) -> float:
+def largest_curvature(x: np.ndarray, iters: int = POWER_ITERS, seed: int = 0) -> float:
     """``λmax`` of the Hessian ``(2/n) XᵀX`` by power iteration, ``O(iters·n·d)``: it never forms ``XᵀX``.
 
     GD on a quadratic converges for ``lr < 2/λmax``; ``lr = 1/λmax`` is the classic safe choice.
@@ -81,7 +83,8 @@ def _best_time(fn, repeats: int) -> tuple[float, np.ndarray]:
 def compare(sizes: list[tuple[int, int]], steps: int = 100, repeats: int = 3, seed: int = 0) -> list[dict]:
     """For each ``(n, d)``: both fits' weights, MSE and seconds, next to the predicted seconds.
 
-    The predictions are the operation counts ``m·n·d`` and ``n·d² + d³`` times one constant per
+    The predictions are the operation counts ``m·n·d`` (``m`` = GD steps plus the power-iteration
+    steps that chose the learning rate) and ``n·d² + d³`` times one constant per
     method, fitted over all sizes (geometric mean of seconds / count): the complexity formula
     fixes the *shape* of the growth, the constant is the machine's speed.
     """
@@ -91,7 +94,7 @@ def compare(sizes: list[tuple[int, int]], steps: int = 100, repeats: int = 3, se
         t_gd, w_gd = _best_time(lambda: fit_gradient_descent(x, y, steps), repeats)
         t_cf, w_cf = _best_time(lambda: fit_closed_form(x, y), repeats)
         rows.append({"n": n, "d": d, "steps": steps, "gd_seconds": t_gd, "closed_seconds": t_cf,
-                     "gd_ops": steps * n * d, "closed_ops": n * d * d + d ** 3,
+                     "gd_ops": (steps + POWER_ITERS) * n * d, "closed_ops": n * d * d + d ** 3,
                      "max_weight_diff": float(np.abs(w_gd - w_cf).max()),
                      "gd_mse": mse(x, y, w_gd), "closed_mse": mse(x, y, w_cf)})
     for method in ("gd", "closed"):
@@ -129,6 +132,8 @@ def plot_linreg(rows: list[dict], path: Path, n_fixed: int, d_fixed: int) -> Pat
                                      ("closed", "normal equations, O(n·d²+d³)", "C1")):
             ax.loglog(xs, [r[f"{method}_seconds"] for r in sel], "o", color=color, label=f"{label} measured")
             ax.loglog(xs, [r[f"{method}_predicted_seconds"] for r in sel], "--", color=color, label="predicted")
+        ax.set_xticks(xs, [str(v) for v in xs], minor=False)
+        ax.set_xticks([], minor=True)
         ax.set_xlabel(var)
         ax.set_ylabel("seconds")
         ax.set_title(f"{fixed_key} = {fixed}")
