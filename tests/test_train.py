@@ -224,3 +224,18 @@ def test_ddp_under_torchrun_on_cpu_writes_one_run_folder(tmp_path):
     assert done.stdout.count("test accuracy") == 1  # rank 0 alone reports
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["history"]) == 2 and m["test_size"] == 359
+
+
+def test_torchvision_backbone_offline_error_names_the_way_out(monkeypatch):
+    import torchvision
+
+    def offline(name, weights=None):
+        if weights is not None:
+            raise OSError("<urlopen error [Errno -2] Name or service not known>")
+        return torchvision.models.resnet18()
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(CnnlabError, match="transfer:efficientnet-lite0"):
+        create_model("transfer:resnet18", num_classes=2)
+    model = create_model("transfer:resnet18", num_classes=2, pretrained=False, in_chans=1)
+    assert model(torch.rand(2, 1, 32, 32)).shape == (2, 2)

