@@ -298,3 +298,15 @@ def test_cli_explain_compare_and_bad_input(tiny_checkpoint, tmp_path, capsys):
                  "--out", str(tmp_path / "vis")]) == 0
     summary = json.loads((tmp_path / "vis" / "flamingo.json").read_text())
     assert len(summary["scores"]) == 6 and (tmp_path / "vis" / "flamingo.png").is_file()
+
+
+def test_torchvision_models_by_name_with_imagenet_class_names():
+    from cnnlab.explain.source import load_model
+
+    pc = load_model("torchvision:resnet18", pretrained=False)
+    assert len(pc.classes) == 1000 and pc.classes[130] == "flamingo" and pc.input_size == (3, 224, 224)
+    assert pc.model(torch.rand(1, 3, 64, 64)).shape == (1, 1000)
+    with pytest.raises(CnnlabError, match="torchvision:resnet18"):
+        load_model("torchvision:resnt18")
+    with pytest.raises(CnnlabError, match="torchvision:<name>"):
+        load_model("resnet18")
