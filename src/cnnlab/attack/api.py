@@ -64,10 +64,10 @@ def sweep(model: nn.Module, images: Tensor, labels: Tensor, eps: Sequence[float]
     for name in attacks:
         result[name] = accuracy_vs_eps(model, images, labels, eps, name, seed=seed, steps=steps)
     flips = min_flip_eps(model, images, labels, eps_max).cpu().numpy()
-    finite = flips[np.isfinite(flips)]
-    result["min_flip_eps"] = dict(median=float(np.median(flips)) if len(flips) else None,
-                                  mean_of_flipped=float(finite.mean()) if len(finite) else None,
-                                  never_flipped=int((~np.isfinite(flips)).sum()), eps_max=eps_max,
+    held = flips[flips > 0]  # images the model gets right without attack (0: already wrong)
+    result["min_flip_eps"] = dict(median_of_correct=float(np.median(held)) if len(held) else None,
+                                  wrong_when_clean=int((flips == 0).sum()),
+                                  never_flipped=int(np.isinf(flips).sum()), eps_max=eps_max,
                                   per_image=[float(v) for v in flips])
     return result
 

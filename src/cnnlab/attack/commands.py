@@ -32,8 +32,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
         for i, e in enumerate(r["eps"]):
             print(f"| {e:.4f} | " + " | ".join(f"{r[a][i]:.4f}" for a in attacks) + " |")
         m = r["min_flip_eps"]
-        print(f"smallest flipping FGSM eps: median {m['median']:.4f}, {m['never_flipped']} never flipped "
-              f"up to {m['eps_max']}")
+        print(f"smallest flipping FGSM eps over the {r['n'] - m['wrong_when_clean']} correctly classified images: "
+              f"median {m['median_of_correct']:.4f}; {m['never_flipped']} never flipped up to {m['eps_max']}")
         print(f"wrote {out}/sweep.json, accuracy_vs_eps.png, min_flip_eps.png, panels.png")
         return
     if not args.images:
