@@ -3,3 +3,8 @@
 Add one import per family module here.
 """
 from cnnlab.models import classic, pretrained  # noqa: F401
+from cnnlab.models import resnet  # noqa: F401
+from cnnlab.models import inception  # noqa: F401
+from cnnlab.models import mobilenet  # noqa: F401
+from cnnlab.models import efficientnet  # noqa: F401
+from cnnlab.models import dilated  # noqa: F401

@@ -87,3 +87,234 @@ class Normalize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks of the course's architectures (ResNet, ResNeXt, SENet, Inception, MobileNet, EfficientNet)
+# ---------------------------------------------------------------------------------------------
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` without losing more than 10%.
+
+    MobileNet and EfficientNet keep every width a multiple of 8 (hardware-friendly); this is
+    the rounding their reference code uses, so scaled widths match the published models.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): a per-channel gate computed from global context.
+
+    Squeeze: global average pool to ``C`` numbers. Excite: ``C -> C/r -> C`` with a sigmoid,
+    then rescale each channel. The two 1x1 layers hold ``2 C^2 / r`` weights (plus ``C/r + C``
+    biases when ``bias``): cheap next to a 3x3 conv's ``9 C^2``. ``hidden`` overrides ``C/r``
+    (EfficientNet sizes it from the block's *input* width).
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, hidden: int | None = None,
+                 act: str = "relu", bias: bool = True) -> None:
+        super().__init__()
+        hidden = hidden or max(1, channels // reduction)
+        self.reduce = nn.Conv2d(channels, hidden, 1, bias=bias)
+        self.act = make_activation(act)
+        self.expand = nn.Conv2d(hidden, channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+    """Identity when shapes agree, else a strided 1x1 projection (ResNet option B)."""
+    if stride == 1 and in_ch == out_ch:
+        return nn.Identity()
+    return ConvBNAct(in_ch, out_ch, 1, stride, act=None)
+
+
+class BasicBlock(nn.Module):
+    """ResNet-18/34 block: two 3x3 convs and a shortcut, ``relu(body(x) + shortcut(x))``.
+
+    ``se_reduction`` appends squeeze-and-excitation to the body before the addition (SE-ResNet).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_reduction: int | None = None) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNAct(in_ch, out_ch, 3, stride),
+            ConvBNAct(out_ch, out_ch, 3, act=None),
+            SqueezeExcite(out_ch, se_reduction) if se_reduction else nn.Identity(),
+        )
+        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50 block: 1x1 reduce to ``width``, 3x3 (stride here, as torchvision's v1.5), 1x1 expand.
+
+    The 3x3 conv works on ``width`` channels only, so a 4x wider output costs little.
+    ``groups > 1`` turns the 3x3 into a grouped conv: that is the ResNeXt block.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, width: int | None = None,
+                 groups: int = 1, se_reduction: int | None = None) -> None:
+        super().__init__()
+        width = width or out_ch // 4
+        self.body = nn.Sequential(
+            ConvBNAct(in_ch, width, 1),
+            ConvBNAct(width, width, 3, stride, groups=groups),
+            ConvBNAct(width, out_ch, 1, act=None),
+            SqueezeExcite(out_ch, se_reduction) if se_reduction else nn.Identity(),
+        )
+        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResNeXtBlock(Bottleneck):
+    """ResNeXt block (Xie et al. 2017): ``cardinality`` parallel paths of ``bottleneck_width``
+    channels each, implemented as one grouped 3x3 conv of ``cardinality * bottleneck_width``.
+
+    More paths at equal cost beat a wider or deeper plain bottleneck (the paper's point).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, cardinality: int = 32,
+                 bottleneck_width: int = 4, se_reduction: int | None = None) -> None:
+        super().__init__(in_ch, out_ch, stride, width=cardinality * bottleneck_width,
+                         groups=cardinality, se_reduction=se_reduction)
+
+
+class InceptionModule(nn.Module):
+    """Inception v1 module: 1x1, 3x3 and 5x5 convs and a 3x3 max-pool side by side, concatenated.
+
+    The 1x1 "reductions" before the 3x3/5x5 convs (and after the pool) keep the wide branches
+    cheap; output channels are ``c1 + c3 + c5 + pool_proj``.
+    """
+
+    def __init__(self, in_ch: int, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int,
+                 pool_proj: int) -> None:
+        super().__init__()
+        self.branch1 = ConvBNAct(in_ch, c1, 1)
+        self.branch3 = nn.Sequential(ConvBNAct(in_ch, c3_reduce, 1), ConvBNAct(c3_reduce, c3, 3))
+        self.branch5 = nn.Sequential(ConvBNAct(in_ch, c5_reduce, 1), ConvBNAct(c5_reduce, c5, 5))
+        self.branch_pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), ConvBNAct(in_ch, pool_proj, 1))
+        self.out_channels = c1 + c3 + c5 + pool_proj
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)], 1)
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """MobileNetV1 unit: a 3x3 depthwise conv (one filter per channel) then a 1x1 pointwise conv.
+
+    Costs ``HW(9C + C*C')`` multiply-adds instead of ``HW * 9 C C'``: 8-9x fewer for wide layers.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, act: str = "relu") -> None:
+        super().__init__(
+            ConvBNAct(in_ch, in_ch, 3, stride, groups=in_ch, act=act),
+            ConvBNAct(in_ch, out_ch, 1, act=act),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand (x``expand``), 3x3 depthwise, 1x1 *linear* projection.
+
+    The inverse of a bottleneck: thin tensors at the shortcut, wide ones inside. The projection
+    has no activation because ReLU on a thin tensor destroys information (the paper's argument).
+    The shortcut exists only when stride is 1 and widths agree.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, expand: int = 6, act: str = "relu6") -> None:
+        super().__init__()
+        hidden = in_ch * expand
+        layers: list[nn.Module] = [ConvBNAct(in_ch, hidden, 1, act=act)] if expand != 1 else []
+        layers += [ConvBNAct(hidden, hidden, 3, stride, groups=hidden, act=act),
+                   ConvBNAct(hidden, out_ch, 1, act=None)]
+        self.body = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x) if self.use_residual else self.body(x)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: in training, drop a residual branch for a whole sample with probability ``p``.
+
+    Surviving branches are scaled by ``1/(1-p)`` so the expected output is unchanged; at eval
+    time it is the identity. EfficientNet uses it (called drop-connect there) in every MBConv.
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) >= self.p
+        return x * keep / (1.0 - self.p)
+
+
+class MBConv(nn.Module):
+    """EfficientNet block: inverted residual with a ``kernel`` depthwise conv, SE and SiLU.
+
+    SE squeezes to ``se_ratio`` of the block's *input* width (the reference implementation),
+    and the shortcut branch is dropped per sample with ``drop_path`` during training.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, expand: int = 6,
+                 se_ratio: float = 0.25, drop_path: float = 0.0, act: str = "silu") -> None:
+        super().__init__()
+        hidden = in_ch * expand
+        layers: list[nn.Module] = [ConvBNAct(in_ch, hidden, 1, act=act)] if expand != 1 else []
+        layers.append(ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act=act))
+        if se_ratio:
+            layers.append(SqueezeExcite(hidden, hidden=max(1, int(in_ch * se_ratio)), act=act))
+        layers.append(ConvBNAct(hidden, out_ch, 1, act=None))
+        self.body = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_ch == out_ch
+        self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.drop_path(self.body(x)) if self.use_residual else self.body(x)
+
+
+class DilatedBlock(nn.Module):
+    """Two 3x3 convs with dilation ``d`` and a residual: resolution kept, receptive field +4d.
+
+    A dilated 3x3 samples its 9 taps ``d`` pixels apart, so stacking dilations 1, 2, 4, 8
+    grows the receptive field exponentially with no pooling and no extra parameters.
+    """
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNAct(channels, channels, 3, dilation=dilation),
+            ConvBNAct(channels, channels, 3, dilation=dilation, act=None),
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.body(x))
+
+
+def resolve_stem(stem: str, image_size: int) -> str:
+    """``"auto"`` picks the CIFAR stem for small inputs (<= 64 px) and the ImageNet stem otherwise.
+
+    An ImageNet stem divides the input by 4 (ResNet) or 2 (MobileNet) before the first block;
+    on 32x32 images that throws away most of the picture, so CIFAR variants keep stride 1 there.
+    """
+    from cnnlab.errors import CnnlabError
+
+    if stem == "auto":
+        return "cifar" if image_size <= 64 else "imagenet"
+    if stem not in ("cifar", "imagenet"):
+        raise CnnlabError(f"stem={stem!r}: expected 'auto', 'cifar' or 'imagenet'")
+    return stem

@@ -1,0 +1,102 @@
+"""ResNet (He et al. 2016), ResNeXt (Xie et al. 2017) and SE-ResNet (Hu et al. 2018).
+
+One ``ResNet`` class: a stem, stages of residual blocks (the first block of each stage after the
+first halves the resolution), and a global-pool classifier. The families differ only in the block.
+
+Stems: ``stem="cifar"`` is one 3x3 conv at full resolution (the CIFAR ResNets of the papers'
+CIFAR experiments and of kuangliu/pytorch-cifar); ``stem="imagenet"`` is the 7x7/2 conv and 3x3/2
+max-pool for 224x224 input. ``stem="auto"`` (default) chooses from ``image_size``; these models are
+registered with a 32x32 default input, so they are the CIFAR variants unless told otherwise.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor, nn
+
+from cnnlab.models.layers import BasicBlock, Bottleneck, ClassifierHead, ConvBNAct, ResNeXtBlock, resolve_stem
+from cnnlab.models.registry import register_model
+
+BlockFactory = Callable[[int, int, int, int], nn.Module]  # (in_ch, out_ch, stride, stage index) -> block
+
+
+class ResNet(nn.Module):
+    """Stem -> stages of ``depths[i]`` blocks with ``widths[i]`` output channels -> pooled linear head."""
+
+    def __init__(self, block: BlockFactory, depths: list[int], widths: list[int], num_classes: int = 10,
+                 in_chans: int = 3, stem: str = "cifar", stem_width: int = 64) -> None:
+        super().__init__()
+        if stem == "cifar":
+            self.stem = ConvBNAct(in_chans, stem_width, 3)
+        else:
+            self.stem = nn.Sequential(ConvBNAct(in_chans, stem_width, 7, 2), nn.MaxPool2d(3, 2, 1))
+        stages, c_in = [], stem_width
+        for i, (depth, width) in enumerate(zip(depths, widths)):
+            blocks = [block(c_in if j == 0 else width, width, 2 if (i > 0 and j == 0) else 1, i) for j in range(depth)]
+            stages.append(nn.Sequential(*blocks))
+            c_in = width
+        self.stages = nn.Sequential(*stages)
+        self.head = ClassifierHead(c_in, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+def _basic(se_reduction: int | None = None) -> BlockFactory:
+    return lambda c_in, c_out, stride, _: BasicBlock(c_in, c_out, stride, se_reduction)
+
+
+def _bottleneck(c_in: int, c_out: int, stride: int, _: int) -> nn.Module:
+    return Bottleneck(c_in, c_out, stride)
+
+
+RESNET_WIDTHS = [64, 128, 256, 512]
+
+
+@register_model("resnet18", default_input=(3, 32, 32), tags=("resnet",))
+def resnet18(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
+    """ResNet-18: basic blocks [2, 2, 2, 2] (11.17M params with the CIFAR stem, 10 classes)."""
+    return ResNet(_basic(), [2, 2, 2, 2], RESNET_WIDTHS, num_classes, in_chans, resolve_stem(stem, image_size))
+
+
+@register_model("resnet34", default_input=(3, 32, 32), tags=("resnet",))
+def resnet34(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
+    """ResNet-34: basic blocks [3, 4, 6, 3]."""
+    return ResNet(_basic(), [3, 4, 6, 3], RESNET_WIDTHS, num_classes, in_chans, resolve_stem(stem, image_size))
+
+
+@register_model("resnet50", default_input=(3, 32, 32), tags=("resnet",))
+def resnet50(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
+    """ResNet-50: bottleneck blocks [3, 4, 6, 3], outputs 4x the 3x3 width (25.56M at 224, 1000 classes)."""
+    return ResNet(_bottleneck, [3, 4, 6, 3], [4 * w for w in RESNET_WIDTHS], num_classes, in_chans,
+                  resolve_stem(stem, image_size))
+
+
+@register_model("se-resnet18", default_input=(3, 32, 32), tags=("resnet", "se"))
+def se_resnet18(num_classes: int = 10, in_chans: int = 3, r: int = 16, stem: str = "auto",
+                image_size: int = 32) -> nn.Module:
+    """ResNet-18 with squeeze-and-excitation (reduction ``r``) in every block: +2C^2/r weights per block."""
+    return ResNet(_basic(r), [2, 2, 2, 2], RESNET_WIDTHS, num_classes, in_chans, resolve_stem(stem, image_size))
+
+
+def resnext29(cardinality: int, bottleneck_width: int, num_classes: int = 10, in_chans: int = 3,
+              stem: str = "cifar") -> ResNet:
+    """ResNeXt-29 for CIFAR: 3 stages x 3 blocks (29 = 9 blocks x 3 layers + stem + head),
+    outputs 256/512/1024, and the per-path width ``d`` doubling at each stage as in the paper."""
+
+    def block(c_in: int, c_out: int, stride: int, stage: int) -> nn.Module:
+        return ResNeXtBlock(c_in, c_out, stride, cardinality, bottleneck_width * 2**stage)
+
+    return ResNet(block, [3, 3, 3], [256, 512, 1024], num_classes, in_chans, stem)
+
+
+@register_model("resnext29-8x64d", default_input=(3, 32, 32), tags=("resnet", "resnext"))
+def resnext29_8x64d(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
+    """ResNeXt-29 8x64d: cardinality 8, 64 channels per path (34.4M params, the paper's CIFAR model)."""
+    return resnext29(8, 64, num_classes, in_chans, resolve_stem(stem, image_size))
+
+
+@register_model("resnext29-4x16d", default_input=(3, 32, 32), tags=("resnet", "resnext"))
+def resnext29_4x16d(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
+    """ResNeXt-29 4x16d: a small ResNeXt (cardinality 4, 16 channels per path) for quick experiments."""
+    return resnext29(4, 16, num_classes, in_chans, resolve_stem(stem, image_size))
