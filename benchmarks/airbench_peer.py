@@ -1,0 +1,91 @@
+"""Run the peer, airbench (github.com/KellerJordan/cifar10-airbench, ``airbench94_muon.py``), on
+the same JPEG-encoded CIFAR-10 tree that cnnlab trains on.
+
+airbench reads ``cifar10/train.pt`` and ``cifar10/test.pt`` from its working directory: dicts of
+``images`` (uint8, N x 32 x 32 x 3), ``labels`` (int64) and ``classes``; when they are missing
+it downloads the binary release instead. This adapter writes those two files from cnnlab's own
+decode of the image-folder tree (same pixels, same class order), so both sides see identical
+data. The airbench script itself is NOT part of this repository: pass the path of an unmodified
+copy (``--script``; keep it in the ignored ``.peers/`` folder). It is imported as a module and
+driven like its ``__main__`` block (compile, one warm-up run on random labels, then ``--runs``
+timed runs); each run's figures are read from airbench's own logging call, so the seconds are
+airbench's CUDA-event timer (training + whitening init + TTA evaluation, compile excluded).
+
+Usage: python benchmarks/airbench_peer.py --data-dir CIFAR10_TREE --script .peers/.../airbench94_muon.py
+       --workdir /tmp/airbench --runs 5 --out airbench.json
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def write_airbench_data(data_dir: str, folder: str | Path) -> Path:
+    """Decode the ``train/<class>/*.jpg`` + ``test/<class>/*.jpg`` tree into airbench's two .pt files."""
+    from cnnlab.data import load_dataset
+
+    splits = load_dataset("cifar10", data_dir, val_fraction=0.0)
+    target = Path(folder) / "cifar10"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", splits.train), ("test", splits.test)):
+        torch.save({"images": part.images.permute(0, 2, 3, 1).contiguous(), "labels": part.labels,
+                    "classes": list(splits.classes)}, target / f"{name}.pt")
+    return target
+
+
+def run_airbench(script: str | Path, workdir: str | Path, runs: int) -> dict:
+    """Import the unmodified airbench script and run it ``runs`` times (after its compile warm-up)."""
+    spec = importlib.util.spec_from_file_location("airbench94_muon", script)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    finals: list[dict] = []
+    original = ab.print_training_details
+
+    def capture(variables: dict, is_final_entry: bool) -> None:
+        if is_final_entry:
+            finals.append({"tta_val_acc": variables["tta_val_acc"], "seconds": variables["time_seconds"]})
+        original(variables, is_final_entry)
+
+    ab.print_training_details = capture  # main() looks the logger up in its module's globals
+    os.chdir(workdir)
+    t0 = time.perf_counter()
+    model = ab.CifarNet().cuda().to(memory_format=torch.channels_last)
+    model.compile(mode="max-autotune")
+    ab.print_columns(ab.logging_columns_list, is_head=True)
+    ab.main("warmup", model)
+    warmup_seconds = time.perf_counter() - t0
+    finals.clear()
+    for run in range(runs):
+        ab.main(run, model)
+    accs = [f["tta_val_acc"] for f in finals]
+    secs = [f["seconds"] for f in finals]
+    return {"runs": finals, "mean_acc": statistics.mean(accs), "std_acc": statistics.pstdev(accs),
+            "mean_seconds": statistics.mean(secs), "warmup_compile_seconds": warmup_seconds,
+            "device": torch.cuda.get_device_name(), "torch": torch.__version__}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", required=True, help="CIFAR-10 image-folder tree (train/, test/)")
+    ap.add_argument("--script", required=True, help="path of an unmodified airbench94_muon.py")
+    ap.add_argument("--workdir", default="/tmp/airbench", help="where cifar10/{train,test}.pt are written")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--out", default="airbench.json")
+    args = ap.parse_args()
+    script, out = Path(args.script).resolve(), Path(args.out).resolve()
+    write_airbench_data(args.data_dir, args.workdir)
+    result = run_airbench(script, args.workdir, args.runs)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"airbench: {result['mean_acc']:.4f} mean TTA accuracy in {result['mean_seconds']:.2f} s "
+          f"(mean of {args.runs} runs; compile + warm-up {result['warmup_compile_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Rank the registry's architectures on CIFAR-10 (the JPEG image-folder tree), and time cnnlab's
+quickest route to 90% test accuracy against the peer, airbench, in the same run on the same GPU.
+
+Three parts, each written to ``--out`` (JSON) as soon as a row is measured, so a run cut short
+still reports what it finished:
+
+1. ``airbench``: ``benchmarks/airbench_peer.py`` in a subprocess (its own CUDA context and
+   compile caches), on the same decoded pixels. Its time is airbench's own timer.
+2. ``fast``: complete cnnlab training runs (``cnnlab.train.engine.fit`` on cnnlab loaders and
+   models) of increasing length; cnnlab's time to 90% is the training + test-evaluation seconds
+   of the shortest run whose test accuracy (with flip TTA, as airbench's) reaches 90%. That run
+   is then repeated under ``torch.compile`` (compile time excluded, as airbench excludes its own:
+   one warm-up epoch and evaluation first, then the weights are re-initialised).
+3. ``zoo``: every architecture of the course with ONE shared recipe and budget (the cifar10
+   default recipe of ``cnnlab train`` with ``--zoo-epochs`` epochs), all 50,000 training images,
+   test accuracy without TTA at the end of the budget (no model selection on the test split),
+   wall seconds of training, params and MACs at 32x32. Models whose registered default input is
+   224x224 are built with their CIFAR stem (``image_size=32``). ``--deadline`` skips the rest of
+   the zoo once that many seconds of the whole benchmark have passed.
+
+The training set is all of ``train/`` (``val_fraction=0``, like airbench); the test set is ``test/``.
+``torch.backends.cudnn.benchmark`` is on for every run (airbench turns it on too).
+
+Usage: CNNLAB_CACHE=/tmp/cache python benchmarks/cifar10_models.py --data-dir DIR/cifar10 \
+       --airbench-script .peers/cifar10-airbench/airbench94_muon.py --out results.json
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.data import load_dataset
+from cnnlab.models import create_model
+from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.models.registry import get_entry
+from cnnlab.train.classify import make_loaders, train_config
+from cnnlab.train.engine import evaluate, fit
+from cnnlab.train.tasks import ClassificationTask
+
+ZOO = ["resnet9", "dilated-cnn", "resnet18", "se-resnet18", "resnet34", "resnet50", "resnext29-4x16d",
+       "resnext29-8x64d", "googlenet", "mobilenet-v1", "mobilenet-v2", "efficientnet-b0", "efficientnet-b1",
+       "efficientnet-b2", "efficientnet-b3"]
+# Complete runs of increasing length for the time-to-90% search: (model kwargs, training overrides).
+FAST = [({"width": 64}, dict(epochs=e, batch_size=512, lr=0.4, label_smoothing=0.2)) for e in (8, 10, 12, 16)]
+# The zoo's shared recipe (= `cnnlab train --dataset cifar10` defaults; epochs from --zoo-epochs).
+ZOO_RECIPE = dict(batch_size=256, lr=0.2, label_smoothing=0.2, optimizer="sgd", schedule="onecycle")
+TARGET = 0.90
+
+
+class FlipTTA(nn.Module):
+    """Average the logits of each image and its mirror (airbench's TTA level 1)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * (self.model(x) + self.model(x.flip(3)))
+
+
+def build(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """A registry model for 32x32 input: ``image_size=32`` picks the CIFAR stem where there is one."""
+    params = inspect.signature(get_entry(name)[0].builder).parameters
+    if "image_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs.setdefault("image_size", 32)
+    return create_model(name, num_classes=num_classes, **kwargs)
+
+
+def _timed_eval(model: nn.Module, loader, task, device) -> tuple[float, float]:
+    torch.cuda.synchronize(device) if device.type == "cuda" else None
+    t0 = time.perf_counter()
+    acc = evaluate(model, loader, task, device)["accuracy"]
+    torch.cuda.synchronize(device) if device.type == "cuda" else None
+    return acc, time.perf_counter() - t0
+
+
+def reinitialise(model: nn.Module) -> None:
+    """Fresh weights (and BatchNorm statistics) without building a new module (keeps compiled code)."""
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+def train_and_test(name: str, splits, model_kwargs: dict, overrides: dict, tta: bool = False,
+                   compile_model: bool = False) -> dict:
+    """One complete run through cnnlab's engine; seconds are training plus test evaluation."""
+    cfg = train_config("cifar10", **overrides)
+    device = cfg.resolved_device()
+    net = build(name, splits.num_classes, **model_kwargs)
+    params, macs = count_params(net), count_macs(net, (splits.in_chans, *splits.image_size))
+    train_loader, _, test_loader = make_loaders(splits, cfg)
+    task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
+    compile_seconds = None
+    if compile_model:
+        t0 = time.perf_counter()
+        net = torch.compile(net)
+        warm = train_config("cifar10", **{**overrides, "epochs": 1})
+        fit(net, train_loader, None, task, warm, progress=False)
+        evaluate(FlipTTA(net) if tta else net, test_loader, task, device)
+        reinitialise(net)
+        compile_seconds = time.perf_counter() - t0
+    history = fit(net, train_loader, None, task, cfg, progress=False)
+    train_seconds = sum(r["seconds"] for r in history)
+    row = dict(model=name, model_kwargs=model_kwargs, **overrides, compiled=compile_model, params=params, macs=macs,
+               train_seconds=round(train_seconds, 3), final_train_accuracy=round(history[-1]["train_accuracy"], 4))
+    acc, eval_seconds = _timed_eval(net, test_loader, task, device)
+    row.update(test_accuracy=round(acc, 4), eval_seconds=round(eval_seconds, 3))
+    if tta:
+        acc_tta, tta_seconds = _timed_eval(FlipTTA(net), test_loader, task, device)
+        row.update(test_accuracy_tta=round(acc_tta, 4), tta_eval_seconds=round(tta_seconds, 3),
+                   seconds=round(train_seconds + tta_seconds, 3))
+    else:
+        row["seconds"] = round(train_seconds + eval_seconds, 3)
+    if compile_seconds is not None:
+        row["compile_warmup_seconds"] = round(compile_seconds, 1)
+    return row
+
+
+class Results:
+    """The JSON document, rewritten after every row (a run cut short keeps what it measured)."""
+
+    def __init__(self, path: Path, meta: dict) -> None:
+        self.path, self.doc = path, {**meta, "airbench": None, "fast": [], "zoo": []}
+
+    def add(self, part: str, value) -> None:
+        if isinstance(self.doc[part], list):
+            self.doc[part].append(value)
+        else:
+            self.doc[part] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.doc, indent=1))
+        tmp.replace(self.path)
+        print(f"[{part}] {json.dumps(value)}", flush=True)
+
+
+def run_airbench(args: argparse.Namespace, results: Results) -> None:
+    out = Path(args.out).with_name("airbench.json")
+    cmd = [sys.executable, str(Path(__file__).with_name("airbench_peer.py")), "--data-dir", args.data_dir,
+           "--script", args.airbench_script, "--runs", str(args.airbench_runs), "--out", str(out)]
+    proc = subprocess.run(cmd)
+    results.add("airbench", json.loads(out.read_text()) if proc.returncode == 0 and out.exists()
+                else {"error": f"exit status {proc.returncode}"})
+
+
+def run_fast(splits, results: Results, compile_best: bool) -> None:
+    for model_kwargs, overrides in FAST:
+        results.add("fast", train_and_test("resnet9", splits, model_kwargs, overrides, tta=True))
+    reached = [r for r in results.doc["fast"] if r["test_accuracy_tta"] >= TARGET]
+    if reached and compile_best:
+        best = min(reached, key=lambda r: r["seconds"])
+        overrides = {k: best[k] for k in FAST[0][1]}
+        results.add("fast", train_and_test("resnet9", splits, best["model_kwargs"], overrides, tta=True,
+                                           compile_model=True))
+
+
+def run_zoo(splits, results: Results, models: list[str], epochs: int, deadline: float, started: float) -> None:
+    for name in models:
+        if time.perf_counter() - started > deadline:
+            results.add("zoo", {"model": name, "skipped": f"deadline of {deadline:.0f} s reached"})
+            continue
+        results.add("zoo", train_and_test(name, splits, {}, {**ZOO_RECIPE, "epochs": epochs}))
+
+
+def summary(doc: dict) -> str:
+    """The tables printed at the end (and written next to the JSON as Markdown)."""
+    lines = []
+    ab = doc.get("airbench") or {}
+    fast = [r for r in doc["fast"] if r.get("test_accuracy_tta", 0) >= TARGET]
+    if fast:
+        best = min(fast, key=lambda r: r["seconds"])
+        lines.append(f"cnnlab fast: {best['test_accuracy_tta']:.4f} test accuracy (flip TTA) in {best['seconds']:.2f} s "
+                     f"(resnet9 {best['model_kwargs']}, {best['epochs']} epochs, batch {best['batch_size']}, "
+                     f"lr {best['lr']}{', compiled' if best['compiled'] else ''})")
+    if "mean_seconds" in ab:
+        lines.append(f"airbench94_muon: {ab['mean_acc']:.4f} mean TTA accuracy in {ab['mean_seconds']:.2f} s "
+                     f"(mean of {len(ab['runs'])} runs)")
+        if fast:
+            lines.append(f"ratio cnnlab time to {TARGET:.0%} / airbench time: {best['seconds'] / ab['mean_seconds']:.2f}")
+    lines += ["", "| fast run | epochs | batch | lr | compiled | test acc | TTA acc | seconds |",
+              "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for r in doc["fast"]:
+        lines.append(f"| resnet9 {r['model_kwargs']} | {r['epochs']} | {r['batch_size']} | {r['lr']} | {r['compiled']} | "
+                     f"{r['test_accuracy']:.4f} | {r['test_accuracy_tta']:.4f} | {r['seconds']:.2f} |")
+    lines += ["", f"zoo: {doc['zoo_epochs']} epochs each, {ZOO_RECIPE}",
+              "", "| model | test acc | wall s | params | MACs (32x32) |", "|---|---:|---:|---:|---:|"]
+    for r in sorted((r for r in doc["zoo"] if "test_accuracy" in r), key=lambda r: -r["test_accuracy"]):
+        lines.append(f"| {r['model']} | {r['test_accuracy']:.4f} | {r['seconds']:.1f} | {r['params'] / 1e6:.2f}M | "
+                     f"{r['macs'] / 1e6:.0f}M |")
+    lines += [f"| {r['model']} | skipped | | | |" for r in doc["zoo"] if "skipped" in r]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", required=True, help="CIFAR-10 image-folder tree (train/, test/)")
+    ap.add_argument("--out", default="cifar10_models.json")
+    ap.add_argument("--airbench-script", help="unmodified airbench94_muon.py (skip the peer when left out)")
+    ap.add_argument("--airbench-runs", type=int, default=5)
+    ap.add_argument("--parts", default="airbench,fast,zoo", help="comma-separated subset of airbench,fast,zoo")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile repeat of the fastest run")
+    ap.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo models")
+    ap.add_argument("--zoo-epochs", type=int, default=3)
+    ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds after which the zoo stops")
+    args = ap.parse_args()
+    started = time.perf_counter()
+    torch.backends.cudnn.benchmark = True
+    parts = set(args.parts.split(","))
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    results = Results(Path(args.out), {"device": device, "torch": torch.__version__, "zoo_epochs": args.zoo_epochs,
+                                       "target": TARGET})
+    if "airbench" in parts and args.airbench_script:
+        run_airbench(args, results)
+    splits = load_dataset("cifar10", args.data_dir, val_fraction=0.0)
+    if "fast" in parts:
+        run_fast(splits, results, compile_best=not args.no_compile)
+    if "zoo" in parts:
+        run_zoo(splits, results, args.models.split(","), args.zoo_epochs, args.deadline, started)
+    text = summary(results.doc)
+    Path(args.out).with_suffix(".md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
