@@ -8,3 +8,4 @@ from cnnlab.models import inception  # noqa: F401
 from cnnlab.models import mobilenet  # noqa: F401
 from cnnlab.models import efficientnet  # noqa: F401
 from cnnlab.models import dilated  # noqa: F401
+from cnnlab.models import local  # noqa: F401
