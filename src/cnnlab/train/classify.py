@@ -202,18 +202,27 @@ def _sample_plots(splits: DatasetSplits, preds, targets, probs, out: Path, n: in
     plots.image_grid(splits.test.images[wrong], titles(wrong), out / "misclassified.png", colors=["red"] * len(wrong))
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
-                        device: str = "auto") -> dict:
-    """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
+def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tuple[dict, dict, DatasetSplits]:
+    """A checkpoint, its run's config.json, and the same seeded splits it was trained with.
+
+    Later tools (evaluate, attacks) must use the run's own test split, never images it trained on.
+    """
     ckpt = load_checkpoint(checkpoint)
     config_path = Path(checkpoint).parent / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     dataset = ckpt.get("dataset") or config.get("dataset")
     if dataset is None:
-        raise CnnlabError(f"{checkpoint}: no dataset recorded; cannot pick a test split")
+        raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to use")
     splits = load_dataset(dataset, data_dir or config.get("data_dir"), val_fraction=config.get("val_fraction", 0.1),
                           test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
                           **config.get("dataset_kwargs", {}))
+    return ckpt, config, splits
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
+                        device: str = "auto") -> dict:
+    """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
+    ckpt, config, splits = checkpoint_splits(checkpoint, data_dir)
     if list(splits.classes) != list(ckpt["classes"]):
         raise CnnlabError(f"{checkpoint}: classes {ckpt['classes']} differ from the dataset's {splits.classes}")
     cfg = TrainConfig(device=device)
