@@ -52,5 +52,5 @@ class GoogLeNet(nn.Module):
 @register_model("googlenet", default_input=(3, 32, 32), tags=("inception",))
 def googlenet(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32,
               dropout: float = 0.4) -> nn.Module:
-    """GoogLeNet (Inception v1, no auxiliary heads): 9 Inception modules, 6.8M params at 224."""
+    """GoogLeNet (Inception v1, no auxiliary heads): 9 Inception modules, 7.0M params at 224 (1000 classes)."""
     return GoogLeNet(num_classes, in_chans, resolve_stem(stem, image_size), dropout)

@@ -65,10 +65,10 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from cnnlab.models import list_models
+    from cnnlab.models.complexity import format_table, registry_complexity
 
-    for e in list_models():
-        print(f"{e.name:28s} {e.description}")
+    rows = registry_complexity()
+    print(json.dumps(rows, indent=1) if args.format == "json" else format_table(rows))
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -129,7 +129,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="fix the draw (default: new samples each run)")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("models", help="list the registered models")
+    p = sub.add_parser("models", help="list the registered models with params and MACs at their default input")
+    p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("datasets", help="list the known datasets")
     p.set_defaults(func=cmd_datasets)
