@@ -52,7 +52,7 @@ def _torchscan_fields(model: nn.Module, size) -> list[tuple[float, float, float]
     torchvision.models.vgg11().features,
     torchvision.models.alexnet().features,
     nn.Sequential(nn.Conv2d(3, 4, 5, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(3, 2, 1),
-                  nn.Conv2d(4, 4, 3, dilation=3, padding=2), nn.MaxPool2d(2, dilation=2), nn.Conv2d(4, 4, 7, stride=3)),
+                  nn.Conv2d(4, 4, 3, dilation=3, padding=2), nn.MaxPool2d(2, dilation=2), nn.Conv2d(4, 4, 5, stride=2)),
 ], ids=["vgg11.features", "alexnet.features", "dilated-strided"])
 def test_receptive_fields_equal_torchscan_composition(model):
     s = summarize(model, SIZE)
