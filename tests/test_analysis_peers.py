@@ -48,13 +48,14 @@ def _torchscan_fields(model: nn.Module, size) -> list[tuple[float, float, float]
     return out
 
 
-@pytest.mark.parametrize("model", [
-    torchvision.models.vgg11().features,
-    torchvision.models.alexnet().features,
-    nn.Sequential(nn.Conv2d(3, 4, 5, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(3, 2, 1),
+@pytest.mark.parametrize("build", [
+    lambda: torchvision.models.vgg11(init_weights=False).features,
+    lambda: torchvision.models.alexnet().features,
+    lambda: nn.Sequential(nn.Conv2d(3, 4, 5, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AvgPool2d(3, 2, 1),
                   nn.Conv2d(4, 4, 3, dilation=3, padding=2), nn.MaxPool2d(2, dilation=2), nn.Conv2d(4, 4, 5, stride=2)),
 ], ids=["vgg11.features", "alexnet.features", "dilated-strided"])
-def test_receptive_fields_equal_torchscan_composition(model):
+def test_receptive_fields_equal_torchscan_composition(build):
+    model = build()
     s = summarize(model, SIZE)
     ours = [(f.size[0], f.jump[0], f.start[0]) for f in (layer.state for layer in s.layers)]
     assert ours == _torchscan_fields(model, SIZE)
