@@ -194,7 +194,8 @@ def _tiny_kwargs(name: str) -> tuple[dict, tuple[int, int, int]]:
     c, h, _ = entry.default_input
     size = min(h, 16)
     params = inspect.signature(entry.builder).parameters
-    kw = {"image_size": size} if "image_size" in params or "kwargs" in params else {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kw = {"image_size": size} if "image_size" in params or takes_any else {}
     return kw, (c, size, size)
 
 
@@ -244,3 +245,10 @@ def test_cli_models_json_lists_params_and_macs(capsys):
     assert main(["models"]) == 0
     table = capsys.readouterr().out
     assert "resnext29-8x64d" in table and "34.43M" in table and "5.39G" in table
+
+
+def test_unknown_stem_is_a_clear_error():
+    from cnnlab.errors import CnnlabError
+
+    with pytest.raises(CnnlabError, match="stem='tiny'"):
+        create_model("resnet18", stem="tiny")

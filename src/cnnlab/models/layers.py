@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import CnnlabError
+
 
 def make_activation(name: str | None) -> nn.Module:
     """An activation by name; ``None``/"identity" gives a no-op."""
@@ -311,8 +313,6 @@ def resolve_stem(stem: str, image_size: int) -> str:
     An ImageNet stem divides the input by 4 (ResNet) or 2 (MobileNet) before the first block;
     on 32x32 images that throws away most of the picture, so CIFAR variants keep stride 1 there.
     """
-    from cnnlab.errors import CnnlabError
-
     if stem == "auto":
         return "cifar" if image_size <= 64 else "imagenet"
     if stem not in ("cifar", "imagenet"):
