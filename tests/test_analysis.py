@@ -193,7 +193,7 @@ def test_json_schema_csv_and_markdown():
     assert d["input"] == [3, 32, 32]
     assert all(set(l) == {"name", "type", "output_shape", "params", "macs", "receptive_field", "stride", "start"}
                for l in d["layers"])
-    assert {"params", "trainable_params", "macs", "flops"} <= set(d["total"])
+    assert set(d["total"]) == {"params", "trainable_params", "macs", "flops"}
     assert d["layers"][2]["receptive_field"] == [6, 4] and d["total"]["flops"] == 2 * d["total"]["macs"]
     lines = s.format("csv").splitlines()
     assert lines[0] == "name,type,output_shape,params,macs,receptive_field,stride,start"

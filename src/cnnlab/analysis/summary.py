@@ -88,7 +88,7 @@ class Summary:
             "layers": [{"name": layer.name, "type": layer.type, "output_shape": list(layer.output_shape),
                         "params": layer.params, "macs": layer.macs, **self.field(layer)} for layer in self.layers],
             "total": {"params": self.params, "trainable_params": self.trainable_params, "macs": self.macs,
-                      "flops": self.flops, "activation_bytes": self.activation_bytes, "param_bytes": self.param_bytes},
+                      "flops": self.flops},
         }
 
     def format(self, fmt: str = "table") -> str:
@@ -359,7 +359,8 @@ def _table(s: Summary, markdown: bool) -> str:
         CONVENTIONS,
     ]
     if in_rows != s.params:
-        notes.append(f"{s.params - in_rows:,} parameters belong to non-leaf modules (in the totals, not in any row).")
+        notes.append(f"{s.params - in_rows:,} parameters are in no row: held by modules this forward did not call "
+                     f"(e.g. auxiliary heads in eval mode) or by non-leaf modules; they are in the totals.")
     if s.unknown:
         names = ", ".join(f"{layer.name} ({layer.type})" for layer in s.unknown)
         notes.append(f"Unknown layers, NOT counted in the MACs total: {names}.")
