@@ -16,7 +16,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, list_models
 from cnnlab.train import checkpoint as ckpt_mod
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.train.classify import train_classifier
+from cnnlab.train.classify import train_classifier, train_config
 from cnnlab.train.engine import TrainConfig, fit
 from cnnlab.train.tasks import ClassificationTask
 from tests.conftest import real_data
@@ -201,7 +201,7 @@ def test_fashion_mnist_short_real_run_has_a_real_accuracy_floor(tmp_path):
     assert abs(splits.mean[0] - 0.2860) < 2e-3 and abs(splits.std[0] - 0.3530) < 2e-3
     sub = splits.train.subset(torch.arange(8000))
     model = create_model("simple-cnn", num_classes=10, in_chans=1, width=16)
-    cfg = TrainConfig(epochs=2, lr=0.05, batch_size=128)
+    cfg = train_config("fashion-mnist", epochs=3)  # the shipped recipe, shortened
     train = TensorLoader(sub, 128, splits.mean, splits.std, shuffle=True)
     test = TensorLoader(splits.test, 1000, splits.mean, splits.std)
     fit(model, train, None, ClassificationTask(10), cfg, progress=False)
@@ -239,3 +239,30 @@ def test_torchvision_backbone_offline_error_names_the_way_out(monkeypatch):
         create_model("transfer:resnet18", num_classes=2)
     model = create_model("transfer:resnet18", num_classes=2, pretrained=False, in_chans=1)
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("total,warmup", [(100, 0.25), (37, 0.3)])
+def test_one_cycle_matches_torch_onecycle_and_survives_tiny_runs(total, warmup):
+    from cnnlab.train.engine import one_cycle
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=total, pct_start=warmup,
+                                              anneal_strategy="linear", cycle_momentum=False, div_factor=10,
+                                              final_div_factor=100)
+    expected = []
+    for _ in range(total):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    factor = one_cycle(total, warmup)
+    assert np.allclose([factor(s) for s in range(total)], expected, atol=1e-12)
+    tiny = one_cycle(2, 0.5)  # warmup * total == 1: torch's OneCycleLR divides by zero here
+    assert tiny(0) == 1.0 and abs(tiny(1) - 0.001) < 1e-12
+
+
+def test_translate_never_moves_more_than_an_eighth_of_a_small_image():
+    x = torch.arange(64.0).view(1, 1, 8, 8).repeat(32, 1, 1, 1)
+    out = random_translate(x, 8, torch.Generator().manual_seed(0))  # a 150-px preset on 8x8 digits
+    shifts = {(int(o[0, 1, 1].item()) // 8 - 1, int(o[0, 1, 1].item()) % 8 - 1) for o in out}
+    assert out.shape == x.shape and shifts <= {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)} and len(shifts) > 1

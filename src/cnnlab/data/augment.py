@@ -41,8 +41,13 @@ class Augment:
 
 
 def random_translate(x: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
-    """Shift each image by up to ``pad`` pixels (reflect padding, then a random crop)."""
+    """Shift each image by up to ``pad`` pixels (reflect padding, then a random crop).
+
+    The shift never exceeds an eighth of the shorter side: a preset written for 150-pixel photos
+    must not push an 8-pixel digit out of its own frame (and reflect padding needs pad < side).
+    """
     n, c, h, w = x.shape
+    pad = min(pad, max(1, min(h, w) // 8))
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dev = "cpu" if generator is not None else x.device
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev).to(x.device)

@@ -64,14 +64,26 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     raise CnnlabError(f"unknown optimizer {cfg.optimizer!r}; expected sgd, adam or adamw")
 
 
+def one_cycle(total: int, warmup: float):
+    """The LR factor of a linear one-cycle: 0.1 -> 1 over the first ``warmup`` of the steps, then
+    down to 0.001 at the last step (``OneCycleLR(div_factor=10, final_div_factor=100)``'s curve,
+    written out because OneCycleLR divides by zero when ``warmup * total == 1`` — tiny runs)."""
+    peak = warmup * total - 1
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return 0.1 + 0.9 * step / peak
+        return 1 - 0.999 * min(1.0, (step - max(peak, 0)) / max(total - 1 - max(peak, 0), 1))
+
+    return factor
+
+
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Returns ``(scheduler, per_batch)``: one-cycle and cosine step every batch, the rest every epoch."""
     name = cfg.schedule.lower()
     total = cfg.epochs * steps_per_epoch
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=total, pct_start=cfg.warmup, anneal_strategy="linear",
-            cycle_momentum=False, div_factor=10, final_div_factor=100), True
+        return torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total, cfg.warmup)), True
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), True
     if name == "step":
