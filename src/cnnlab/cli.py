@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "cnnlab.scratch.commands",
     "cnnlab.explain.commands",
     "cnnlab.attack.commands",
+    "cnnlab.segment.commands",
     "cnnlab.analysis.commands",
 )
 

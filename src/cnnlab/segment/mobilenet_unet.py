@@ -1,0 +1,81 @@
+"""MobileNetV2 U-Net: torchvision's MobileNetV2 ``features`` as the encoder, a U-Net decoder.
+
+The encoder's inverted-residual stages end at strides 2, 4, 8, 16 and 32; the last block of each
+stage feeds a skip connection (16, 24, 32, 96 and 320 channels), the 1x1 conv to 1280 channels
+(ImageNet classification only) is dropped. ImageNet weights are used when torchvision has them
+(downloaded or in the torch hub cache); offline they cannot be fetched and the encoder starts
+from random weights: ``model.pretrained_loaded`` says which, and a warning is printed.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.models.layers import ConvBNAct
+from cnnlab.models.registry import register_model
+from cnnlab.segment.unet import UpBlock, pad_to_multiple
+
+# (end index in features, channels) of the stages at strides 2, 4, 8, 16, 32
+STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
+
+
+def _imagenet_state() -> dict | None:
+    """MobileNetV2 ImageNet weights from torchvision, or None when they cannot be had offline."""
+    from torchvision.models import MobileNet_V2_Weights
+
+    try:
+        return MobileNet_V2_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as exc:  # no network, no cached file: many error types
+        warnings.warn(f"MobileNetV2 ImageNet weights unavailable ({type(exc).__name__}: {exc}); "
+                      f"the encoder starts from random weights. Put mobilenet_v2-b0353104.pth in "
+                      f"{torch.hub.get_dir()}/checkpoints/ to use them.", stacklevel=3)
+        return None
+
+
+class MobileNetV2UNet(nn.Module):
+    def __init__(self, num_classes: int, in_chans: int = 3, pretrained: bool = True, up: str = "transpose",
+                 decoder_channels: tuple[int, ...] = (96, 32, 24, 16)) -> None:
+        super().__init__()
+        from torchvision.models import mobilenet_v2
+
+        net = mobilenet_v2()
+        state = _imagenet_state() if pretrained else None
+        if state is not None:
+            net.load_state_dict(state)
+        self.pretrained_loaded = state is not None
+        features = net.features
+        if in_chans != 3:
+            # spread the RGB filters' mean over the new channels: a grey image then gets the
+            # response its RGB copy would have had, so pretrained filters stay useful
+            old = features[0][0]
+            conv = nn.Conv2d(in_chans, old.out_channels, 3, 2, 1, bias=False)
+            with torch.no_grad():
+                conv.weight.copy_(old.weight.mean(1, keepdim=True).repeat(1, in_chans, 1, 1) * 3 / in_chans)
+            features[0][0] = conv
+        bounds = [0] + [end for end, _ in STAGES]
+        self.stages = nn.ModuleList([features[a:b] for a, b in zip(bounds, bounds[1:])])
+        skip_ch = [c for _, c in STAGES[:-1]][::-1]  # 96, 32, 24, 16
+        in_ch = [STAGES[-1][1], *decoder_channels[:-1]]
+        self.decoder = nn.ModuleList([UpBlock(i, s, o, up) for i, s, o in zip(in_ch, skip_ch, decoder_channels)])
+        self.final_up = UpBlock(decoder_channels[-1], 0, decoder_channels[-1], up)
+        self.head = nn.Sequential(ConvBNAct(decoder_channels[-1], decoder_channels[-1]),
+                                  nn.Conv2d(decoder_channels[-1], num_classes, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, (h, w) = pad_to_multiple(x, 32)
+        skips = []
+        for stage in self.stages:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        for up in self.decoder:
+            x = up(x, skips.pop())
+        return self.head(self.final_up(x, None))[..., :h, :w]
+
+
+@register_model("mobilenetv2-unet", default_input=(3, 224, 224), tags=("segmentation", "pretrained"))
+def mobilenetv2_unet(num_classes: int = 2, in_chans: int = 3, pretrained: bool = True, up: str = "transpose") -> nn.Module:
+    """U-Net decoder on a MobileNetV2 encoder (ImageNet weights when obtainable, else random init)."""
+    return MobileNetV2UNet(num_classes, in_chans, pretrained, up)

@@ -1,0 +1,125 @@
+"""U-Net (Ronneberger et al., 2015) and ResU-Net: an encoder that halves the resolution ``depth``
+times, a decoder that doubles it back, and skip connections that hand each decoder stage the
+encoder's features at the same resolution (so fine detail lost by pooling comes back).
+
+Differences from the 2015 paper, all standard today: 'same' padding instead of valid convolutions
+(the output has the input's size, no tiling with overlap needed), BatchNorm after every
+convolution, and a width/depth of choice (the paper's is ``width=64, depth=4``). Inputs whose
+sides are not multiples of ``2**depth`` (CamVid's 360 rows) are zero-padded inside ``forward`` and
+the logits cropped back, so any image size works.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.models.layers import ConvBNAct
+from cnnlab.models.registry import register_model
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3x3 conv-BN-ReLU: the unit of every U-Net stage."""
+
+    def __init__(self, in_ch: int, out_ch: int, bn: bool = True) -> None:
+        super().__init__(ConvBNAct(in_ch, out_ch, bn=bn), ConvBNAct(out_ch, out_ch, bn=bn))
+
+
+class ResidualBlock(nn.Module):
+    """``relu(conv-bn-relu-conv-bn(x) + shortcut(x))``; the shortcut is a 1x1 conv when widths differ.
+
+    The identity path lets the encoder's gradients skip the convolutions (He et al., 2016), which
+    is what ResU-Net (Zhang et al., 2018) adds to U-Net's encoder.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, bn: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ConvBNAct(in_ch, out_ch, bn=bn), ConvBNAct(out_ch, out_ch, act=None, bn=bn))
+        self.shortcut = nn.Identity() if in_ch == out_ch else ConvBNAct(in_ch, out_ch, 1, act=None, bn=bn)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class UpBlock(nn.Module):
+    """Upsample x2 to ``out_ch`` channels, concatenate the skip, then a double conv.
+
+    ``up="transpose"``: a learned 2x2 stride-2 transposed convolution (the paper's "up-conv");
+    ``up="bilinear"``: fixed bilinear upsampling then a 1x1 conv (no checkerboard artefacts).
+    """
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, up: str = "transpose", bn: bool = True) -> None:
+        super().__init__()
+        if up == "transpose":
+            self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        elif up == "bilinear":
+            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                                    ConvBNAct(in_ch, out_ch, 1, bn=bn))
+        else:
+            raise ValueError(f"unknown upsampling {up!r}; expected 'transpose' or 'bilinear'")
+        self.conv = DoubleConv(out_ch + skip_ch, out_ch, bn)
+
+    def forward(self, x: Tensor, skip: Tensor | None) -> Tensor:
+        x = self.up(x)
+        if skip is None:
+            return self.conv(x)
+        if x.shape[-2:] != skip.shape[-2:]:  # encoders with odd intermediate sizes
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Zero-pad bottom/right so both sides divide by ``multiple``; returns the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
+
+
+class UNet(nn.Module):
+    """U-Net with ``depth`` poolings; stage ``i`` has ``width * 2**i`` channels.
+
+    ``block="double"`` is the 2015 design; ``block="residual"`` makes the encoder (and the
+    bottleneck) residual: ResU-Net. The decoder is the same for both.
+    """
+
+    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, depth: int = 4,
+                 up: str = "transpose", bn: bool = True, block: str = "double", dropout: float = 0.0) -> None:
+        super().__init__()
+        blocks = {"double": DoubleConv, "residual": ResidualBlock}
+        if block not in blocks:
+            raise ValueError(f"unknown block {block!r}; expected one of {sorted(blocks)}")
+        enc = blocks[block]
+        chans = [width * 2 ** i for i in range(depth + 1)]
+        self.depth = depth
+        self.encoder = nn.ModuleList([enc(in_chans, chans[0], bn)] +
+                                     [enc(chans[i - 1], chans[i], bn) for i in range(1, depth + 1)])
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.decoder = nn.ModuleList([UpBlock(chans[i + 1], chans[i], chans[i], up, bn) for i in reversed(range(depth))])
+        self.head = nn.Conv2d(chans[0], num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, (h, w) = pad_to_multiple(x, 2 ** self.depth)
+        skips = []
+        for i, stage in enumerate(self.encoder):
+            x = stage(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = self.dropout(skips.pop())
+        for up in self.decoder:
+            x = up(x, skips.pop())
+        return self.head(x)[..., :h, :w]
+
+
+@register_model("unet", default_input=(3, 256, 256), tags=("segmentation",))
+def unet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
+         bn: bool = True, dropout: float = 0.0) -> nn.Module:
+    """U-Net (2015 design, same padding, BN): configurable width/depth, transposed-conv or bilinear up."""
+    return UNet(num_classes, in_chans, width, depth, up, bn, "double", dropout)
+
+
+@register_model("resunet", default_input=(3, 256, 256), tags=("segmentation",))
+def resunet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
+            bn: bool = True, dropout: float = 0.0) -> nn.Module:
+    """ResU-Net: U-Net whose encoder stages are residual blocks."""
+    return UNet(num_classes, in_chans, width, depth, up, bn, "residual", dropout)
