@@ -76,7 +76,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     images = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
     rows = []
-    print(f"| model | layer | cnnlab s | pytorch-grad-cam s | ratio | min map corr |\n|---|---|---|---|---|---|")
+    print("| model | layer | cnnlab s | pytorch-grad-cam s | ratio | min map corr |\n|---|---|---|---|---|---|")
     for case in models():
         r = time_case(*case, images, args.repeats)
         rows.append(r)

@@ -15,7 +15,6 @@ from cnnlab.analysis.fold import batchnorm_pairs, fold_batchnorm, fuse_report, r
 from cnnlab.analysis.receptive import WHOLE
 from cnnlab.analysis.summary import summarize
 from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.local import LocallyConnected2d
 

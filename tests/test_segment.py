@@ -414,3 +414,16 @@ def test_real_presets_read_with_their_formats():
     dc = load_segmentation("dc1000", real_data("dc1000"))
     assert dc.train.images.shape[1:] == (1, 768, 1536) and len(dc.train) + len(dc.val) + len(dc.test) == 70
     assert 0 < float((dc.train.masks == 1).float().mean()) < 0.01  # caries under 1% of pixels
+
+
+def test_another_model_does_not_inherit_the_recipes_unet_kwargs(tmp_path, monkeypatch):
+    from cnnlab.segment import mobilenet_unet
+
+    monkeypatch.setattr(mobilenet_unet, "_imagenet_state", lambda: None)  # no download attempt in a test
+    images, masks = write_pairs(tmp_path, 5)
+    m = train_segmenter(folder=dict(images=images, masks=masks, classes=["bg", "square", "disc"]),
+                        out=tmp_path / "run", model="mobilenetv2-unet", val_fraction=0.2, test_fraction=0.2,
+                        **{**FAST, "model_kwargs": None, "epochs": 1})
+    assert m["model"] == "mobilenetv2-unet"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "width" not in (config.get("model_kwargs") or {})

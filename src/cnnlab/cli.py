@@ -7,6 +7,7 @@ Heavy imports (torch) happen inside the handlers so ``cnnlab --help`` stays inst
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import sys
 
@@ -31,7 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def keep_freed_memory() -> None:
+    """Stop glibc from handing every freed activation buffer back to the kernel.
+
+    PyTorch has no CPU caching allocator: each conv output above glibc's 128 KiB mmap threshold
+    is mmap'd, freed and page-faulted in again on the next step. Raising the mmap and trim
+    thresholds keeps those buffers in the heap: Fashion-MNIST simple-cnn epochs on 2 cores went
+    from 88 to 59 s (system time 24 -> 5 s). PyTorch's CPU tuning guide suggests jemalloc or
+    tcmalloc for the same reason; this needs no extra library. Only the CLI does this, since it
+    owns its process.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl): nothing to tune
+        return
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's maximum
+    libc.mallopt(m_trim_threshold, 1 << 30)
+    libc.mallopt(m_top_pad, 256 << 20)
+
+
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -78,18 +78,9 @@ def checkpoint_test_set(checkpoint: str | Path, data_dir: str | None = None, n: 
 
     ``n`` draws a seeded random subset, so a quick sweep is still a fair sample of all classes.
     """
-    from cnnlab.data import load_dataset
-    from cnnlab.train.checkpoint import load_checkpoint
+    from cnnlab.train.classify import checkpoint_splits
 
-    ckpt = load_checkpoint(checkpoint)
-    config_path = Path(checkpoint).parent / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    dataset = ckpt.get("dataset") or config.get("dataset")
-    if dataset is None:
-        raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to attack")
-    splits = load_dataset(dataset, data_dir or config.get("data_dir"), val_fraction=config.get("val_fraction", 0.1),
-                          test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
-                          **config.get("dataset_kwargs", {}))
+    _, _, splits = checkpoint_splits(checkpoint, data_dir)
     test = splits.test
     if n is not None and n < len(test):
         test = test.subset(torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n])

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from cnnlab.explain.figures import to_rgb  # noqa: E402
-from cnnlab.report.plots import _save  # noqa: E402
+from cnnlab.report.plots import save_figure  # noqa: E402
 
 
 def save_panels(clean: Tensor, adv: Tensor, clean_probs: Tensor, adv_probs: Tensor, classes: Sequence[str],
@@ -34,7 +34,7 @@ def save_panels(clean: Tensor, adv: Tensor, clean_probs: Tensor, adv_probs: Tens
                              color="red" if c1 != c0 else "black")
         for ax in axes[i]:
             ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_vs_eps(eps: Sequence[float], curves: dict[str, Sequence[float]], path: str | Path) -> Path:
@@ -46,7 +46,7 @@ def plot_accuracy_vs_eps(eps: Sequence[float], curves: dict[str, Sequence[float]
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_flip_histogram(values: np.ndarray, path: str | Path) -> Path:
@@ -58,4 +58,4 @@ def plot_flip_histogram(values: np.ndarray, path: str | Path) -> Path:
     ax.set_ylabel("images")
     ax.set_title(f"median {np.median(held) if len(held) else float('nan'):.4f} over {len(held)} correct images; "
                  f"{int(np.isinf(held).sum())} never flipped", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from cnnlab.report.plots import _save  # noqa: E402
+from cnnlab.report.plots import save_figure  # noqa: E402
 
 
 def to_rgb(image: Tensor) -> np.ndarray:
@@ -34,7 +34,7 @@ def save_overlay(image: Tensor, cam: Tensor, path: str | Path, title: str = "") 
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_comparison(images: Tensor, maps: dict[str, Tensor], path: str | Path,
@@ -52,7 +52,7 @@ def save_comparison(images: Tensor, maps: dict[str, Tensor], path: str | Path,
                 axes[i, j].set_title(m, fontsize=9)
         for ax in axes[i]:
             ax.axis("off")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_image(image: Tensor, path: str | Path, title: str = "") -> Path:
@@ -60,7 +60,7 @@ def save_image(image: Tensor, path: str | Path, title: str = "") -> Path:
     ax.imshow(to_rgb(image))
     ax.axis("off")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_trajectory(values: dict[str, Sequence[float]], path: str | Path, xlabel: str = "step") -> Path:
@@ -71,4 +71,4 @@ def save_trajectory(values: dict[str, Sequence[float]], path: str | Path, xlabel
         ax.set_xlabel(xlabel)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

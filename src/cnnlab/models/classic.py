@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnlab.models.layers import ClassifierHead, ConvBNAct, Residual
+from cnnlab.models.layers import ConvBNAct, Residual
 from cnnlab.models.registry import register_model
 
 

@@ -12,11 +12,12 @@ import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Tight layout, write (creating the folder), close: every figure of cnnlab ends here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -34,7 +35,7 @@ def plot_curves(history: list[dict], path: str | Path, metric: str = "accuracy")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path) -> Path:
@@ -51,7 +52,7 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path)
         for j in range(n):
             ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if matrix[i, j] > thresh else "black")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def to_display(image: Tensor) -> np.ndarray:
@@ -72,7 +73,7 @@ def image_grid(images: Tensor, titles: Sequence[str], path: str | Path, cols: in
         if k < n:
             ax.imshow(to_display(images[k]), cmap="gray" if images.shape[1] == 1 else None)
             ax.set_title(titles[k], fontsize=8, color=(colors[k] if colors else "black"))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pr_curve(precision: np.ndarray, recall: np.ndarray, path: str | Path,
@@ -88,4 +89,4 @@ def plot_pr_curve(precision: np.ndarray, recall: np.ndarray, path: str | Path,
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

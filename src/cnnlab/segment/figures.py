@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from cnnlab.report.plots import save_figure  # noqa: E402
 from cnnlab.segment.data import IGNORE  # noqa: E402
 
 # SegNet's CamVid colours for the first 11 classes, then tab20
@@ -58,9 +59,4 @@ def prediction_panels(images: Tensor, truths: Tensor, preds: Tensor, num_classes
             ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
