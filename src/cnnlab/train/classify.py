@@ -39,8 +39,7 @@ from cnnlab.train.tasks import ClassificationTask
 # clean images than from augmentation (92.9% vs 91.6-92.0% test; benchmarks/results/fm_simple_cnn_sweep.jsonl).
 RECIPES: dict[str, dict] = {
     "digits": dict(model="simple-cnn", epochs=20, batch_size=64, lr=0.05, label_smoothing=0.1),
-    "fashion-mnist": dict(model="simple-cnn", model_kwargs={"width": 24}, epochs=6, batch_size=128, lr=0.1,
-                          label_smoothing=0.1, augment="none"),
+    "fashion-mnist": dict(model="simple-cnn", epochs=6, batch_size=128, lr=0.1, label_smoothing=0.1, augment="none"),
     "mnist": dict(model="simple-cnn", epochs=6, batch_size=128, lr=0.05, label_smoothing=0.1),
     "cifar10": dict(model="resnet9", epochs=20, batch_size=256, lr=0.2, label_smoothing=0.2),
     "cifar100": dict(model="resnet9", epochs=30, batch_size=256, lr=0.2, label_smoothing=0.1),
@@ -93,8 +92,6 @@ def train_classifier(
     recipe = {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
     model_name = model or recipe["model"]
     augment = augment or recipe.get("augment")
-    if model_kwargs is None and model_name == recipe["model"]:
-        model_kwargs = recipe.get("model_kwargs")  # the recipe's kwargs belong to the recipe's model
     out = Path(out) if out else Path("runs") / f"{dataset}-{model_name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, model=model_name,
                   model_kwargs=model_kwargs or {}, val_fraction=val_fraction, test_fraction=test_fraction,
