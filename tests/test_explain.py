@@ -70,12 +70,18 @@ def test_gradcam_plusplus_and_scorecam_match_pytorch_grad_cam(method, peer):
     assert len(corr) >= 2 and min(corr) > 0.99
 
 
+def pooled_linear_net(channels: int, classes: int, seed: int):
+    """conv-ReLU ``feats`` -> global average pool -> linear ``fc``: the model whose CAMs have closed forms."""
+    torch.manual_seed(seed)
+    feats = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU())
+    fc = nn.Linear(channels, classes)
+    net = nn.Sequential(OrderedDict(feats=feats, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=fc))
+    return net, feats, fc
+
+
 def test_gradcam_under_global_pooling_and_linear_head_is_the_original_cam():
     """With logits = W @ mean(A), dS_c/dA_k = W_ck / hw everywhere, so Grad-CAM = relu(sum_k W_ck A_k) (Zhou's CAM)."""
-    torch.manual_seed(1)
-    feats = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
-    fc = nn.Linear(4, 2)
-    net = nn.Sequential(OrderedDict(feats=feats, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=fc))
+    net, feats, fc = pooled_linear_net(channels=4, classes=2, seed=1)
     x = torch.rand(2, 3, 8, 8)
     ours = get_cam("gradcam", net, "feats")(x, [1, 1])
     cam = torch.relu(torch.einsum("k,nkhw->nhw", fc.weight[1].detach(), feats(x).detach()))
@@ -141,10 +147,7 @@ def test_shapcam_monte_carlo_converges_to_exact_shapley_values_of_the_channels()
 
 def test_shapcam_before_a_linear_head_is_exact_with_one_sample():
     """Pooling + linear after the layer make the game additive: phi_k = W_ck * mean(A_k), for any order."""
-    torch.manual_seed(2)
-    feats = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
-    fc = nn.Linear(5, 3)
-    net = nn.Sequential(OrderedDict(feats=feats, pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=fc))
+    net, feats, fc = pooled_linear_net(channels=5, classes=3, seed=2)
     x = torch.rand(2, 3, 8, 8)
     cam = ShapCAM(net, "feats", samples=1)
     cam(x, [0, 2])

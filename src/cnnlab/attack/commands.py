@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.explain.commands import model_args
+
 
 def parse_eps(text: str) -> float:
     """A budget as a number or a fraction of grey levels, e.g. ``0.03`` or ``8/255``."""
@@ -55,9 +57,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "adversarial panels; cnnlab attack sweep --checkpoint C gives accuracy vs eps on the test "
                     "set and the smallest flipping FGSM eps per image. eps is in [0, 1] pixel units.")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or skimage:<name>; or the word 'sweep'")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--model", help="efficientnet-lite0-imagenet (default, offline) or torchvision:<name>")
-    g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint")
+    model_args(p)
     p.add_argument("--method", default="fgsm", choices=["fgsm", "ifgsm", "pgd"])
     p.add_argument("--eps", help="budget, e.g. 0.03 or 8/255 (default 4/255); sweep: comma-separated list")
     p.add_argument("--target", help="targeted attack toward this class (name or index)")
@@ -65,7 +65,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", help="I-FGSM/PGD step size (default 2.5 * eps / steps)")
     p.add_argument("--smallest", action="store_true", help="use each image's smallest flipping FGSM eps")
     p.add_argument("--eps-max", type=float, default=0.25, help="largest eps searched for the smallest flip")
-    p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/attack or runs/attack-sweep)")
     s = p.add_argument_group("sweep")

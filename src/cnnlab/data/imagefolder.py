@@ -86,6 +86,23 @@ def _warn_files(what: str, paths: list[Path], limit: int = 10) -> None:
     warnings.warn(f"{what} ({len(paths)}): {shown}{more}", stacklevel=3)
 
 
+def read_image(path: str | Path, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``H x W x C`` uint8; ``channels`` 1 (grey) or 3 (RGB), None keeps grey files grey."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if channels is None:
+                channels = 1 if im.mode in ("L", "I", "I;16", "1") else 3
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size is not None:
+                im = im.resize((size[1], size[0]), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CnnlabError(f"{path}: cannot read image ({exc})") from exc
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
 def _decode(path: Path) -> tuple[np.ndarray | None, str]:
     from PIL import Image
 

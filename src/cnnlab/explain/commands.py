@@ -6,7 +6,8 @@ import argparse
 METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "shapcam")
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def model_args(p: argparse.ArgumentParser) -> None:
+    """--model | --checkpoint and --device: the classifier a command explains or attacks."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--model", help="efficientnet-lite0-imagenet (default, offline) or torchvision:<name>")
     g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint (runs/<run>/best.ckpt)")
@@ -59,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "runs every method and writes a table (deletion/insertion AUC, noise stability) and a figure. "
                     "Images are files or skimage:<name> (chelsea, coffee, astronaut, ...).")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files; first word 'compare' compares methods")
-    _model_args(p)
+    model_args(p)
     p.add_argument("--method", default="gradcam", choices=METHOD_NAMES)
     p.add_argument("--layer", help="layer to explain (default: the last one producing a feature map)")
     p.add_argument("--target", help="class name or index to explain (default: each image's top-1 class)")
@@ -77,7 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Gradient ascent on the input from noise for one class score, with L2 decay, "
                                    "jitter and periodic blur; writes the image and its score trajectory.")
     p.add_argument("--class", dest="class_name", required=True, help="class name (e.g. flamingo) or index")
-    _model_args(p)
+    model_args(p)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.05, help="step size (pixel change per step, gradient normalized)")
     p.add_argument("--l2", type=float, default=0.01, help="decay toward grey per step")

@@ -128,34 +128,41 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
 
 
-def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
+def _shortcut(in_ch: int, out_ch: int, stride: int, bn: bool = True) -> nn.Module:
     """Identity when shapes agree, else a strided 1x1 projection (ResNet option B)."""
     if stride == 1 and in_ch == out_ch:
         return nn.Identity()
-    return ConvBNAct(in_ch, out_ch, 1, stride, act=None)
+    return ConvBNAct(in_ch, out_ch, 1, stride, act=None, bn=bn)
 
 
-class BasicBlock(nn.Module):
-    """ResNet-18/34 block: two 3x3 convs and a shortcut, ``relu(body(x) + shortcut(x))``.
+class ResidualBlock(nn.Module):
+    """``relu(body(x) + shortcut(x))``: what every ResNet-family block does with its own body."""
 
-    ``se_reduction`` appends squeeze-and-excitation to the body before the addition (SE-ResNet).
-    """
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_reduction: int | None = None) -> None:
+    def __init__(self, body: nn.Module, in_ch: int, out_ch: int, stride: int = 1, bn: bool = True) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            ConvBNAct(in_ch, out_ch, 3, stride),
-            ConvBNAct(out_ch, out_ch, 3, act=None),
-            SqueezeExcite(out_ch, se_reduction) if se_reduction else nn.Identity(),
-        )
-        self.shortcut = _shortcut(in_ch, out_ch, stride)
+        self.body = body
+        self.shortcut = _shortcut(in_ch, out_ch, stride, bn)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.body(x) + self.shortcut(x))
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(ResidualBlock):
+    """ResNet-18/34 block: two 3x3 convs and a shortcut.
+
+    ``se_reduction`` appends squeeze-and-excitation to the body before the addition (SE-ResNet).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, se_reduction: int | None = None) -> None:
+        super().__init__(nn.Sequential(
+            ConvBNAct(in_ch, out_ch, 3, stride),
+            ConvBNAct(out_ch, out_ch, 3, act=None),
+            SqueezeExcite(out_ch, se_reduction) if se_reduction else nn.Identity(),
+        ), in_ch, out_ch, stride)
+
+
+class Bottleneck(ResidualBlock):
     """ResNet-50 block: 1x1 reduce to ``width``, 3x3 (stride here, as torchvision's v1.5), 1x1 expand.
 
     The 3x3 conv works on ``width`` channels only, so a 4x wider output costs little.
@@ -164,19 +171,13 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, width: int | None = None,
                  groups: int = 1, se_reduction: int | None = None) -> None:
-        super().__init__()
         width = width or out_ch // 4
-        self.body = nn.Sequential(
+        super().__init__(nn.Sequential(
             ConvBNAct(in_ch, width, 1),
             ConvBNAct(width, width, 3, stride, groups=groups),
             ConvBNAct(width, out_ch, 1, act=None),
             SqueezeExcite(out_ch, se_reduction) if se_reduction else nn.Identity(),
-        )
-        self.shortcut = _shortcut(in_ch, out_ch, stride)
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
+        ), in_ch, out_ch, stride)
 
 
 class ResNeXtBlock(Bottleneck):

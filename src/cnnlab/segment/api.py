@@ -34,7 +34,7 @@ from cnnlab.segment.noise import corrupt_masks
 from cnnlab.segment.task import SegmentationTask
 from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import load_checkpoint
-from cnnlab.train.engine import TrainConfig, fit
+from cnnlab.train.engine import TrainConfig, autocast, fit
 
 # What a run uses when an option is not given: the defaults, then the dataset's recipe.
 SEG_DEFAULTS: dict = dict(
@@ -68,10 +68,6 @@ def build_model(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Modu
     return create_model(name, num_classes=out_channels(num_classes), in_chans=in_chans, **kwargs)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def _starts(size: int, window: int, overlap: float) -> list[int]:
     stride = max(1, int(window * (1 - overlap)))
     starts = list(range(0, size - window + 1, stride))
@@ -85,7 +81,7 @@ def infer(model: nn.Module, x: Tensor, window: Sequence[int] | None = None, over
     Tiles keep the memory of full-resolution prediction bounded (DC1000 is 768 x 1536);
     overlapping them averages away the weaker predictions near tile borders.
     """
-    with _autocast(x.device):
+    with autocast(x.device):
         H, W = x.shape[-2:]
         if window is None or (window[0] >= H and window[1] >= W):
             return model(x).float()

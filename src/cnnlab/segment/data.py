@@ -14,7 +14,6 @@ naming the file, never a silently wrong label.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,10 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cnnlab.data.base import channel_stats, data_root
+from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, read_image
 from cnnlab.errors import CnnlabError
 
 IGNORE = 255
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
 MASK_FORMATS = ("auto", "index", "binary", "palette", "red")
 
 
@@ -104,7 +104,7 @@ def image_files(folder: Path) -> dict[str, Path]:
     """``{stem: path}`` of the image files in ``folder`` (sorted, hidden files skipped)."""
     if not folder.is_dir():
         raise CnnlabError(f"folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
     stems: dict[str, Path] = {}
     for p in files:
         if p.stem in stems:
@@ -134,23 +134,6 @@ def pair_files(image_dir: str | Path, mask_dir: str | Path, mask_suffix: str = "
 def _few(paths: Sequence[Path], n: int = 5) -> str:
     names = ", ".join(str(p) for p in paths[:n])
     return names + (f" and {len(paths) - n} more" if len(paths) > n else "")
-
-
-def read_image(path: Path, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
-    """``H x W x C`` uint8; ``channels`` 1 (grey) or 3 (RGB), None keeps grey files grey."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if channels is None:
-                channels = 1 if im.mode in ("L", "I", "I;16", "1") else 3
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CnnlabError(f"{path}: cannot read image ({exc})") from exc
-    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def read_mask(path: Path, fmt: str, num_classes: int, void: int | None = None,
@@ -239,12 +222,6 @@ def load_pairs(pairs: Sequence[tuple[Path, Path]], fmt: str, num_classes: int, c
     return SegSet(x, torch.from_numpy(np.stack(masks)), [p[0].stem for p in pairs])
 
 
-def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images in [0, 1] units."""
-    x = images.transpose(0, 1).flatten(1).double() / 255
-    return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp(min=1e-3).tolist())
-
-
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[list, list, list]:
     """Seeded shuffle into train/val/test index lists (at least one training image)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
@@ -254,16 +231,13 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
 
 
-def data_root(name: str, data_dir: str | Path | None) -> Path:
-    """``data_dir``, else ``$CNNLAB_DATA/<name>``; an error saying where it looked otherwise."""
-    if data_dir is not None:
-        root = Path(data_dir)
-    elif os.environ.get("CNNLAB_DATA"):
-        root = Path(os.environ["CNNLAB_DATA"]) / name
-    else:
-        raise CnnlabError(f"dataset {name}: pass --data-dir or set CNNLAB_DATA to the folder holding {name}/")
+def dataset_folder(name: str, data_dir: str | Path | None) -> Path:
+    """Where preset ``name`` lives (:func:`cnnlab.data.base.data_root`); these sets are never
+    downloaded, so a missing folder is an error that says how to point at it."""
+    root = data_root(name, data_dir)
     if not root.is_dir():
-        raise CnnlabError(f"dataset {name}: folder {root} does not exist")
+        raise CnnlabError(f"dataset {name}: folder {root} does not exist; pass --data-dir or set CNNLAB_DATA "
+                          f"to the folder holding {name}/")
     return root
 
 
@@ -295,7 +269,7 @@ def load_segmentation(
             raise CnnlabError(f"unknown segmentation dataset {dataset!r}; presets: {', '.join(PRESETS)} "
                               f"(or give --images and --masks folders)")
         preset = PRESETS[key]
-        root = data_root(key, data_dir)
+        root = dataset_folder(key, data_dir)
         layout = {s: (root / a, root / b) for s, (a, b) in preset.splits.items()
                   if (root / a).is_dir() or s in ("train", "all")}
         names, fmt, channels, void = list(preset.classes), preset.mask_format, preset.channels, preset.void

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.models.layers import ConvBNAct
+from cnnlab.models.layers import ConvBNAct, ResidualBlock
 from cnnlab.models.registry import register_model
 
 
@@ -25,21 +25,14 @@ class DoubleConv(nn.Sequential):
         super().__init__(ConvBNAct(in_ch, out_ch, bn=bn), ConvBNAct(out_ch, out_ch, bn=bn))
 
 
-class ResidualBlock(nn.Module):
+def residual_stage(in_ch: int, out_ch: int, bn: bool = True) -> ResidualBlock:
     """``relu(conv-bn-relu-conv-bn(x) + shortcut(x))``; the shortcut is a 1x1 conv when widths differ.
 
     The identity path lets the encoder's gradients skip the convolutions (He et al., 2016), which
     is what ResU-Net (Zhang et al., 2018) adds to U-Net's encoder.
     """
-
-    def __init__(self, in_ch: int, out_ch: int, bn: bool = True) -> None:
-        super().__init__()
-        self.body = nn.Sequential(ConvBNAct(in_ch, out_ch, bn=bn), ConvBNAct(out_ch, out_ch, act=None, bn=bn))
-        self.shortcut = nn.Identity() if in_ch == out_ch else ConvBNAct(in_ch, out_ch, 1, act=None, bn=bn)
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
+    body = nn.Sequential(ConvBNAct(in_ch, out_ch, bn=bn), ConvBNAct(out_ch, out_ch, act=None, bn=bn))
+    return ResidualBlock(body, in_ch, out_ch, bn=bn)
 
 
 class UpBlock(nn.Module):
@@ -86,7 +79,7 @@ class UNet(nn.Module):
     def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, depth: int = 4,
                  up: str = "transpose", bn: bool = True, block: str = "double", dropout: float = 0.0) -> None:
         super().__init__()
-        blocks = {"double": DoubleConv, "residual": ResidualBlock}
+        blocks = {"double": DoubleConv, "residual": residual_stage}
         if block not in blocks:
             raise ValueError(f"unknown block {block!r}; expected one of {sorted(blocks)}")
         enc = blocks[block]

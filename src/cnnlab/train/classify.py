@@ -25,6 +25,7 @@ from torchmetrics.functional.classification import (
 
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import get_augment
+from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
@@ -47,9 +48,14 @@ RECIPES: dict[str, dict] = {
 DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_smoothing=0.1)
 
 
+def recipe_for(dataset: str) -> dict:
+    """The dataset's recipe on top of the defaults (model, training settings, augmentation)."""
+    return {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
+
+
 def train_config(dataset: str, **overrides) -> TrainConfig:
     """The dataset's default recipe with the given (non-None) overrides applied."""
-    recipe = {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
+    recipe = recipe_for(dataset)
     valid = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in recipe.items() if k in valid}
     values.update({k: v for k, v in overrides.items() if v is not None and k in valid})
@@ -89,7 +95,7 @@ def train_classifier(
     started = time.perf_counter()
     dist.init()
     cfg = train_config(dataset, **train_overrides)
-    recipe = {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
+    recipe = recipe_for(dataset)
     model_name = model or recipe["model"]
     augment = augment or recipe.get("augment")
     out = Path(out) if out else Path("runs") / f"{dataset}-{model_name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -238,16 +244,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
 
 def load_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
     """Read any image file as a uint8 ``C x H x W`` tensor with the model's channels and size."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB").resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CnnlabError(f"{path}: cannot read image ({exc})") from exc
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return torch.from_numpy(arr.copy())
+    arr = read_image(path, channels, (size[0], size[1]))
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int = 3, device: str = "auto") -> list[dict]:

@@ -95,7 +95,8 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     raise CnnlabError(f"unknown schedule {cfg.schedule!r}; expected onecycle, cosine, step, plateau or none")
 
 
-def _autocast(device: torch.device, enabled: bool):
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (where it is fast and safe for these models); a no-op elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
@@ -109,7 +110,7 @@ def evaluate(model: nn.Module, loader: Iterable, task: Any, device: str | torch.
     total, count, outputs_all, targets_all = torch.zeros((), device=device), 0, [], []
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = model(x)
         out = out.float()
         total += task.loss(out, y) * len(y)
@@ -190,7 +191,7 @@ def fit(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if fast and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, cfg.amp):
+            with autocast(device, cfg.amp):
                 outputs = net(x)
             loss = task.loss(outputs.float(), y)
             if not torch.isfinite(loss):
