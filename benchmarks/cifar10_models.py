@@ -42,7 +42,8 @@ from cnnlab.data import load_dataset
 from cnnlab.models import create_model
 from cnnlab.models.complexity import count_macs, count_params
 from cnnlab.models.registry import get_entry
-from cnnlab.train.classify import make_loaders, train_config
+from cnnlab.classify.api import make_loaders
+from cnnlab.classify.recipes import train_config
 from cnnlab.train.engine import evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 

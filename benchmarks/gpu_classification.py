@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from cnnlab.train.classify import train_classifier
+from cnnlab.classify.api import train_classifier
 
 RUNS = [
     ("fashion-mnist", "resnet9", dict(epochs=4, batch_size=256, lr=0.2, label_smoothing=0.1)),

@@ -116,7 +116,7 @@ def test_smallest_flipping_eps_matches_the_closed_form_of_a_linear_model():
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """A small CNN trained for a few epochs on scikit-learn's digits (8 x 8), through the training API."""
-    from cnnlab.train.classify import train_classifier
+    from cnnlab.classify.api import train_classifier
 
     out = tmp_path_factory.mktemp("digits-run")
     metrics = train_classifier("digits", model="simple-cnn", model_kwargs={"width": 8}, out=out, epochs=4,

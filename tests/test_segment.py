@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, M
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, list_models
-from cnnlab.segment import mobilenet_unet
+from cnnlab.models import mobilenet_unet
 from cnnlab.segment.api import infer, predict_masks, train_segmenter
 from cnnlab.segment.augment import JointAugment, SegLoader
 from cnnlab.segment.data import IGNORE, SegSet, load_segmentation, pair_files, read_mask
@@ -22,7 +22,7 @@ from cnnlab.segment.losses import build_loss
 from cnnlab.segment.metrics import SegmentationMetrics, confusion_matrix, scores
 from cnnlab.segment.noise import corrupt_masks
 from cnnlab.segment.task import SegmentationTask
-from cnnlab.segment.unet import UNet
+from cnnlab.models.unet import UNet
 
 COLOURS = [(0, 0, 0), (200, 30, 30), (30, 200, 30)]
 
@@ -417,7 +417,7 @@ def test_real_presets_read_with_their_formats():
 
 
 def test_another_model_does_not_inherit_the_recipes_unet_kwargs(tmp_path, monkeypatch):
-    from cnnlab.segment import mobilenet_unet
+    from cnnlab.models import mobilenet_unet
 
     monkeypatch.setattr(mobilenet_unet, "_imagenet_state", lambda: None)  # no download attempt in a test
     images, masks = write_pairs(tmp_path, 5)

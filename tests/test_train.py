@@ -16,7 +16,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, list_models
 from cnnlab.train import checkpoint as ckpt_mod
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.train.classify import train_classifier, train_config
+from cnnlab.classify.api import train_classifier
+from cnnlab.classify.recipes import train_config
 from cnnlab.train.engine import TrainConfig, fit
 from cnnlab.train.tasks import ClassificationTask
 from tests.conftest import real_data

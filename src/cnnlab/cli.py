@@ -11,11 +11,15 @@ import ctypes
 import importlib
 import sys
 
+from cnnlab.argtypes import Parser
 from cnnlab.errors import CnnlabError
 
 # one module per capability; each defines add_commands(subparsers)
 COMMAND_MODULES = (
-    "cnnlab.train.commands",
+    "cnnlab.classify.commands",
+    "cnnlab.data.commands",
+    "cnnlab.models.commands",
+    "cnnlab.labs.commands",
     "cnnlab.scratch.commands",
     "cnnlab.explain.commands",
     "cnnlab.attack.commands",
@@ -25,7 +29,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__.splitlines()[0])
+    parser = Parser(prog="cnnlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
@@ -63,10 +67,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         result = args.func(args)
-    except (CnnlabError, FileNotFoundError) as exc:
-        print(f"cnnlab {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"cnnlab {args.command}: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (only the user-facing kinds below are caught)
+        message = user_error(exc)
+        if message is None:
+            raise
+        print(f"cnnlab {args.command}: error: {message}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """One line for an error the user can fix (bad input, a file or folder problem), else None.
+
+    Programming errors keep their traceback: they are bugs to report, not input to correct.
+    """
+    if isinstance(exc, CnnlabError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    if type(exc).__name__ == "DecompressionBombError":  # PIL's refusal of huge images
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

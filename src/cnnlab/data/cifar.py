@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, data_root
+from cnnlab.data.imagefolder import load_image_folder
 from cnnlab.errors import CnnlabError
 
 RELEASES = {
@@ -39,8 +40,6 @@ def _read_batches(folder: Path, names: list[str], label_key: bytes) -> ImageSet:
 
 
 def load_cifar(name: str, data_dir=None, download: bool = True, image_size: int | None = None) -> DatasetSplits:
-    from cnnlab.data.loaders import load_image_folder  # deferred: loaders imports this module
-
     folder_name, url, train_names, test_names, meta_name, names_key, label_key = RELEASES[name]
     root = data_root(name, data_dir)
     pickles = next((p for p in (root / folder_name, root) if (p / train_names[0]).exists()), None)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cnnlab.data.base import ImageSet, cache_dir
+from cnnlab.data.base import DatasetSplits, ImageSet, cache_dir, seeded_split
 from cnnlab.errors import CnnlabError
 from cnnlab.train.checkpoint import save_checkpoint
 
@@ -192,3 +192,31 @@ def load_filename_labels(root: Path, regex: str, image_size: int | None = None) 
     index = {n: i for i, n in enumerate(names)}
     data, skipped = decode_files([p for p, _ in matched], [index[lab] for _, lab in matched], image_size)
     return data, names, skipped
+
+
+def load_image_folder(root: Path, image_size: int | None = None, name: str = "imagefolder",
+                      seed: int = 42, test_fraction: float = 0.2) -> DatasetSplits:
+    """An image-folder tree, with its own train/val/test folders or one pool split with ``seed``."""
+    if not root.is_dir():
+        raise CnnlabError(f"{root}: folder does not exist (expected <root>/<class>/*.jpg or <root>/train/<class>/...)")
+    folders = find_splits(root)
+    if not folders:
+        files, labels, classes = list_class_files(root)
+        pool, skipped = decode_files(files, labels, image_size, desc=f"decoding {root.name}")
+        train, test = seeded_split(pool, test_fraction, seed)
+        return DatasetSplits(name, classes, train, test, augment="natural",
+                             info={"root": str(root), "skipped": skipped, "layout": "pool"})
+    files, labels, classes = list_class_files(folders["train"])
+    train, skipped = decode_files(files, labels, image_size, desc="decoding train")
+    size = image_size or train.images.shape[-1]  # val/test follow train's size
+    parts: dict[str, ImageSet] = {}
+    for split in ("val", "test"):
+        if split in folders:
+            f, lab, _ = list_class_files(folders[split], classes)
+            parts[split], more = decode_files(f, lab, size, desc=f"decoding {split}")
+            skipped += more
+    if "test" not in parts:  # only train (+val): carve a seeded test split from train
+        train, parts["test"] = seeded_split(train, test_fraction, seed)
+    return DatasetSplits(name, classes, train, parts["test"], val=parts.get("val"), augment="natural",
+                         info={"root": str(root), "skipped": skipped,
+                               "layout": {k: str(v) for k, v in folders.items()}})

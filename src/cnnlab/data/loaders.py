@@ -8,7 +8,7 @@ import torch
 from cnnlab.data.base import DatasetSplits, ImageSet, seeded_split
 from cnnlab.data.cifar import load_cifar
 from cnnlab.data.idx import load_idx_dataset
-from cnnlab.data.imagefolder import decode_files, find_splits, list_class_files, load_filename_labels
+from cnnlab.data.imagefolder import load_filename_labels, load_image_folder
 from cnnlab.data.registry import register_dataset
 from cnnlab.errors import CnnlabError
 
@@ -34,34 +34,6 @@ def fashion_mnist(data_dir=None, download: bool = True, **_) -> DatasetSplits:
 @register_dataset("mnist", "LeCun's 70,000 28x28 handwritten digits (official IDX files)")
 def mnist(data_dir=None, download: bool = True, **_) -> DatasetSplits:
     return load_idx_dataset("mnist", data_dir, download)
-
-
-def load_image_folder(root: Path, image_size: int | None = None, name: str = "imagefolder",
-                      seed: int = 42, test_fraction: float = 0.2) -> DatasetSplits:
-    """An image-folder tree, with its own train/val/test folders or one pool split with ``seed``."""
-    if not root.is_dir():
-        raise CnnlabError(f"{root}: folder does not exist (expected <root>/<class>/*.jpg or <root>/train/<class>/...)")
-    folders = find_splits(root)
-    if not folders:
-        files, labels, classes = list_class_files(root)
-        pool, skipped = decode_files(files, labels, image_size, desc=f"decoding {root.name}")
-        train, test = seeded_split(pool, test_fraction, seed)
-        return DatasetSplits(name, classes, train, test, augment="natural",
-                             info={"root": str(root), "skipped": skipped, "layout": "pool"})
-    files, labels, classes = list_class_files(folders["train"])
-    train, skipped = decode_files(files, labels, image_size, desc="decoding train")
-    size = image_size or train.images.shape[-1]  # val/test follow train's size
-    parts: dict[str, ImageSet] = {}
-    for split in ("val", "test"):
-        if split in folders:
-            f, lab, _ = list_class_files(folders[split], classes)
-            parts[split], more = decode_files(f, lab, size, desc=f"decoding {split}")
-            skipped += more
-    if "test" not in parts:  # only train (+val): carve a seeded test split from train
-        train, parts["test"] = seeded_split(train, test_fraction, seed)
-    return DatasetSplits(name, classes, train, parts["test"], val=parts.get("val"), augment="natural",
-                         info={"root": str(root), "skipped": skipped,
-                               "layout": {k: str(v) for k, v in folders.items()}})
 
 
 @register_dataset("imagefolder", "any <root>/<class>/*.jpg|png tree, with or without train/val/test folders")

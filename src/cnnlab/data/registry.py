@@ -1,4 +1,7 @@
-"""Dataset registry: a name -> loader, plus the seeded validation (and test) split every run uses."""
+"""Dataset registry: a name -> loader, plus the seeded validation (and test) split every run uses.
+
+The built-in datasets register in ``loaders.py``, which ``cnnlab.data`` imports after this module.
+"""
 from __future__ import annotations
 
 import difflib
@@ -31,8 +34,6 @@ def register_dataset(name: str, description: str, needs_files: bool = True) -> C
 
 
 def list_datasets() -> list[DatasetEntry]:
-    from cnnlab.data import loaders  # noqa: F401  (registers the built-in datasets)
-
     return sorted(_DATASETS.values(), key=lambda e: e.name)
 
 

@@ -103,7 +103,7 @@ def resolve_class(name: str | int, classes: Sequence[str], what: str = "--target
 
 def load_images(paths: Sequence[str | Path], input_size: Sequence[int]) -> Tensor:
     """Files or ``skimage:<name>`` photos as float ``N x C x H x W`` in [0, 1], resized to ``input_size``."""
-    from cnnlab.train.classify import load_image
+    from cnnlab.classify.api import load_image
 
     c, h, w = input_size
     return torch.stack([_skimage(str(p)[8:], c, (h, w)) if str(p).startswith("skimage:")

@@ -1,6 +1,6 @@
 """Import every model family once so that the registry is complete.
 
-Add one import per family module here.
+Add one import per family module here; ``cnnlab.models`` imports this module.
 """
 from cnnlab.models import classic, pretrained  # noqa: F401
 from cnnlab.models import resnet  # noqa: F401
@@ -9,4 +9,4 @@ from cnnlab.models import mobilenet  # noqa: F401
 from cnnlab.models import efficientnet  # noqa: F401
 from cnnlab.models import dilated  # noqa: F401
 from cnnlab.models import local  # noqa: F401
-from cnnlab.segment import mobilenet_unet, unet  # noqa: F401
+from cnnlab.models import mobilenet_unet, unet  # noqa: F401

@@ -5,6 +5,8 @@ A model family registers a builder with :func:`register_model`; the builder take
 ``num_classes`` and ``in_chans`` plus its own keyword arguments and returns an ``nn.Module``.
 Names of the form ``prefix:arg`` (e.g. ``transfer:resnet18``) are routed to a builder
 registered for ``prefix:`` that receives ``arg`` as its first positional argument.
+The registry imports no family: ``cnnlab.models`` imports them all (``families.py``), and any
+import of this module goes through that package first, so the registry is always complete.
 """
 from __future__ import annotations
 
@@ -49,14 +51,8 @@ def register_model(
     return wrap
 
 
-def _ensure_loaded() -> None:
-    """Import the model families so their ``@register_model`` decorators run."""
-    from cnnlab.models import families  # noqa: F401
-
-
 def get_entry(name: str) -> tuple[ModelEntry, tuple[str, ...]]:
     """Resolve ``name`` (or ``prefix:arg``) to its entry and the positional args it implies."""
-    _ensure_loaded()
     key = name.strip().lower()
     if key in _REGISTRY:
         return _REGISTRY[key], ()
@@ -78,6 +74,5 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
 
 def list_models(tag: str | None = None) -> list[ModelEntry]:
     """All registered entries, sorted by name (optionally only those carrying ``tag``)."""
-    _ensure_loaded()
     entries = sorted(_REGISTRY.values(), key=lambda e: e.name)
     return [e for e in entries if tag is None or tag in e.tags]

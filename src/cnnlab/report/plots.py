@@ -11,14 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from cnnlab.fileio import atomic_path  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Tight layout, write (creating the folder), close: every figure of cnnlab ends here."""
+    """Tight layout, write atomically (creating the folder), close: every figure of cnnlab ends here."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

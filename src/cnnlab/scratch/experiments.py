@@ -6,9 +6,7 @@ the suite's NumPy and PyTorch rows differ in the framework only, never in data o
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import write_json
+from cnnlab.report.plots import save_figure
 from cnnlab.scratch.mlp import MLP, check_architecture
 from cnnlab.scratch.optim import OPTIMIZERS, make_optimizer
 
@@ -199,25 +199,6 @@ def train(cfg: MLPConfig, data: ArrayData, progress: bool = True, desc: str | No
 
 # ---------------------------------------------------------------- files and figures
 
-def write_json(path: Path, obj) -> Path:
-    """Write via a temporary file and rename, so an interrupted run never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-def _save_figure(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(path.name + ".tmp")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
 def plot_runs(runs: dict[str, list[dict]], path: Path) -> Path:
     """Loss (train solid, test dashed) and test accuracy per epoch, one colour per run."""
     import matplotlib
@@ -236,7 +217,7 @@ def plot_runs(runs: dict[str, list[dict]], path: Path) -> Path:
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def run_mlp(cfg: MLPConfig, data: ArrayData, out: str | Path, progress: bool = True) -> dict:

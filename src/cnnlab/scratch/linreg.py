@@ -122,7 +122,7 @@ def plot_linreg(rows: list[dict], path: Path, n_fixed: int, d_fixed: int) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnlab.scratch.experiments import _save_figure
+    from cnnlab.report.plots import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (var, fixed_key, fixed) in zip(axes, (("n", "d", d_fixed), ("d", "n", n_fixed))):
@@ -139,13 +139,13 @@ def plot_linreg(rows: list[dict], path: Path, n_fixed: int, d_fixed: int) -> Pat
         ax.set_title(f"{fixed_key} = {fixed}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def run_linreg(out: str | Path, n_values=(2000, 8000, 32000), d_values=(25, 100, 400), n_fixed: int = 8000,
                d_fixed: int = 100, steps: int = 100, repeats: int = 3, seed: int = 0) -> list[dict]:
     """``cnnlab scratch linreg``: the n-sweep and the d-sweep, ``linreg.json`` and ``linreg.png``."""
-    from cnnlab.scratch.experiments import write_json
+    from cnnlab.fileio import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path
 from cnnlab.models import create_model
 from cnnlab.models.registry import get_entry
 from cnnlab.report import plots
@@ -318,14 +317,8 @@ def _write_png(array: np.ndarray, path: Path) -> None:
     """Atomic PNG write: a crash never leaves a half-written mask behind."""
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,

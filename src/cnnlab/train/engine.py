@@ -23,6 +23,10 @@ from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 
+class Diverged(CnnlabError):
+    """The training loss became NaN or infinite (too large a learning rate, most often)."""
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -195,7 +199,7 @@ def fit(
                 outputs = net(x)
             loss = task.loss(outputs.float(), y)
             if not torch.isfinite(loss):
-                raise CnnlabError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
+                raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
                                   f"lower the learning rate (--lr {cfg.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,4 +1,4 @@
-"""CLI for classification: train, evaluate, predict, show, datasets, models."""
+"""CLI for classification: train, evaluate, predict, show."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from cnnlab.train.classify import train_classifier
+    from cnnlab.classify.api import train_classifier
 
     metrics = train_classifier(
         args.dataset, data_dir=args.data_dir, model=args.model, model_kwargs=json.loads(args.model_kwargs),
@@ -41,7 +41,7 @@ def _print_summary(m: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from cnnlab.train.classify import evaluate_checkpoint
+    from cnnlab.classify.api import evaluate_checkpoint
 
     m = evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, args.device)
     _print_summary(m)
@@ -51,31 +51,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from cnnlab.train.classify import predict_files
+    from cnnlab.classify.api import predict_files
 
     for row in predict_files(args.checkpoint, args.images, args.topk, args.device):
         print(row["file"] + ": " + ", ".join(f"{c} {p:.3f}" for c, p in row["top"]))
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from cnnlab.train.classify import show_samples
+    from cnnlab.classify.api import show_samples
 
     path = show_samples(args.dataset, args.data_dir, args.out, n=args.n, seed=args.seed, **_dataset_kwargs(args))
     print(f"wrote {path}")
-
-
-def cmd_models(args: argparse.Namespace) -> None:
-    from cnnlab.models.complexity import format_table, registry_complexity
-
-    rows = registry_complexity()
-    print(json.dumps(rows, indent=1) if args.format == "json" else format_table(rows))
-
-
-def cmd_datasets(args: argparse.Namespace) -> None:
-    from cnnlab.data import list_datasets
-
-    for e in list_datasets():
-        print(f"{e.name:16s} {e.description}")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -128,9 +114,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-n", type=int, default=4)
     p.add_argument("--seed", type=int, help="fix the draw (default: new samples each run)")
     p.set_defaults(func=cmd_show)
-
-    p = sub.add_parser("models", help="list the registered models with params and MACs at their default input")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.set_defaults(func=cmd_models)
-    p = sub.add_parser("datasets", help="list the known datasets")
-    p.set_defaults(func=cmd_datasets)

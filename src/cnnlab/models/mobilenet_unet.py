@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from cnnlab.models.layers import ConvBNAct
 from cnnlab.models.registry import register_model
-from cnnlab.segment.unet import UpBlock, pad_to_multiple
+from cnnlab.models.unet import UpBlock, pad_to_multiple
 
 # (end index in features, channels) of the stages at strides 2, 4, 8, 16, 32
 STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))

@@ -1,0 +1,110 @@
+"""Typed checkers for command-line options, shared by every command.
+
+Each is an ``argparse`` ``type=``: it turns the text into a value or raises
+``ArgumentTypeError``, which the CLI prints as one line naming the option
+(``cnnlab train: error: argument --batch-size: expected an integer >= 1, got '0'``).
+A new option gets the same behaviour by naming one of these instead of ``int``/``float``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Callable
+
+Check = Callable[[str], object]
+
+
+def _number(text: str, kind: type) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_range(low: int | None = None, high: int | None = None) -> Check:
+    """An integer in ``[low, high]`` (either bound may be open-ended)."""
+    def check(text: str) -> int:
+        value = int(_number(text, int))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected an integer {_bounds(low, high, '[', ']')}, got {text!r}")
+        return value
+    return check
+
+
+def float_range(low: float | None = None, high: float | None = None, low_open: bool = False,
+                high_open: bool = False) -> Check:
+    """A finite float in the interval from ``low`` to ``high`` (open ends where asked)."""
+    def check(text: str) -> float:
+        value = float(_number(text, float))
+        bad_low = low is not None and (value <= low if low_open else value < low)
+        bad_high = high is not None and (value >= high if high_open else value > high)
+        if bad_low or bad_high:
+            raise argparse.ArgumentTypeError(
+                f"expected a number {_bounds(low, high, '(' if low_open else '[', ')' if high_open else ']')}, "
+                f"got {text!r}")
+        return value
+    return check
+
+
+def _bounds(low, high, left: str, right: str) -> str:
+    if high is None:
+        return f"{'>' if left == '(' else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if right == ')' else '<='} {high:g}"
+    return f"in {left}{low:g}, {high:g}{right}"
+
+
+positive_int = int_range(1)
+nonneg_int = int_range(0)
+finite_float = float_range()
+positive_float = float_range(0, low_open=True)
+nonneg_float = float_range(0)
+fraction = float_range(0, 1, high_open=True)  # a share of a set: 0 allowed, all of it not
+probability = float_range(0, 1)
+
+
+def json_object(text: str) -> dict:
+    """A JSON object (``'{"width": 64}'``), as for ``--model-kwargs``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 64}}', got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda``/``cuda:N`` or ``mps``, and only one this machine has."""
+    name = text.strip().lower()
+    if name in ("auto", "cpu"):
+        return name
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r} asked for, but this machine has no CUDA GPU (use cpu or auto)")
+        if dev.index is not None and dev.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r} asked for, but this machine has {count} CUDA GPU(s)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r} asked for, but MPS is not available here (use cpu or auto)")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {text!r}")
+    return name
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line (sub-commands inherit it)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -1,0 +1,250 @@
+"""Image classification end to end: train, evaluate, predict, show — the API behind the CLI.
+
+``train_classifier`` loads a dataset by name, builds a registry model adapted to it, fits it,
+then reports honest numbers on the held-out test split (never used for model selection) and
+writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the plots.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    binary_precision_recall_curve,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from cnnlab.data import DatasetSplits, load_dataset
+from cnnlab.data.augment import get_augment
+from cnnlab.data.imagefolder import read_image
+from cnnlab.data.loader import TensorLoader
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
+from cnnlab.report import plots
+from cnnlab.seeding import seed_everything
+from cnnlab.train import distributed as dist
+from cnnlab.train.checkpoint import load_classifier, load_checkpoint
+from cnnlab.train.engine import TrainConfig, evaluate, fit
+from cnnlab.classify.recipes import recipe_for, train_config
+from cnnlab.train.tasks import ClassificationTask
+
+def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | None = None, vflip: bool = False):
+    """Train (augmented, shuffled), val and test loaders on the training device."""
+    device = cfg.resolved_device()
+    aug = get_augment(augment or splits.augment, vflip)
+    common = dict(mean=splits.mean, std=splits.std, device=device)
+    train = TensorLoader(splits.train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed, **common)
+    val = TensorLoader(splits.val, 512, **common) if splits.val is not None and len(splits.val) else None
+    test = TensorLoader(splits.test, 512, **common)
+    return train, val, test
+
+
+def train_classifier(
+    dataset: str = "digits",
+    *,
+    data_dir: str | None = None,
+    model: str | None = None,
+    model_kwargs: dict | None = None,
+    out: str | Path | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    split_seed: int = 42,
+    augment: str | None = None,
+    vflip: bool = False,
+    target_recall: float | None = None,
+    resume: bool = False,
+    dataset_kwargs: dict | None = None,
+    progress: bool = True,
+    **train_overrides,
+) -> dict:
+    """Train a classifier and write a complete run folder; returns the final metrics dict."""
+    started = time.perf_counter()
+    dist.init()
+    cfg = train_config(dataset, **train_overrides)
+    recipe = recipe_for(dataset)
+    model_name = model or recipe["model"]
+    augment = augment or recipe.get("augment")
+    out = Path(out) if out else Path("runs") / f"{dataset}-{model_name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, model=model_name,
+                  model_kwargs=model_kwargs or {}, val_fraction=val_fraction, test_fraction=test_fraction,
+                  split_seed=split_seed, augment=augment, vflip=vflip, target_recall=target_recall,
+                  dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
+    splits = load_dataset(dataset, data_dir, val_fraction=val_fraction, test_fraction=test_fraction,
+                          seed=split_seed, **(dataset_kwargs or {}))
+    if target_recall is not None and splits.num_classes != 2:
+        raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
+    kwargs = dict(model_kwargs or {})
+    if model_name == "mlp":
+        kwargs.setdefault("image_size", splits.image_size[0])
+    seed_everything(cfg.seed)  # before the model draws its initial weights
+    net = create_model(model_name, num_classes=splits.num_classes, in_chans=splits.in_chans, **kwargs)
+    train_loader, val_loader, test_loader = make_loaders(splits, cfg, augment, vflip)
+    meta = dict(model=model_name, model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
+                std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset)
+    if dist.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+    task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
+    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+    dist.close()
+    if not dist.is_main():
+        return {}
+    best, _ = load_classifier(out / "best.ckpt", cfg.resolved_device())
+    metrics = {"history": history, **report(best, splits, test_loader, val_loader, out, cfg, target_recall)}
+    metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
+                   model=model_name, params=sum(p.numel() for p in net.parameters()),
+                   best_epoch=_best_epoch(history, task.monitor))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    plots.plot_curves(history, out / "curves.png")
+    return metrics
+
+
+def _best_epoch(history: list[dict], monitor: str) -> int:
+    key = f"val_{monitor}" if f"val_{monitor}" in history[0] else f"train_{monitor}"
+    return max(history, key=lambda r: r[key])["epoch"]
+
+
+def report(model, splits: DatasetSplits, test_loader, val_loader, out: Path | None,
+           cfg: TrainConfig, target_recall: float | None = None) -> dict:
+    """Held-out test figures (accuracy, loss, per-class P/R/F1, confusion matrix) and their plots."""
+    device = cfg.resolved_device()
+    task = ClassificationTask(splits.num_classes)
+    res = evaluate(model, test_loader, task, device, collect=True)
+    probs, targets = res.pop("outputs").softmax(1), res.pop("targets")
+    preds = probs.argmax(1)
+    k = splits.num_classes
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int((targets == i).sum())}
+        for i, (name, p, r, f) in enumerate(zip(
+            splits.classes,
+            multiclass_precision(preds, targets, k, average=None),
+            multiclass_recall(preds, targets, k, average=None),
+            multiclass_f1_score(preds, targets, k, average=None)))
+    }
+    cm = multiclass_confusion_matrix(preds, targets, k).numpy()
+    metrics = {"test_accuracy": res["accuracy"], "test_loss": res["loss"], "per_class": per_class,
+               "confusion_matrix": cm.tolist(), "classes": splits.classes, "test_size": len(targets)}
+    if k == 2:
+        metrics["binary"] = binary_report(model, val_loader, probs[:, 1], targets, device, target_recall, out)
+    if out is not None:
+        plots.plot_confusion(cm, splits.classes, out / "confusion_matrix.png")
+        _sample_plots(splits, preds, targets, probs, out)
+    return metrics
+
+
+def binary_report(model, val_loader, test_scores, test_targets, device, target_recall, out) -> dict:
+    """Precision-recall on test; with ``target_recall`` the threshold is chosen on validation.
+
+    The threshold is the highest one whose validation recall still reaches the target, i.e. the
+    most precise operating point that misses at most ``1 - target_recall`` of the positives.
+    """
+    precision, recall, _ = binary_precision_recall_curve(test_scores, test_targets)
+    result: dict = {"average_precision": float(-(torch.diff(recall) * precision[1:]).sum())}
+    point = None
+    if target_recall is not None:
+        if val_loader is None:
+            raise CnnlabError("--target-recall needs a validation split (use --val-fraction > 0)")
+        val = evaluate(model, val_loader, ClassificationTask(2), device, collect=True)
+        v_prec, v_rec, v_thr = binary_precision_recall_curve(val["outputs"].softmax(1)[:, 1], val["targets"])
+        ok = torch.nonzero(v_rec[:-1] >= target_recall).flatten()
+        threshold = float(v_thr[ok[-1]]) if len(ok) else 0.0
+        pred = test_scores >= threshold
+        tp = int((pred & (test_targets == 1)).sum())
+        test_prec = tp / max(int(pred.sum()), 1)
+        test_rec = tp / max(int((test_targets == 1).sum()), 1)
+        result.update(target_recall=target_recall, threshold=threshold, test_precision=test_prec,
+                      test_recall=test_rec)
+        point = (test_prec, test_rec)
+    if out is not None:
+        plots.plot_pr_curve(precision.numpy(), recall.numpy(), out / "pr_curve.png", point,
+                            f"threshold for recall {target_recall}" if point else "")
+    return result
+
+
+def _sample_plots(splits: DatasetSplits, preds, targets, probs, out: Path, n: int = 16) -> None:
+    names = splits.classes
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(targets), generator=g)[:n]
+
+    def titles(ids):
+        return [f"pred {names[preds[i]]} ({probs[i, preds[i]]:.2f})\ntrue {names[targets[i]]}" for i in ids]
+
+    plots.image_grid(splits.test.images[idx], titles(idx), out / "samples.png",
+                     colors=["green" if preds[i] == targets[i] else "red" for i in idx])
+    wrong = torch.nonzero(preds != targets).flatten()[:n]
+    plots.image_grid(splits.test.images[wrong], titles(wrong), out / "misclassified.png", colors=["red"] * len(wrong))
+
+
+def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tuple[dict, dict, DatasetSplits]:
+    """A checkpoint, its run's config.json, and the same seeded splits it was trained with.
+
+    Later tools (evaluate, attacks) must use the run's own test split, never images it trained on.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    config_path = Path(checkpoint).parent / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    dataset = ckpt.get("dataset") or config.get("dataset")
+    if dataset is None:
+        raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to use")
+    splits = load_dataset(dataset, data_dir or config.get("data_dir"), val_fraction=config.get("val_fraction", 0.1),
+                          test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
+                          **config.get("dataset_kwargs", {}))
+    return ckpt, config, splits
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
+                        device: str = "auto") -> dict:
+    """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
+    ckpt, config, splits = checkpoint_splits(checkpoint, data_dir)
+    if list(splits.classes) != list(ckpt["classes"]):
+        raise CnnlabError(f"{checkpoint}: classes {ckpt['classes']} differ from the dataset's {splits.classes}")
+    cfg = TrainConfig(device=device)
+    model, _ = load_classifier(checkpoint, cfg.resolved_device())
+    splits.mean, splits.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
+    _, val_loader, test_loader = make_loaders(splits, cfg)
+    out_dir = Path(out) if out else None
+    metrics = report(model, splits, test_loader, val_loader, out_dir, cfg, config.get("target_recall"))
+    if out_dir is not None:
+        (out_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def load_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
+    """Read any image file as a uint8 ``C x H x W`` tensor with the model's channels and size."""
+    arr = read_image(path, channels, (size[0], size[1]))
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int = 3, device: str = "auto") -> list[dict]:
+    """Top-k classes with probabilities for each image file."""
+    cfg = TrainConfig(device=device)
+    model, meta = load_classifier(checkpoint, cfg.resolved_device())
+    c, h, w = meta["input_size"]
+    images = torch.stack([load_image(f, c, (h, w)) for f in files])
+    mean = torch.tensor(meta["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(meta["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        probs = model((images.float() / 255 - mean).div(std).to(cfg.resolved_device())).float().softmax(1).cpu()
+    k = min(topk, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    return [{"file": str(f), "top": [(meta["classes"][j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
+            for i, f in enumerate(files)]
+
+
+def show_samples(dataset: str, data_dir: str | None = None, out: str | Path = "samples.png", n: int = 4,
+                 seed: int | None = None, **dataset_kwargs) -> Path:
+    """``n`` random training images in a grid (new ones each call unless ``seed`` is given)."""
+    splits = load_dataset(dataset, data_dir, val_fraction=0, **dataset_kwargs)
+    rng = random.Random(seed)
+    idx = torch.tensor(rng.sample(range(len(splits.train)), min(n, len(splits.train))))
+    titles = [splits.classes[int(splits.train.labels[i])] for i in idx]
+    return plots.image_grid(splits.train.images[idx], titles, out, cols=int(np.ceil(np.sqrt(n))))

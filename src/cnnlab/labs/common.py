@@ -1,0 +1,75 @@
+"""Shared pieces of the labs: real images at a lab's size, and training on the shared engine.
+
+Labs train on Fashion-MNIST when its files are found (``--data-dir`` or ``$CNNLAB_DATA``) and on
+scikit-learn's embedded 8x8 digits otherwise; the dataset used is recorded in the lab's settings.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from cnnlab.data import DatasetSplits, ImageSet, data_root, load_dataset
+from cnnlab.labs.base import LabContext
+
+
+def has_files(name: str, data_dir: str | None) -> bool:
+    root = data_root(name, data_dir)
+    return root.is_dir() and any(root.iterdir())
+
+
+def lab_data(ctx: LabContext, n_train: int, n_test: int, n_val: int = 0,
+             prefer: str = "fashion-mnist") -> DatasetSplits:
+    """Seeded subsets of real images: ``n_train``/``n_val`` from the training split, ``n_test`` from test.
+
+    ``prefer`` is used when its files are there, else the embedded digits (1,797 images, so the
+    sizes are capped by what exists). Normalization statistics come from the training subset.
+    """
+    name = prefer if prefer == "digits" or has_files(prefer, ctx.data_dir) else "digits"
+    full = load_dataset(name, ctx.data_dir, val_fraction=0, seed=42)
+    g = torch.Generator().manual_seed(ctx.seed)
+    order = torch.randperm(len(full.train), generator=g)
+    n_train = min(n_train, len(order) - n_val)
+    train = full.train.subset(order[:n_train])
+    val = full.train.subset(order[n_train:n_train + n_val]) if n_val else None
+    test = full.test.subset(torch.randperm(len(full.test), generator=g)[:n_test])
+    return DatasetSplits(name, full.classes, train, test, val=val, augment=full.augment,
+                         info={"source": name, "train": len(train), "val": len(val) if val else 0,
+                               "test": len(test)})
+
+
+def train_small(ctx: LabContext, model: nn.Module, data: DatasetSplits, *, epochs: int, lr: float,
+                optimizer: str = "sgd", batch_size: int = 128, weight_decay: float = 0.0, momentum: float = 0.9,
+                schedule: str = "onecycle", augment: str | None = "none", vflip: bool = False,
+                label_smoothing: float = 0.0, seed: int | None = None) -> dict:
+    """Train ``model`` with the shared engine; returns history, test accuracy/loss and seconds.
+
+    A run whose loss becomes NaN/inf is not an error here but a result: ``diverged`` is True and
+    the test accuracy is chance level (what such a model predicts).
+    """
+    from cnnlab.classify.api import make_loaders
+    from cnnlab.train.engine import Diverged, TrainConfig, evaluate, fit
+    from cnnlab.train.tasks import ClassificationTask
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+                      weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
+                      device=ctx.device, seed=ctx.seed if seed is None else seed, channels_last=False)
+    train, val, test = make_loaders(data, cfg, augment, vflip)
+    task = ClassificationTask(data.num_classes, label_smoothing)
+    started = time.perf_counter()
+    try:
+        history = fit(model, train, val, task, cfg, progress=False)
+    except Diverged:
+        return {"history": [], "diverged": True, "test_accuracy": 1.0 / data.num_classes,
+                "test_loss": float("nan"), "seconds": time.perf_counter() - started}
+    res = evaluate(model, test, ClassificationTask(data.num_classes), cfg.resolved_device())
+    return {"history": history, "diverged": False, "test_accuracy": res["accuracy"], "test_loss": res["loss"],
+            "seconds": time.perf_counter() - started}
+
+
+def as_float(images: ImageSet, mean, std) -> torch.Tensor:
+    """uint8 images as normalized float tensors (for labs that run their own forward passes)."""
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    return (images.images.float() / 255 - m) / s
