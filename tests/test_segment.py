@@ -427,3 +427,17 @@ def test_another_model_does_not_inherit_the_recipes_unet_kwargs(tmp_path, monkey
     assert m["model"] == "mobilenetv2-unet"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "width" not in (config.get("model_kwargs") or {})
+
+
+def test_unet_without_skips_ignores_encoder_features():
+    """skips=False: the decoder sees only upsampled bottleneck features (fewer input channels per stage)."""
+    from cnnlab.models import create_model
+
+    with_skips = create_model("unet", num_classes=2, in_chans=1, width=8, depth=3)
+    without = create_model("unet", num_classes=2, in_chans=1, width=8, depth=3, skips=False)
+    x = torch.randn(2, 1, 37, 50)
+    assert without(x).shape == with_skips(x).shape == (2, 2, 37, 50)
+    # each decoder stage's first conv loses the skip's input channels: 3x3 x skip_ch x out_ch weights fewer
+    lost = sum(9 * c * c for c in (8, 16, 32))
+    params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert params(with_skips) - params(without) == lost

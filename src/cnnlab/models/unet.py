@@ -73,23 +73,27 @@ class UNet(nn.Module):
     """U-Net with ``depth`` poolings; stage ``i`` has ``width * 2**i`` channels.
 
     ``block="double"`` is the 2015 design; ``block="residual"`` makes the encoder (and the
-    bottleneck) residual: ResU-Net. The decoder is the same for both.
+    bottleneck) residual: ResU-Net. The decoder is the same for both. ``skips=False`` gives the same
+    encoder-decoder without skip connections (each decoder stage sees only the upsampled features):
+    the course's baseline for what the skips add (000 Q8).
     """
 
     def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, depth: int = 4,
-                 up: str = "transpose", bn: bool = True, block: str = "double", dropout: float = 0.0) -> None:
+                 up: str = "transpose", bn: bool = True, block: str = "double", dropout: float = 0.0,
+                 skips: bool = True) -> None:
         super().__init__()
         blocks = {"double": DoubleConv, "residual": residual_stage}
         if block not in blocks:
             raise ValueError(f"unknown block {block!r}; expected one of {sorted(blocks)}")
         enc = blocks[block]
         chans = [width * 2 ** i for i in range(depth + 1)]
-        self.depth = depth
+        self.depth, self.skips = depth, skips
         self.encoder = nn.ModuleList([enc(in_chans, chans[0], bn)] +
                                      [enc(chans[i - 1], chans[i], bn) for i in range(1, depth + 1)])
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.decoder = nn.ModuleList([UpBlock(chans[i + 1], chans[i], chans[i], up, bn) for i in reversed(range(depth))])
+        self.decoder = nn.ModuleList([UpBlock(chans[i + 1], chans[i] if skips else 0, chans[i], up, bn)
+                                      for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,19 +104,20 @@ class UNet(nn.Module):
             skips.append(x)
         x = self.dropout(skips.pop())
         for up in self.decoder:
-            x = up(x, skips.pop())
+            skip = skips.pop()
+            x = up(x, skip if self.skips else None)
         return self.head(x)[..., :h, :w]
 
 
 @register_model("unet", default_input=(3, 256, 256), tags=("segmentation",))
 def unet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
-         bn: bool = True, dropout: float = 0.0) -> nn.Module:
+         bn: bool = True, dropout: float = 0.0, skips: bool = True) -> nn.Module:
     """U-Net (2015 design, same padding, BN): configurable width/depth, transposed-conv or bilinear up."""
-    return UNet(num_classes, in_chans, width, depth, up, bn, "double", dropout)
+    return UNet(num_classes, in_chans, width, depth, up, bn, "double", dropout, skips)
 
 
 @register_model("resunet", default_input=(3, 256, 256), tags=("segmentation",))
 def resunet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
-            bn: bool = True, dropout: float = 0.0) -> nn.Module:
+            bn: bool = True, dropout: float = 0.0, skips: bool = True) -> nn.Module:
     """ResU-Net: U-Net whose encoder stages are residual blocks."""
-    return UNet(num_classes, in_chans, width, depth, up, bn, "residual", dropout)
+    return UNet(num_classes, in_chans, width, depth, up, bn, "residual", dropout, skips)
