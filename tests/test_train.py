@@ -267,3 +267,22 @@ def test_translate_never_moves_more_than_an_eighth_of_a_small_image():
     out = random_translate(x, 8, torch.Generator().manual_seed(0))  # a 150-px preset on 8x8 digits
     shifts = {(int(o[0, 1, 1].item()) // 8 - 1, int(o[0, 1, 1].item()) % 8 - 1) for o in out}
     assert out.shape == x.shape and shifts <= {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)} and len(shifts) > 1
+
+
+def test_options_layer_defaults_dataset_named_recipe_given(monkeypatch):
+    from cnnlab.classify import recipes
+
+    monkeypatch.setitem(recipes.NAMED_RECIPES, "t-recipe", recipes.NamedRecipe(
+        "t-recipe", "fashion-mnist", "test", options=dict(model="resnet9", model_kwargs={"width": 8}, epochs=3,
+                                                          optimizer="adam", vflip=True)))
+    dataset, opts = recipes.resolve_options(None, "t-recipe", lr=0.01, epochs=None)
+    assert dataset == "fashion-mnist"
+    assert (opts["model"], opts["model_kwargs"], opts["epochs"], opts["optimizer"]) == ("resnet9", {"width": 8}, 3, "adam")
+    assert opts["lr"] == 0.01 and opts["batch_size"] == recipes.RECIPES["fashion-mnist"]["batch_size"]
+    assert opts["vflip"] is True and opts["val_fraction"] == 0.1
+    # a model given by the user does not inherit the recipe model's kwargs
+    _, opts = recipes.resolve_options(None, "t-recipe", model="simple-cnn")
+    assert opts["model"] == "simple-cnn" and opts["model_kwargs"] == {}
+    assert recipes.train_config("fashion-mnist", "t-recipe").optimizer == "adam"
+    with pytest.raises(CnnlabError, match="unknown recipe 't-recip'.*Did you mean: t-recipe"):
+        recipes.resolve_options(None, "t-recip")

@@ -34,7 +34,7 @@ from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import load_classifier, load_checkpoint
 from cnnlab.train.engine import TrainConfig, evaluate, fit
-from cnnlab.classify.recipes import recipe_for, train_config
+from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
 from cnnlab.train.tasks import ClassificationTask
 
 def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | None = None, vflip: bool = False):
@@ -49,33 +49,35 @@ def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | None = 
 
 
 def train_classifier(
-    dataset: str = "digits",
+    dataset: str | None = None,
     *,
+    recipe: str | None = None,
     data_dir: str | None = None,
-    model: str | None = None,
-    model_kwargs: dict | None = None,
     out: str | Path | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    split_seed: int = 42,
-    augment: str | None = None,
-    vflip: bool = False,
     target_recall: float | None = None,
     resume: bool = False,
     dataset_kwargs: dict | None = None,
     progress: bool = True,
-    **train_overrides,
+    **options,
 ) -> dict:
-    """Train a classifier and write a complete run folder; returns the final metrics dict."""
+    """Train a classifier and write a complete run folder; returns the final metrics dict.
+
+    ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
+    ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
+    None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
+    """
     started = time.perf_counter()
     dist.init()
-    cfg = train_config(dataset, **train_overrides)
-    recipe = recipe_for(dataset)
-    model_name = model or recipe["model"]
-    augment = augment or recipe.get("augment")
+    dataset, opts = resolve_options(dataset, recipe, **options)
+    unknown = set(opts) - set(RUN_DEFAULTS) - TRAIN_FIELDS - {"model"}
+    if unknown:
+        raise CnnlabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
+    model_name, model_kwargs, augment, vflip = opts["model"], opts["model_kwargs"], opts["augment"], opts["vflip"]
+    val_fraction, test_fraction, split_seed = opts["val_fraction"], opts["test_fraction"], opts["split_seed"]
     out = Path(out) if out else Path("runs") / f"{dataset}-{model_name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, model=model_name,
-                  model_kwargs=model_kwargs or {}, val_fraction=val_fraction, test_fraction=test_fraction,
+    config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None, model=model_name,
+                  model_kwargs=model_kwargs, val_fraction=val_fraction, test_fraction=test_fraction,
                   split_seed=split_seed, augment=augment, vflip=vflip, target_recall=target_recall,
                   dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
     splits = load_dataset(dataset, data_dir, val_fraction=val_fraction, test_fraction=test_fraction,

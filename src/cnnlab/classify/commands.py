@@ -18,16 +18,30 @@ def _dataset_kwargs(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> None:
     from cnnlab.classify.api import train_classifier
 
+    if args.list_recipes:
+        _list_recipes()
+        return
     metrics = train_classifier(
-        args.dataset, data_dir=args.data_dir, model=args.model, model_kwargs=json.loads(args.model_kwargs),
+        args.dataset, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
+        model_kwargs=json.loads(args.model_kwargs) if args.model_kwargs else None,
         out=args.out, val_fraction=args.val_fraction, test_fraction=args.test_fraction, split_seed=args.split_seed,
         augment=args.augment, vflip=args.vflip, target_recall=args.target_recall, resume=args.resume,
         dataset_kwargs=_dataset_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
-        amp=not args.no_amp)
+        amp=False if args.no_amp else None)
     if metrics:
         _print_summary(metrics)
+
+
+def _list_recipes() -> None:
+    from cnnlab.classify.recipes import NAMED_RECIPES
+
+    width = max((len(n) for n in NAMED_RECIPES), default=4)
+    for r in sorted(NAMED_RECIPES.values(), key=lambda r: r.name):
+        where = f" [{r.assignment}]" if r.assignment else ""
+        note = f" ({r.data_note})" if r.data_note else ""
+        print(f"{r.name:{width}s}  {r.dataset:14s} {r.description}{where}{note}")
 
 
 def _print_summary(m: dict) -> None:
@@ -67,10 +81,13 @@ def cmd_show(args: argparse.Namespace) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a classifier and write a run folder",
                        description="Train a classifier; options left out come from the dataset's default recipe.")
-    p.add_argument("--dataset", default="digits", help="dataset name (see `cnnlab datasets`); default: digits")
+    p.add_argument("--dataset", help="dataset name (see `cnnlab datasets`); default: the recipe's, else digits")
+    p.add_argument("--recipe", help="a named recipe (see --list-recipes): model, optimiser, schedule, epochs, "
+                                    "augmentation and split as an assignment states; other options override it")
+    p.add_argument("--list-recipes", action="store_true", help="list the named recipes and exit")
     _data_args(p)
     p.add_argument("--model", help="model name (see `cnnlab models`), e.g. simple-cnn, resnet9, transfer:efficientnet-lite0")
-    p.add_argument("--model-kwargs", default="{}", help='JSON of extra model arguments, e.g. \'{"width": 64}\'')
+    p.add_argument("--model-kwargs", help='JSON of extra model arguments, e.g. \'{"width": 64}\'')
     p.add_argument("--out", help="run folder (default: runs/<dataset>-<model>-<time>)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -82,10 +99,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--patience", type=int, help="early stopping after N epochs without val improvement")
     p.add_argument("--augment", help="augmentation preset (none, digits, mnist, fashion, cifar, natural)")
-    p.add_argument("--vflip", action="store_true", help="also flip vertically when augmenting")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--test-fraction", type=float, default=0.2, help="used when the dataset has no test split")
-    p.add_argument("--split-seed", type=int, default=42)
+    p.add_argument("--vflip", action="store_true", default=None, help="also flip vertically when augmenting")
+    p.add_argument("--val-fraction", type=float, help="validation share of train (default 0.1)")
+    p.add_argument("--test-fraction", type=float, help="test share when the dataset has no test split (default 0.2)")
+    p.add_argument("--split-seed", type=int, help="seed of the val/test splits (default 42)")
     p.add_argument("--target-recall", type=float, help="binary tasks: pick the threshold reaching this val recall")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")

@@ -1,13 +1,17 @@
 """Classification recipes: what `cnnlab train` uses for every option the user leaves out.
 
-A dataset's recipe (``RECIPES``) fills the options left out for that dataset, on top of
-``DEFAULT_RECIPE``; ``train_config`` turns a recipe plus the user's overrides into the engine's
-``TrainConfig``.
+Options are layered, later layers winning: ``RUN_DEFAULTS`` and ``DEFAULT_RECIPE``, the dataset's
+recipe (``RECIPES``), a named recipe (``cnnlab train --recipe NAME``: a course assignment or a
+speed recipe, fixing model, optimiser, schedule, epochs, augmentation and split), then the options
+the user gave. :func:`resolve_options` does the layering; :func:`train_config` picks the engine's
+``TrainConfig`` fields out of the result.
 """
 from __future__ import annotations
 
-from dataclasses import fields
+import difflib
+from dataclasses import dataclass, field, fields
 
+from cnnlab.errors import CnnlabError
 from cnnlab.train.engine import TrainConfig
 
 # Default recipe per dataset: what `cnnlab train --dataset X` uses when an option is not given.
@@ -23,15 +27,62 @@ RECIPES: dict[str, dict] = {
 DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_smoothing=0.1)
 
 
-def recipe_for(dataset: str) -> dict:
-    """The dataset's recipe on top of the defaults (model, training settings, augmentation)."""
-    return {**DEFAULT_RECIPE, **RECIPES.get(dataset, {})}
+# run options that are not TrainConfig fields, when neither a recipe nor the user sets them
+RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False)
 
 
-def train_config(dataset: str, **overrides) -> TrainConfig:
-    """The dataset's default recipe with the given (non-None) overrides applied."""
-    recipe = recipe_for(dataset)
-    valid = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in recipe.items() if k in valid}
-    values.update({k: v for k, v in overrides.items() if v is not None and k in valid})
-    return TrainConfig(**values)
+@dataclass(frozen=True)
+class NamedRecipe:
+    """A fixed training setup by name, e.g. a course assignment reproduced in one command."""
+
+    name: str
+    dataset: str                 # what it trains on here
+    description: str             # one line: what it reproduces
+    assignment: str = ""         # course reference, e.g. "001 Sec.3a"
+    options: dict = field(default_factory=dict)  # train_classifier options: model, epochs, lr, augment, ...
+    data_note: str = ""          # where the assignment's own dataset differs from the one used here
+
+
+NAMED_RECIPES: dict[str, NamedRecipe] = {}
+
+
+def register_recipe(recipe: NamedRecipe) -> NamedRecipe:
+    if recipe.name in NAMED_RECIPES:
+        raise ValueError(f"recipe {recipe.name!r} is registered twice")
+    NAMED_RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def get_recipe(name: str) -> NamedRecipe:
+    if name not in NAMED_RECIPES:
+        close = difflib.get_close_matches(name, list(NAMED_RECIPES), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise CnnlabError(f"unknown recipe {name!r}.{hint} See `cnnlab train --list-recipes`.")
+    return NAMED_RECIPES[name]
+
+
+def resolve_options(dataset: str | None = None, recipe: str | None = None, **given) -> tuple[str, dict]:
+    """The dataset and every run option, layered: defaults < dataset recipe < named recipe < given.
+
+    ``given`` options that are None count as not given. A model chosen in a later layer than the
+    ``model_kwargs`` does not inherit them (a recipe's width belongs to the recipe's model).
+    """
+    named = get_recipe(recipe) if recipe else None
+    dataset = dataset or (named.dataset if named else "digits")
+    given = {k: v for k, v in given.items() if v is not None}
+    layers = [RUN_DEFAULTS, DEFAULT_RECIPE, RECIPES.get(dataset, {}), named.options if named else {}, given]
+    options: dict = {}
+    for layer in layers:
+        if "model" in layer and "model_kwargs" not in layer and layer["model"] != options.get("model"):
+            options["model_kwargs"] = {}
+        options.update(layer)
+    return dataset, options
+
+
+def train_config(dataset: str, recipe: str | None = None, **overrides) -> TrainConfig:
+    """The engine settings of ``dataset`` (and named ``recipe``) with the given (non-None) overrides."""
+    _, options = resolve_options(dataset, recipe, **overrides)
+    return TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
+
+
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}

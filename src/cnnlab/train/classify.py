@@ -6,4 +6,4 @@ from cnnlab.classify.api import (  # noqa: F401
     checkpoint_splits, evaluate_checkpoint, load_image, make_loaders, predict_files, report, show_samples,
     train_classifier,
 )
-from cnnlab.classify.recipes import DEFAULT_RECIPE, RECIPES, recipe_for, train_config  # noqa: F401
+from cnnlab.classify.recipes import DEFAULT_RECIPE, RECIPES, resolve_options, train_config  # noqa: F401

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -154,12 +154,14 @@ def fit(
     meta: dict | None = None,
     resume: bool = False,
     progress: bool = True,
+    on_epoch: Callable[[dict, nn.Module], None] | None = None,
 ) -> list[dict]:
     """Train ``model`` for ``cfg.epochs``; returns the per-epoch history.
 
     With ``out_dir``: writes ``last.ckpt`` every epoch and ``best.ckpt`` when the validation
     ``task.monitor`` improves (``meta`` — model name, classes, normalization — goes into both),
-    and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt``.
+    and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt``. ``on_epoch(row, model)``
+    is called after each epoch with its history row (loggers such as TensorBoard hook in here).
     """
     device = cfg.resolved_device()
     torch.manual_seed(cfg.seed)
@@ -224,6 +226,8 @@ def fit(
         history.append(row)
         if show:
             tqdm.write(_format_row(row))
+        if on_epoch is not None and dist.is_main():
+            on_epoch(row, model)
         if out is not None and dist.is_main():
             state = {**(meta or {}), "state_dict": model.state_dict(), "epoch": epoch + 1, "history": history,
                      "config": asdict(cfg), "best_score": best, "bad_epochs": bad_epochs}
