@@ -82,16 +82,19 @@ class LabEntry:
     fn: Callable[[LabContext], LabResult]
     question: str   # course question ids, e.g. "000 Q1a" or "002 Q3c, 000 Q1c"
     title: str      # the course question in one line
+    data: tuple[str, ...] = ()  # dataset folders the lab cannot run without (e.g. "isbi2012")
 
 
 _LABS: dict[str, LabEntry] = {}
 
 
-def register_lab(name: str, question: str, title: str) -> Callable:
+def register_lab(name: str, question: str, title: str, data: tuple[str, ...] = ()) -> Callable:
+    """Register a lab. ``data`` names dataset folders it needs beyond the embedded ones (labs that
+    prefer Fashion-MNIST fall back to the embedded digits and need not list it)."""
     def wrap(fn: Callable[[LabContext], LabResult]) -> Callable[[LabContext], LabResult]:
         if name in _LABS:
             raise ValueError(f"lab {name!r} is registered twice")
-        _LABS[name] = LabEntry(name, fn, question, title)
+        _LABS[name] = LabEntry(name, fn, question, title, tuple(data))
         return fn
 
     return wrap
