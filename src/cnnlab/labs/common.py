@@ -171,3 +171,16 @@ def resized(data: DatasetSplits, size: int) -> DatasetSplits:
     train = resize(data.train)
     return DatasetSplits(data.name, data.classes, train, resize(data.test), val=resize(data.val),
                          augment=data.augment, info={**data.info, "image_size": size})
+
+
+def versus(difference: float, noise: float) -> str:
+    """``"higher"``, ``"lower"`` or ``"same"``: is ``difference`` outside twice the seed ``noise``?
+
+    Labs pick their sentence with it, so a gap the seeds' spread could explain is never reported
+    as a win (a single seed has no spread: then any nonzero gap counts).
+    """
+    if difference > 2 * noise:
+        return "higher"
+    if difference < -2 * noise:
+        return "lower"
+    return "same"
