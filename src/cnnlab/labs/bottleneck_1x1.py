@@ -57,7 +57,7 @@ def run(ctx: LabContext) -> LabResult:
     numbers["module_3a"]["time_ratio"] = m["reduced"]["step_cpu_seconds"] / m["naive"]["step_cpu_seconds"]
     numbers["module_3a"]["formula_error"] = max(abs(m[k]["macs"] - m[k]["formula_macs"]) for k in ("naive", "reduced"))
 
-    data = lab_data(ctx, n_train=ctx.pick(300, 5000), n_test=ctx.pick(300, 2000))
+    data = lab_data(ctx, n_train=ctx.pick(300, 3000), n_test=ctx.pick(300, 2000))
     epochs = ctx.pick(1, 3)
     xs = torch.randn(64, data.in_chans, *data.image_size)
     ys = torch.randint(0, data.num_classes, (64,))

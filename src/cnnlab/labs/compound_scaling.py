@@ -48,8 +48,8 @@ def scaled_net(depth: float, width: float, in_chans: int, classes: int) -> nn.Mo
               "Scaling depth, width, resolution or all three (alpha*beta^2*gamma^2 ~ 2) to equal MACs: accuracy vs MACs")
 def run(ctx: LabContext) -> LabResult:
     phis = ctx.pick((1,), (1, 2))
-    full = lab_data(ctx, n_train=ctx.pick(300, 3000), n_test=ctx.pick(300, 2000))
-    epochs = ctx.pick(1, 4)
+    full = lab_data(ctx, n_train=ctx.pick(300, 2500), n_test=ctx.pick(300, 2000))
+    epochs = ctx.pick(1, 3)
     base_macs = count_macs(scaled_net(1, 1, full.in_chans, full.num_classes), (full.in_chans, BASE_RESOLUTION,
                                                                                BASE_RESOLUTION))
     numbers: dict = {"alpha": ALPHA, "beta": BETA, "gamma": GAMMA, "target_per_phi": TARGET, "base_macs": base_macs,

@@ -21,7 +21,7 @@ from cnnlab.models.complexity import count_macs
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, DepthwiseSeparable
 
 GRID = [(c_in, c_out, k) for c_in in (16, 64) for c_out in (16, 64, 256) for k in (3, 5)]
-WIDTHS = (32, 64, 128)
+WIDTHS = (16, 32, 64)
 
 
 def conv_weights(module: nn.Module) -> int:
@@ -64,8 +64,8 @@ def run(ctx: LabContext) -> LabResult:
     lay["time_ratio"] = lay["separable"]["step_cpu_seconds"] / lay["standard"]["step_cpu_seconds"]
     lay["speedup_per_mac"] = lay["macs_ratio"] / lay["time_ratio"]
 
-    data = lab_data(ctx, n_train=ctx.pick(300, 5000), n_test=ctx.pick(300, 2000))
-    epochs = ctx.pick(1, 4)
+    data = lab_data(ctx, n_train=ctx.pick(300, 3000), n_test=ctx.pick(300, 2000))
+    epochs = ctx.pick(1, 3)
     rows = []
     for separable, name in ((False, "standard"), (True, "separable")):
         trained = train_seeds(ctx, lambda: network(separable, data.in_chans, data.num_classes), data, epochs=epochs,

@@ -74,7 +74,7 @@ def output_size_check() -> dict:
     return {"cases": checked, "mismatches": int(mismatches)}
 
 
-def network(kind: str, in_chans: int, classes: int, width: int = 24) -> nn.Module:
+def network(kind: str, in_chans: int, classes: int, width: int = 16) -> nn.Module:
     dilations, strides = NETS[kind]
     layers, c = [], in_chans
     for d, s in zip(dilations, strides):
@@ -95,8 +95,8 @@ def run(ctx: LabContext) -> LabResult:
                                    "summary_field": summary_field(dil), **footprint_stats(grad)}
     numbers["field_errors"] = sum(abs(v["measured_field"] - v["formula_field"]) + abs(v["summary_field"] - v["formula_field"])
                                   for v in numbers["stacks"].values())
-    data = lab_data(ctx, n_train=ctx.pick(300, 5000), n_test=ctx.pick(300, 2000))
-    epochs = ctx.pick(1, 4)
+    data = lab_data(ctx, n_train=ctx.pick(300, 2000), n_test=ctx.pick(300, 2000))
+    epochs = ctx.pick(1, 3)
     rows = []
     for kind in NETS:
         trained = train_seeds(ctx, lambda: network(kind, data.in_chans, data.num_classes), data, epochs=epochs,

@@ -19,7 +19,7 @@ from cnnlab.models.complexity import count_macs
 from cnnlab.models.layers import ClassifierHead, ConvBNAct
 
 KINDS = ("strided", "maxpool", "avgpool")
-WIDTHS = (16, 32, 64)
+WIDTHS = (8, 16, 32)
 SHIFTS = (1, 2, 3)
 
 
@@ -47,8 +47,8 @@ def shift_sensitivity(model: nn.Module, x: torch.Tensor, fill: torch.Tensor, pix
 @register_lab("stride-vs-pooling", "001 Sec.4a",
               "Downsampling by strided conv vs max pool vs average pool: accuracy, MACs, speed, shift sensitivity")
 def run(ctx: LabContext) -> LabResult:
-    data = lab_data(ctx, n_train=ctx.pick(300, 5000), n_test=ctx.pick(300, 2000))
-    epochs = ctx.pick(1, 4)
+    data = lab_data(ctx, n_train=ctx.pick(300, 3000), n_test=ctx.pick(300, 2000))
+    epochs = ctx.pick(1, 3)
     x = as_float(data.test, data.mean, data.std)[:ctx.pick(100, 400)]  # shifted 12 ways per trained net
     fill = background(data)
     xs = torch.randn(64, data.in_chans, *data.image_size)

@@ -63,7 +63,7 @@ def run(ctx: LabContext) -> LabResult:
 
     size = ctx.pick(64, 128)
     width, depth = ctx.pick(4, 8), ctx.pick(2, 3)
-    epochs, repeat = ctx.pick(1, 10), ctx.pick(1, 4)
+    epochs, repeat = ctx.pick(1, 8), ctx.pick(1, 4)
     seeds = ctx.seeds[:ctx.pick(1, 2)]
     data = load_segmentation("isbi2012", ctx.data_dir, size=(size, size))
     numbers: dict = {"variants": {}}
