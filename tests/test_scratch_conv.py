@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.scratch.checks import digits_arrays, seeded_batches
+from cnnlab.scratch.checks import digits_arrays, nonzero_biases, run_checks, seeded_batches
 from cnnlab.scratch.cnn import CNN
 from cnnlab.scratch.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, ToChannelsLast, conv_output_size
 from cnnlab.scratch.experiments import CNNConfig, load_arrays, train
@@ -106,16 +106,6 @@ def test_flatten_and_channels_last_round_trip_in_torch_order():
     np.testing.assert_array_equal(flat.backward(x), images)
 
 
-def _off_the_kinks(model: Network, seed: int = 0) -> Network:
-    """Non-zero biases: with zero biases, a conv over the digits' blank background outputs exactly 0,
-    ReLU's kink, where a finite difference measures a one-sided slope (errors ~1e-2), not a bug."""
-    rng = np.random.default_rng(seed)
-    for name, value, _ in model.named_parameters():
-        if name.endswith(".b"):
-            value[:] = rng.normal(0, 0.1, value.shape)
-    return model
-
-
 def _odd_cnn() -> Network:
     """Strides, dilation, overlapping pools of both kinds: every backward formula on one path."""
     rng = np.random.default_rng(5)
@@ -128,7 +118,7 @@ def _odd_cnn() -> Network:
 @pytest.mark.parametrize("pool", ["max", "avg"])
 def test_cnn_gradient_check_every_parameter(digits, pool):
     x, y = digits
-    model = _off_the_kinks(CNN((1, 8, 8), channels=(3, 4), hidden=(8,), pool=pool, seed=2, dtype=np.float64))
+    model = nonzero_biases(CNN((1, 8, 8), channels=(3, 4), hidden=(8,), pool=pool, seed=2, dtype=np.float64))
     errors = gradient_check(model, x[:6], y[:6])
     assert set(errors) == {f"conv{i}.{k}" for i in range(2) for k in "Wb"} | {f"dense{i}.{k}" for i in range(2) for k in "Wb"}
     assert max(errors.values()) < 1e-6, errors
@@ -136,7 +126,7 @@ def test_cnn_gradient_check_every_parameter(digits, pool):
 
 def test_gradient_check_strides_dilation_and_overlapping_pools(digits):
     x, y = digits
-    errors = gradient_check(_off_the_kinks(_odd_cnn()), x[:5], y[:5])
+    errors = gradient_check(nonzero_biases(_odd_cnn()), x[:5], y[:5])
     assert len(errors) == 8 and max(errors.values()) < 1e-6, errors
 
 
@@ -151,7 +141,7 @@ def test_gradient_check_catches_a_wrong_conv_formula(digits, monkeypatch):
         return out
 
     monkeypatch.setattr(Conv2D, "backward", wrong)
-    model = _off_the_kinks(CNN((1, 8, 8), channels=(3,), hidden=(), seed=1, dtype=np.float64))
+    model = nonzero_biases(CNN((1, 8, 8), channels=(3,), hidden=(), seed=1, dtype=np.float64))
     errors = gradient_check(model, x[:4], y[:4])
     assert errors["conv0.W"] > 0.3 and errors["dense0.W"] < 1e-6
 
@@ -221,3 +211,11 @@ def test_cli_cnn_writes_metrics_and_curves(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--channels" in err and "'0'" in err
+
+
+def test_scratch_check_covers_the_cnn():
+    results = run_checks(steps=5)
+    cnn_checks = [r for r in results["gradient_check"] if r["sizes"][0] == "cnn"]
+    assert len(cnn_checks) == 2 and max(r["max_relative_error"] for r in cnn_checks) < 1e-6
+    cnn_twin = [r for r in results["twin"] if r["activation"] == "cnn relu"]
+    assert cnn_twin and cnn_twin[0]["max_weight_diff"] < 1e-8

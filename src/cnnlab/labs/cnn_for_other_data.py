@@ -86,7 +86,7 @@ def signal_data(quick: bool) -> dict:
     to_y = lambda y: torch.as_tensor(np.searchsorted(classes, y))  # noqa: E731  labels 1, 2 -> 0, 1
     return {"name": "signal (GunPoint)", "x_train": torch.tensor(x_tr, dtype=torch.float32)[:, None],
             "x_test": torch.tensor(x_te, dtype=torch.float32)[:, None], "y_train": to_y(y_tr), "y_test": to_y(y_te),
-            "classes": 2, "epochs": 4 if quick else 60, "batch_size": 16}
+            "classes": 2, "epochs": 2 if quick else 60, "batch_size": 16}
 
 
 def table_data(quick: bool, seed: int) -> dict:
@@ -100,13 +100,13 @@ def table_data(quick: bool, seed: int) -> dict:
     mu, sd = x_tr.mean(0), x_tr.std(0)
     f = lambda a: torch.tensor((a - mu) / sd, dtype=torch.float32)[:, None]  # noqa: E731
     return {"name": "table (breast cancer)", "x_train": f(x_tr), "x_test": f(x_te), "y_train": torch.as_tensor(y_tr),
-            "y_test": torch.as_tensor(y_te), "classes": 2, "epochs": 4 if quick else 40, "batch_size": 32}
+            "y_test": torch.as_tensor(y_te), "classes": 2, "epochs": 2 if quick else 40, "batch_size": 32}
 
 
 def text_data(quick: bool, seed: int) -> dict:
     """Words of 4-12 letters from the 5,000 most frequent of each language, kept if in one language only."""
     wordfreq = _require("wordfreq")
-    lists = {lang: [w for w in wordfreq.top_n_list(lang, 1000 if quick else 5000) if w.isalpha() and 4 <= len(w) <= WORD_LEN]
+    lists = {lang: [w for w in wordfreq.top_n_list(lang, 300 if quick else 5000) if w.isalpha() and 4 <= len(w) <= WORD_LEN]
              for lang in LANGUAGES}
     seen: dict[str, int] = {}
     for words in lists.values():
@@ -183,7 +183,7 @@ def run_models(ctx: LabContext, d: dict, seed: int) -> dict:
     seed_everything(seed)
     mlp = nn.Sequential(nn.Linear(f_tr.shape[1], 64), nn.ReLU(), nn.Linear(64, d["classes"]))
     acc["mlp"] = train_torch(ctx, mlp, torch.tensor(f_tr), d["y_train"], torch.tensor(f_te), d["y_test"], d, seed)
-    gbm = HistGradientBoostingClassifier(max_iter=20 if ctx.quick else 200, random_state=seed)
+    gbm = HistGradientBoostingClassifier(max_iter=ctx.pick(5, 200), random_state=seed)
     acc["gbm"] = float((gbm.fit(f_tr, d["y_train"].numpy()).predict(f_te) == d["y_test"].numpy()).mean())
     return acc
 

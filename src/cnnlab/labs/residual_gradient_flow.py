@@ -104,8 +104,9 @@ def run(ctx: LabContext) -> LabResult:
 def _conclude(r: LabResult, deep: str, shallow: str) -> None:
     p, q = f"init.plain.{deep}.log10_spread.mean", f"init.residual.{deep}.log10_spread.mean"
     flatter = r.value(q) < r.value(p)
-    r.conclude(f"At initialization the {deep}-layer plain net's conv gradients span 10^{{p:.2f}} (std of log10 |g| "
-               f"over its layers; first/last conv ratio {{pr:.3g}}), the residual net's 10^{{q:.2f}} (ratio {{qr:.3g}}): "
+    r.conclude(f"At initialization the conv gradient norms of the {deep}-layer plain net vary over its layers by "
+               f"{{p:.2f}} decades (std of log10 |g|; first/last conv ratio {{pr:.3g}}), the residual net's by {{q:.2f}} "
+               f"(ratio {{qr:.3g}}): "
                + ("the shortcuts keep the gradient's size more even through depth." if flatter else
                   "here the shortcuts did NOT make the gradient's size more even."),
                p=p, q=q, pr=f"init.plain.{deep}.first_over_last.mean", qr=f"init.residual.{deep}.first_over_last.mean")
