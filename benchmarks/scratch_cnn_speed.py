@@ -7,7 +7,7 @@ first) so that load from other processes on a shared machine hits both alike. Ev
 timed in wall seconds and in process CPU seconds (one thread: CPU time is the work itself, what
 other processes take from the wall clock is not in it).
 
-    python benchmarks/scratch_cnn_speed.py [--data-dir DIR] [--epochs 5] [--threads 1] [--smoke]
+    python benchmarks/scratch_cnn_speed.py [--data-dir DIR] [--epochs 8] [--threads 1] [--smoke]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def timed_epoch(runner, data: ArrayData, cfg: CNNConfig, rng, epoch: int) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=os.environ.get("CNNLAB_DATA"))
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="2,000 training images, 1 epoch: checks the script runs")
     ap.add_argument("--out", default="benchmarks/results/scratch_cnn_speed.json")
