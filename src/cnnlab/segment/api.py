@@ -329,31 +329,37 @@ def _write_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def segment_image(model: nn.Module, meta: dict, image: np.ndarray, window: Sequence[int] | None = None) -> np.ndarray:
+    """Class index per pixel (``H x W`` uint8) of one ``H x W x C`` uint8 image, at the image's size.
+
+    A model trained on resized images sees the image resized the same way; its logits are
+    resized back to the image's size before the argmax, so the mask always matches the image.
+    """
+    dev = next(model.parameters()).device
+    mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
+    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(dev)
+    h, w = img.shape[-2:]
+    x = (img.float() / 255 - mean) / std
+    if meta.get("size"):
+        x = F.interpolate(x, size=tuple(meta["size"]), mode="bilinear", align_corners=False)
+    logits = infer(model, x, window)
+    if logits.shape[-2:] != (h, w):
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    return predict_classes(logits)[0].cpu().numpy().astype(np.uint8)
+
+
 def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,
                   window: Sequence[int] | None = None, device: str = "auto") -> list[Path]:
-    """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255.
-
-    A model trained on resized images sees each input resized the same way; its logits are
-    resized back to the input's size before the argmax, so masks always match their images.
-    """
+    """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255."""
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
     binary = len(meta["classes"]) == 2
     written = []
     for path in _input_files(inputs):
-        img = torch.from_numpy(read_image(path, meta["in_chans"]).copy()).permute(2, 0, 1)[None].to(dev)
-        h, w = img.shape[-2:]
-        x = (img.float() / 255 - mean) / std
-        if meta.get("size"):
-            x = F.interpolate(x, size=tuple(meta["size"]), mode="bilinear", align_corners=False)
-        logits = infer(model, x, window)
-        if logits.shape[-2:] != (h, w):
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        pred = predict_classes(logits)[0].cpu().numpy().astype(np.uint8)
+        pred = segment_image(model, meta, read_image(path, meta["in_chans"]), window)
         target = out / f"{path.stem}.png"
         _write_png(pred * 255 if binary else pred, target)
         written.append(target)
