@@ -116,8 +116,18 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, fmt
                         overwrite=overwrite)
 
 
+def require(module: str) -> None:
+    """Import ``module`` or say in one line which extra installs it."""
+    try:
+        __import__(module)
+    except ImportError as exc:
+        raise CnnlabError(f"ONNX needs {module}: pip install 'cnnlab[export]' (onnx, onnxscript, onnxruntime)") from exc
+
+
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool,
                 meta: dict) -> None:
+    for name in ("onnx", "onnxscript", "onnxruntime"):
+        require(name)
     import onnx
 
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
@@ -145,8 +155,9 @@ def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path, met
 class ExportedModel:
     """An exported file ready to run: ``model(pixels) -> outputs`` on NumPy arrays, and its metadata."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path)
+        self.threads = threads  # onnxruntime's intra-op threads (None: its default, one per core)
         if not self.path.is_file():
             raise CnnlabError(f"exported model {self.path} does not exist")
         if self.path.suffix == ".onnx":
@@ -157,10 +168,13 @@ class ExportedModel:
             raise CnnlabError(f"{self.path}: expected a .onnx or .ts file written by `cnnlab export`")
 
     def _load_onnx(self) -> None:
+        require("onnxruntime")
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for foreign or corrupt files
@@ -191,8 +205,8 @@ class ExportedModel:
         return self.run(np.ascontiguousarray(pixels, dtype=np.float32))
 
 
-def load_exported(path: str | Path) -> ExportedModel:
-    return ExportedModel(path)
+def load_exported(path: str | Path, threads: int | None = None) -> ExportedModel:
+    return ExportedModel(path, threads)
 
 
 def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 3) -> list[dict]:

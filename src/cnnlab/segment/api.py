@@ -338,7 +338,7 @@ def segment_image(model: nn.Module, meta: dict, image: np.ndarray, window: Seque
     dev = next(model.parameters()).device
     mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
     std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(dev)
+    img = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(dev)
     h, w = img.shape[-2:]
     x = (img.float() / 255 - mean) / std
     if meta.get("size"):
