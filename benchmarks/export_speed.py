@@ -9,7 +9,9 @@ For each model the PyTorch model on [0, 1] pixels (normalisation inside) is expo
 
 Each runtime is timed in its own block (warm-up, then the repeats): interleaving them on two cores
 lets the idle threads of one (both spin-wait after a call) slow the other down many times over.
-Both use the same number of threads (``--threads``, default 2).
+Both use the same number of threads, 1 and 2 by default (``--threads 1,2``): on a 2-core machine
+that other processes share, two threads of PyTorch wait for each other at every operator, which
+its one-thread figures show.
 
     python benchmarks/export_speed.py [--threads 2] [--repeats 20] [--out FILE]   # real data from $CNNLAB_DATA
     python benchmarks/export_speed.py --smoke                                      # tiny, seconds, any machine
@@ -123,75 +125,76 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, item: Exportable, images: np.ndarray, folder: Path, threads: int, repeats: int,
-            big_repeats: int) -> dict:
+def measure(name: str, item: Exportable, images: np.ndarray, folder: Path, thread_counts: list[int], repeats: int,
+            big_repeats: int) -> list[dict]:
+    """Export once; parity once; then latency and throughput of both runtimes at each thread count."""
     start = time.perf_counter()
     meta = export_model(item, folder / f"{name}.onnx", dynamic_batch=True)
     export_seconds = time.perf_counter() - start
-    ort_model = load_exported(folder / f"{name}.onnx", threads)
     module = item.module.eval()
     x = torch.from_numpy(images)
     with torch.no_grad():
         expected = module(x).numpy()
-    got = ort_model(images)
-    diff = float(np.abs(got - expected).max())
-    agree = float((got.argmax(1) == expected.argmax(1)).mean())
+    got = load_exported(folder / f"{name}.onnx")(images)
+    base = dict(model=name, input=list(item.meta["input_size"]), images=len(images),
+                export_seconds=round(export_seconds, 1), max_abs_diff=float(np.abs(got - expected).max()),
+                exporter_check=meta["max_abs_diff"], argmax_agreement=float((got.argmax(1) == expected.argmax(1)).mean()),
+                output_scale=float(np.abs(expected).max()))
 
     def torch_run(batch):
         with torch.no_grad():
             module(batch)
 
-    one, one_np = x[:1], images[:1]
-    runs = {"pytorch": {1: lambda: torch_run(one), 64: lambda: torch_run(x)},
-            "onnxruntime": {1: lambda: ort_model(one_np), 64: lambda: ort_model(images)}}
-    seconds: dict[str, dict[int, float]] = {}
-    for key, fns in runs.items():  # one runtime at a time: idle threads of the other would compete
-        fns[1]()
-        fns[64]()  # warm-up
-        seconds[key] = {1: timed(fns[1], repeats), 64: timed(fns[64], big_repeats)}
-    row = dict(model=name, input=list(item.meta["input_size"]), images=len(images), export_seconds=round(export_seconds, 1),
-               max_abs_diff=diff, exporter_check=meta["max_abs_diff"], argmax_agreement=agree,
-               output_scale=float(np.abs(expected).max()))
-    for key in runs:
-        row[f"{key}_latency_ms"] = 1000 * seconds[key][1]
-        row[f"{key}_throughput"] = len(images) / seconds[key][64]
-    row["latency_ratio"] = row["onnxruntime_latency_ms"] / row["pytorch_latency_ms"]
-    row["throughput_ratio"] = row["onnxruntime_throughput"] / row["pytorch_throughput"]
-    return row
+    rows = []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        ort_model = load_exported(folder / f"{name}.onnx", threads)
+        runs = {"pytorch": {1: lambda: torch_run(x[:1]), 64: lambda: torch_run(x)},
+                "onnxruntime": {1: lambda: ort_model(images[:1]), 64: lambda: ort_model(images)}}
+        row = dict(base, threads=threads)
+        for key, fns in runs.items():  # one runtime at a time: idle threads of the other would compete
+            fns[1]()
+            fns[64]()  # warm-up
+            row[f"{key}_latency_ms"] = 1000 * timed(fns[1], repeats)
+            row[f"{key}_throughput"] = len(images) / timed(fns[64], big_repeats)
+        row["latency_ratio"] = row["onnxruntime_latency_ms"] / row["pytorch_latency_ms"]
+        row["throughput_ratio"] = row["onnxruntime_throughput"] / row["pytorch_throughput"]
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     parser.add_argument("--repeats", type=int, default=20, help="batch-1 timings per runtime")
     parser.add_argument("--big-repeats", type=int, default=5, help="batch-64 timings per runtime")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and batches: checks the script runs")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    thread_counts = [int(t) for t in args.threads.split(",")]
     import onnxruntime
 
     load_before = os.getloadavg()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, item, images, source in cases(args.smoke):
-            row = measure(name, item, images, Path(tmp), args.threads, 3 if args.smoke else args.repeats,
-                          2 if args.smoke else args.big_repeats)
-            row["images_from"] = source
-            rows.append(row)
-            print(f"{name:28s} max|diff| {row['max_abs_diff']:.2e}  batch-1 {row['pytorch_latency_ms']:.2f} ms (PyTorch) "
-                  f"vs {row['onnxruntime_latency_ms']:.2f} ms (ORT)  batch-{len(images)} {row['pytorch_throughput']:.0f} "
-                  f"vs {row['onnxruntime_throughput']:.0f} img/s", flush=True)
+            for row in measure(name, item, images, Path(tmp), thread_counts, 3 if args.smoke else args.repeats,
+                               2 if args.smoke else args.big_repeats):
+                row["images_from"] = source
+                rows.append(row)
+                print(f"{name:28s} {row['threads']} thread(s): max|diff| {row['max_abs_diff']:.2e}  batch-1 "
+                      f"{row['pytorch_latency_ms']:.2f} ms (PyTorch) vs {row['onnxruntime_latency_ms']:.2f} ms (ORT)  "
+                      f"batch-{len(images)} {row['pytorch_throughput']:.0f} vs {row['onnxruntime_throughput']:.0f} img/s",
+                      flush=True)
     print()
-    print("| model | input | max abs diff (64 real images) | max abs output | top-1 agreement | PyTorch batch-1 ms | ORT batch-1 ms "
+    print("| model | input | threads | max abs diff (64 real images) | max abs output | top-1 agreement | PyTorch batch-1 ms | ORT batch-1 ms "
           "| ORT/PyTorch latency | PyTorch batch-64 img/s | ORT batch-64 img/s | ORT/PyTorch throughput |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {'x'.join(map(str, r['input']))} | {r['max_abs_diff']:.1e} | {r['output_scale']:.3g} | {r['argmax_agreement']:.0%} "
+        print(f"| {r['model']} | {'x'.join(map(str, r['input']))} | {r['threads']} | {r['max_abs_diff']:.1e} | {r['output_scale']:.3g} | {r['argmax_agreement']:.0%} "
               f"| {r['pytorch_latency_ms']:.2f} | {r['onnxruntime_latency_ms']:.2f} | {r['latency_ratio']:.2f} "
               f"| {r['pytorch_throughput']:.0f} | {r['onnxruntime_throughput']:.0f} | {r['throughput_ratio']:.2f} |")
-    result = dict(rows=rows, threads=args.threads, smoke=args.smoke, torch=torch.__version__,
+    result = dict(rows=rows, threads=thread_counts, smoke=args.smoke, torch=torch.__version__,
                   onnxruntime=onnxruntime.__version__, machine=f"{platform.machine()}, {os.cpu_count()} CPU(s)",
                   processor=platform.processor(), when=time.strftime("%Y-%m-%d %H:%M"),
                   load_average_before=load_before, load_average_after=os.getloadavg())
