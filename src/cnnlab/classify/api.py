@@ -63,9 +63,10 @@ def train_classifier(
 ) -> dict:
     """Train a classifier and write a complete run folder; returns the final metrics dict.
 
-    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``. ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
+    ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
     ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
     None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
     dist.init()

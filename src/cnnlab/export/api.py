@@ -218,7 +218,7 @@ def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 
         raise CnnlabError(f"{path}: not an exported cnnlab classifier (export one with `cnnlab export CKPT`)")
     c, h, w = model.meta["input_size"]
     images = np.stack([load_image(f, c, (h, w)).numpy() for f in files]).astype(np.float32) / 255
-    batch = images if model.meta.get("dynamic_batch") else None
-    logits = model(batch) if batch is not None else np.concatenate([model(x[None]) for x in images])
+    # a graph exported without --dynamic-batch takes one image at a time
+    logits = model(images) if model.meta.get("dynamic_batch") else np.concatenate([model(x[None]) for x in images])
     probs = torch.from_numpy(logits).float().softmax(1)
     return top_classes(probs, model.meta["classes"], files, topk)
