@@ -138,14 +138,15 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
     out.mkdir(parents=True, exist_ok=True)
     ctx = LabContext(out=out, quick=quick, seed=seed, data_dir=data_dir, device=device, progress=progress)
     seed_everything(seed)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
     result = entry.fn(ctx)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
     if not result.conclusions:
         raise RuntimeError(f"lab {name} concluded nothing")
     record = {
         "lab": name, "question": entry.question, "title": entry.title, "quick": quick, "seed": seed,
-        "seconds": round(seconds, 2), "machine": f"{platform.machine()}, {_cpu_count()} CPU(s)",
+        "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
+        "machine": f"{platform.machine()}, {_cpu_count()} CPU(s)",
         "settings": result.settings, "numbers": result.numbers, "conclusion": result.conclusions,
         "quotes": result.quotes,
     }
@@ -156,6 +157,18 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
     return record
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (user + system, all threads).
+
+    Wall seconds depend on what else runs on a shared machine; CPU seconds are the load-independent
+    cost of a lab, so both go into ``result.json``.
+    """
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -164,7 +177,8 @@ def summary_markdown(record: dict, table: str = "") -> str:
     """``summary.md``: the question, the measured table, the generated conclusion, the settings."""
     lines = [f"# {record['lab']}: {record['title']}", "",
              f"Course question {record['question']}. {'Quick run' if record['quick'] else 'Full run'}, "
-             f"seed {record['seed']}, {record['seconds']:.1f} s on {record['machine']}.", ""]
+             f"seed {record['seed']}, {record['seconds']:.1f} s wall, {record.get('cpu_seconds', 0):.1f} CPU-s "
+             f"on {record['machine']}.", ""]
     if table:
         lines += ["## Measured", "", table.strip(), ""]
     lines += ["## Conclusion (generated from the measured numbers)", ""]
