@@ -28,8 +28,10 @@ def test_every_lab_runs_quick_and_quotes_its_numbers(name, tmp_path):
     for f in ("result.json", "figure.png", "summary.md"):
         assert (tmp_path / f).stat().st_size > 0, f
     saved = json.loads((tmp_path / "result.json").read_text())
-    for key in ("lab", "question", "title", "quick", "seed", "seconds", "settings", "numbers", "conclusion", "quotes"):
+    for key in ("lab", "question", "title", "quick", "seed", "seconds", "cpu_seconds", "settings", "numbers",
+                "conclusion", "quotes"):
         assert key in saved, key
+    assert 0 < saved["cpu_seconds"] < 10 * saved["seconds"] + 60  # CPU time of the lab itself, not the session's
     assert saved["lab"] == name and saved["quick"] is True
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert saved["conclusion"] and len(saved["quotes"]) == len(saved["conclusion"])
