@@ -55,9 +55,10 @@ def opencv_box(template: torch.Tensor, box, search: torch.Tensor) -> tuple[tuple
 def run(data_dir: str, methods: list[str], config: MatchConfig, limit: int | None) -> dict:
     pairs = bbs.read_pairs(data_dir)[:limit]
     images = {p.name: (load_image(p.template_image), load_image(p.search_image)) for p in pairs}
-    results = {}
+    results, net = {}, None
     for method in methods:
-        matcher = None if method == "opencv" else Matcher(dataclasses.replace(config, method=method))
+        matcher = None if method == "opencv" else Matcher(dataclasses.replace(config, method=method), net)
+        net = (matcher.net if matcher else None) or net
         boxes, ious, seconds = {}, {}, []
         for p in pairs:
             template, search = images[p.name]

@@ -55,9 +55,11 @@ def run_benchmark(data_dir: str | Path, out: str | Path, methods: Sequence[str],
     pairs = bbs.read_pairs(data_dir)[:limit]
     out = Path(out)
     rows = []
+    net = None  # one backbone for every deep method
     for method in methods:
         cfg = dataclasses.replace(config, method=method, top_k=1, device=resolve_device(config.device))
-        matcher = Matcher(cfg)
+        matcher = Matcher(cfg, net)
+        net = matcher.net or net
         boxes, ious, seconds = {}, {}, 0.0
         for pair in tqdm(pairs, desc=method, disable=not progress, file=sys.stderr, leave=False):
             result = matcher.match(load_image(pair.template_image), load_image(pair.search_image),
