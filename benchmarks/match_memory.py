@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=3000)
     parser.add_argument("--template", type=int, default=96)
-    parser.add_argument("--methods", default="zncc,qatm")
+    parser.add_argument("--methods", default="zncc,qatm,dim")
     parser.add_argument("--out", default="benchmarks/results/match_memory.json")
     args = parser.parse_args()
     image = mosaic(args.side)

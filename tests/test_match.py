@@ -99,7 +99,10 @@ def test_template_cut_from_image_found_exactly(net):
     r = Matcher(MatchConfig(method="zncc-pixel")).match(image, image, BOX)
     assert r.matches[0].box == BOX and r.matches[0].score == pytest.approx(1, abs=1e-5)
     for method in ("zncc", "qatm", "dim"):
-        assert iou(deep(net, method).match(image, image, BOX).matches[0].box, BOX) == pytest.approx(1), method
+        # on the cell grid the deep methods find the box exactly; the parabola through the peak's
+        # neighbours may then move it by a fraction of a cell (4 / 1.08 pixels here)
+        assert iou(deep(net, method, refine=False).match(image, image, BOX).matches[0].box, BOX) == 1, method
+        assert iou(deep(net, method).match(image, image, BOX).matches[0].box, BOX) > 0.95, method
 
 
 def test_brightness_and_contrast_change_does_not_move_the_match(net):
@@ -230,6 +233,9 @@ def test_cli_match_writes_result_heatmap_and_boxes(tmp_path, capsys):
 
     assert Image.open(out / "boxes.png").size == (451, 300) and Image.open(out / "heatmap.png").size[0] > 100
     assert "1: box [200, 80, 120, 100] score 1.0000" in capsys.readouterr().out
+    assert main(["match", "skimage:chelsea", "skimage:chelsea", "--box", "200,80,120,100", "--method",
+                 "zncc-pixel", "--out", str(out), "--top-k", "3", "--min-score", "0.99"]) == 0
+    assert len(json.loads((out / "result.json").read_text())["matches"]) == 1  # the others score lower
 
 
 # --- bad input: one line naming the file or value ----------------------------------------------

@@ -57,7 +57,7 @@ def cmd_match(args: argparse.Namespace) -> None:
         x, y, w, h = m["box"]
         print(f"{i}: box [{x:g}, {y:g}, {w:g}, {h:g}] score {m['score']:.4f} scale {m['scale']:g}")
     if not r["matches"]:
-        print(f"no match scored at least --min-score {args.min_score:g}")
+        print(f"no box scored at least --min-score {args.min_score:g}")
     print(f"wrote {args.out}/result.json, heatmap.png, boxes.png ({r['seconds']:.2f} s)")
 
 
@@ -107,7 +107,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--scales", type=scales, default=(1.0,),
                    help="template pyramid: 0.5,1,2 or 0.5:2:7 (geometric); the box has the matched scale")
     g.add_argument("--top-k", type=positive_int, default=1, help="return the N best non-overlapping boxes")
-    g.add_argument("--min-score", type=finite_float, default=-math.inf, help="drop boxes scoring below this")
+    g.add_argument("--min-score", type=finite_float, help="drop boxes scoring below this (default: keep the top k)")
     g.add_argument("--nms-iou", type=probability, default=0.5,
                    help="a box overlapping a better one by more than this IoU is dropped")
     g.add_argument("--alpha", type=finite_float, default=25.0, help="qatm: softmax sharpness")

@@ -55,7 +55,7 @@ class MatchConfig:
     pca: int = 64  # principal components of the search image's features kept (0: all channels)
     whiten: bool = False
     top_k: int = 1
-    min_score: float = -math.inf
+    min_score: float | None = None  # boxes scoring below this are dropped (None: keep the top_k)
     nms_iou: float = 0.5
     tile: int = 1024  # pixels per tile side for the network; the scorers use tile / stride cells
     alpha: float = 25.0  # QATM softmax sharpness (cosine similarities)
@@ -329,10 +329,11 @@ def _lookalikes(feats: Tensor, target: Tensor, at: tuple[int, int], n: int) -> T
     return torch.stack(picked) if picked else target.new_zeros(0, *target.shape)
 
 
-def _nms(candidates: list[Match], k: int, threshold: float, min_score: float) -> list[Match]:
+def _nms(candidates: list[Match], k: int, threshold: float, min_score: float | None) -> list[Match]:
+    """Greedy non-maximum suppression: best first, skip boxes overlapping a kept one by more than ``threshold``."""
     kept: list[Match] = []
     for m in sorted(candidates, key=lambda m: -m.score):
-        if len(kept) == k or m.score < min_score:
+        if len(kept) == k or (min_score is not None and m.score < min_score):
             break
         if all(iou(m.box, other.box) <= threshold for other in kept):
             kept.append(m)
