@@ -48,7 +48,7 @@ def mosaic(side: int) -> np.ndarray:
     from PIL import Image
 
     names = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-             "motorcycle_left", "retina", "cat")
+             "camera", "retina", "cat")
     cell = side // 3
     out = np.zeros((3 * cell, 3 * cell, 3), np.uint8)
     for i, name in enumerate(names):

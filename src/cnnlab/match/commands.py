@@ -63,14 +63,14 @@ def cmd_match(args: argparse.Namespace) -> None:
 
 def _benchmark(args: argparse.Namespace) -> None:
     from cnnlab.errors import CnnlabError
-    from cnnlab.match.api import markdown_table, run_benchmark
+    from cnnlab.match.api import BENCHMARK_METHODS, markdown_table, run_benchmark
 
     if len(args.inputs) != 2:
         raise CnnlabError("expected: cnnlab match benchmark DATA_DIR --out DIR")
     methods = [m.strip() for m in (args.methods or args.method or DEFAULT_METHOD).split(",") if m.strip()]
     for m in methods:
-        if m not in METHOD_NAMES:
-            raise CnnlabError(f"--methods {m!r}: expected a comma-separated list of {', '.join(METHOD_NAMES)}")
+        if m not in BENCHMARK_METHODS:
+            raise CnnlabError(f"--methods {m!r}: expected a comma-separated list of {', '.join(BENCHMARK_METHODS)}")
     rows = run_benchmark(args.inputs[1], args.out, methods, _config(args, methods[0]), args.limit)
     print(markdown_table(rows))
     print(f"wrote {args.out}/boxes.json ({methods[0]}), <method>/boxes.json, results.json, table.md")
@@ -88,7 +88,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/match", help="output folder (default runs/match)")
     p.add_argument("--box", help="x,y,w,h: the template is this box of TEMPLATE (its features see the context)")
     p.add_argument("--method", choices=METHOD_NAMES, help=f"scorer (default {DEFAULT_METHOD})")
-    p.add_argument("--methods", help="benchmark: comma-separated methods, the first one's boxes go to boxes.json")
+    p.add_argument("--methods", help="benchmark: comma-separated methods, the first one's boxes go to boxes.json; "
+                                     "'opencv' adds OpenCV's TM_CCOEFF_NORMED as the peer (default: --method)")
     p.add_argument("--limit", type=positive_int, help="benchmark: only the first N pairs")
     g = p.add_argument_group("features")
     g.add_argument("--backbone", help="efficientnet-lite0 (default, offline) or torchvision:<name> (downloads)")
