@@ -26,6 +26,9 @@ COMMAND_MODULES = (
     "cnnlab.segment.commands",
     "cnnlab.analysis.commands",
     "cnnlab.match.commands",
+    "cnnlab.export.commands",
+    "cnnlab.report.commands",
+    "cnnlab.demo.commands",
 )
 
 
