@@ -110,7 +110,8 @@ def load_images(paths: Sequence[str | Path], input_size: Sequence[int]) -> Tenso
                         else load_image(p, c, (h, w)) for p in paths]).float() / 255
 
 
-def _skimage(name: str, channels: int, size: tuple[int, int]) -> Tensor:
+def _skimage(name: str, channels: int, size: tuple[int, int] | None = None) -> Tensor:
+    """A ``skimage.data`` photo as uint8 ``C x H x W``, resized to ``size`` when given."""
     import skimage.data
     from PIL import Image
 
@@ -121,6 +122,6 @@ def _skimage(name: str, channels: int, size: tuple[int, int]) -> Tensor:
     if arr.ndim != 2 and (arr.ndim != 3 or arr.shape[2] not in (3, 4)):
         raise CnnlabError(f"skimage:{name}: not a 2-D photo (shape {arr.shape})")
     im = Image.fromarray(arr.astype(np.uint8)).convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(im.resize((size[1], size[0]), Image.BILINEAR))
+    arr = np.asarray(im.resize((size[1], size[0]), Image.BILINEAR) if size else im)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(arr.copy())

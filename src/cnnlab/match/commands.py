@@ -1,0 +1,118 @@
+"""CLI: ``cnnlab match TEMPLATE SEARCH --out DIR`` and ``cnnlab match benchmark DATA_DIR --out DIR``."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from cnnlab.argtypes import device, finite_float, int_range, nonneg_float, nonneg_int, positive_int, probability
+
+METHOD_NAMES = ("zncc-pixel", "zncc", "qatm", "dim")
+DEFAULT_METHOD = "qatm"
+
+
+def scales(text: str) -> tuple[float, ...]:
+    """``0.5,1,2`` (a list) or ``0.5:2:7`` (7 scales spaced geometrically from 0.5 to 2)."""
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            low, high, steps = float(lo), float(hi), int(n)
+            if steps < 1 or not (0 < low <= high < math.inf):
+                raise ValueError
+            values = tuple(low * (high / low) ** (i / max(1, steps - 1)) for i in range(steps))
+        else:
+            values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected scales like 0.5,1,2 or 0.5:2:7 (positive, low:high:count), "
+                                         f"got {text!r}") from None
+    if not values or any(not (0 < v < math.inf) for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive finite scales, got {text!r}")
+    return tuple(round(v, 4) for v in values)
+
+
+def _config(args: argparse.Namespace, method: str):
+    from cnnlab.match.matcher import MatchConfig
+
+    return MatchConfig(method=method, backbone=args.backbone, checkpoint=args.checkpoint,
+                       layers=args.layers.split(",") if args.layers else None, scales=args.scales,
+                       template_size=args.template_size, pca=args.pca, whiten=args.whiten, top_k=args.top_k,
+                       min_score=args.min_score, nms_iou=args.nms_iou, tile=args.tile, alpha=args.alpha,
+                       iterations=args.iterations, lookalikes=args.lookalikes, device=args.device)
+
+
+def cmd_match(args: argparse.Namespace) -> None:
+    from cnnlab.errors import CnnlabError
+
+    if args.inputs and args.inputs[0] == "benchmark":
+        _benchmark(args)
+        return
+    if len(args.inputs) != 2:
+        raise CnnlabError(f"expected TEMPLATE SEARCH (two images) or 'benchmark DATA_DIR', got {len(args.inputs)} "
+                          f"argument(s): {' '.join(args.inputs) or '(none)'}")
+    from cnnlab.match.api import match_files
+    from cnnlab.match.images import parse_box
+
+    box = parse_box(args.box) if args.box else None
+    r = match_files(args.inputs[0], args.inputs[1], args.out, box, _config(args, args.method or DEFAULT_METHOD))
+    for i, m in enumerate(r["matches"], 1):
+        x, y, w, h = m["box"]
+        print(f"{i}: box [{x:g}, {y:g}, {w:g}, {h:g}] score {m['score']:.4f} scale {m['scale']:g}")
+    if not r["matches"]:
+        print(f"no box scored at least --min-score {args.min_score:g}")
+    print(f"wrote {args.out}/result.json, heatmap.png, boxes.png ({r['seconds']:.2f} s)")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from cnnlab.errors import CnnlabError
+    from cnnlab.match.api import BENCHMARK_METHODS, markdown_table, run_benchmark
+
+    if len(args.inputs) != 2:
+        raise CnnlabError("expected: cnnlab match benchmark DATA_DIR --out DIR")
+    methods = [m.strip() for m in (args.methods or args.method or DEFAULT_METHOD).split(",") if m.strip()]
+    for m in methods:
+        if m not in BENCHMARK_METHODS:
+            raise CnnlabError(f"--methods {m!r}: expected a comma-separated list of {', '.join(BENCHMARK_METHODS)}")
+    rows = run_benchmark(args.inputs[1], args.out, methods, _config(args, methods[0]), args.limit)
+    print(markdown_table(rows))
+    print(f"wrote {args.out}/boxes.json ({methods[0]}), <method>/boxes.json, results.json, table.md")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "match", help="template matching on CNN features (ZNCC, QATM, DIM), and the BBS benchmark",
+        description="cnnlab match TEMPLATE SEARCH --out DIR finds the template (an image file, skimage:<name>, "
+                    "or --box x,y,w,h of it) in SEARCH and writes result.json, heatmap.png (score map over the "
+                    "search image) and boxes.png. cnnlab match benchmark DATA_DIR --out DIR runs a folder in the "
+                    "BBS layout and writes boxes.json and a table of methods. Methods: zncc-pixel (colour "
+                    "pixels, OpenCV's TM_CCOEFF_NORMED), zncc, qatm, dim (on CNN features; qatm is the default).")
+    p.add_argument("inputs", nargs="*", metavar="TEMPLATE SEARCH | benchmark DATA_DIR")
+    p.add_argument("--out", default="runs/match", help="output folder (default runs/match)")
+    p.add_argument("--box", help="x,y,w,h: the template is this box of TEMPLATE (its features see the context)")
+    p.add_argument("--method", choices=METHOD_NAMES, help=f"scorer (default {DEFAULT_METHOD})")
+    p.add_argument("--methods", help="benchmark: comma-separated methods, the first one's boxes go to boxes.json; "
+                                     "'opencv' adds OpenCV's TM_CCOEFF_NORMED as the peer (default: --method)")
+    p.add_argument("--limit", type=positive_int, help="benchmark: only the first N pairs")
+    g = p.add_argument_group("features")
+    g.add_argument("--backbone", help="efficientnet-lite0 (default, offline) or torchvision:<name> (downloads)")
+    g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint whose layers give the features")
+    g.add_argument("--layers", help="comma-separated layer names (or unique suffixes, e.g. _blocks.2,_blocks.4); "
+                                    "`cnnlab explain --list-layers` lists them")
+    g.add_argument("--template-size", type=nonneg_float, default=64.0,
+                   help="resize both images so the template is about this many pixels a side (0: no resize)")
+    g.add_argument("--pca", type=nonneg_int, default=64, help="keep this many principal components of the search "
+                                                             "image's features (0: all)")
+    g.add_argument("--whiten", action="store_true", help="with --pca: divide each component by its spread")
+    g.add_argument("--tile", type=int_range(64), default=1024,
+                   help="network tile side in pixels: memory is bounded by one tile (plus its halo)")
+    g.add_argument("--device", type=device, default="cpu")
+    g = p.add_argument_group("search")
+    g.add_argument("--scales", type=scales, default=(1.0,),
+                   help="template pyramid: 0.5,1,2 or 0.5:2:7 (geometric); the box has the matched scale")
+    g.add_argument("--top-k", type=positive_int, default=1, help="return the N best non-overlapping boxes")
+    g.add_argument("--min-score", type=finite_float, help="drop boxes scoring below this (default: keep the top k)")
+    g.add_argument("--nms-iou", type=probability, default=0.5,
+                   help="a box overlapping a better one by more than this IoU is dropped")
+    g.add_argument("--alpha", type=finite_float, default=25.0, help="qatm: softmax sharpness")
+    g.add_argument("--iterations", type=positive_int, default=10, help="dim: explaining-away rounds")
+    g.add_argument("--lookalikes", type=nonneg_int, default=5,
+                   help="dim: look-alike windows of the template's image that compete with it (needs --box)")
+    p.set_defaults(func=cmd_match)

@@ -1,0 +1,36 @@
+"""Images and boxes for matching: files or ``skimage:<name>`` photos, ``x,y,w,h`` boxes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from cnnlab.errors import CnnlabError
+
+
+def load_image(spec: str | Path) -> Tensor:
+    """``3 x H x W`` float in [0, 1] from an image file or ``skimage:<name>`` (grey becomes RGB)."""
+    text = str(spec)
+    if text.startswith("skimage:"):
+        from cnnlab.explain.source import _skimage
+
+        return _skimage(text[8:], 3).float() / 255
+    from cnnlab.data.imagefolder import read_image
+
+    path = Path(text)
+    if not path.is_file():
+        raise CnnlabError(f"{path}: no such image file")
+    arr = read_image(path, channels=3)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """``"x,y,w,h"`` -> four floats; one clear line naming the text otherwise."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or any(v != v for v in values):
+        raise CnnlabError(f"--box {text!r}: expected x,y,w,h (four numbers, e.g. 10,20,64,48)")
+    return values  # type: ignore[return-value]
