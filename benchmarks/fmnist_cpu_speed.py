@@ -43,7 +43,7 @@ from cnnlab.cli import keep_freed_memory
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
 from cnnlab.seeding import seed_everything
-from cnnlab.train.engine import evaluate, fit
+from cnnlab.train.engine import cpu_has_native_bf16, evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 
 TARGET = 0.92
@@ -147,7 +147,8 @@ def peer_accuracy(model: torch.nn.Module, loader) -> float:
 def host() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()}
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
+            "torch": torch.__version__, "python": platform.python_version()}
 
 
 def main() -> None:

@@ -117,5 +117,5 @@ register_recipe(NamedRecipe(
         model="speed-vgg", epochs=10, **decoupled_sgd(lr=11.5, weight_decay=0.0153, momentum=0.85, batch_size=1024),
         bn_lr_scale=64.0, decay_all=True, schedule="onecycle", warmup=0.23, lr_start_factor=0.2, lr_end_factor=0.07,
         label_smoothing=0.2, average="lookahead", average_every=5, average_decay=0.95 ** 5, tta=2,
-        augment="cifar-fast", val_fraction=0.0),
+        augment="cifar-fast", val_fraction=0.0, cpu_amp=cpu_has_native_bf16()),
     data_note="trains on all 50,000 training images (no validation split), as airbench does"))
