@@ -1,5 +1,6 @@
-"""Run the peer, airbench (github.com/KellerJordan/cifar10-airbench, ``airbench94_muon.py``), on
-the same JPEG-encoded CIFAR-10 tree that cnnlab trains on.
+"""Run the peer, airbench (github.com/KellerJordan/cifar10-airbench: ``airbench94_muon.py``, or
+the eager ``legacy/airbench94.py`` via :func:`run_legacy_airbench94`), on the same JPEG-encoded
+CIFAR-10 tree that cnnlab trains on.
 
 airbench reads ``cifar10/train.pt`` and ``cifar10/test.pt`` from its working directory: dicts of
 ``images`` (uint8, N x 32 x 32 x 3), ``labels`` (int64) and ``classes``; when they are missing
