@@ -73,7 +73,7 @@ def summarise(finals: list[dict], warmup_seconds: float) -> dict:
     secs = [f["seconds"] for f in finals]
     return {"runs": finals, "mean_acc": statistics.mean(accs), "std_acc": statistics.pstdev(accs),
             "mean_seconds": statistics.mean(secs), "warmup_compile_seconds": warmup_seconds,
-            "device": torch.cuda.get_device_name(), "torch": torch.__version__}
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
 
 
 def run_airbench(script: str | Path, workdir: str | Path, runs: int) -> dict:

@@ -302,3 +302,43 @@ def test_top1_accuracy_equals_torchmetrics_micro_accuracy():
         ours.update(logits, target)
         peer.update(logits, target)
     assert float(ours.compute()) == pytest.approx(float(peer.compute()))
+
+
+FAKE_AIRBENCH = '''
+import torch
+logging_columns_list = ["run", "tta_val_acc", "total_time_seconds"]
+def print_columns(columns, is_head=False, is_final_entry=False):
+    pass
+def print_training_details(variables, is_final_entry):
+    pass
+def main(run):
+    data = torch.load("cifar10/train.pt")  # relative to the working folder, as airbench94 reads it
+    tta_val_acc = float((data["labels"] < 5).float().mean()) if run != "warmup" else -1.0
+    total_time_seconds = 1.5 + (run if run != "warmup" else 100)
+    print_training_details(locals(), is_final_entry=True)
+    return tta_val_acc
+'''
+
+
+def test_legacy_airbench_adapter_reads_its_own_logging_and_skips_the_warmup(tmp_path, monkeypatch):
+    """The peer adapter of benchmarks/cifar10_speed.py, on a stand-in with airbench94's interface."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("airbench_peer", bench / "airbench_peer.py")
+    peer = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "airbench_peer", peer)
+    spec.loader.exec_module(peer)
+    (tmp_path / "cifar10").mkdir()
+    labels = torch.tensor([0, 1, 7, 9])
+    torch.save({"images": torch.zeros(4, 32, 32, 3, dtype=torch.uint8), "labels": labels}, tmp_path / "cifar10" / "train.pt")
+    script = tmp_path / "airbench94.py"
+    script.write_text(FAKE_AIRBENCH)
+    before = Path.cwd()
+    result = peer.run_legacy_airbench94(script, tmp_path, runs=3)
+    assert Path.cwd() == before  # the working folder is put back
+    assert [r["seconds"] for r in result["runs"]] == [1.5, 2.5, 3.5]  # the warm-up run is not counted
+    assert result["mean_acc"] == pytest.approx(0.5) and result["mean_seconds"] == pytest.approx(2.5)
