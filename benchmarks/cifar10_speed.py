@@ -14,7 +14,9 @@ synchronised around ``fit`` — whitening init and training — plus the TTA tes
 loaders, i.e. the upload and one-time normalisation of the images, are built before the clock,
 as airbench loads its tensors before its clock). Epoch counts are tried in order until cnnlab's
 mean TTA accuracy reaches airbench's own mean accuracy; the ratio is that setting's mean
-seconds over airbench's mean seconds (null if no setting reaches it within ``--deadline``).
+seconds over airbench's mean seconds (null if no setting reaches it within ``--deadline``). A
+setting starts only if its runs, predicted from the seconds per epoch measured so far (the
+warm-up's at first) plus 20%, end before the deadline, so the script stays inside its budget.
 
 ``--compile`` runs cnnlab under ``torch.compile``; its compile time is reported apart
 (``compile_seconds``) and is not in the seconds. ``--smoke`` checks the script on the CPU:
@@ -114,7 +116,8 @@ def main() -> None:
                     help="cnnlab epoch counts tried in order until airbench's mean accuracy is reached")
     ap.add_argument("--compile", action="store_true", help="torch.compile cnnlab's model (compile time apart)")
     ap.add_argument("--deadline", type=argtypes.positive_float, default=330.0,
-                    help="seconds of the whole script after which no further cnnlab setting starts")
+                    help="seconds for the whole script: a cnnlab setting starts only if its time, predicted "
+                         "from the seconds per epoch measured so far, fits before it")
     ap.add_argument("--device", type=argtypes.device, default="auto", help="cnnlab's device (auto: the GPU when there is one)")
     ap.add_argument("--train-images", type=argtypes.positive_int, help="use only the first N training images")
     ap.add_argument("--test-images", type=argtypes.positive_int, help="use only the first N test images")
@@ -141,26 +144,34 @@ def main() -> None:
         print(f"airbench94 (legacy, eager): {doc['airbench']['mean_acc']:.4f} in {doc['airbench']['mean_seconds']:.2f} s",
               flush=True)
     target = doc["airbench"]["mean_acc"] if doc["airbench"] else None
-    cnnlab_run(splits, 1, 1000, args.compile, args.device)  # warm-up: cuDNN autotuning, allocator; every shape
+    warm = cnnlab_run(splits, 1, 1000, args.compile, args.device)  # warm-up: cuDNN autotuning, allocator; every shape
+    epoch_seconds = warm["seconds"]  # an upper bound: the 1-epoch run also pays the TTA evaluation
     for epochs in args.epochs_list:
-        if time.perf_counter() - started > args.deadline:
-            doc["cnnlab"].append({"epochs": epochs, "skipped": f"deadline of {args.deadline:.0f} s reached"})
+        predicted = 1.2 * args.runs * epochs * epoch_seconds
+        if time.perf_counter() - started + predicted > args.deadline:
+            doc["cnnlab"].append({"epochs": epochs, "skipped": f"{predicted:.0f} s predicted would pass the "
+                                                                f"deadline of {args.deadline:.0f} s"})
             break
         setting = cnnlab_setting(splits, epochs, args.runs, args.compile, args.device)
+        epoch_seconds = setting["mean_seconds"] / epochs
         doc["cnnlab"].append(setting)
         if target is None or setting["mean_acc"] >= target:
             break
     measured = [s for s in doc["cnnlab"] if "mean_acc" in s]
     reached = [s for s in measured if target is not None and s["mean_acc"] >= target]
-    best = reached[0] if reached else max(measured, key=lambda s: s["mean_acc"])
-    doc.update(cnnlab_accuracy=best["mean_acc"], cnnlab_seconds=best["mean_seconds"], cnnlab_epochs=best["epochs"],
-               airbench_accuracy=target, airbench_seconds=doc["airbench"]["mean_seconds"] if target else None,
+    best = reached[0] if reached else max(measured, key=lambda s: s["mean_acc"], default=None)
+    doc.update(cnnlab_accuracy=best and best["mean_acc"], cnnlab_seconds=best and best["mean_seconds"],
+               cnnlab_epochs=best and best["epochs"], airbench_accuracy=target,
+               airbench_seconds=doc["airbench"]["mean_seconds"] if target else None,
                ratio=best["mean_seconds"] / doc["airbench"]["mean_seconds"] if reached else None,
                script_seconds=round(time.perf_counter() - started, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
-    print(f"cnnlab {RECIPE}: {best['mean_acc']:.4f} mean TTA accuracy in {best['mean_seconds']:.2f} s "
-          f"({best['epochs']} epochs, {len(best['runs'])} runs, {doc['device']})")
+    if best is None:
+        print(f"cnnlab {RECIPE}: no setting fitted in the deadline of {args.deadline:.0f} s")
+    else:
+        print(f"cnnlab {RECIPE}: {best['mean_acc']:.4f} mean TTA accuracy in {best['mean_seconds']:.2f} s "
+              f"({best['epochs']} epochs, {len(best['runs'])} runs, {doc['device']})")
     if target is not None:
         ratio = "not reached" if doc["ratio"] is None else f"{doc['ratio']:.2f}"
         print(f"airbench94: {target:.4f} in {doc['airbench_seconds']:.2f} s; ratio at airbench's accuracy: {ratio}")

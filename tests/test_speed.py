@@ -320,18 +320,26 @@ def main(run):
 '''
 
 
-def test_legacy_airbench_adapter_reads_its_own_logging_and_skips_the_warmup(tmp_path, monkeypatch):
-    """The peer adapter of benchmarks/cifar10_speed.py, on a stand-in with airbench94's interface."""
+def _benchmark_module(name: str, monkeypatch):
+    """Import benchmarks/NAME.py as the scripts see each other (their folder on sys.path)."""
     import importlib.util
     import sys
     from pathlib import Path
 
     bench = Path(__file__).resolve().parents[1] / "benchmarks"
     monkeypatch.syspath_prepend(str(bench))
-    spec = importlib.util.spec_from_file_location("airbench_peer", bench / "airbench_peer.py")
-    peer = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "airbench_peer", peer)
-    spec.loader.exec_module(peer)
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_legacy_airbench_adapter_reads_its_own_logging_and_skips_the_warmup(tmp_path, monkeypatch):
+    """The peer adapter of benchmarks/cifar10_speed.py, on a stand-in with airbench94's interface."""
+    from pathlib import Path
+
+    peer = _benchmark_module("airbench_peer", monkeypatch)
     (tmp_path / "cifar10").mkdir()
     labels = torch.tensor([0, 1, 7, 9])
     torch.save({"images": torch.zeros(4, 32, 32, 3, dtype=torch.uint8), "labels": labels}, tmp_path / "cifar10" / "train.pt")
@@ -342,3 +350,29 @@ def test_legacy_airbench_adapter_reads_its_own_logging_and_skips_the_warmup(tmp_
     assert Path.cwd() == before  # the working folder is put back
     assert [r["seconds"] for r in result["runs"]] == [1.5, 2.5, 3.5]  # the warm-up run is not counted
     assert result["mean_acc"] == pytest.approx(0.5) and result["mean_seconds"] == pytest.approx(2.5)
+
+
+@pytest.mark.slow
+def test_cifar10_speed_smoke_writes_every_field_the_issue_names(tmp_path, monkeypatch, capsys):
+    """benchmarks/cifar10_speed.py --smoke on a tiny CIFAR-like tree: one CPU run, no peer, a complete JSON."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 3)):
+        for c in range(3):
+            folder = tmp_path / "cifar" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)).save(folder / f"{i}.png")
+    bench = _benchmark_module("cifar10_speed", monkeypatch)
+    out = tmp_path / "speed.json"
+    monkeypatch.setattr("sys.argv", ["cifar10_speed.py", "--data-dir", str(tmp_path / "cifar"), "--smoke",
+                                     "--out", str(out)])
+    bench.main()
+    doc = json.loads(out.read_text())
+    assert doc["device"] == "cpu" and doc["smoke"] and (doc["train_images"], doc["test_images"]) == (18, 9)
+    assert doc["airbench"] is None and doc["airbench_accuracy"] is None and doc["ratio"] is None
+    (setting,) = doc["cnnlab"]
+    assert setting["epochs"] == 1 and len(setting["runs"]) == 1
+    accuracy = setting["runs"][0]["tta_accuracy"]
+    assert accuracy * 9 == pytest.approx(round(accuracy * 9), abs=1e-3)  # a count of the 9 test images
+    assert doc["cnnlab_accuracy"] == accuracy and doc["cnnlab_seconds"] == setting["runs"][0]["seconds"] > 0
+    assert "wrote" in capsys.readouterr().out
