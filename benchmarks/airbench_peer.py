@@ -1,5 +1,6 @@
-"""Run the peer, airbench (github.com/KellerJordan/cifar10-airbench, ``airbench94_muon.py``), on
-the same JPEG-encoded CIFAR-10 tree that cnnlab trains on.
+"""Run the peer, airbench (github.com/KellerJordan/cifar10-airbench: ``airbench94_muon.py``, or
+the eager ``legacy/airbench94.py`` via :func:`run_legacy_airbench94`), on the same JPEG-encoded
+CIFAR-10 tree that cnnlab trains on.
 
 airbench reads ``cifar10/train.pt`` and ``cifar10/test.pt`` from its working directory: dicts of
 ``images`` (uint8, N x 32 x 32 x 3), ``labels`` (int64) and ``classes``; when they are missing
@@ -40,20 +41,45 @@ def write_airbench_data(data_dir: str, folder: str | Path) -> Path:
     return target
 
 
-def run_airbench(script: str | Path, workdir: str | Path, runs: int) -> dict:
-    """Import the unmodified airbench script and run it ``runs`` times (after its compile warm-up)."""
-    spec = importlib.util.spec_from_file_location("airbench94_muon", script)
-    ab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ab)
+def load_script(script: str | Path, name: str):
+    """Import an unmodified airbench script as a module (its ``__main__`` block does not run)."""
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def capture_finals(ab, seconds_key: str) -> list[dict]:
+    """Record each run's final TTA accuracy and seconds from airbench's own logging call.
+
+    ``main()`` looks ``print_training_details`` up in its module's globals, so replacing it there
+    sees every row; the final one carries ``tta_val_acc`` and airbench's CUDA-event timer
+    (``time_seconds`` in airbench94_muon, ``total_time_seconds`` in the legacy airbench94).
+    """
     finals: list[dict] = []
     original = ab.print_training_details
 
     def capture(variables: dict, is_final_entry: bool) -> None:
         if is_final_entry:
-            finals.append({"tta_val_acc": variables["tta_val_acc"], "seconds": variables["time_seconds"]})
+            finals.append({"tta_val_acc": variables["tta_val_acc"], "seconds": variables[seconds_key]})
         original(variables, is_final_entry)
 
-    ab.print_training_details = capture  # main() looks the logger up in its module's globals
+    ab.print_training_details = capture
+    return finals
+
+
+def summarise(finals: list[dict], warmup_seconds: float) -> dict:
+    accs = [f["tta_val_acc"] for f in finals]
+    secs = [f["seconds"] for f in finals]
+    return {"runs": finals, "mean_acc": statistics.mean(accs), "std_acc": statistics.pstdev(accs),
+            "mean_seconds": statistics.mean(secs), "warmup_compile_seconds": warmup_seconds,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+
+
+def run_airbench(script: str | Path, workdir: str | Path, runs: int) -> dict:
+    """Import the unmodified airbench94_muon script and run it ``runs`` times (after its compile warm-up)."""
+    ab = load_script(script, "airbench94_muon")
+    finals = capture_finals(ab, "time_seconds")
     os.chdir(workdir)
     t0 = time.perf_counter()
     model = ab.CifarNet().cuda().to(memory_format=torch.channels_last)
@@ -64,11 +90,27 @@ def run_airbench(script: str | Path, workdir: str | Path, runs: int) -> dict:
     finals.clear()
     for run in range(runs):
         ab.main(run, model)
-    accs = [f["tta_val_acc"] for f in finals]
-    secs = [f["seconds"] for f in finals]
-    return {"runs": finals, "mean_acc": statistics.mean(accs), "std_acc": statistics.pstdev(accs),
-            "mean_seconds": statistics.mean(secs), "warmup_compile_seconds": warmup_seconds,
-            "device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    return summarise(finals, warmup_seconds)
+
+
+def run_legacy_airbench94(script: str | Path, workdir: str | Path, runs: int) -> dict:
+    """The unmodified legacy ``airbench94.py`` (eager PyTorch, no compile): one warm-up run on
+    random labels, as its commented-out ``main('warmup')`` would do, then ``runs`` timed runs."""
+    ab = load_script(script, "airbench94")
+    finals = capture_finals(ab, "total_time_seconds")
+    cwd = os.getcwd()
+    os.chdir(workdir)  # it reads cifar10/{train,test}.pt relative to the working directory
+    try:
+        ab.print_columns(ab.logging_columns_list, is_head=True)
+        t0 = time.perf_counter()
+        ab.main("warmup")
+        warmup_seconds = time.perf_counter() - t0
+        finals.clear()
+        for run in range(runs):
+            ab.main(run)
+    finally:
+        os.chdir(cwd)
+    return summarise(finals, warmup_seconds)
 
 
 def main() -> None:

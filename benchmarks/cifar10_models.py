@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
@@ -46,6 +46,7 @@ from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import train_config
 from cnnlab.train.engine import evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
+from cnnlab.train.tta import TTA
 
 # Cheapest first, so that a deadline drops the most expensive ones.
 ZOO = ["resnet9", "dilated-cnn", "mobilenet-v1", "mobilenet-v2", "efficientnet-b0", "efficientnet-b1",
@@ -56,17 +57,6 @@ FAST = [({"width": 64}, dict(epochs=e, batch_size=512, lr=0.4, label_smoothing=0
 # The zoo's shared recipe (= `cnnlab train --dataset cifar10` defaults; epochs from --zoo-epochs).
 ZOO_RECIPE = dict(batch_size=256, lr=0.2, label_smoothing=0.2, optimizer="sgd", schedule="onecycle")
 TARGET = 0.90
-
-
-class FlipTTA(nn.Module):
-    """Average the logits of each image and its mirror (airbench's TTA level 1)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return 0.5 * (self.model(x) + self.model(x.flip(3)))
 
 
 def build(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -107,7 +97,7 @@ def train_and_test(name: str, splits, model_kwargs: dict, overrides: dict, tta: 
         net = torch.compile(net)
         warm = train_config("cifar10", **{**overrides, "epochs": 1})
         fit(net, train_loader, None, task, warm, progress=False)
-        evaluate(FlipTTA(net) if tta else net, test_loader, task, device)
+        evaluate(net, test_loader, task, device, tta=int(tta))
         reinitialise(net)
         compile_seconds = time.perf_counter() - t0
     history = fit(net, train_loader, None, task, cfg, progress=False)
@@ -117,7 +107,7 @@ def train_and_test(name: str, splits, model_kwargs: dict, overrides: dict, tta: 
     acc, eval_seconds = _timed_eval(net, test_loader, task, device)
     row.update(test_accuracy=round(acc, 4), eval_seconds=round(eval_seconds, 3))
     if tta:
-        acc_tta, tta_seconds = _timed_eval(FlipTTA(net), test_loader, task, device)
+        acc_tta, tta_seconds = _timed_eval(TTA(net, 1), test_loader, task, device)  # mirror TTA
         row.update(test_accuracy_tta=round(acc_tta, 4), tta_eval_seconds=round(tta_seconds, 3),
                    seconds=round(train_seconds + tta_seconds, 3))
     else:

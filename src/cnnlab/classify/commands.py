@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnlab.argtypes import int_range, positive_float
+
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>, else the user cache)")
@@ -29,7 +31,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         dataset_kwargs=_dataset_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
-        amp=False if args.no_amp else None, tensorboard=args.tensorboard)
+        amp=False if args.no_amp else None, tta=args.tta, average=args.average, bn_lr_scale=args.bn_lr_scale,
+        compile=args.compile, cpu_amp=args.cpu_amp, tensorboard=args.tensorboard)
     if metrics:
         _print_summary(metrics)
 
@@ -118,6 +121,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, help="training seed (init, shuffling, augmentation)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on GPU")
+    p.add_argument("--cpu-amp", action="store_true", default=None,
+                   help="bf16 autocast on the CPU too (fast on CPUs with AMX or AVX512-BF16, slow on others)")
+    p.add_argument("--tta", type=int_range(0, 2),
+                   help="test-time augmentation of val/test: 0 none, 1 mirror, 2 mirror + 1-pixel shifts")
+    p.add_argument("--average", choices=["none", "lookahead", "ema"], help="weight averaging while training")
+    p.add_argument("--bn-lr-scale", type=positive_float, help="learning-rate multiplier for BatchNorm parameters")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model (its compile time is reported apart from the epochs)")
     p.add_argument("--tensorboard", action="store_true",
                    help="log scalars per epoch and the final figures to OUT/tb (tensorboard --logdir OUT/tb)")
     p.set_defaults(func=cmd_train)

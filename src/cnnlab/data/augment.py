@@ -23,21 +23,41 @@ class Augment:
     vflip: bool = False
     translate: int = 0  # max shift in pixels (reflect-padded random crop)
     rotate: float = 0.0  # max rotation in degrees
+    alternate_flip: bool = False  # hflip each image on every other epoch instead of at random (airbench)
 
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Augment a float batch ``N x C x H x W``; each image gets its own random draw."""
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None, hflip: Tensor | None = None) -> Tensor:
+        """Augment a float batch ``N x C x H x W``; each image gets its own random draw.
+
+        ``hflip`` (a bool per image) says which images to mirror, replacing the random draw: the
+        loader passes it for ``alternate_flip``, since only the loader knows images and epochs.
+        """
         n = x.shape[0]
-        if self.hflip:
-            flip = torch.rand(n, generator=generator, device=x.device if generator is None else "cpu") < 0.5
-            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
+        if self.hflip and hflip is None:
+            hflip = torch.rand(n, generator=generator, device=_device(x, generator)) < 0.5
+        if hflip is not None:
+            x = torch.where(hflip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
         if self.vflip:
-            flip = torch.rand(n, generator=generator, device=x.device if generator is None else "cpu") < 0.5
+            flip = torch.rand(n, generator=generator, device=_device(x, generator)) < 0.5
             x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(2), x)
         if self.translate:
             x = random_translate(x, self.translate, generator)
         if self.rotate:
             x = random_rotate(x, self.rotate, generator)
         return x
+
+
+def _device(x: Tensor, generator: torch.Generator | None) -> torch.device:
+    """Where random numbers are drawn: on the generator's device (a CUDA generator draws on the
+    GPU, so no host-to-device copy stalls the batch), else on the batch's."""
+    return generator.device if generator is not None else x.device
+
+
+def alternating_flip(base: Tensor, epoch: int) -> Tensor:
+    """Which images to mirror in ``epoch``: ``base`` (a fixed random bool per image) on even epochs,
+    its negation on odd ones. Every image is then seen mirrored on exactly every other epoch, so
+    two consecutive epochs always show both views (random flips repeat a view half the time).
+    """
+    return base ^ bool(epoch % 2)
 
 
 def random_translate(x: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
@@ -49,7 +69,7 @@ def random_translate(x: Tensor, pad: int, generator: torch.Generator | None = No
     n, c, h, w = x.shape
     pad = min(pad, max(1, min(h, w) // 8))
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dev = "cpu" if generator is not None else x.device
+    dev = _device(x, generator)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=dev).to(x.device)
     rows = (dy.view(n, 1) + torch.arange(h, device=x.device)).view(n, 1, h, 1).expand(n, c, h, w + 2 * pad)
@@ -61,7 +81,7 @@ def random_translate(x: Tensor, pad: int, generator: torch.Generator | None = No
 def random_rotate(x: Tensor, degrees: float, generator: torch.Generator | None = None) -> Tensor:
     """Rotate each image by a uniform angle in [-degrees, degrees] about its centre (bilinear)."""
     n = x.shape[0]
-    dev = "cpu" if generator is not None else x.device
+    dev = _device(x, generator)
     angle = (torch.rand(n, generator=generator, device=dev).to(x.device) * 2 - 1) * math.radians(degrees)
     cos, sin = angle.cos(), angle.sin()
     zero = torch.zeros_like(cos)
@@ -76,6 +96,7 @@ PRESETS: dict[str, Augment] = {
     "mnist": Augment(translate=2, rotate=10),
     "fashion": Augment(hflip=True, translate=2),
     "cifar": Augment(hflip=True, translate=4),
+    "cifar-fast": Augment(hflip=True, translate=2, alternate_flip=True),  # airbench94's
     "natural": Augment(hflip=True, translate=8, rotate=10),
 }
 
@@ -85,4 +106,4 @@ def get_augment(name: str, vflip: bool = False) -> Augment:
     if name not in PRESETS:
         raise CnnlabError(f"unknown augmentation {name!r}; expected one of {sorted(PRESETS)}")
     base = PRESETS[name]
-    return Augment(base.hflip, vflip or base.vflip, base.translate, base.rotate)
+    return Augment(base.hflip, vflip or base.vflip, base.translate, base.rotate, base.alternate_flip)

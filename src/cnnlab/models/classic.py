@@ -27,16 +27,18 @@ def mlp(
 
 @register_model("simple-cnn", default_input=(1, 28, 28), tags=("classic",))
 def simple_cnn(num_classes: int = 10, in_chans: int = 1, width: int = 32, hidden: int = 128,
-               dropout: float = 0.25) -> nn.Module:
+               dropout: float = 0.25, first_width: int | None = None) -> nn.Module:
     """Two conv blocks (conv-BN-ReLU x2, maxpool) and a dense classifier: the course's first CNN.
 
     The classifier sees a 4x4 grid of features (adaptive pooling makes any input size work),
     not a global average: after only two blocks, where a pattern is still matters.
+    ``first_width`` (default ``width``) narrows the first block only: it runs at full resolution,
+    so it costs as much as the second block at a quarter of the pixels with twice the width.
     """
-    w = width
+    w, w1 = width, first_width or width
     return nn.Sequential(
-        ConvBNAct(in_chans, w), ConvBNAct(w, w), nn.MaxPool2d(2), nn.Dropout(dropout),
-        ConvBNAct(w, 2 * w), ConvBNAct(2 * w, 2 * w), nn.MaxPool2d(2), nn.Dropout(dropout),
+        ConvBNAct(in_chans, w1), ConvBNAct(w1, w1), nn.MaxPool2d(2), nn.Dropout(dropout),
+        ConvBNAct(w1, 2 * w), ConvBNAct(2 * w, 2 * w), nn.MaxPool2d(2), nn.Dropout(dropout),
         nn.AdaptiveAvgPool2d(4), nn.Flatten(),
         nn.Linear(2 * w * 16, hidden), nn.ReLU(inplace=True), nn.Dropout(2 * dropout),
         nn.Linear(hidden, num_classes),

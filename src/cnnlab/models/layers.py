@@ -91,6 +91,57 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class PatchWhitening(nn.Conv2d):
+    """A stem conv that whitens ``k x k`` patches: fixed filters computed from the data, not learned.
+
+    :meth:`init_from_data` takes the (normalised) training images, forms every ``k x k`` patch as a
+    vector of ``d = C k^2`` numbers, and eigendecomposes their second-moment matrix
+    ``S = E[p p^T] = V diag(lambda) V^T``. The filters are the eigenvectors scaled by
+    ``1 / sqrt(lambda + eps)``, largest first, then the same ``d`` filters negated (``2 d`` outputs,
+    so a following ReLU/GELU loses nothing): the first ``d`` outputs then have second moment
+    ``diag(lambda / (lambda + eps))``, the identity but for the directions weaker than ``eps``.
+    Decorrelated, unit-scale inputs are what the next layer learns fastest from (airbench94's stem,
+    after Coates & Ng's patch whitening). The filters stay frozen; the bias trains for the first
+    ``bias_epochs`` epochs (the engine calls :meth:`set_epoch`) and is frozen after them.
+    """
+
+    def __init__(self, in_ch: int, kernel_size: int = 2, eps: float = 5e-4, bias_epochs: int = 3) -> None:
+        d = in_ch * kernel_size * kernel_size
+        super().__init__(in_ch, 2 * d, kernel_size, padding=0, bias=True)
+        self.eps, self.bias_epochs = eps, bias_epochs
+        self.weight.requires_grad_(False)
+        nn.init.zeros_(self.bias)
+
+    @torch.no_grad()
+    def init_from_data(self, images: Tensor) -> None:
+        """Set the filters from ``images`` (``N x C x H x W``, normalised as the model's inputs)."""
+        c, (kh, kw) = self.in_channels, self.kernel_size
+        patches = images.float().unfold(2, kh, 1).unfold(3, kw, 1)  # N, C, H', W', kh, kw
+        flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw).double()
+        second_moment = flat.T @ flat / len(flat)
+        eigenvalues, eigenvectors = torch.linalg.eigh(second_moment)  # ascending
+        filters = (eigenvectors.T / (eigenvalues + self.eps).sqrt()[:, None]).flip(0)
+        filters = filters.reshape(-1, c, kh, kw)
+        self.weight.copy_(torch.cat([filters, -filters]).to(self.weight))
+        self.bias.zero_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.bias.requires_grad_(epoch < self.bias_epochs)
+
+
+class FrozenScaleBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose scale stays 1 (only the shift trains): one fewer knob per channel.
+
+    Before a scale-invariant layer the BN scale only changes the effective learning rate of
+    what follows; fixing it (airbench94) removes that coupling and some optimizer work.
+    ``momentum`` is PyTorch's (the weight of the new batch statistics).
+    """
+
+    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__(channels, eps=eps, momentum=momentum)
+        self.weight.requires_grad_(False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Blocks of the course's architectures (ResNet, ResNeXt, SENet, Inception, MobileNet, EfficientNet)
 # ---------------------------------------------------------------------------------------------

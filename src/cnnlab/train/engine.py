@@ -4,6 +4,13 @@ One loop serves classification and segmentation. Everything a run needs to conti
 crash (weights, optimizer, schedule, shuffling and dropout RNG, history, early-stopping counter)
 goes into ``last.ckpt`` each epoch, so ``resume=True`` continues exactly where it stopped.
 It uses channels-last memory (and bf16 autocast on GPU); under ``torchrun`` it trains data-parallel.
+
+The speed features of airbench94 are options any recipe can switch on: a per-group learning
+rate for normalisation parameters (``bn_lr_scale``), lookahead or EMA weights (``average``,
+:mod:`cnnlab.train.averaging`), test-time augmentation (``tta``, :mod:`cnnlab.train.tta`),
+data-dependent initialisation (layers with ``init_from_data``, e.g. the whitening stem, get the
+first training images before the first step; layers with ``set_epoch`` hear each epoch), and
+``torch.compile`` with the compile time measured apart from the epochs.
 """
 from __future__ import annotations
 
@@ -20,7 +27,9 @@ from tqdm.auto import tqdm
 
 from cnnlab.errors import CnnlabError
 from cnnlab.train import distributed as dist
+from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.train.tta import TTA
 
 
 class Diverged(CnnlabError):
@@ -40,6 +49,16 @@ class TrainConfig:
     step_size: int = 10  # epochs between decays for "step"
     gamma: float = 0.1  # decay factor for "step" and "plateau"
     warmup: float = 0.25  # fraction of steps rising to the peak lr for "onecycle"
+    lr_start_factor: float = 0.1  # "onecycle" starts at this fraction of the peak lr ...
+    lr_end_factor: float = 0.001  # ... and ends at this one
+    bn_lr_scale: float = 1.0  # lr multiplier for normalisation-layer parameters (airbench: 64)
+    decay_all: bool = False  # weight decay on biases and norm parameters too (default: weights only)
+    average: str = "none"  # none | lookahead | ema (cnnlab.train.averaging)
+    average_every: int = 5  # optimizer steps between weight-averaging updates
+    average_decay: float = 0.95 ** 5  # final decay of the average (ramped up as (step/total)^3)
+    tta: int = 0  # test-time augmentation for validation/test: 0 none, 1 mirror, 2 mirror + 1-px shifts
+    compile: bool = False  # torch.compile the model (compile time reported apart, as compile_seconds)
+    cpu_amp: bool = False  # bf16 autocast on the CPU too (fast with AMX / AVX512-BF16, slow without)
     label_smoothing: float = 0.0
     patience: int = 0  # early stopping after this many epochs without improvement (0: off)
     amp: bool = True  # bf16 autocast, on CUDA only
@@ -53,11 +72,38 @@ class TrainConfig:
         return torch.device(self.device)
 
 
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Optimizer groups: conv/linear weights; other biases; normalisation-layer parameters.
+
+    Weight decay goes on the weights only unless ``decay_all`` (decaying BN shifts usually hurts;
+    airbench decays everything). Normalisation parameters train at ``bn_lr_scale`` times the lr,
+    with their weight decay divided by it, so the per-step decay ``lr * wd`` stays the same.
+    Empty groups are dropped; frozen parameters (``requires_grad=False``) are left out.
+    """
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters(recurse=False)}
+    scaled = cfg.bn_lr_scale != 1.0  # else norm parameters share the biases' group (same settings)
+    members: dict[str, list] = {"weights": [], "biases": [], "norms": []}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in norm_ids:
+            members["norms" if scaled else "biases"].append(p)
+        else:
+            members["weights" if p.ndim > 1 else "biases"].append(p)
+    other_decay = cfg.weight_decay if cfg.decay_all else 0.0
+    groups = [{"params": members["weights"], "weight_decay": cfg.weight_decay},
+              {"params": members["biases"], "weight_decay": other_decay},
+              {"params": members["norms"], "weight_decay": other_decay / cfg.bn_lr_scale,
+               "lr": cfg.lr * cfg.bn_lr_scale}]
+    return [g for g in groups if g["params"]]
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Weight decay only on weights of conv/linear layers: decaying BN scales and biases hurts."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """The optimizer over :func:`param_groups` (group 0 is the conv/linear weights)."""
+    groups = param_groups(model, cfg)
     name = cfg.optimizer.lower()
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
@@ -68,16 +114,17 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     raise CnnlabError(f"unknown optimizer {cfg.optimizer!r}; expected sgd, adam or adamw")
 
 
-def one_cycle(total: int, warmup: float):
-    """The LR factor of a linear one-cycle: 0.1 -> 1 over the first ``warmup`` of the steps, then
-    down to 0.001 at the last step (``OneCycleLR(div_factor=10, final_div_factor=100)``'s curve,
-    written out because OneCycleLR divides by zero when ``warmup * total == 1`` — tiny runs)."""
+def one_cycle(total: int, warmup: float, start: float = 0.1, end: float = 0.001):
+    """The LR factor of a linear one-cycle: ``start`` -> 1 over the first ``warmup`` of the steps,
+    then down to ``end`` at the last step (with the defaults, ``OneCycleLR(div_factor=10,
+    final_div_factor=100)``'s curve, written out because OneCycleLR divides by zero when
+    ``warmup * total == 1`` — tiny runs; airbench94's is ``start=0.2, end=0.07, warmup=0.23``)."""
     peak = warmup * total - 1
 
     def factor(step: int) -> float:
         if step < peak:
-            return 0.1 + 0.9 * step / peak
-        return 1 - 0.999 * min(1.0, (step - max(peak, 0)) / max(total - 1 - max(peak, 0), 1))
+            return start + (1 - start) * step / peak
+        return 1 - (1 - end) * min(1.0, (step - max(peak, 0)) / max(total - 1 - max(peak, 0), 1))
 
     return factor
 
@@ -87,7 +134,8 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     name = cfg.schedule.lower()
     total = cfg.epochs * steps_per_epoch
     if name == "onecycle":
-        return torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(total, cfg.warmup)), True
+        factor = one_cycle(total, cfg.warmup, cfg.lr_start_factor, cfg.lr_end_factor)
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor), True
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), True
     if name == "step":
@@ -99,22 +147,39 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     raise CnnlabError(f"unknown schedule {cfg.schedule!r}; expected onecycle, cosine, step, plateau or none")
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (where it is fast and safe for these models); a no-op elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU does bf16 matrix math in hardware (AMX tiles or AVX512-BF16).
+
+    There ``cpu_amp`` roughly halves a small CNN's epoch (oneDNN's bf16 convolutions); elsewhere
+    bf16 is emulated and slower than fp32, so recipes switch it on only where this is True.
+    """
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's own feature checks
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def autocast(device: torch.device, enabled: bool = True, cpu: bool = False):
+    """bf16 autocast on CUDA (where it is fast and safe for these models), and on the CPU when
+    ``cpu`` (oneDNN runs bf16 convs on AMX/AVX512-BF16 units); a no-op elsewhere."""
+    on = enabled and (device.type == "cuda" or (cpu and device.type == "cpu"))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=on)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, task: Any, device: str | torch.device = "cpu",
-             amp: bool = True, collect: bool = False) -> dict:
-    """Mean loss and the task's metrics over a whole loader (``collect`` also returns outputs)."""
+             amp: bool = True, collect: bool = False, tta: int = 0, cpu_amp: bool = False) -> dict:
+    """Mean loss and the task's metrics over a whole loader (``collect`` also returns outputs).
+
+    ``tta`` > 0 averages the logits over mirrored (and shifted) views (:mod:`cnnlab.train.tta`).
+    """
     device = torch.device(device)
     model.eval()
+    if tta:
+        model = TTA(model, tta)
     metrics = task.metrics().to(device)
     total, count, outputs_all, targets_all = torch.zeros((), device=device), 0, [], []
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, amp):
+        with autocast(device, amp, cpu_amp):
             out = model(x)
         out = out.float()
         total += task.loss(out, y) * len(y)
@@ -162,14 +227,18 @@ def fit(
     ``task.monitor`` improves (``meta`` — model name, classes, normalization — goes into both),
     and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt``. ``on_epoch(row, model)``
     is called after each epoch with its history row (loggers such as TensorBoard hook in here).
+    With ``cfg.compile`` the first row also holds ``compile_seconds`` (not part of any epoch's ``seconds``).
     """
     device = cfg.resolved_device()
     torch.manual_seed(cfg.seed)
     fast = cfg.channels_last
     model = model.to(device, memory_format=torch.channels_last if fast else torch.preserve_format)
+    if not resume:
+        init_from_data(model, train_loader)
     net = dist.wrap(model, device)
     opt = build_optimizer(model, cfg)
     sched, per_batch = build_scheduler(opt, cfg, len(train_loader))
+    average = WeightAverage(model, cfg.average, cfg.average_every, cfg.average_decay) if cfg.average != "none" else None
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict] = []
     best, bad_epochs, start = -math.inf, 0, 0
@@ -183,11 +252,20 @@ def fit(
             sched.load_state_dict(ck["scheduler"])
         if hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(ck["loader"])
+        if average is not None:
+            average.load_state_dict(ck["average"])
         _set_rng_state(ck["rng"])
         history, best, bad_epochs, start = ck["history"], ck["best_score"], ck["bad_epochs"], ck["epoch"]
+    eval_net, compile_seconds = model, None
+    if cfg.compile:
+        net, eval_net = torch.compile(net), torch.compile(model)
+        compile_seconds = warm_up(net, eval_net, model, train_loader, val_loader, task, cfg, start)
     show = progress and dist.is_main()
+    steps_done, total_steps = start * len(train_loader), cfg.epochs * len(train_loader)
+    check_every = 1 if device.type == "cpu" else 50  # a finiteness check waits for the GPU
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
+        set_epoch(model, epoch)
         net.train()
         lr = opt.param_groups[0]["lr"]
         metrics = task.metrics().to(device)
@@ -197,10 +275,10 @@ def fit(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if fast and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.amp):
+            with autocast(device, cfg.amp, cfg.cpu_amp):
                 outputs = net(x)
             loss = task.loss(outputs.float(), y)
-            if not torch.isfinite(loss):
+            if ((step + 1) % check_every == 0 or step + 1 == len(train_loader)) and not torch.isfinite(loss):
                 raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
                                   f"lower the learning rate (--lr {cfg.lr})")
             opt.zero_grad(set_to_none=True)
@@ -208,15 +286,23 @@ def fit(
             opt.step()
             if per_batch:
                 sched.step()
+            steps_done += 1
+            if average is not None:
+                average.step(model, steps_done, total_steps)
             loss_sum += loss.detach() * len(y)
             seen += len(y)
             metrics.update(outputs.detach().float(), y)
             if show and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        if average is not None and epoch == cfg.epochs - 1:
+            average.finish(model)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1),
                **{f"train_{k}": float(v) for k, v in metrics.compute().items()}}
+        if compile_seconds is not None and epoch == start:
+            row["compile_seconds"] = compile_seconds
         if val_loader is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(model, val_loader, task, device, cfg.amp).items()})
+            row.update({f"val_{k}": v for k, v in evaluate(eval_net, val_loader, task, device, cfg.amp, tta=cfg.tta,
+                                                           cpu_amp=cfg.cpu_amp).items()})
         score = row.get(f"val_{task.monitor}", row.get(f"train_{task.monitor}", -row["train_loss"]))
         if sched is not None and not per_batch:
             sched.step(score) if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else sched.step()
@@ -235,6 +321,7 @@ def fit(
                 save_checkpoint(out / "best.ckpt", state)
             save_checkpoint(out / "last.ckpt", {
                 **state, "optimizer": opt.state_dict(), "rng": _rng_state(),
+                "average": average.state_dict() if average is not None else {},
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else {}})
             (out / "history.json").write_text(json.dumps(history, indent=1))
@@ -243,6 +330,80 @@ def fit(
                 tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
             break
     return history
+
+
+def set_epoch(model: nn.Module, epoch: int) -> None:
+    """Tell every layer that has ``set_epoch`` which epoch starts (e.g. to freeze a bias after N)."""
+    for m in model.modules():
+        if hasattr(m, "set_epoch"):
+            m.set_epoch(epoch)
+
+
+def peek_batches(loader: Iterable, n: int) -> list:
+    """The first batches of ``loader`` holding at least ``n`` samples, leaving its RNG and epoch
+    count as they were (a loader with ``state_dict`` is restored after the peek)."""
+    state = loader.state_dict() if hasattr(loader, "state_dict") else None
+    batches, seen = [], 0
+    for x, y in loader:
+        batches.append((x, y))
+        seen += len(y)
+        if seen >= n:
+            break
+    if state is not None:
+        loader.load_state_dict(state)
+    return batches
+
+
+def init_from_data(model: nn.Module, loader: Iterable, n: int = 5000) -> int:
+    """Give layers with ``init_from_data`` (the whitening stem) ``n`` training inputs before training.
+
+    A loader with ``sample(n)`` supplies them normalised and unaugmented (the same on every
+    ``torchrun`` process); any other loader, its first batches. Returns how many layers were set.
+    """
+    layers = [m for m in model.modules() if hasattr(m, "init_from_data")]
+    if layers:
+        images = loader.sample(n) if hasattr(loader, "sample") else torch.cat([x for x, _ in peek_batches(loader, n)])
+        for m in layers:
+            m.init_from_data(images[:n])
+    return len(layers)
+
+
+def warm_up(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
+            task: Any, cfg: TrainConfig, start: int) -> float:
+    """Compile ``net``/``eval_net`` for every batch shape and mode the run will meet; returns its seconds.
+
+    ``torch.compile`` compiles lazily, on the first call with each new shape or mode, so that
+    time would land in the first epoch. Here one forward/backward per training batch size, in the
+    first and last epoch's layer state (``set_epoch``), and one evaluation forward per validation
+    batch size run up front; the weights and BatchNorm statistics are then put back, and no
+    optimizer step is taken, so the run trains exactly as uncompiled.
+    """
+    device = cfg.resolved_device()
+    began = time.perf_counter()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws are put back
+        x, y = peek_batches(train_loader, 1)[0]
+        for epoch in sorted({start, cfg.epochs - 1}):
+            set_epoch(model, epoch)
+            net.train()
+            for size in _batch_sizes(train_loader, len(y)):
+                with autocast(device, cfg.amp, cfg.cpu_amp):
+                    out = net(x[:size])
+                task.loss(out.float(), y[:size]).backward()
+        model.zero_grad(set_to_none=True)
+        if val_loader is not None:
+            vx, vy = peek_batches(val_loader, 1)[0]
+            for size in _batch_sizes(val_loader, len(vy)):
+                evaluate(eval_net, [(vx[:size], vy[:size])], task, device, cfg.amp, tta=cfg.tta, cpu_amp=cfg.cpu_amp)
+    model.load_state_dict(saved)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - began
+
+
+def _batch_sizes(loader: Iterable, first: int) -> list[int]:
+    """The batch sizes an epoch of ``loader`` yields, as far as they can be told (else the first)."""
+    return sorted(set(loader.batch_sizes()), reverse=True) if hasattr(loader, "batch_sizes") else [first]
 
 
 def _format_row(row: dict) -> str:
