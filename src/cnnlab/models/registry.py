@@ -5,8 +5,8 @@ A model family registers a builder with :func:`register_model`; the builder take
 ``num_classes`` and ``in_chans`` plus its own keyword arguments and returns an ``nn.Module``.
 Names of the form ``prefix:arg`` (e.g. ``transfer:resnet18``) are routed to a builder
 registered for ``prefix:`` that receives ``arg`` as its first positional argument.
-The registry imports no family: ``cnnlab.models`` imports them all (``families.py``), and any
-import of this module goes through that package first, so the registry is always complete.
+The families register themselves on import; every lookup here first imports them all
+(``families.py``), so the registry is always complete when it is read.
 """
 from __future__ import annotations
 
@@ -51,8 +51,13 @@ def register_model(
     return wrap
 
 
+def _load_families() -> None:
+    import cnnlab.models.families  # noqa: F401  (each family module registers its models)
+
+
 def get_entry(name: str) -> tuple[ModelEntry, tuple[str, ...]]:
     """Resolve ``name`` (or ``prefix:arg``) to its entry and the positional args it implies."""
+    _load_families()
     key = name.strip().lower()
     if key in _REGISTRY:
         return _REGISTRY[key], ()
@@ -74,5 +79,6 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
 
 def list_models(tag: str | None = None) -> list[ModelEntry]:
     """All registered entries, sorted by name (optionally only those carrying ``tag``)."""
+    _load_families()
     entries = sorted(_REGISTRY.values(), key=lambda e: e.name)
     return [e for e in entries if tag is None or tag in e.tags]
