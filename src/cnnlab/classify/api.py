@@ -6,7 +6,6 @@ writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the p
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import asdict
@@ -28,10 +27,12 @@ from cnnlab.data.augment import get_augment
 from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import read_json, write_json
 from cnnlab.models import create_model
 from cnnlab.report import plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
+from cnnlab.train import rundir
 from cnnlab.train.checkpoint import load_classifier, load_checkpoint
 from cnnlab.train.engine import TrainConfig, evaluate, fit
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
@@ -56,6 +57,7 @@ def train_classifier(
     out: str | Path | None = None,
     target_recall: float | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     dataset_kwargs: dict | None = None,
     progress: bool = True,
     **options,
@@ -64,10 +66,18 @@ def train_classifier(
 
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
     ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
-    None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
+    None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with
+    ``resume`` they come from the run's config.json instead (see ``cnnlab.train.rundir``).
     """
     started = time.perf_counter()
     dist.init()
+    if resume:
+        run = rundir.resume_options(out, dict(
+            dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
+            dataset_kwargs=dataset_kwargs or None, **{**dict.fromkeys(TRAIN_FIELDS), **options}))
+        dataset, recipe, data_dir, target_recall, dataset_kwargs = (
+            run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
+        options = run
     dataset, opts = resolve_options(dataset, recipe, **options)
     unknown = set(opts) - set(RUN_DEFAULTS) - TRAIN_FIELDS - {"model"}
     if unknown:
@@ -80,8 +90,12 @@ def train_classifier(
                   model_kwargs=model_kwargs, val_fraction=val_fraction, test_fraction=test_fraction,
                   split_seed=split_seed, augment=augment, vflip=vflip, target_recall=target_recall,
                   dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
+    rundir.check_run_dir(out, resume, overwrite)  # before the slow steps
     splits = load_dataset(dataset, data_dir, val_fraction=val_fraction, test_fraction=test_fraction,
                           seed=split_seed, **(dataset_kwargs or {}))
+    if splits.num_classes < 2:
+        raise CnnlabError(f"classification needs >= 2 classes; {dataset} has {splits.num_classes} "
+                          f"({', '.join(splits.classes)})")
     if target_recall is not None and splits.num_classes != 2:
         raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
     kwargs = dict(model_kwargs or {})
@@ -93,10 +107,10 @@ def train_classifier(
     meta = dict(model=model_name, model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
                 std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset)
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=2))
+        rundir.prepare_run_dir(out, config, resume, overwrite)
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
-    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+    with rundir.interruptible(out):
+        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
     dist.close()
     if not dist.is_main():
         return {}
@@ -105,7 +119,7 @@ def train_classifier(
     metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
                    model=model_name, params=sum(p.numel() for p in net.parameters()),
                    best_epoch=_best_epoch(history, task.monitor))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png")
     return metrics
 
@@ -193,7 +207,9 @@ def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tu
     """
     ckpt = load_checkpoint(checkpoint)
     config_path = Path(checkpoint).parent / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config = read_json(config_path, "run configuration") if config_path.exists() else {}
+    if not isinstance(config, dict):
+        raise CnnlabError(f"{config_path} does not hold a run configuration (a JSON object)")
     dataset = ckpt.get("dataset") or config.get("dataset")
     if dataset is None:
         raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to use")
@@ -216,7 +232,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     out_dir = Path(out) if out else None
     metrics = report(model, splits, test_loader, val_loader, out_dir, cfg, config.get("target_recall"))
     if out_dir is not None:
-        (out_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1))
+        write_json(out_dir / "eval_metrics.json", metrics)
     return metrics
 
 

@@ -7,7 +7,6 @@ It uses channels-last memory (and bf16 autocast on GPU); under ``torchrun`` it t
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -19,8 +18,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import write_json
 from cnnlab.train import distributed as dist
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.train.checkpoint import describe, load_checkpoint, load_weights, save_checkpoint
 
 
 class Diverged(CnnlabError):
@@ -47,10 +47,50 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        """Bad values stop here, before a run folder exists, not epochs later (or never)."""
+        bad = [f"{name}={getattr(self, name)!r} (expected {rule})" for name, rule, ok in _CONFIG_RULES
+               if not _holds(ok, getattr(self, name))]
+        if bad:
+            raise CnnlabError(f"invalid training settings: {'; '.join(bad)}")
+
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device(f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+
+def _holds(rule: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(rule(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_CONFIG_RULES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    ("batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    ("optimizer", "sgd, adam or adamw", lambda v: str(v).lower() in ("sgd", "adam", "adamw")),
+    ("lr", "a number > 0", lambda v: _finite(v) and v > 0),
+    ("momentum", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
+    ("weight_decay", "a number >= 0", lambda v: _finite(v) and v >= 0),
+    ("schedule", "onecycle, cosine, step, plateau or none",
+     lambda v: str(v).lower() in ("onecycle", "cosine", "step", "plateau", "none")),
+    ("step_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    ("gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
+    ("warmup", "a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
+    ("label_smoothing", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
+    ("patience", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    ("seed", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -177,7 +217,7 @@ def fit(
         if out is None or not (out / "last.ckpt").exists():
             raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
         ck = load_checkpoint(out / "last.ckpt", map_location=device)
-        model.load_state_dict(ck["state_dict"])
+        load_weights(model, ck.get("state_dict"), out / "last.ckpt", describe(ck), describe(meta or {}))
         opt.load_state_dict(ck["optimizer"])
         if sched is not None:
             sched.load_state_dict(ck["scheduler"])
@@ -237,7 +277,7 @@ def fit(
                 **state, "optimizer": opt.state_dict(), "rng": _rng_state(),
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else {}})
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_json(out / "history.json", history)
         if cfg.patience and bad_epochs >= cfg.patience:
             if show:
                 tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
