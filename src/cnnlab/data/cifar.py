@@ -27,9 +27,11 @@ RELEASES = {
 
 
 # Everything the official batches reference: NumPy's array reconstruction (numpy.core before
-# NumPy 2, numpy._core after) and the codec Python 3 pickles of bytes use. Nothing else loads.
+# NumPy 2, numpy._core after), and the codec and bytes constructor Python 3 pickles of bytes use
+# (``__builtin__`` is Python 2's name for ``builtins``). Nothing else loads.
 SAFE_GLOBALS = frozenset({
     ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("builtins", "bytes"), ("__builtin__", "bytes"), ("builtins", "bytearray"), ("__builtin__", "bytearray"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
 })

@@ -6,6 +6,7 @@ crash mid-write never leaves a truncated ``last.ckpt`` behind.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -43,13 +44,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def unreadable(path: Path, exc: BaseException) -> str:
     """Why a checkpoint did not load, in one line. Torch's own message is not passed on: it
     suggests ``weights_only=False``, which would run whatever code the file carries."""
-    text = str(exc)
-    if "Weights only load failed" in text or "Unsupported global" in text:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        what = f" ({found.group(1)})" if found else ""
-        return (f"checkpoint {path} holds Python objects{what}, not only tensors and plain values; cnnlab does "
-                f"not load such files, since loading them could run code")
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return (f"checkpoint {path} holds Python objects ({found.group(1)}), not only tensors and plain values; "
+                f"cnnlab does not load such files, since loading them could run code")
     return f"checkpoint {path} cannot be read: the file is truncated or not a PyTorch checkpoint ({type(exc).__name__})"
+
+
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "rng", "history", "best_score", "bad_epochs", "epoch")
+
+
+def load_resume_state(path: Path, meta: dict, device: str | torch.device = "cpu") -> dict:
+    """A ``last.ckpt`` that ``--resume`` can continue: every piece of training state present,
+    and the model the run trains (not another one whose weights happen to fit)."""
+    ckpt = load_checkpoint(path, map_location=device)
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CnnlabError(f"checkpoint {path} has no {', '.join(missing)}: not a last.ckpt that --resume can continue")
+    if "model" in ckpt and "model" in meta and _identity(ckpt) != _identity(meta):
+        raise CnnlabError(f"checkpoint {path} holds {describe(ckpt)}, but this run trains {describe(meta)}")
+    return ckpt
 
 
 def load_weights(model: nn.Module, state_dict: object, path: str | Path, holds: str, asked: str) -> None:
@@ -100,6 +114,11 @@ def describe(meta: dict) -> str:
     """``simple-cnn {'width': 8}``: a model as a checkpoint or run names it."""
     kwargs = meta.get("model_kwargs") or {}
     return f"{meta.get('model')}" + (f" {kwargs}" if kwargs else "")
+
+
+def _identity(meta: dict) -> str:
+    """The model name and arguments, compared by value (key order, tuples vs JSON lists aside)."""
+    return json.dumps([meta.get("model"), meta.get("model_kwargs") or {}], sort_keys=True, default=str)
 
 
 def check_meta(path: str | Path, ckpt: dict) -> None:

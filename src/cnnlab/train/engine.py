@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
 from cnnlab.train import distributed as dist
-from cnnlab.train.checkpoint import describe, load_checkpoint, load_weights, save_checkpoint
+from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
 
 
 class Diverged(CnnlabError):
@@ -216,8 +216,8 @@ def fit(
     if resume:
         if out is None or not (out / "last.ckpt").exists():
             raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
-        ck = load_checkpoint(out / "last.ckpt", map_location=device)
-        load_weights(model, ck.get("state_dict"), out / "last.ckpt", describe(ck), describe(meta or {}))
+        ck = load_resume_state(out / "last.ckpt", meta or {}, device)
+        load_weights(model, ck["state_dict"], out / "last.ckpt", describe(ck), describe(meta or {}))
         opt.load_state_dict(ck["optimizer"])
         if sched is not None:
             sched.load_state_dict(ck["scheduler"])

@@ -71,7 +71,7 @@ def _conflict_message(out: Path, stored: dict, conflicts: dict[str, tuple[Any, A
         asked = conflicts["model"][1] if "model" in conflicts else stored.get("model")
         parts.append(f"{out} was trained as {what}; you asked for {asked}"
                      + (f" on {conflicts['dataset'][1]}" if "dataset" in conflicts else ""))
-    others = {k: v for k, v in conflicts.items() if k not in ("model", "dataset")}
+    others = {k: conflicts[k] for k in sorted(conflicts) if k not in ("model", "dataset")}
     if others:
         was = ", ".join(f"{k}={_plain(old)}" for k, (old, _) in others.items())
         now = ", ".join(f"{k}={_plain(new)}" for k, (_, new) in others.items())
@@ -87,6 +87,9 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
         raise CnnlabError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"--out {out} is a file; expected a folder for the run")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CnnlabError(f"--out {out}: {blocking} is a file, so the run folder cannot be made there")
     if resume:
         if not (out / "last.ckpt").is_file():
             raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
