@@ -112,9 +112,14 @@ def world(tmp_path_factory) -> World:
     shutil.copytree(root / "run", root / "evilrun")
     shutil.copy(root / "evil.ckpt", root / "evilrun" / "last.ckpt")
     p["evilrun"] = str(root / "evilrun")
-    shutil.copytree(root / "run", root / "mixedrun")  # config says simple-cnn, last.ckpt holds an mlp
-    shutil.copy(root / "other-model.ckpt", root / "mixedrun" / "last.ckpt")
+    shutil.copytree(root / "run", root / "mixedrun")  # config says simple-cnn, last.ckpt says mlp
+    last = torch.load(root / "run" / "last.ckpt", weights_only=True)
+    last["model"], last["model_kwargs"] = "mlp", {"image_size": 8}
+    torch.save(last, root / "mixedrun" / "last.ckpt")
     p["mixedrun"] = str(root / "mixedrun")
+    shutil.copytree(root / "run", root / "bestaslast")  # a best.ckpt copied over last.ckpt: no optimizer state
+    shutil.copy(root / "run" / "best.ckpt", root / "bestaslast" / "last.ckpt")
+    p["bestaslast"] = str(root / "bestaslast")
     shutil.copytree(root / "segrun", root / "segbroken")
     (root / "segbroken" / "config.json").write_text("{not json")
     p["segbroken"] = str(root / "segbroken")
@@ -274,6 +279,7 @@ CASES: list[tuple[str, str]] = [
      "{run} was trained with batch_size=256, lr=0.05; you asked for batch_size=8, lr=0.5"),
     ("train --resume --out {mixedrun}",
      "last.ckpt holds mlp {{'image_size': 8}}, but this run trains simple-cnn {{'width': 4}}"),
+    ("train --resume --out {bestaslast}", "last.ckpt has no optimizer, scheduler, rng: not a last.ckpt that --resume"),
     ("train --resume --out {empty}", "--resume: no last.ckpt in {empty}"),
     ("train --resume", "--resume needs --out"),
     ("train --resume --overwrite --out {run}", "give one of them"),

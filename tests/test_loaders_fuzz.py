@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +26,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.segment.api import load_segmenter
 from cnnlab.segment.data import load_segmentation, read_mask
 from cnnlab.train.checkpoint import load_checkpoint, load_classifier
+from tests.test_segment import _one_thread  # noqa: F401  (autouse: tiny models run fastest on one thread)
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOME_BYTES = st.binary(min_size=0, max_size=512)
@@ -47,14 +47,6 @@ def loads_or_refuses(fn, *args, **kwargs):
             return fn(*args, **kwargs)
         except CnnlabError:
             return None
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _folder() -> Path:

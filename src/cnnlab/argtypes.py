@@ -90,26 +90,21 @@ def word_or(words: tuple[str, ...], check: Check) -> Check:
     return parse
 
 
-def json_object(text: str) -> dict:
-    """A JSON object (``'{"width": 64}'``), as for ``--model-kwargs``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 64}}', got {text!r}")
-    return value
+def _json(kind: type, name: str, example: str) -> Check:
+    def parse(text: str):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"expected a JSON {name}, got {text!r} ({exc.msg} at char {exc.pos})") \
+                from None
+        if not isinstance(value, kind):
+            raise argparse.ArgumentTypeError(f"expected a JSON {name} like '{example}', got {text!r}")
+        return value
+    return parse
 
 
-def json_list(text: str) -> list:
-    """A JSON list (``'[[0, 0, 0], [128, 64, 128]]'``), as for ``--palette``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON list, got {text!r} ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(value, list):
-        raise argparse.ArgumentTypeError(f"expected a JSON list like '[[0, 0, 0], [255, 0, 0]]', got {text!r}")
-    return value
+json_object = _json(dict, "object", '{"width": 64}')  # as for --model-kwargs
+json_list = _json(list, "list", "[[0, 0, 0], [255, 0, 0]]")  # as for --palette
 
 
 def device(text: str) -> str:
