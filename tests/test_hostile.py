@@ -267,6 +267,46 @@ CASES: list[tuple[str, str]] = [
     ("train --epochs", "argument --epochs: expected one argument"),
     ("train --no-such-option", "unrecognized arguments: --no-such-option"),
     ("segment frobnicate", "argument <segment command>: invalid choice"),
+    # -- names and choices given as text: models and their arguments, recipes, presets, methods
+    ("train --model nosuch --out {out}", "unknown model 'nosuch'"),
+    ("train --model mlp --model-kwargs {{\"bogus\":1}} --out {out}",
+     "model 'mlp' has no argument 'bogus' (it takes: image_size, hidden"),
+    ("train --model simple-cnn --model-kwargs {{\"width\":\"x\"}} --out {out}",
+     "model 'simple-cnn' cannot be built with {{'width': 'x'}}: TypeError"),
+    ("train --model simple-cnn --model-kwargs {{\"width\":-2}} --out {out}", "model 'simple-cnn' cannot be built"),
+    ("train --dataset imagefolder --data-dir {twocls} --image-size 2 --out {out}",
+     "model 'resnet9' cannot take 1x2x2 inputs"),
+    ("train --recipe nosuch --out {out}", "unknown recipe 'nosuch'"),
+    ("train --augment nosuch --out {out}", "unknown augmentation 'nosuch'"),
+    ("train --target-recall 0.9 --out {out}", "--target-recall needs a two-class dataset; digits has 10 classes"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --model-kwargs {{\"bogus\":1}} "
+     "--out {out}", "model 'unet' has no argument 'bogus'"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss nosuch --out {out}", "nosuch"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss ce --class-weights 1,2,3 "
+     "--out {out}", "class_weights has 3 values for 2 classes"),
+    ("segment train --dataset nosuch --out {out}", "unknown segmentation dataset 'nosuch'"),
+    ("segment train --dataset camvid --data-dir {empty} --out {out}", "{empty}/train does not exist"),
+    ("segment train --images {segimages} --masks {segmasks} --out {out}", "needs a preset (--dataset) or --images"),
+    ("scratch mlp --dataset digits --activation tanh --out {out}", "--activation must be one of"),
+    ("scratch mlp --dataset digits --optimizer adam --out {out}", "--optimizer must be one of"),
+    ("scratch suite --dataset digits --variants xyz --out {out}", "--variants: unknown xyz"),
+    ("lab nosuch", "unknown lab 'nosuch'"),
+    ("explain compare {img} --methods gradcam,foo", "argument --methods: expected one of gradcam"),
+    ("explain {img} --checkpoint {run}/best.ckpt --layer nosuch --out {out}", "--layer 'nosuch' does not exist"),
+    ("explain {img} --checkpoint {run}/best.ckpt --target zebra --out {out}", "--target 'zebra' is not one of"),
+    ("explain --checkpoint {run}/best.ckpt", "give at least one image file"),
+    ("visualize --class 99 --checkpoint {run}/best.ckpt --out {out}", "--class 99: class index out of range 0..9"),
+    ("attack sweep --checkpoint {run}/best.ckpt --attacks fgsm,bim", "argument --attacks: expected one of fgsm"),
+    ("attack sweep", "attack sweep needs --checkpoint"),
+    ("attack {img} --checkpoint {run}/best.ckpt --eps 0.1,0.2 --out {out}", "--eps: an attack on files takes one"),
+    ("attack {img} --checkpoint {run}/best.ckpt --target zebra --out {out}", "--target 'zebra' is not one of"),
+    ("predict --checkpoint {run}/best.ckpt", "the following arguments are required: images"),
+    # -- where output goes: a file where a folder belongs
+    ("evaluate --checkpoint {run}/best.ckpt --out {file}", "plain.txt"),
+    ("scratch mlp --dataset digits --epochs 1 --out {file}", "plain.txt"),
+    ("lab bn-scale-invariance --quick --out {file}", "--out {file} is a file"),
+    ("explain {img} --checkpoint {run}/best.ckpt --out {file}", "plain.txt"),
+    ("segment evaluate --checkpoint {seg}/best.ckpt --out {file}", "plain.txt"),
     # -- run folders: nothing lost, nothing half-made, conflicts named
     ("train --out {run} --epochs 1", "--out {run} already holds a run (config.json, last.ckpt, best.ckpt"),
     ("train --out {empty}/../plain.txt", "plain.txt is a file; expected a folder for the run"),
@@ -319,6 +359,8 @@ CASES: list[tuple[str, str]] = [
     ("predict --checkpoint {root}/nothing.ckpt {img}", "nothing.ckpt does not exist"),
     ("predict --checkpoint {othermodel} {img}", "other-model.ckpt: its weights do not fit the mlp"),
     ("predict --checkpoint {seg}/best.ckpt {img}", "holds a segmentation model (unet)"),
+    ("evaluate --checkpoint {seg}/best.ckpt", "holds a segmentation model (unet)"),
+    ("attack sweep --checkpoint {seg}/best.ckpt", "holds a segmentation model (unet)"),
     ("segment predict --checkpoint {run}/best.ckpt {img} --out {out}", "is not a cnnlab segmentation checkpoint"),
     ("segment evaluate --checkpoint {segbroken}/best.ckpt", "segbroken/config.json is not valid JSON"),
     ("summary {root}/nothing.ckpt", "nothing.ckpt: no such file"),
@@ -341,13 +383,14 @@ CASES: list[tuple[str, str]] = [
      "writing s01.png would overwrite the input file"),
     ("segment predict --checkpoint {seg}/best.ckpt {img} --out {file}", "--out {file} is a file"),
     ("segment predict --checkpoint {seg}/best.ckpt {root}/nope --out {out}", "input {root}/nope does not exist"),
+    ("segment predict --checkpoint {seg}/best.ckpt {empty} --out {out}", "no input images"),
     ("explain {img} {root}/digit_gradcam.png --checkpoint {run}/best.ckpt --out {root}",
      "writing digit_gradcam.png would overwrite the input file"),
 ]
 
 
 def _case_id(case: tuple[str, str]) -> str:
-    return case[0][:60]
+    return case[0].replace("{segimages} --masks {segmasks}", "...")
 
 
 @pytest.mark.parametrize("argv,fragment", CASES, ids=[_case_id(c) for c in CASES])

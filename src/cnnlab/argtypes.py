@@ -78,6 +78,15 @@ def comma_list(check: Check, min_items: int = 1) -> Check:
     return parse
 
 
+def one_of(choices: tuple[str, ...]) -> Check:
+    """One of ``choices`` (as ``choices=`` does, but usable inside :func:`comma_list`)."""
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+    return parse
+
+
 def word_or(words: tuple[str, ...], check: Check) -> Check:
     """One of ``words`` as is, else a value ``check`` accepts (``balanced`` or a number)."""
     def parse(text: str) -> object:

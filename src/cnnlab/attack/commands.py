@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import math
 
-from cnnlab.argtypes import comma_list, float_range, nonneg_int, positive_int, seed
+from cnnlab.argtypes import comma_list, float_range, nonneg_int, one_of, positive_int, seed
 from cnnlab.explain.commands import model_args
+
+ATTACK_NAMES = ("fgsm", "ifgsm", "pgd")  # cnnlab.attack.attacks.ATTACKS, named here so --help needs no torch
 
 
 def parse_eps(text: str) -> float:
@@ -28,7 +30,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
         if args.checkpoint is None:
             raise CnnlabError("attack sweep needs --checkpoint (a classifier trained with `cnnlab train`)")
         eps = args.eps or [0, 0.01, 0.02, 0.05, 0.1, 0.2]
-        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+        attacks = args.attacks
         out = args.out or "runs/attack-sweep"
         r = api.sweep_checkpoint(args.checkpoint, args.data_dir, args.n or None, eps, attacks, args.steps,
                                  args.eps_max, out, args.device, args.seed)
@@ -63,7 +65,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "set and the smallest flipping FGSM eps per image. eps is in [0, 1] pixel units.")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or skimage:<name>; or the word 'sweep'")
     model_args(p)
-    p.add_argument("--method", default="fgsm", choices=["fgsm", "ifgsm", "pgd"])
+    p.add_argument("--method", default="fgsm", choices=ATTACK_NAMES)
     p.add_argument("--eps", type=comma_list(parse_eps), help="budget, e.g. 0.03 or 8/255 (default 4/255); sweep: comma-separated list")
     p.add_argument("--target", help="targeted attack toward this class (name or index)")
     p.add_argument("--steps", type=positive_int, default=10, help="I-FGSM/PGD iterations")
@@ -76,5 +78,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("sweep")
     s.add_argument("--data-dir", help="dataset folder, if not the one recorded with the checkpoint")
     s.add_argument("--n", type=nonneg_int, default=1000, help="test images to use (0: all)")
-    s.add_argument("--attacks", default="fgsm,pgd", help="comma-separated attacks to sweep")
+    s.add_argument("--attacks", type=comma_list(one_of(ATTACK_NAMES)), default="fgsm,pgd", help="comma-separated attacks to sweep")
     p.set_defaults(func=cmd_attack)

@@ -29,11 +29,12 @@ from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import read_json, write_json
 from cnnlab.models import create_model
+from cnnlab.models.registry import check_input
 from cnnlab.report import plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
 from cnnlab.train import rundir
-from cnnlab.train.checkpoint import load_classifier, load_checkpoint
+from cnnlab.train.checkpoint import load_classifier, load_classifier_checkpoint
 from cnnlab.train.engine import TrainConfig, evaluate, fit
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
 from cnnlab.train.tasks import ClassificationTask
@@ -103,6 +104,7 @@ def train_classifier(
         kwargs.setdefault("image_size", splits.image_size[0])
     seed_everything(cfg.seed)  # before the model draws its initial weights
     net = create_model(model_name, num_classes=splits.num_classes, in_chans=splits.in_chans, **kwargs)
+    check_input(net, (splits.in_chans, *splits.image_size), model_name)
     train_loader, val_loader, test_loader = make_loaders(splits, cfg, augment, vflip)
     meta = dict(model=model_name, model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
                 std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset)
@@ -205,7 +207,7 @@ def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tu
 
     Later tools (evaluate, attacks) must use the run's own test split, never images it trained on.
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_classifier_checkpoint(checkpoint)
     config_path = Path(checkpoint).parent / "config.json"
     config = read_json(config_path, "run configuration") if config_path.exists() else {}
     if not isinstance(config, dict):
@@ -222,12 +224,12 @@ def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tu
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
                         device: str = "auto") -> dict:
     """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
-    ckpt, config, splits = checkpoint_splits(checkpoint, data_dir)
-    if list(splits.classes) != list(ckpt["classes"]):
-        raise CnnlabError(f"{checkpoint}: classes {ckpt['classes']} differ from the dataset's {splits.classes}")
     cfg = TrainConfig(device=device)
-    model, _ = load_classifier(checkpoint, cfg.resolved_device())
-    splits.mean, splits.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
+    model, meta = load_classifier(checkpoint, cfg.resolved_device())  # first: it checks the file
+    _, config, splits = checkpoint_splits(checkpoint, data_dir)
+    if list(splits.classes) != list(meta["classes"]):
+        raise CnnlabError(f"{checkpoint}: classes {meta['classes']} differ from the dataset's {splits.classes}")
+    splits.mean, splits.std = tuple(meta["mean"]), tuple(meta["std"])
     _, val_loader, test_loader = make_loaders(splits, cfg)
     out_dir = Path(out) if out else None
     metrics = report(model, splits, test_loader, val_loader, out_dir, cfg, config.get("target_recall"))

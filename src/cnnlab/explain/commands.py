@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import device, nonneg_float, nonneg_int, positive_float, positive_int, seed
+from cnnlab.argtypes import comma_list, device, nonneg_float, nonneg_int, one_of, positive_float, positive_int, seed
 
 METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "shapcam")
 
@@ -29,8 +29,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if not images:
         raise CnnlabError("give at least one image file (or skimage:<name>, e.g. skimage:chelsea)")
     if compare:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        rows = api.compare_files(images, args.model, args.checkpoint, methods, args.layer, args.target,
+        rows = api.compare_files(images, args.model, args.checkpoint, args.methods, args.layer, args.target,
                                  args.out or "runs/explain-compare", args.steps, args.noise, args.repeats,
                                  args.samples, args.device)
         print(api.markdown_table(rows))
@@ -70,7 +69,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=16, help="Shap-CAM: random channel orders (cost: samples x channels)")
     p.add_argument("--list-layers", action="store_true", help="print the layers a CAM can use, and stop")
     g = p.add_argument_group("compare")
-    g.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated methods to compare")
+    g.add_argument("--methods", type=comma_list(one_of(METHOD_NAMES)), default=",".join(METHOD_NAMES), help="comma-separated methods to compare")
     g.add_argument("--steps", type=positive_int, default=20, help="deletion/insertion curve steps")
     g.add_argument("--noise", type=nonneg_float, default=0.03, help="stability: Gaussian noise sigma in [0, 1] pixels")
     g.add_argument("--repeats", type=positive_int, default=3, help="stability: noisy copies per image")

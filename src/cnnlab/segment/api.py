@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.models import create_model
-from cnnlab.models.registry import get_entry
+from cnnlab.models.registry import check_input, get_entry
 from cnnlab.report import plots
 from cnnlab.segment import figures
 from cnnlab.segment.augment import JointAugment, SegLoader
@@ -247,6 +247,8 @@ def train_segmenter(
     model_kwargs = dict(opts["model_kwargs"])
     seed_everything(cfg.seed)  # before the model draws its initial weights
     net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
+    for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
+        check_input(net, (data.in_chans, *shape), opts["model"])
     train_loader = SegLoader(data.train, cfg.batch_size, data.mean, data.std, shuffle=True,
                              augment=_augment(opts["augment"]), crop=opts["crop"], device=device, seed=cfg.seed,
                              repeat=opts["repeat"], focus=opts["focus"])

@@ -85,6 +85,15 @@ def load_weights(model: nn.Module, state_dict: object, path: str | Path, holds: 
         raise CnnlabError(f"checkpoint {path}: its weights do not fit {who}: {detail}") from None
 
 
+def load_classifier_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's dict, refusing a segmentation checkpoint with the command that takes it."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("task") == "segmentation":
+        raise CnnlabError(f"checkpoint {path} holds a segmentation model ({ckpt.get('model')}); "
+                          f"use it with `cnnlab segment evaluate|predict`")
+    return ckpt
+
+
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a trained classifier from its checkpoint; returns ``(model in eval mode, meta)``.
 
@@ -93,10 +102,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     from cnnlab.models import create_model
 
-    ckpt = load_checkpoint(path)
-    if ckpt.get("task") == "segmentation":
-        raise CnnlabError(f"checkpoint {path} holds a segmentation model ({ckpt.get('model')}); "
-                          f"use it with `cnnlab segment evaluate|predict`")
+    ckpt = load_classifier_checkpoint(path)
     for key in ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"):
         if key not in ckpt:
             raise CnnlabError(f"checkpoint {path} has no {key!r}: not a cnnlab classifier checkpoint")
