@@ -21,6 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
 from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
+from cnnlab.train.settings import check_settings
 
 
 class Diverged(CnnlabError):
@@ -48,49 +49,12 @@ class TrainConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        """Bad values stop here, before a run folder exists, not epochs later (or never)."""
-        bad = [f"{name}={getattr(self, name)!r} (expected {rule})" for name, rule, ok in _CONFIG_RULES
-               if not _holds(ok, getattr(self, name))]
-        if bad:
-            raise CnnlabError(f"invalid training settings: {'; '.join(bad)}")
+        check_settings(self)  # bad values stop here, before a run folder exists
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device(f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
-
-
-def _holds(rule: Callable[[Any], bool], value: Any) -> bool:
-    try:
-        return bool(rule(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_CONFIG_RULES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
-    ("epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    ("batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    ("optimizer", "sgd, adam or adamw", lambda v: str(v).lower() in ("sgd", "adam", "adamw")),
-    ("lr", "a number > 0", lambda v: _finite(v) and v > 0),
-    ("momentum", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
-    ("weight_decay", "a number >= 0", lambda v: _finite(v) and v >= 0),
-    ("schedule", "onecycle, cosine, step, plateau or none",
-     lambda v: str(v).lower() in ("onecycle", "cosine", "step", "plateau", "none")),
-    ("step_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    ("gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
-    ("warmup", "a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
-    ("label_smoothing", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
-    ("patience", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
-    ("seed", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
-)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
