@@ -91,7 +91,8 @@ def train_classifier(
                   model_kwargs=model_kwargs, val_fraction=val_fraction, test_fraction=test_fraction,
                   split_seed=split_seed, augment=augment, vflip=vflip, target_recall=target_recall,
                   dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
-    rundir.check_run_dir(out, resume, overwrite)  # before the slow steps
+    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
+        rundir.check_run_dir(out, resume, overwrite)
     splits = load_dataset(dataset, data_dir, val_fraction=val_fraction, test_fraction=test_fraction,
                           seed=split_seed, **(dataset_kwargs or {}))
     if splits.num_classes < 2:

@@ -131,13 +131,8 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> tupl
     ckpt = load_checkpoint(path)
     if ckpt.get("task") != "segmentation":
         raise CnnlabError(f"checkpoint {path} is not a cnnlab segmentation checkpoint")
-    missing = [k for k in ("model", "model_kwargs", "classes", "mean", "std", "in_chans", "state_dict") if k not in ckpt]
-    if missing:
-        raise CnnlabError(f"checkpoint {path} has no {', '.join(map(repr, missing))}: it is incomplete")
-    check_meta(path, ckpt)
-    if not (isinstance(ckpt["in_chans"], int) and ckpt["in_chans"] > 0) or len(ckpt["classes"]) < 2:
-        raise CnnlabError(f"checkpoint {path}: in_chans {ckpt['in_chans']!r} or classes {ckpt['classes']!r} "
-                          f"cannot describe a segmentation model")
+    check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "in_chans", "state_dict"),
+               "segmentation")
     kwargs = dict(ckpt["model_kwargs"])
     entry, _ = build_from_checkpoint(path, ckpt["model"], lambda: get_entry(ckpt["model"]))
     if "pretrained" in inspect.signature(entry.builder).parameters:
@@ -235,7 +230,8 @@ def train_segmenter(
     device = cfg.resolved_device()
     name = dataset or "folder"
     out = Path(out) if out else Path("runs") / f"segment-{name}-{opts['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    rundir.check_run_dir(out, resume, overwrite)  # before the slow steps
+    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
+        rundir.check_run_dir(out, resume, overwrite)
     data = load_data(dataset, data_dir, folder, opts["size"], val_fraction, test_fraction, split_seed)
     corrupted: list[int] = []
     if corrupt_fraction > 0:

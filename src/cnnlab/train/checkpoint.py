@@ -103,10 +103,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     from cnnlab.models import create_model
 
     ckpt = load_classifier_checkpoint(path)
-    for key in ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"):
-        if key not in ckpt:
-            raise CnnlabError(f"checkpoint {path} has no {key!r}: not a cnnlab classifier checkpoint")
-    check_meta(path, ckpt)
+    check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"),
+               "classifier")
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
     model = build_from_checkpoint(path, ckpt["model"], lambda: create_model(
@@ -127,18 +125,24 @@ def _identity(meta: dict) -> str:
     return json.dumps([meta.get("model"), meta.get("model_kwargs") or {}], sort_keys=True, default=str)
 
 
-def check_meta(path: str | Path, ckpt: dict) -> None:
-    """The settings a model is rebuilt from have the types they must have (a hand-edited or
-    foreign file fails here, in one line, not inside a model constructor)."""
-    rules = {"model": str, "model_kwargs": dict, "classes": list, "mean": list, "std": list, "input_size": list}
+def check_meta(path: str | Path, ckpt: dict, required: tuple[str, ...], what: str) -> None:
+    """The settings a model is rebuilt from are there and have the types they must have (a
+    hand-edited or foreign file fails here, in one line, not inside a model constructor)."""
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise CnnlabError(f"checkpoint {path} has no {', '.join(map(repr, missing))}: not a cnnlab {what} checkpoint")
+    rules = {"model": str, "model_kwargs": dict, "classes": list, "mean": list, "std": list, "input_size": list,
+             "in_chans": int}
     for key, kind in rules.items():
         if key in ckpt and not isinstance(ckpt[key], (kind, tuple) if kind is list else kind):
             raise CnnlabError(f"checkpoint {path}: {key!r} is a {type(ckpt[key]).__name__}, expected a {kind.__name__}")
     size = ckpt.get("input_size")
     if size is not None and (len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size)):
         raise CnnlabError(f"checkpoint {path}: input_size {size} is not three positive integers (C, H, W)")
-    if "classes" in ckpt and len(ckpt["classes"]) < 1:
-        raise CnnlabError(f"checkpoint {path}: no class names")
+    if "in_chans" in ckpt and ckpt["in_chans"] < 1:
+        raise CnnlabError(f"checkpoint {path}: in_chans {ckpt['in_chans']} is not a channel count")
+    if "classes" in ckpt and len(ckpt["classes"]) < (2 if what == "segmentation" else 1):
+        raise CnnlabError(f"checkpoint {path}: too few class names ({ckpt['classes']})")
 
 
 def build_from_checkpoint(path: str | Path, name: str, build: Callable[[], T]) -> T:
