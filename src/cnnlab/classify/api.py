@@ -30,7 +30,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import read_json, write_json
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input
-from cnnlab.report import plots
+from cnnlab.report import hooks, plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
 from cnnlab.train import rundir
@@ -61,6 +61,7 @@ def train_classifier(
     overwrite: bool = False,
     dataset_kwargs: dict | None = None,
     progress: bool = True,
+    tensorboard: bool = False,
     **options,
 ) -> dict:
     """Train a classifier and write a complete run folder; returns the final metrics dict.
@@ -69,6 +70,7 @@ def train_classifier(
     ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
     None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with
     ``resume`` they come from the run's config.json instead (see ``cnnlab.train.rundir``).
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
     dist.init()
@@ -112,8 +114,10 @@ def train_classifier(
     if dist.is_main():
         rundir.prepare_run_dir(out, config, resume, overwrite)
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
+    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
     with rundir.interruptible(out):
-        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                      on_epoch=logger)
     dist.close()
     if not dist.is_main():
         return {}
@@ -124,6 +128,7 @@ def train_classifier(
                    best_epoch=_best_epoch(history, task.monitor))
     write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png")
+    hooks.finish_run(out, logger)
     return metrics
 
 
@@ -255,9 +260,13 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int
     std = torch.tensor(meta["std"]).view(1, -1, 1, 1)
     with torch.no_grad():
         probs = model((images.float() / 255 - mean).div(std).to(cfg.resolved_device())).float().softmax(1).cpu()
-    k = min(topk, probs.shape[1])
-    top = probs.topk(k, dim=1)
-    return [{"file": str(f), "top": [(meta["classes"][j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
+    return top_classes(probs, meta["classes"], files, topk)
+
+
+def top_classes(probs: torch.Tensor, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:
+    """``[{"file": f, "top": [(class, probability), ...]}]``: the k most probable classes per image."""
+    top = probs.topk(min(topk, probs.shape[1]), dim=1)
+    return [{"file": str(f), "top": [(classes[j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
             for i, f in enumerate(files)]
 
 

@@ -22,7 +22,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input, get_entry
-from cnnlab.report import plots
+from cnnlab.report import hooks, plots
 from cnnlab.segment import figures
 from cnnlab.segment.augment import JointAugment, SegLoader
 from cnnlab.segment.data import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
@@ -195,6 +195,7 @@ def train_segmenter(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    tensorboard: bool = False,
     **options,
 ) -> dict:
     """Train a segmentation model and write a complete run folder; returns metrics.json's dict.
@@ -206,6 +207,7 @@ def train_segmenter(
     ``corrupt_fraction`` corrupts that fraction of training masks on purpose (experiments).
     Options left as None take ``RUN_DEFAULTS`` and the recipe's values, or with ``resume`` the
     run's config.json values (see ``cnnlab.train.rundir``).
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
     run = dict(dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
@@ -266,8 +268,10 @@ def train_segmenter(
                   options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
     if dist.is_main():
         rundir.prepare_run_dir(out, config, resume, overwrite)
+    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
     with rundir.interruptible(out):
-        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                      on_epoch=logger)
     if not dist.is_main():
         return {}
     model, _ = load_segmenter(out / f"{select}.ckpt", device)
@@ -289,6 +293,7 @@ def train_segmenter(
     }
     write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png", metric=task.monitor)
+    hooks.finish_run(out, logger)
     return metrics
 
 
@@ -348,13 +353,30 @@ def _write_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def segment_image(model: nn.Module, meta: dict, image: np.ndarray, window: Sequence[int] | None = None) -> np.ndarray:
+    """Class index per pixel (``H x W`` uint8) of one ``H x W x C`` uint8 image, at the image's size.
+
+    A model trained on resized images sees the image resized the same way; its logits are
+    resized back to the image's size before the argmax, so the mask always matches the image.
+    """
+    dev = next(model.parameters()).device
+    mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
+    img = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(dev)
+    h, w = img.shape[-2:]
+    x = (img.float() / 255 - mean) / std
+    if meta.get("size"):
+        x = F.interpolate(x, size=tuple(meta["size"]), mode="bilinear", align_corners=False)
+    logits = infer(model, x, window)
+    if logits.shape[-2:] != (h, w):
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    return predict_classes(logits)[0].cpu().numpy().astype(np.uint8)
+
+
 def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,
                   window: Sequence[int] | None = None, device: str = "auto") -> list[Path]:
     """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255.
-
-    A model trained on resized images sees each input resized the same way; its logits are
-    resized back to the input's size before the argmax, so masks always match their images.
-    """
+    Refused before anything is written when a mask would replace an input image."""
     out = Path(out)
     files = _input_files(inputs)
     folders = {Path(i).resolve() for i in inputs if Path(i).is_dir()}
@@ -367,20 +389,10 @@ def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
     out.mkdir(parents=True, exist_ok=True)
-    mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
     binary = len(meta["classes"]) == 2
     written = []
     for path in files:
-        img = torch.from_numpy(read_image(path, meta["in_chans"]).copy()).permute(2, 0, 1)[None].to(dev)
-        h, w = img.shape[-2:]
-        x = (img.float() / 255 - mean) / std
-        if meta.get("size"):
-            x = F.interpolate(x, size=tuple(meta["size"]), mode="bilinear", align_corners=False)
-        logits = infer(model, x, window)
-        if logits.shape[-2:] != (h, w):
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        pred = predict_classes(logits)[0].cpu().numpy().astype(np.uint8)
+        pred = segment_image(model, meta, read_image(path, meta["in_chans"]), window)
         target = out / f"{path.stem}.png"
         _write_png(pred * 255 if binary else pred, target)
         written.append(target)
