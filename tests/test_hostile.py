@@ -102,6 +102,8 @@ def world(tmp_path_factory) -> World:
     p["truncated"] = str(root / "truncated.ckpt")
     (root / "random.ckpt").write_bytes(os.urandom(256))
     p["random"] = str(root / "random.ckpt")
+    (root / "random.onnx").write_bytes(os.urandom(256))
+    p["randonnx"] = str(root / "random.onnx")
     torch.save([1, 2, 3], root / "list.ckpt")
     p["list"] = str(root / "list.ckpt")
     other = torch.load(root / "run" / "best.ckpt", weights_only=True)
@@ -386,6 +388,42 @@ CASES: list[tuple[str, str]] = [
     ("segment predict --checkpoint {seg}/best.ckpt {empty} --out {out}", "no input images"),
     ("explain {img} {root}/digit_gradcam.png --checkpoint {run}/best.ckpt --out {root}",
      "writing digit_gradcam.png would overwrite the input file"),
+    # -- the commands of issues 14 and 17: NumPy CNN, export, reports, the demo page, predict --backend onnx
+    ("scratch cnn --out {out} --epochs 0", "argument --epochs"),
+    ("scratch cnn --out {out} --channels 8 0", "argument --channels: expected an integer >= 1"),
+    ("scratch cnn --out {out} --hidden -1", "argument --hidden"),
+    ("scratch cnn --out {out} --lr nan", "argument --lr: expected a finite number"),
+    ("scratch cnn --out {out} --momentum 1", "argument --momentum"),
+    ("scratch cnn --out {out} --dataset digits --kernel 4", "--kernel must be a positive odd number"),
+    ("scratch cnn --out {out} --dataset digits --pool xyz", "--pool must be one of max, avg, got 'xyz'"),
+    ("scratch cnn --out {file} --dataset digits --epochs 1", "plain.txt"),
+    ("export {evil}", "evil.ckpt holds Python objects"),
+    ("export {truncated}", "truncated.ckpt cannot be read"),
+    ("export {root}/nothing.ckpt", "nothing.ckpt does not exist"),
+    ("export {run}/best.ckpt --out {run}/best.ckpt --overwrite", "writing best.ckpt would overwrite the input file"),
+    ("export {run}/best.ckpt --out {img}", "digit.png exists; pass --overwrite to replace it"),
+    ("export {run}/best.ckpt --out {file}/x.onnx", "plain.txt"),
+    ("export {run}/best.ckpt --size 8 8 --out {out}", "--size is for segmenters"),
+    ("export {run}/best.ckpt --opset 5", "argument --opset"),
+    ("export {seg}/best.ckpt --size 0 0", "argument --size: expected an integer >= 1"),
+    ("export {run}/best.ckpt --format keras", "argument --format: invalid choice"),
+    ("report {file}", "plain.txt: not a folder"),
+    ("report {root}/missing", "missing: not a folder"),
+    ("report {empty}", "empty: not a cnnlab run folder"),
+    ("report {run} --out {run}/best.ckpt", "--out {run}/best.ckpt exists and is not a cnnlab report"),
+    ("report {run} --out {empty}", "--out {empty} is a folder"),
+    ("report {run} --out {file}/x.html", "plain.txt"),
+    ("demo --checkpoint {evil}", "evil.ckpt holds Python objects"),
+    ("demo --checkpoint {root}/nothing.ckpt", "nothing.ckpt does not exist"),
+    ("demo --model nosuch", "--model 'nosuch': expected efficientnet-lite0-imagenet"),
+    ("demo --port 70000", "argument --port"),
+    ("demo --device tpu", "argument --device"),
+    ("demo --checkpoint {run}/best.ckpt --model x", "not allowed with argument --checkpoint"),
+    ("predict --backend onnx --checkpoint {randonnx} {img}", "random.onnx: not a readable ONNX model"),
+    ("predict --backend onnx --checkpoint {run}/best.ckpt {img}", "--backend onnx runs a .onnx file"),
+    ("predict --backend onnx --checkpoint {root}/nothing.onnx {img}", "exported model {root}/nothing.onnx does not exist"),
+    ("predict --backend tf --checkpoint {run}/best.ckpt {img}", "argument --backend: invalid choice"),
+    ("train --tensorboard --out {run} --epochs 1", "--out {run} already holds a run"),
 ]
 
 
@@ -542,3 +580,33 @@ def test_ctrl_c_names_the_epoch_and_how_to_continue(tmp_path):
     assert err.strip().splitlines()[-1] == f"cnnlab train: interrupted after epoch {done}; " \
                                            f"continue with --resume --out {out}"
     assert "Traceback" not in err
+
+
+def case_families() -> dict[str, int]:
+    """The table's cases per family (the ``# --`` comment heading each group of CASES)."""
+    import ast
+
+    source = Path(__file__).read_text().splitlines()
+    tree = ast.parse("\n".join(source))
+    table = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "CASES")
+    families: dict[str, int] = {}
+    family = None
+    for element in table.value.elts:
+        heading = [line.strip()[4:] for line in source[table.lineno:element.lineno - 1] if line.strip().startswith("# --")]
+        family = heading[-1] if heading else family
+        families[family] = families.get(family, 0) + 1
+    assert sum(families.values()) == len(CASES)
+    return families
+
+
+def test_every_case_has_a_family():
+    assert None not in case_families()
+
+
+if __name__ == "__main__":  # the closing note's counts: python -m tests.test_hostile
+    scenario_tests = [n for n in dir() if n.startswith("test_") and n not in
+                      ("test_bad_input_is_one_line_and_changes_nothing", "test_the_table_covers_every_command",
+                       "test_every_case_has_a_family")]
+    for name, count in case_families().items():
+        print(f"{count:4d}  {name}")
+    print(f"{len(CASES)} table cases + {len(scenario_tests)} scenario tests ({', '.join(scenario_tests)})")
