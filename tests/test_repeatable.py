@@ -45,9 +45,11 @@ def test_segmentation_runs_repeat_exactly(tmp_path):
     assert len(first) == 2 and first == second
 
 
-def test_scratch_runs_repeat_exactly(tmp_path):
-    a, b = _twice(tmp_path, ["scratch", "mlp", "--dataset", "digits", "--epochs", "2", "--hidden", "16",
-                             "--framework", "torch", "--seed", "2", "--no-progress"])
+@pytest.mark.parametrize("network", [["mlp", "--hidden", "16", "--framework", "torch"],
+                                     ["cnn", "--channels", "4", "--hidden", "8"]], ids=["mlp-torch", "cnn-numpy"])
+def test_scratch_runs_repeat_exactly(tmp_path, network):
+    a, b = _twice(tmp_path, ["scratch", *network, "--dataset", "digits", "--epochs", "2", "--seed", "2",
+                             "--no-progress"])
     first, second = _history(a / "metrics.json"), _history(b / "metrics.json")
     assert len(first) == 2 and first == second
 
