@@ -265,3 +265,16 @@ def test_checkpoint_random_settings(changes, tensors):
     model = loads_or_refuses(load_classifier, path)
     assert model is None or isinstance(model[0], torch.nn.Module)
     assert loads_or_refuses(load_segmenter, path) is None or ckpt.get("task") == "segmentation"
+
+
+# ------------------------------------------------------------------ exported models (issue 17's loader)
+
+@FAST
+@given(SOME_BYTES, st.sampled_from([".onnx", ".ts"]))
+def test_exported_model_random_bytes(data, suffix):
+    """``predict --backend onnx`` reads .onnx and .ts files: random bytes are refused in one line."""
+    from cnnlab.export.api import load_exported
+
+    path = _folder() / f"x{suffix}"
+    path.write_bytes(data)
+    assert loads_or_refuses(load_exported, path) is None
