@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
@@ -252,13 +252,15 @@ KEYS = ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_
 @FAST
 @given(st.dictionaries(st.sampled_from(KEYS), JSONISH | st.sampled_from(["mlp", "unet", "simple-cnn", "segmentation"]),
                        max_size=len(KEYS)), st.booleans())
+@example(changes={"model": "mlp", "state_dict": {"": None}}, tensors=True)  # a state_dict of non-tensors
 def test_checkpoint_random_settings(changes, tensors):
     """A real checkpoint with random settings swapped in (or random tensors as weights):
     it loads, or it is refused in one line; never a TypeError from deep inside a constructor."""
     ckpt = _tiny_checkpoint()
     ckpt.update(changes)
     if tensors:
-        ckpt["state_dict"] = {k: torch.randn(*(np.array(v.shape) % 4)) for k, v in ckpt["state_dict"].items()} \
+        ckpt["state_dict"] = {k: torch.randn(*(np.array(v.shape) % 4)) if isinstance(v, torch.Tensor) else v
+                              for k, v in ckpt["state_dict"].items()} \
             if isinstance(ckpt["state_dict"], dict) else ckpt["state_dict"]
     path = _folder() / "x.ckpt"
     torch.save(ckpt, path)
