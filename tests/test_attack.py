@@ -163,7 +163,8 @@ def test_cli_attack_sweep_and_panels(digits_run, tmp_path, capsys):
     assert rows[0]["flipped"] and (tmp_path / "one" / "panels.png").is_file()
     assert main(["attack", str(image), "--checkpoint", ckpt, "--method", "pgd", "--target", "3", "--eps", "0.3",
                  "--out", str(tmp_path / "t")]) == 0
-    assert main(["attack", str(image), "--checkpoint", ckpt, "--eps", "-0.1"]) == 2
-    assert "must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse checks the budget
+        main(["attack", str(image), "--checkpoint", ckpt, "--eps", "-0.1"])
+    assert refused.value.code == 2 and "argument --eps: expected a budget in [0, 1]" in capsys.readouterr().err
     assert main(["attack", str(image), "--checkpoint", ckpt, "--target", "seven"]) == 2
     assert main(["attack", "sweep"]) == 2

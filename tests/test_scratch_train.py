@@ -78,8 +78,9 @@ def test_cli_mlp_writes_metrics_and_curves(tmp_path, capsys):
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    assert main(["scratch", "mlp", "--dataset", "digits", "--hidden", "-3", "--out", str(tmp_path)]) == 2
-    assert "--hidden" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse checks the sizes
+        main(["scratch", "mlp", "--dataset", "digits", "--hidden", "-3", "--out", str(tmp_path)])
+    assert refused.value.code == 2 and "argument --hidden" in capsys.readouterr().err
     assert main(["scratch", "mlp", "--dataset", "digits", "--lr", "1e6", "--no-progress", "--out", str(tmp_path)]) == 2
     assert "at epoch 1, step 2" in capsys.readouterr().err
 

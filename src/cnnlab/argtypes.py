@@ -65,17 +65,55 @@ positive_float = float_range(0, low_open=True)
 nonneg_float = float_range(0)
 fraction = float_range(0, 1, high_open=True)  # a share of a set: 0 allowed, all of it not
 probability = float_range(0, 1)
+seed = int_range(0, 2**63 - 1)  # what torch, NumPy and random all accept
 
 
-def json_object(text: str) -> dict:
-    """A JSON object (``'{"width": 64}'``), as for ``--model-kwargs``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"width\": 64}}', got {text!r}")
-    return value
+def comma_list(check: Check, min_items: int = 1) -> Check:
+    """Comma-separated values, each passed through ``check`` (``"0.5,1,2"`` -> ``[0.5, 1.0, 2.0]``)."""
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if len(items) < min_items:
+            raise argparse.ArgumentTypeError(f"expected at least {min_items} comma-separated value(s), got {text!r}")
+        return [check(t) for t in items]
+    return parse
+
+
+def one_of(choices: tuple[str, ...]) -> Check:
+    """One of ``choices`` (as ``choices=`` does, but usable inside :func:`comma_list`)."""
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+    return parse
+
+
+def word_or(words: tuple[str, ...], check: Check) -> Check:
+    """One of ``words`` as is, else a value ``check`` accepts (``balanced`` or a number)."""
+    def parse(text: str) -> object:
+        if text in words:
+            return text
+        try:
+            return check(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (or one of: {', '.join(words)})") from None
+    return parse
+
+
+def _json(kind: type, name: str, example: str) -> Check:
+    def parse(text: str):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"expected a JSON {name}, got {text!r} ({exc.msg} at char {exc.pos})") \
+                from None
+        if not isinstance(value, kind):
+            raise argparse.ArgumentTypeError(f"expected a JSON {name} like '{example}', got {text!r}")
+        return value
+    return parse
+
+
+json_object = _json(dict, "object", '{"width": 64}')  # as for --model-kwargs
+json_list = _json(list, "list", "[[0, 0, 0], [255, 0, 0]]")  # as for --palette
 
 
 def device(text: str) -> str:

@@ -10,6 +10,7 @@ import argparse
 import ctypes
 import importlib
 import sys
+import warnings
 
 from cnnlab.argtypes import Parser
 from cnnlab.errors import CnnlabError
@@ -69,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    warnings.formatwarning = lambda message, *_: f"cnnlab {args.command}: warning: {message}\n"
     try:
         result = args.func(args)
-    except KeyboardInterrupt as exc:
-        print(f"cnnlab {args.command}: interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training adds how far it got and how to continue
+        print(f"cnnlab {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001  (only the user-facing kinds below are caught)
         message = user_error(exc)

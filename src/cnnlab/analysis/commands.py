@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnlab.argtypes import positive_int, seed
+
 MODEL_HELP = ("a cnnlab model name (cnnlab models), a torchvision name (resnet18, torchvision:vgg11), "
               "path/to/file.py:ClassName (no-argument constructor) or a cnnlab checkpoint (.ckpt)")
 
 
 def _load(args: argparse.Namespace):
-    from cnnlab.analysis.source import load_model, parse_input
+    from cnnlab.analysis.source import load_model
 
-    size = parse_input(args.input) if args.input else None
-    return load_model(args.model, size, args.num_classes)
+    return load_model(args.model, args.input, args.num_classes)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -43,10 +44,22 @@ def cmd_fuse(args: argparse.Namespace) -> None:
           f"{r['ms_original']:.1f} ms -> {r['ms_folded']:.1f} ms ({r['speedup']:.2f}x)")
 
 
+def input_size(text: str) -> tuple[int, ...]:
+    """``3,224,224`` (or ``3x224x224``): channels first, then 0 to 3 spatial sizes, all >= 1."""
+    try:
+        size = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        size = ()
+    if not 1 <= len(size) <= 4 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes C,H,W such as 3,224,224 (or C,L / C,D,H,W), "
+                                         f"got {text!r}")
+    return size
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    p.add_argument("--input", help="input size C,H,W (default: the model's own, 3,224,224 for torchvision)")
-    p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's own)")
+    p.add_argument("--input", type=input_size, help="input size C,H,W (default: the model's own, 3,224,224 for torchvision)")
+    p.add_argument("--num-classes", type=positive_int, help="classifier outputs (default: the model's own)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -66,11 +79,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Folds every Conv->BN and Linear->BN pair (W' = aW, b' = a(b - mu) + beta, a = gamma/sqrt(var+eps)), "
                     "then reports the max absolute output difference and the CPU speed-up.")
     _common(p)
-    p.add_argument("--batch", type=int, default=8, help="batch size of the timed forward")
-    p.add_argument("--repeats", type=int, default=10, help="timed forwards per model (median)")
+    p.add_argument("--batch", type=positive_int, default=8, help="batch size of the timed forward")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed forwards per model (median)")
     p.add_argument("--random-bn", action="store_true",
                    help="give an untrained model's BatchNorms random statistics first (fresh ones are the identity)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_fuse)

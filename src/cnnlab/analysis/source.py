@@ -22,17 +22,6 @@ from cnnlab.errors import CnnlabError
 Size = tuple[int, ...]
 
 
-def parse_input(text: str) -> Size:
-    """``"3,224,224"`` -> ``(3, 224, 224)``: channels first, then 0 to 3 spatial sizes."""
-    try:
-        size = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        size = ()
-    if not 1 <= len(size) <= 4 or min(size) < 1:
-        raise CnnlabError(f"--input {text!r}: expected positive sizes C,H,W such as 3,224,224 (or C,L / C,D,H,W)")
-    return size
-
-
 def load_model(spec: str, input_size: Size | None = None, num_classes: int | None = None) -> tuple[nn.Module, Size]:
     """The model named by ``spec`` and the input size to analyse it at (``input_size`` or its default)."""
     path, _, cls = spec.rpartition(":")

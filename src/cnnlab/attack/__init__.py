@@ -1,5 +1,10 @@
-"""Adversarial attacks in [0, 1] pixel space (FGSM, I-FGSM, PGD) and robustness sweeps."""
-from cnnlab.attack.attacks import ATTACKS, fgsm, ifgsm, pgd, run_attack
-from cnnlab.attack.sweep import accuracy_vs_eps, min_flip_eps
+"""Adversarial attacks in [0, 1] pixel space (FGSM, I-FGSM, PGD) and robustness sweeps.
 
-__all__ = ["ATTACKS", "fgsm", "ifgsm", "pgd", "run_attack", "accuracy_vs_eps", "min_flip_eps"]
+The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's parser stays torch-free.
+"""
+from cnnlab.lazy import lazy_exports
+
+_FROM = {"cnnlab.attack.attacks": ["ATTACKS", "fgsm", "ifgsm", "pgd", "run_attack"],
+         "cnnlab.attack.sweep": ["accuracy_vs_eps", "min_flip_eps"]}
+__all__ = [name for names in _FROM.values() for name in names]
+__getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _FROM.items() for name in names})

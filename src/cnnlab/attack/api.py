@@ -1,7 +1,6 @@
 """The functions behind ``cnnlab attack``: attack image files, or sweep budgets over a checkpoint's test set."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +13,7 @@ from cnnlab.attack import figures
 from cnnlab.attack.attacks import check_eps, fgsm, run_attack
 from cnnlab.attack.sweep import accuracy_vs_eps, min_flip_eps, predict
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.explain.source import load_images, load_model, resolve_class
 
 
@@ -26,6 +26,9 @@ def attack_files(images: Sequence[str], model: str | None = None, checkpoint: st
     ``smallest`` uses, per image, the smallest FGSM budget that flips it instead of ``eps``.
     """
     check_eps(eps)
+    out = Path(out)
+    refuse_overwriting_inputs([out / "panels.png", out / "attack.json"],
+                              [f for f in images if not str(f).startswith("skimage:")])
     pc = load_model(model, checkpoint, device)
     x = load_images(images, pc.input_size).to(device)
     clean = predict(pc.model, x)
@@ -44,15 +47,14 @@ def attack_files(images: Sequence[str], model: str | None = None, checkpoint: st
         adv = run_attack(method, pc.model, x, goal, eps, **kw)
         budgets = torch.full((len(x),), eps)
     after = predict(pc.model, adv)
-    out = Path(out)
     figures.save_panels(x, adv, clean, after, pc.classes, out / "panels.png", budgets.tolist())
     rows = [dict(image=str(f), clean=pc.classes[int(clean[i].argmax())], clean_prob=float(clean[i].max()),
                  adversarial=pc.classes[int(after[i].argmax())], adversarial_prob=float(after[i].max()),
                  eps=float(budgets[i]), linf=float((adv[i] - x[i]).abs().max()),
                  flipped=bool(after[i].argmax() != clean[i].argmax()))
             for i, f in enumerate(images)]
-    (out / "attack.json").write_text(json.dumps(dict(model=pc.name, method="fgsm" if smallest else method,
-                                                     target=target, rows=rows), indent=1))
+    write_json(out / "attack.json", dict(model=pc.name, method="fgsm" if smallest else method, target=target,
+                                         rows=rows))
     return rows
 
 
@@ -100,7 +102,7 @@ def sweep_checkpoint(checkpoint: str | Path, data_dir: str | None = None, n: int
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "sweep.json").write_text(json.dumps(result, indent=1))
+        write_json(out / "sweep.json", result)
         figures.plot_accuracy_vs_eps(result["eps"], {a: result[a] for a in attacks}, out / "accuracy_vs_eps.png")
         figures.plot_flip_histogram(np.array(result["min_flip_eps"]["per_image"]), out / "min_flip_eps.png")
         _example_panels(pc.model, images, labels, result, classes, out / "panels.png")

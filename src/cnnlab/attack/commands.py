@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import math
 
+from cnnlab.argtypes import comma_list, float_range, nonneg_int, one_of, positive_int, seed
 from cnnlab.explain.commands import model_args
+
+ATTACK_NAMES = ("fgsm", "ifgsm", "pgd")  # cnnlab.attack.attacks.ATTACKS, named here so --help needs no torch
 
 
 def parse_eps(text: str) -> float:
-    """A budget as a number or a fraction of grey levels, e.g. ``0.03`` or ``8/255``."""
-    from cnnlab.errors import CnnlabError
-
+    """A budget in [0, 1] pixel units as a number or a fraction of grey levels, e.g. ``0.03`` or ``8/255``."""
     try:
         num, _, den = text.partition("/")
-        return float(num) / float(den) if den else float(num)
-    except (ValueError, ZeroDivisionError) as exc:
-        raise CnnlabError(f"--eps {text!r}: expected a number like 0.03 or 8/255") from exc
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number like 0.03 or 8/255, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"expected a budget in [0, 1] pixel units, got {text!r}")
+    return value
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
@@ -24,8 +29,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     if args.images and args.images[0] == "sweep":
         if args.checkpoint is None:
             raise CnnlabError("attack sweep needs --checkpoint (a classifier trained with `cnnlab train`)")
-        eps = [parse_eps(e) for e in args.eps.split(",")] if args.eps else [0, 0.01, 0.02, 0.05, 0.1, 0.2]
-        attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+        eps = args.eps or [0, 0.01, 0.02, 0.05, 0.1, 0.2]
+        attacks = args.attacks
         out = args.out or "runs/attack-sweep"
         r = api.sweep_checkpoint(args.checkpoint, args.data_dir, args.n or None, eps, attacks, args.steps,
                                  args.eps_max, out, args.device, args.seed)
@@ -40,9 +45,11 @@ def cmd_attack(args: argparse.Namespace) -> None:
         return
     if not args.images:
         raise CnnlabError("give image files (or skimage:<name>), or `cnnlab attack sweep --checkpoint ...`")
+    if args.eps and len(args.eps) > 1:
+        raise CnnlabError(f"--eps: an attack on files takes one budget, got {len(args.eps)} (lists are for sweep)")
     rows = api.attack_files(args.images, args.model, args.checkpoint, args.method,
-                            parse_eps(args.eps) if args.eps else 4 / 255, args.target, args.steps,
-                            parse_eps(args.alpha) if args.alpha else None, args.smallest, args.eps_max,
+                            args.eps[0] if args.eps else 4 / 255, args.target, args.steps,
+                            args.alpha, args.smallest, args.eps_max,
                             args.out or "runs/attack", args.device, args.seed)
     for r in rows:
         print(f"{r['image']}: {r['clean']} ({r['clean_prob']:.3f}) -> {r['adversarial']} "
@@ -58,17 +65,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "set and the smallest flipping FGSM eps per image. eps is in [0, 1] pixel units.")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or skimage:<name>; or the word 'sweep'")
     model_args(p)
-    p.add_argument("--method", default="fgsm", choices=["fgsm", "ifgsm", "pgd"])
-    p.add_argument("--eps", help="budget, e.g. 0.03 or 8/255 (default 4/255); sweep: comma-separated list")
+    p.add_argument("--method", default="fgsm", choices=ATTACK_NAMES)
+    p.add_argument("--eps", type=comma_list(parse_eps), help="budget, e.g. 0.03 or 8/255 (default 4/255); sweep: comma-separated list")
     p.add_argument("--target", help="targeted attack toward this class (name or index)")
-    p.add_argument("--steps", type=int, default=10, help="I-FGSM/PGD iterations")
-    p.add_argument("--alpha", help="I-FGSM/PGD step size (default 2.5 * eps / steps)")
+    p.add_argument("--steps", type=positive_int, default=10, help="I-FGSM/PGD iterations")
+    p.add_argument("--alpha", type=parse_eps, help="I-FGSM/PGD step size (default 2.5 * eps / steps)")
     p.add_argument("--smallest", action="store_true", help="use each image's smallest flipping FGSM eps")
-    p.add_argument("--eps-max", type=float, default=0.25, help="largest eps searched for the smallest flip")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eps-max", type=float_range(0, 1, low_open=True), default=0.25,
+                   help="largest eps searched for the smallest flip")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", help="output folder (default runs/attack or runs/attack-sweep)")
     s = p.add_argument_group("sweep")
     s.add_argument("--data-dir", help="dataset folder, if not the one recorded with the checkpoint")
-    s.add_argument("--n", type=int, default=1000, help="test images to use (0: all)")
-    s.add_argument("--attacks", default="fgsm,pgd", help="comma-separated attacks to sweep")
+    s.add_argument("--n", type=nonneg_int, default=1000, help="test images to use (0: all)")
+    s.add_argument("--attacks", type=comma_list(one_of(ATTACK_NAMES)), default="fgsm,pgd", help="comma-separated attacks to sweep")
     p.set_defaults(func=cmd_attack)

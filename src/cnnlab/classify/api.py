@@ -6,7 +6,6 @@ writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the p
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import asdict
@@ -28,11 +27,14 @@ from cnnlab.data.augment import get_augment
 from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import read_json, write_json
 from cnnlab.models import create_model
+from cnnlab.models.registry import check_input
 from cnnlab.report import hooks, plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
-from cnnlab.train.checkpoint import load_classifier, load_checkpoint
+from cnnlab.train import rundir
+from cnnlab.train.checkpoint import load_classifier, load_classifier_checkpoint
 from cnnlab.train.engine import TrainConfig, evaluate, fit
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
 from cnnlab.train.tasks import ClassificationTask
@@ -67,6 +69,7 @@ def train_classifier(
     out: str | Path | None = None,
     target_recall: float | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     dataset_kwargs: dict | None = None,
     progress: bool = True,
     tensorboard: bool = False,
@@ -76,11 +79,19 @@ def train_classifier(
 
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
     ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
-    None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
+    None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with
+    ``resume`` they come from the run's config.json instead (see ``cnnlab.train.rundir``).
     ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
     dist.init()
+    if resume:
+        run = rundir.resume_options(out, dict(
+            dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
+            dataset_kwargs=dataset_kwargs or None, **{**dict.fromkeys(TRAIN_FIELDS), **options}))
+        dataset, recipe, data_dir, target_recall, dataset_kwargs = (
+            run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
+        options = run
     dataset, opts = resolve_options(dataset, recipe, **options)
     unknown = set(opts) - set(RUN_DEFAULTS) - TRAIN_FIELDS - {"model"}
     if unknown:
@@ -93,8 +104,13 @@ def train_classifier(
                   model_kwargs=model_kwargs, val_fraction=val_fraction, test_fraction=test_fraction,
                   split_seed=split_seed, augment=augment, vflip=vflip, target_recall=target_recall,
                   dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
+    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
+        rundir.check_run_dir(out, resume, overwrite)
     splits = load_dataset(dataset, data_dir, val_fraction=val_fraction, test_fraction=test_fraction,
                           seed=split_seed, **(dataset_kwargs or {}))
+    if splits.num_classes < 2:
+        raise CnnlabError(f"classification needs >= 2 classes; {dataset} has {splits.num_classes} "
+                          f"({', '.join(splits.classes)})")
     if target_recall is not None and splits.num_classes != 2:
         raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
     kwargs = dict(model_kwargs or {})
@@ -102,16 +118,17 @@ def train_classifier(
         kwargs.setdefault("image_size", splits.image_size[0])
     seed_everything(cfg.seed)  # before the model draws its initial weights
     net = create_model(model_name, num_classes=splits.num_classes, in_chans=splits.in_chans, **kwargs)
+    check_input(net, (splits.in_chans, *splits.image_size), model_name)
     train_loader, val_loader, test_loader = make_loaders(splits, cfg, augment, vflip)
     meta = dict(model=model_name, model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
                 std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset)
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=2))
+        rundir.prepare_run_dir(out, config, resume, overwrite)
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
     logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
-    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
-                  on_epoch=logger)
+    with rundir.interruptible(out):
+        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                      on_epoch=logger)
     dist.close()
     if not dist.is_main():
         return {}
@@ -122,7 +139,7 @@ def train_classifier(
     metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
                    model=model_name, params=sum(p.numel() for p in net.parameters()),
                    best_epoch=_best_epoch(history, task.monitor))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png")
     hooks.finish_run(out, logger)
     return metrics
@@ -209,9 +226,11 @@ def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tu
 
     Later tools (evaluate, attacks) must use the run's own test split, never images it trained on.
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_classifier_checkpoint(checkpoint)
     config_path = Path(checkpoint).parent / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config = read_json(config_path, "run configuration") if config_path.exists() else {}
+    if not isinstance(config, dict):
+        raise CnnlabError(f"{config_path} does not hold a run configuration (a JSON object)")
     dataset = ckpt.get("dataset") or config.get("dataset")
     if dataset is None:
         raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to use")
@@ -224,17 +243,17 @@ def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tu
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
                         device: str = "auto") -> dict:
     """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
-    ckpt, config, splits = checkpoint_splits(checkpoint, data_dir)
-    if list(splits.classes) != list(ckpt["classes"]):
-        raise CnnlabError(f"{checkpoint}: classes {ckpt['classes']} differ from the dataset's {splits.classes}")
+    model, meta = load_classifier(checkpoint, TrainConfig(device=device).resolved_device())  # first: it checks the file
+    _, config, splits = checkpoint_splits(checkpoint, data_dir)
+    if list(splits.classes) != list(meta["classes"]):
+        raise CnnlabError(f"{checkpoint}: classes {meta['classes']} differ from the dataset's {splits.classes}")
     cfg = TrainConfig(device=device, tta=config.get("train", {}).get("tta", 0))  # as the run was tested
-    model, _ = load_classifier(checkpoint, cfg.resolved_device())
-    splits.mean, splits.std = tuple(ckpt["mean"]), tuple(ckpt["std"])
+    splits.mean, splits.std = tuple(meta["mean"]), tuple(meta["std"])
     _, val_loader, test_loader = make_loaders(splits, cfg)
     out_dir = Path(out) if out else None
     metrics = report(model, splits, test_loader, val_loader, out_dir, cfg, config.get("target_recall"))
     if out_dir is not None:
-        (out_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=1))
+        write_json(out_dir / "eval_metrics.json", metrics)
     return metrics
 
 

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from cnnlab.argtypes import int_range, positive_float
+from cnnlab.argtypes import (device, float_range, fraction, int_range, json_object, nonneg_float, nonneg_int,
+                             positive_float, positive_int, seed)
+
+open_fraction = float_range(0, 1, low_open=True, high_open=True)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>, else the user cache)")
     p.add_argument("--label-regex", help="filename dataset: regex whose first group is the label")
-    p.add_argument("--image-size", type=int, help="resize image-folder datasets to this square size")
+    p.add_argument("--image-size", type=positive_int, help="resize image-folder datasets to this square size")
 
 
 def _dataset_kwargs(args: argparse.Namespace) -> dict:
@@ -25,9 +27,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     metrics = train_classifier(
         args.dataset, recipe=args.recipe, data_dir=args.data_dir, model=args.model,
-        model_kwargs=json.loads(args.model_kwargs) if args.model_kwargs else None,
+        model_kwargs=args.model_kwargs,
         out=args.out, val_fraction=args.val_fraction, test_fraction=args.test_fraction, split_seed=args.split_seed,
         augment=args.augment, vflip=args.vflip, target_recall=args.target_recall, resume=args.resume,
+        overwrite=args.overwrite,
         dataset_kwargs=_dataset_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
@@ -100,26 +103,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-recipes", action="store_true", help="list the named recipes and exit")
     _data_args(p)
     p.add_argument("--model", help="model name (see `cnnlab models`), e.g. simple-cnn, resnet9, transfer:efficientnet-lite0")
-    p.add_argument("--model-kwargs", help='JSON of extra model arguments, e.g. \'{"width": 64}\'')
+    p.add_argument("--model-kwargs", type=json_object, help='JSON of extra model arguments, e.g. \'{"width": 64}\'')
     p.add_argument("--out", help="run folder (default: runs/<dataset>-<model>-<time>)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--momentum", type=fraction, help="SGD momentum in [0, 1)")
+    p.add_argument("--weight-decay", type=nonneg_float)
     p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "plateau", "none"])
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--patience", type=int, help="early stopping after N epochs without val improvement")
+    p.add_argument("--label-smoothing", type=fraction, help="in [0, 1)")
+    p.add_argument("--patience", type=nonneg_int, help="early stopping after N epochs without val improvement")
     p.add_argument("--augment", help="augmentation preset (none, digits, mnist, fashion, cifar, natural)")
     p.add_argument("--vflip", action="store_true", default=None, help="also flip vertically when augmenting")
-    p.add_argument("--val-fraction", type=float, help="validation share of train (default 0.1)")
-    p.add_argument("--test-fraction", type=float, help="test share when the dataset has no test split (default 0.2)")
-    p.add_argument("--split-seed", type=int, help="seed of the val/test splits (default 42)")
-    p.add_argument("--target-recall", type=float, help="binary tasks: pick the threshold reaching this val recall")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--seed", type=int, help="training seed (init, shuffling, augmentation)")
+    p.add_argument("--val-fraction", type=fraction, help="validation share of train (default 0.1)")
+    p.add_argument("--test-fraction", type=open_fraction,
+                   help="test share when the dataset has no test split (default 0.2)")
+    p.add_argument("--split-seed", type=seed, help="seed of the val/test splits (default 42)")
+    p.add_argument("--target-recall", type=float_range(0, 1, low_open=True),
+                   help="binary tasks: pick the threshold reaching this val recall")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.ckpt (options left out come from its config.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=seed, help="training seed (init, shuffling, augmentation)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on GPU")
     p.add_argument("--cpu-amp", action="store_true", default=None,
                    help="bf16 autocast on the CPU too (fast on CPUs with AMX or AVX512-BF16, slow on others)")
@@ -137,7 +144,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write eval_metrics.json and plots here")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=device, default="auto")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes for image files")
@@ -145,14 +152,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
                    help="onnx: run a .onnx file written by `cnnlab export` with onnxruntime")
     p.add_argument("images", nargs="+")
-    p.add_argument("--topk", type=int, default=3)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--topk", type=positive_int, default=3)
+    p.add_argument("--device", type=device, default="auto")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("show", help="random training samples in a grid (2x2 by default)")
     p.add_argument("--dataset", default="digits")
     _data_args(p)
     p.add_argument("--out", default="samples.png")
-    p.add_argument("-n", type=int, default=4)
-    p.add_argument("--seed", type=int, help="fix the draw (default: new samples each run)")
+    p.add_argument("-n", type=positive_int, default=4, help="number of images")
+    p.add_argument("--seed", type=seed, help="fix the draw (default: new samples each run)")
     p.set_defaults(func=cmd_show)

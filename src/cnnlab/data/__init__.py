@@ -1,7 +1,11 @@
-"""Datasets as names: ``load_dataset("fashion-mnist", data_dir)`` -> uint8 tensors + seeded splits."""
-from cnnlab.data.base import DatasetSplits, ImageSet, channel_stats, data_root, seeded_split
-from cnnlab.data.registry import list_datasets, load_dataset, register_dataset
-from cnnlab.data import loaders  # noqa: F401,E402  (registers the built-in datasets)
+"""Datasets as names: ``load_dataset("fashion-mnist", data_dir)`` -> uint8 tensors + seeded splits.
 
-__all__ = ["DatasetSplits", "ImageSet", "channel_stats", "data_root", "seeded_split",
-           "list_datasets", "load_dataset", "register_dataset"]
+The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's parser stays torch-free;
+the registry imports the built-in datasets (``loaders.py``) before its first lookup.
+"""
+from cnnlab.lazy import lazy_exports
+
+_FROM = {"cnnlab.data.base": ["DatasetSplits", "ImageSet", "channel_stats", "data_root", "seeded_split"],
+         "cnnlab.data.registry": ["list_datasets", "load_dataset", "register_dataset"]}
+__all__ = [name for names in _FROM.values() for name in names]
+__getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _FROM.items() for name in names})

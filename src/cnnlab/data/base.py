@@ -99,10 +99,15 @@ def data_root(name: str, data_dir: str | os.PathLike | None) -> Path:
     """
     if data_dir is not None:
         root = Path(data_dir).expanduser()
+        if root.exists() and not root.is_dir():
+            raise CnnlabError(f"--data-dir {root} is a file; expected the dataset folder (or one holding {name}/)")
         return root / name if (root / name).is_dir() and not _looks_like_dataset(root) else root
     env = os.environ.get("CNNLAB_DATA")
     if env:
-        return Path(env).expanduser() / name
+        root = Path(env).expanduser()
+        if root.exists() and not root.is_dir():
+            raise CnnlabError(f"CNNLAB_DATA={env} is a file; expected a folder holding {name}/")
+        return root / name
     return cache_dir() / "data" / name
 
 

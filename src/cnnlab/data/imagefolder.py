@@ -76,30 +76,62 @@ def list_class_files(folder: Path, classes: list[str] | None = None) -> tuple[li
         files += images
         labels += [label] * len(images)
     if not_images:
-        _warn_files("skipped files that are not images", not_images)
+        warn_files("skipped files that are not images", not_images)
     return files, labels, classes
 
 
-def _warn_files(what: str, paths: list[Path], limit: int = 10) -> None:
+def warn_files(what: str, paths: list[Path], limit: int = 10) -> None:
     shown = ", ".join(str(p) for p in paths[:limit])
     more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
     warnings.warn(f"{what} ({len(paths)}): {shown}{more}", stacklevel=3)
 
 
+GREY_MODES = ("L", "LA", "1", "I", "F")  # PIL modes holding one grey channel (I;16* are "I" here)
+
+
+def eight_bit(im):
+    """A PIL image with 8-bit pixels: 16-bit, 32-bit and float greys *scaled* to 0..255.
+
+    PIL's own ``convert("L")`` clips them (a 16-bit PNG turns almost white). 16-bit files
+    (``I;16``, and PNGs PIL opens as ``I``) use their full 0..65535 range; other integer or
+    float images use the smallest of 0..1, 0..255, 0..65535 holding their values (else their maximum).
+    """
+    from PIL import Image
+
+    mode = "I" if im.mode.startswith("I;16") else im.mode
+    if mode not in ("I", "F"):
+        return im
+    arr = np.asarray(im, dtype=np.float64)
+    high = float(arr.max()) if arr.size else 0.0
+    if im.mode.startswith("I;16") or (mode == "I" and im.format == "PNG"):
+        top = 65535.0
+    else:
+        top = next((t for t in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0) if high <= t), high)
+    scaled = np.clip(np.rint(np.nan_to_num(arr) * (255.0 / max(top, 1e-12))), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, "L")
+
+
 def read_image(path: str | Path, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
-    """``H x W x C`` uint8; ``channels`` 1 (grey) or 3 (RGB), None keeps grey files grey."""
+    """``H x W x C`` uint8; ``channels`` 1 (grey) or 3 (RGB), None keeps grey files grey.
+
+    16-bit and float images are scaled to 8 bits (:func:`eight_bit`), never clipped.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            im = eight_bit(im)
             if channels is None:
-                channels = 1 if im.mode in ("L", "I", "I;16", "1") else 3
+                channels = 1 if im.mode in GREY_MODES else 3
             im = im.convert("L" if channels == 1 else "RGB")
             if size is not None:
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CnnlabError(f"{path}: cannot read image ({exc})") from exc
+    except FileNotFoundError:
+        raise CnnlabError(f"{path}: no such image file") from None
+    except Exception as exc:  # noqa: BLE001  (corrupt files raise many types, huge ones DecompressionBombError)
+        reason = str(exc) if isinstance(exc, (UnidentifiedImageError, OSError)) else f"{type(exc).__name__}: {exc}"
+        raise CnnlabError(f"{path}: cannot read image ({reason})") from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -109,7 +141,8 @@ def _decode(path: Path) -> tuple[np.ndarray | None, str]:
     try:
         with Image.open(path) as im:
             im.load()
-            mode = "L" if im.mode in ("L", "I;16", "I", "1", "LA") else "RGB"
+            im = eight_bit(im)
+            mode = "L" if im.mode in GREY_MODES else "RGB"
             return np.asarray(im.convert(mode)), mode
     except Exception as exc:  # PIL raises many types for truncated/corrupt files
         return None, f"{type(exc).__name__}: {exc}"
@@ -142,21 +175,24 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
         try:
             c = torch.load(cache_file, weights_only=True)
             return ImageSet(c["images"], c["labels"]), c["skipped"]
-        except Exception:  # a stale/corrupt cache is rebuilt, never trusted
-            cache_file.unlink(missing_ok=True)
+        except Exception:  # noqa: BLE001  (a stale/corrupt cache is rebuilt, never trusted)
+            try:
+                cache_file.unlink(missing_ok=True)
+            except OSError:  # a read-only cache: rebuilt in memory each time
+                pass
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         decoded = list(tqdm(pool.map(_decode, files), total=len(files), desc=desc, leave=False,
                             disable=True if len(files) < 2000 else None))
     ok = [(a, m, lab) for (a, m), lab in zip(decoded, labels) if a is not None]
     bad = [(p, m) for p, (a, m) in zip(files, decoded) if a is None]
     if bad:
-        _warn_files("skipped unreadable or corrupt images", [Path(f"{p} [{m}]") for p, m in bad])
+        warn_files("skipped unreadable or corrupt images", [Path(f"{p} [{m}]") for p, m in bad])
     if not ok:
         raise CnnlabError(f"none of the {len(files)} image files could be decoded (first: {files[0]})")
     modes = Counter(m for _, m, _ in ok)
     if len(modes) > 1:
         grey = [p for p, (a, m) in zip(files, decoded) if a is not None and m == "L"]
-        _warn_files("mixed grey and RGB images: converted these grey images to RGB", grey)
+        warn_files("mixed grey and RGB images: converted these grey images to RGB", grey)
         ok = [(np.repeat(a[..., None], 3, 2) if m == "L" else a, "RGB", lab) for a, m, lab in ok]
     sizes = Counter(a.shape[:2] for a, _, _ in ok)
     target = (image_size, image_size) if image_size else sizes.most_common(1)[0][0]
@@ -167,7 +203,12 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
     result = ImageSet(images, torch.tensor([lab for _, _, lab in ok], dtype=torch.long))
     skipped = [str(p) for p, _ in bad]
     if use_cache:
-        save_checkpoint(cache_file, {"images": result.images, "labels": result.labels, "skipped": skipped})
+        try:
+            save_checkpoint(cache_file, {"images": result.images, "labels": result.labels, "skipped": skipped})
+        except OSError as exc:  # the cache only saves time: a read-only or full disk is not an error
+            warnings.warn(f"could not write the decoded-image cache {cache_file} ({exc.strerror or exc}); "
+                          f"the images will be decoded again next time (set CNNLAB_CACHE to a writable folder)",
+                          stacklevel=2)
     return result, skipped
 
 
@@ -187,7 +228,7 @@ def load_filename_labels(root: Path, regex: str, image_size: int | None = None) 
     if not matched:
         raise CnnlabError(f"{root}: no image file name matches --label-regex {regex!r} ({len(files)} images found)")
     if unmatched:
-        _warn_files(f"skipped images whose name does not match {regex!r}", unmatched)
+        warn_files(f"skipped images whose name does not match {regex!r}", unmatched)
     names = sorted({lab for _, lab in matched}, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     index = {n: i for i, n in enumerate(names)}
     data, skipped = decode_files([p for p, _ in matched], [index[lab] for _, lab in matched], image_size)

@@ -1,6 +1,7 @@
 """Dataset registry: a name -> loader, plus the seeded validation (and test) split every run uses.
 
-The built-in datasets register in ``loaders.py``, which ``cnnlab.data`` imports after this module.
+The built-in datasets register in ``loaders.py``, imported before the first lookup (not at import
+time: ``loaders`` imports this module to register).
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def register_dataset(name: str, description: str, needs_files: bool = True) -> C
 
 
 def list_datasets() -> list[DatasetEntry]:
+    import cnnlab.data.loaders  # noqa: F401  (registers the built-in datasets)
+
     return sorted(_DATASETS.values(), key=lambda e: e.name)
 
 

@@ -9,8 +9,13 @@ from cnnlab.argtypes import device, int_range
 def cmd_demo(args: argparse.Namespace) -> None:
     from cnnlab.demo.server import load_demo, make_server
 
+    from cnnlab.errors import CnnlabError
+
     demo = load_demo(args.checkpoint, args.model, args.device)
-    server = make_server(demo, "127.0.0.1", args.port)
+    try:
+        server = make_server(demo, "127.0.0.1", args.port)
+    except OSError as exc:  # the port is taken, or below 1024 without the right
+        raise CnnlabError(f"--port {args.port}: {exc.strerror or exc}") from None
     host, port = server.server_address[:2]
     print(f"cnnlab demo of {demo.name} ({demo.task}) on http://{host}:{port}/  (Ctrl-C stops it)", flush=True)
     try:

@@ -1,10 +1,15 @@
-"""Explaining classifiers: CAM methods, their faithfulness/stability metrics, class-model visualization."""
-from cnnlab.explain.cam import (METHODS, BaseCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, ShapCAM, feature_layers,
-                                get_cam, resolve_layer)
-from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability, perturbation_curve
-from cnnlab.explain.shapley import exact_shapley, sample_shapley
-from cnnlab.explain.visualize import class_model
+"""Explaining classifiers: CAM methods, their faithfulness/stability metrics, class-model visualization.
 
-__all__ = ["METHODS", "BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "ShapCAM", "feature_layers", "get_cam",
-           "resolve_layer", "deletion_auc", "insertion_auc", "noise_stability", "perturbation_curve",
-           "exact_shapley", "sample_shapley", "class_model"]
+The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's parser stays torch-free.
+"""
+from cnnlab.lazy import lazy_exports
+
+_FROM = {
+    "cnnlab.explain.cam": ["METHODS", "BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "ShapCAM",
+                           "feature_layers", "get_cam", "resolve_layer"],
+    "cnnlab.explain.metrics": ["deletion_auc", "insertion_auc", "noise_stability", "perturbation_curve"],
+    "cnnlab.explain.shapley": ["exact_shapley", "sample_shapley"],
+    "cnnlab.explain.visualize": ["class_model"],
+}
+__all__ = [name for names in _FROM.values() for name in names]
+__getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _FROM.items() for name in names})

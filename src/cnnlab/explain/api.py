@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.explain import figures
+from cnnlab.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
 from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
 from cnnlab.explain.source import PixelClassifier, load_images, load_model, resolve_class
@@ -36,6 +37,8 @@ def explain_files(images: Sequence[str], model: str | None = None, checkpoint: s
                   method: str = "gradcam", layer: str | None = None, target: str | None = None,
                   out: str | Path = "runs/explain", device: str = "cpu", **cam_kwargs) -> list[dict]:
     """One CAM overlay per image (``<out>/<image>_<method>.png``), for the top-1 class or ``target``."""
+    targets = [Path(out) / f"{_stem(f)}_{method}.png" for f in images]
+    refuse_overwriting_inputs(targets, [f for f in images if not str(f).startswith("skimage:")])
     pc = load_model(model, checkpoint, device)
     x = load_images(images, pc.input_size).to(device)
     probs = _predict(pc.model, x)
@@ -47,13 +50,16 @@ def explain_files(images: Sequence[str], model: str | None = None, checkpoint: s
         top = int(probs[i].argmax())
         row = dict(image=str(f), method=method, layer=cam.layer_name, prediction=pc.classes[top],
                    probability=float(probs[i, top]), target=pc.classes[int(t[i])], target_probability=float(probs[i, t[i]]))
-        stem = Path(str(f).replace("skimage:", "")).stem
         row["overlay"] = str(figures.save_overlay(
-            x[i], maps[i], Path(out) / f"{stem}_{method}.png",
+            x[i], maps[i], targets[i],
             f"{method} on {cam.layer_name}: {row['target']} (p={row['target_probability']:.2f}); "
             f"top-1 {row['prediction']} ({row['probability']:.2f})"))
         rows.append(row)
     return rows
+
+
+def _stem(image: str | Path) -> str:
+    return Path(str(image).replace("skimage:", "")).stem
 
 
 def compare(model: nn.Module, images: Tensor, targets=None, methods: Sequence[str] = tuple(METHODS),
@@ -103,12 +109,12 @@ def compare_files(images: Sequence[str], model: str | None = None, checkpoint: s
                          cam_kwargs={"shapcam": {"samples": samples}})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = [Path(str(f).replace("skimage:", "")).stem for f in images]
+    names = [_stem(f) for f in images]
     titles = [f"{n}: {pc.classes[int(c)]} ({float(probs[i, c]):.2f})" for i, (n, c) in enumerate(zip(names, t))]
     figures.save_comparison(x, maps, out / "compare.png", titles)
     setup = dict(model=pc.name, images=list(map(str, images)), targets=[pc.classes[int(c)] for c in t],
                  deletion_steps=steps, noise_sigma=sigma, noise_repeats=repeats, shapcam_samples=samples)
-    (out / "compare.json").write_text(json.dumps(dict(setup, rows=rows), indent=1))
+    write_json(out / "compare.json", dict(setup, rows=rows))
     (out / "compare.md").write_text(f"{markdown_table(rows)}\n\n{json.dumps(setup)}\n")
     return rows
 
@@ -131,5 +137,5 @@ def visualize_class(target: str, model: str | None = None, checkpoint: str | Non
                                               f"{name}: p={summary['final_probability']:.3f}"))
     summary["trajectory"] = str(figures.save_trajectory({"class score (logit)": result.scores,
                                                          "probability": result.probs}, f"{stem}_trajectory.png"))
-    Path(f"{stem}.json").write_text(json.dumps(summary, indent=1))
+    write_json(f"{stem}.json", summary)
     return summary

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.argtypes import comma_list, device, nonneg_float, nonneg_int, one_of, positive_float, positive_int, seed
+
 METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "shapcam")
 
 
@@ -11,7 +13,7 @@ def model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--model", help="efficientnet-lite0-imagenet (default, offline) or torchvision:<name>")
     g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint (runs/<run>/best.ckpt)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -27,8 +29,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if not images:
         raise CnnlabError("give at least one image file (or skimage:<name>, e.g. skimage:chelsea)")
     if compare:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        rows = api.compare_files(images, args.model, args.checkpoint, methods, args.layer, args.target,
+        rows = api.compare_files(images, args.model, args.checkpoint, args.methods, args.layer, args.target,
                                  args.out or "runs/explain-compare", args.steps, args.noise, args.repeats,
                                  args.samples, args.device)
         print(api.markdown_table(rows))
@@ -65,13 +66,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="layer to explain (default: the last one producing a feature map)")
     p.add_argument("--target", help="class name or index to explain (default: each image's top-1 class)")
     p.add_argument("--out", help="output folder (default runs/explain or runs/explain-compare)")
-    p.add_argument("--samples", type=int, default=16, help="Shap-CAM: random channel orders (cost: samples x channels)")
+    p.add_argument("--samples", type=positive_int, default=16, help="Shap-CAM: random channel orders (cost: samples x channels)")
     p.add_argument("--list-layers", action="store_true", help="print the layers a CAM can use, and stop")
     g = p.add_argument_group("compare")
-    g.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated methods to compare")
-    g.add_argument("--steps", type=int, default=20, help="deletion/insertion curve steps")
-    g.add_argument("--noise", type=float, default=0.03, help="stability: Gaussian noise sigma in [0, 1] pixels")
-    g.add_argument("--repeats", type=int, default=3, help="stability: noisy copies per image")
+    g.add_argument("--methods", type=comma_list(one_of(METHOD_NAMES)), default=",".join(METHOD_NAMES), help="comma-separated methods to compare")
+    g.add_argument("--steps", type=positive_int, default=20, help="deletion/insertion curve steps")
+    g.add_argument("--noise", type=nonneg_float, default=0.03, help="stability: Gaussian noise sigma in [0, 1] pixels")
+    g.add_argument("--repeats", type=positive_int, default=3, help="stability: noisy copies per image")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("visualize", help="class-model visualization: the input a class scores highest for",
@@ -79,12 +80,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "jitter and periodic blur; writes the image and its score trajectory.")
     p.add_argument("--class", dest="class_name", required=True, help="class name (e.g. flamingo) or index")
     model_args(p)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--lr", type=float, default=0.05, help="step size (pixel change per step, gradient normalized)")
-    p.add_argument("--l2", type=float, default=0.01, help="decay toward grey per step")
-    p.add_argument("--jitter", type=int, default=8, help="random shift in pixels per step")
-    p.add_argument("--blur-every", type=int, default=4, help="blur every N steps (0: never)")
-    p.add_argument("--blur-sigma", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=200)
+    p.add_argument("--lr", type=positive_float, default=0.05, help="step size (pixel change per step, gradient normalized)")
+    p.add_argument("--l2", type=nonneg_float, default=0.01, help="decay toward grey per step")
+    p.add_argument("--jitter", type=nonneg_int, default=8, help="random shift in pixels per step")
+    p.add_argument("--blur-every", type=nonneg_int, default=4, help="blur every N steps (0: never)")
+    p.add_argument("--blur-sigma", type=positive_float, default=0.5)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default="runs/visualize")
     p.set_defaults(func=cmd_visualize)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path
+from cnnlab.fileio import atomic_path, refuse_overwriting_inputs
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 META_KEY = "cnnlab"  # ONNX metadata key / TorchScript extra-file name holding the JSON metadata
@@ -111,9 +111,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, fmt
                       opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
                       size: Sequence[int] | None = None, overwrite: bool = False) -> dict:
     """``cnnlab export``: a checkpoint to ``out`` (default: beside it, ``.onnx`` / ``.ts``)."""
+    target = Path(out or default_path(checkpoint, fmt))
+    refuse_overwriting_inputs([target], [checkpoint])  # --overwrite replaces an old export, never the checkpoint
     item = from_checkpoint(checkpoint, size)
-    return export_model(item, out or default_path(checkpoint, fmt), fmt, opset, dynamic_batch,
-                        overwrite=overwrite)
+    return export_model(item, target, fmt, opset, dynamic_batch, overwrite=overwrite)
 
 
 def require(module: str) -> None:

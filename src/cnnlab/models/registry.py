@@ -5,12 +5,13 @@ A model family registers a builder with :func:`register_model`; the builder take
 ``num_classes`` and ``in_chans`` plus its own keyword arguments and returns an ``nn.Module``.
 Names of the form ``prefix:arg`` (e.g. ``transfer:resnet18``) are routed to a builder
 registered for ``prefix:`` that receives ``arg`` as its first positional argument.
-The registry imports no family: ``cnnlab.models`` imports them all (``families.py``), and any
-import of this module goes through that package first, so the registry is always complete.
+The families register themselves on import; every lookup here first imports them all
+(``families.py``), so the registry is always complete when it is read.
 """
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,8 +52,13 @@ def register_model(
     return wrap
 
 
+def _load_families() -> None:
+    import cnnlab.models.families  # noqa: F401  (each family module registers its models)
+
+
 def get_entry(name: str) -> tuple[ModelEntry, tuple[str, ...]]:
     """Resolve ``name`` (or ``prefix:arg``) to its entry and the positional args it implies."""
+    _load_families()
     key = name.strip().lower()
     if key in _REGISTRY:
         return _REGISTRY[key], ()
@@ -67,12 +73,48 @@ def get_entry(name: str) -> tuple[ModelEntry, tuple[str, ...]]:
 
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
-    """Build a registered model; ``num_classes``/``in_chans`` adapt it to the dataset."""
+    """Build a registered model; ``num_classes``/``in_chans`` adapt it to the dataset.
+
+    ``kwargs`` come from the user (``--model-kwargs``): an argument the model does not take, or a
+    value it cannot be built with (``{"width": "x"}``), is one :class:`CnnlabError` naming both.
+    """
     entry, args = get_entry(name)
-    return entry.builder(*args, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    params = inspect.signature(entry.builder).parameters
+    named = [p for p in list(params)[len(args):] if params[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                                      inspect.Parameter.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in named]
+    if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        takes = ", ".join(p for p in named if p not in ("num_classes", "in_chans")) or "nothing"
+        raise CnnlabError(f"model {name!r} has no argument {', '.join(map(repr, unknown))} (it takes: {takes})")
+    try:
+        return entry.builder(*args, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if not kwargs:
+            raise  # the registry's own defaults failing is a bug, not bad input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CnnlabError(f"model {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {first}") from None
+
+
+def check_input(model: nn.Module, input_size: tuple[int, ...], name: str) -> None:
+    """Run one blank image through ``model``: an input it cannot take (too small for its pooling,
+    wrong channels) fails here in one line, before a run folder exists, not in the first batch."""
+    import torch
+
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CnnlabError(f"model {name!r} cannot take {'x'.join(map(str, input_size))} inputs ({first}); "
+                          f"use larger images or another model") from None
+    finally:
+        model.train(training)
 
 
 def list_models(tag: str | None = None) -> list[ModelEntry]:
     """All registered entries, sorted by name (optionally only those carrying ``tag``)."""
+    _load_families()
     entries = sorted(_REGISTRY.values(), key=lambda e: e.name)
     return [e for e in entries if tag is None or tag in e.tags]

@@ -4,17 +4,17 @@ from __future__ import annotations
 import argparse
 import os
 
-from cnnlab.argtypes import positive_int
+from cnnlab.argtypes import fraction, positive_float, positive_int, seed
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), mnist or digits (embedded)")
     p.add_argument("--data-dir", default=os.environ.get("CNNLAB_DATA"),
                    help="folder holding the dataset (default: $CNNLAB_DATA)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--seed", type=seed, default=0, help="initial weights and batch order")
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="BLAS/PyTorch threads (default 1: small batches gain nothing from more)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -56,8 +56,9 @@ def cmd_cnn(args: argparse.Namespace) -> None:
 def _training(p: argparse.ArgumentParser) -> None:
     """Options of one training run (``mlp`` and ``cnn``)."""
     p.add_argument("--optimizer", default="momentum", help="sgd, momentum (default) or nesterov")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.1 for sgd, 0.05 with momentum)")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate (default: 0.1 for sgd, 0.05 with momentum)")
+    p.add_argument("--momentum", type=fraction, default=0.9, help="in [0, 1)")
     p.add_argument("--schedule", default="linear",
                    help="linear (default: lr decays to lr/E in the last epoch) or constant")
     p.add_argument("--framework", default="numpy", help="numpy (default) or torch (the PyTorch twin)")
@@ -99,7 +100,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("mlp", help="train the NumPy MLP; writes metrics.json and curves.png")
     _common(p)
     _training(p)
-    p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes (default 128 64)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[128, 64], help="hidden layer sizes (default 128 64)")
     p.add_argument("--activation", default="relu", help="sigmoid or relu (default)")
     p.add_argument("--init", default=None, help="xavier, he, normal or zero (default: xavier for sigmoid, he for relu)")
     p.set_defaults(func=cmd_mlp)
@@ -125,18 +126,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_suite)
 
     p = ssub.add_parser("linreg", help="linear regression: gradient descent vs closed form, timed as n and d grow")
-    p.add_argument("--n", type=int, nargs="+", default=[2000, 8000, 32000], help="sample counts (d = --d-fixed)")
-    p.add_argument("--d", type=int, nargs="+", default=[25, 100, 400], help="feature counts (n = --n-fixed)")
-    p.add_argument("--n-fixed", type=int, default=8000)
-    p.add_argument("--d-fixed", type=int, default=100)
-    p.add_argument("--steps", type=int, default=100, help="gradient-descent steps m")
-    p.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: steadier timings)")
+    p.add_argument("--n", type=positive_int, nargs="+", default=[2000, 8000, 32000],
+                   help="sample counts (d = --d-fixed)")
+    p.add_argument("--d", type=positive_int, nargs="+", default=[25, 100, 400], help="feature counts (n = --n-fixed)")
+    p.add_argument("--n-fixed", type=positive_int, default=8000)
+    p.add_argument("--d-fixed", type=positive_int, default=100)
+    p.add_argument("--steps", type=positive_int, default=100, help="gradient-descent steps m")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timings are the best of this many runs")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads (default 1: steadier timings)")
     p.add_argument("--out", required=True, help="folder for linreg.json and linreg.png")
     p.set_defaults(func=cmd_linreg)
 
     p = ssub.add_parser("check", help="gradient check and NumPy/PyTorch step-by-step agreement (float64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default=None, help="optional folder for checks.json")
     p.set_defaults(func=cmd_check)

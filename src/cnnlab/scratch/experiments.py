@@ -22,6 +22,7 @@ from cnnlab.scratch.cnn import CNN, check_cnn
 from cnnlab.scratch.mlp import MLP, check_architecture
 from cnnlab.scratch.network import Network
 from cnnlab.scratch.optim import OPTIMIZERS, make_optimizer
+from cnnlab.seeding import seed_everything
 
 FRAMEWORKS = ("numpy", "torch")
 SCHEDULES = ("linear", "constant")
@@ -247,6 +248,7 @@ def train(cfg: RunConfig, data: ArrayData, progress: bool = True, desc: str | No
     bouncing around a minimum (test accuracy swings by ~0.5% from epoch to epoch); shrinking
     the step towards the end averages that noise out, worth about half a point here.
     """
+    seed_everything(cfg.seed)  # the torch twin and anything else drawing from global generators
     runner = make_runner(cfg, data)
     rng = np.random.default_rng(cfg.seed)
     # a guess at random costs log(C); a hundred times that is no longer a bad step but divergence
@@ -323,11 +325,11 @@ SUITE = {
 def run_suite(data: ArrayData, out: str | Path, epochs: int = 10, batch_size: int = 64, seed: int = 0,
               variants: str = "bcdef", progress: bool = True) -> list[dict]:
     """``cnnlab scratch suite``: variants (b)-(f), one table (JSON + markdown), one figure, ``grid.png``."""
+    unknown = set(variants) - set(SUITE)
+    if unknown or not variants:
+        raise CnnlabError(f"--variants: unknown {''.join(sorted(unknown)) or '(none given)'}; known: {''.join(SUITE)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    unknown = set(variants) - set(SUITE)
-    if unknown:
-        raise CnnlabError(f"--variants: unknown {''.join(sorted(unknown))}; known: {''.join(SUITE)}")
     save_grid(data, out / "grid.png", seed)
     rows, runs = [], {}
     for key in variants:

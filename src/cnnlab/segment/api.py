@@ -8,7 +8,6 @@ held-out scores, per-class table), best.ckpt, last.ckpt, curves.png and predicti
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -20,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path
+from cnnlab.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.models import create_model
-from cnnlab.models.registry import get_entry
+from cnnlab.models.registry import check_input, get_entry
 from cnnlab.report import hooks, plots
 from cnnlab.segment import figures
 from cnnlab.segment.augment import JointAugment, SegLoader
@@ -31,8 +30,10 @@ from cnnlab.segment.losses import build_loss, median_frequency_weights
 from cnnlab.segment.metrics import confusion_matrix, per_class_table, predict_classes, scores
 from cnnlab.segment.noise import corrupt_masks
 from cnnlab.segment.task import SegmentationTask
+from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train import rundir
+from cnnlab.train.checkpoint import build_from_checkpoint, check_meta, describe, load_checkpoint, load_weights
 from cnnlab.train.engine import TrainConfig, autocast, fit
 
 # What a run uses when an option is not given: the defaults, then the dataset's recipe.
@@ -52,6 +53,9 @@ RECIPES: dict[str, dict] = {
     "carla": dict(loss="ce", size=(192, 256), augment={"scale": (0.8, 1.25), "rotate": 5.0}),
 }
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+# train_segmenter's own options (not recipe or engine ones) and their defaults
+RUN_DEFAULTS: dict = dict(val_fraction=0.1, test_fraction=0.2, split_seed=42, noisy_drop=0.0, noisy_warmup=0.3,
+                          corrupt_fraction=0.0, corrupt_mode="shift")
 
 
 def recipe(dataset: str | None) -> dict:
@@ -127,15 +131,15 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> tupl
     ckpt = load_checkpoint(path)
     if ckpt.get("task") != "segmentation":
         raise CnnlabError(f"checkpoint {path} is not a cnnlab segmentation checkpoint")
+    check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "in_chans", "state_dict"),
+               "segmentation")
     kwargs = dict(ckpt["model_kwargs"])
-    try:
-        entry, _ = get_entry(ckpt["model"])
-    except CnnlabError as exc:
-        raise CnnlabError(f"checkpoint {path}: {exc}") from exc
+    entry, _ = build_from_checkpoint(path, ckpt["model"], lambda: get_entry(ckpt["model"]))
     if "pretrained" in inspect.signature(entry.builder).parameters:
         kwargs["pretrained"] = False  # the checkpoint holds the weights; never download
-    model = build_model(ckpt["model"], len(ckpt["classes"]), ckpt["in_chans"], **kwargs)
-    model.load_state_dict(ckpt["state_dict"])
+    model = build_from_checkpoint(path, ckpt["model"], lambda: build_model(
+        ckpt["model"], len(ckpt["classes"]), ckpt["in_chans"], **kwargs))
+    load_weights(model, ckpt["state_dict"], path, describe(ckpt), describe(ckpt))
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
     return model.to(device).eval(), meta
 
@@ -181,14 +185,15 @@ def train_segmenter(
     data_dir: str | Path | None = None,
     folder: dict | None = None,
     out: str | Path | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    split_seed: int = 42,
-    noisy_drop: float = 0.0,
-    noisy_warmup: float = 0.3,
-    corrupt_fraction: float = 0.0,
-    corrupt_mode: str = "shift",
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+    split_seed: int | None = None,
+    noisy_drop: float | None = None,
+    noisy_warmup: float | None = None,
+    corrupt_fraction: float | None = None,
+    corrupt_mode: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     tensorboard: bool = False,
     **options,
@@ -200,9 +205,22 @@ def train_segmenter(
     override the recipe (see ``SEG_DEFAULTS``) and the ``TrainConfig`` fields. ``noisy_drop``
     switches on small-loss selection after ``noisy_warmup`` of the epochs (see ``task``);
     ``corrupt_fraction`` corrupts that fraction of training masks on purpose (experiments).
+    Options left as None take ``RUN_DEFAULTS`` and the recipe's values, or with ``resume`` the
+    run's config.json values (see ``cnnlab.train.rundir``).
     ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
+    run = dict(dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
+               test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
+               corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode)
+    if resume:
+        run = rundir.resume_options(out, {**dict.fromkeys(set(SEG_DEFAULTS) | TRAIN_FIELDS), **options, **run})
+        options = {k: run.pop(k) for k in list(run) if k not in {*RUN_DEFAULTS, "dataset", "data_dir", "folder"}}
+    run.update({k: v for k, v in RUN_DEFAULTS.items() if run.get(k) is None})
+    dataset, data_dir, folder = run["dataset"], run["data_dir"], run["folder"]
+    val_fraction, test_fraction, split_seed = run["val_fraction"], run["test_fraction"], run["split_seed"]
+    noisy_drop, noisy_warmup = run["noisy_drop"], run["noisy_warmup"]
+    corrupt_fraction, corrupt_mode = run["corrupt_fraction"], run["corrupt_mode"]
     opts = recipe(dataset)
     unknown = set(options) - set(opts) - TRAIN_FIELDS
     if unknown:
@@ -212,6 +230,10 @@ def train_segmenter(
     opts.update({k: v for k, v in options.items() if v is not None})
     cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
     device = cfg.resolved_device()
+    name = dataset or "folder"
+    out = Path(out) if out else Path("runs") / f"segment-{name}-{opts['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
+        rundir.check_run_dir(out, resume, overwrite)
     data = load_data(dataset, data_dir, folder, opts["size"], val_fraction, test_fraction, split_seed)
     corrupted: list[int] = []
     if corrupt_fraction > 0:
@@ -221,8 +243,10 @@ def train_segmenter(
     criterion = build_loss(loss_name, IGNORE, class_weights, pos_weight, opts["focal_gamma"],
                            opts["tversky_alpha"], opts["tversky_beta"])
     model_kwargs = dict(opts["model_kwargs"])
-    torch.manual_seed(cfg.seed)  # the initial weights are part of a reproducible run
+    seed_everything(cfg.seed)  # before the model draws its initial weights
     net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
+    for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
+        check_input(net, (data.in_chans, *shape), opts["model"])
     train_loader = SegLoader(data.train, cfg.batch_size, data.mean, data.std, shuffle=True,
                              augment=_augment(opts["augment"]), crop=opts["crop"], device=device, seed=cfg.seed,
                              repeat=opts["repeat"], focus=opts["focus"])
@@ -234,8 +258,6 @@ def train_segmenter(
     select = opts["select"] or ("best" if report_split == "test" else "last")
     task = SegmentationTask(data.num_classes, criterion, IGNORE, noisy_drop,
                             warmup_steps=round(noisy_warmup * cfg.epochs) * len(train_loader))
-    name = dataset or "folder"
-    out = Path(out) if out else Path("runs") / f"segment-{name}-{opts['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
     meta = dict(task="segmentation", model=opts["model"], model_kwargs=model_kwargs, classes=data.classes,
                 mean=list(data.mean), std=list(data.std), in_chans=data.in_chans,
                 size=list(opts["size"]) if opts["size"] else None, dataset=name)
@@ -245,11 +267,11 @@ def train_segmenter(
                   corrupt_mode=corrupt_mode, corrupted=[data.train.names[i] for i in corrupted],
                   options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        rundir.prepare_run_dir(out, config, resume, overwrite)
     logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
-    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
-                  on_epoch=logger)
+    with rundir.interruptible(out):
+        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                      on_epoch=logger)
     if not dist.is_main():
         return {}
     model, _ = load_segmenter(out / f"{select}.ckpt", device)
@@ -269,7 +291,7 @@ def train_segmenter(
         "train_seconds": round(sum(r["seconds"] for r in history), 2),
         "wall_seconds": round(time.perf_counter() - started, 2), "device": str(device),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png", metric=task.monitor)
     hooks.finish_run(out, logger)
     return metrics
@@ -282,11 +304,13 @@ def evaluate_segmenter(checkpoint: str | Path, data_dir: str | Path | None = Non
     config_path = Path(checkpoint).parent / "config.json"
     if not config_path.exists():
         raise CnnlabError(f"{config_path} not found: evaluate needs the run folder the checkpoint was written in")
-    config = json.loads(config_path.read_text())
+    config = read_json(config_path, "run configuration")
+    if not isinstance(config, dict) or "dataset" not in config:
+        raise CnnlabError(f"{config_path} does not hold a segmentation run's configuration")
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
     data = load_data(config["dataset"], data_dir or config.get("data_dir"), config.get("folder"), meta.get("size"),
-                     config["val_fraction"], config["test_fraction"], config["split_seed"])
+                     *(config.get(k, RUN_DEFAULTS[k]) for k in ("val_fraction", "test_fraction", "split_seed")))
     subset = getattr(data, split, None) if split in ("train", "val", "test") else None
     if subset is None or not len(subset):
         raise CnnlabError(f"split {split!r} is empty or unknown for this dataset; use train, val or test")
@@ -299,7 +323,7 @@ def evaluate_segmenter(checkpoint: str | Path, data_dir: str | Path | None = Non
     result["split"] = split
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "eval_metrics.json").write_text(json.dumps(result, indent=1))
+        write_json(out_dir / "eval_metrics.json", result)
     return result
 
 
@@ -351,14 +375,23 @@ def segment_image(model: nn.Module, meta: dict, image: np.ndarray, window: Seque
 
 def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,
                   window: Sequence[int] | None = None, device: str = "auto") -> list[Path]:
-    """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255."""
+    """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255.
+    Refused before anything is written when a mask would replace an input image."""
+    out = Path(out)
+    files = _input_files(inputs)
+    folders = {Path(i).resolve() for i in inputs if Path(i).is_dir()}
+    if out.resolve() in folders:
+        raise CnnlabError(f"--out {out} is an input folder: the masks would replace or mix with its images; "
+                          f"choose another --out")
+    refuse_overwriting_inputs([out / f"{path.stem}.png" for path in files], files)
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file; expected a folder for the masks")
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     binary = len(meta["classes"]) == 2
     written = []
-    for path in _input_files(inputs):
+    for path in files:
         pred = segment_image(model, meta, read_image(path, meta["in_chans"]), window)
         target = out / f"{path.stem}.png"
         _write_png(pred * 255 if binary else pred, target)

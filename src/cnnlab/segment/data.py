@@ -23,11 +23,13 @@ import torch
 from torch import Tensor
 
 from cnnlab.data.base import channel_stats, data_root
-from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, read_image
+from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, warn_files, read_image
 from cnnlab.errors import CnnlabError
 
 IGNORE = 255
 MASK_FORMATS = ("auto", "index", "binary", "palette", "red")
+RAW_MASK_MODES = ("L", "P", "RGB", "I", "F")  # read as stored; other modes are converted to RGB first
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
 
 @dataclass
@@ -147,9 +149,17 @@ def read_mask(path: Path, fmt: str, num_classes: int, void: int | None = None,
         with Image.open(path) as im:
             if size is not None:  # nearest: a resized mask must hold only existing labels
                 im = im.resize((size[1], size[0]), Image.NEAREST)
-            raw = np.asarray(im if im.mode in ("L", "P", "RGB", "I") else im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CnnlabError(f"{path}: cannot read mask ({exc})") from exc
+            # label values are read as stored (16-bit too): indices are never rescaled
+            raw = np.asarray(im if im.mode in RAW_MASK_MODES or im.mode.startswith("I;16") else im.convert("RGB"))
+    except FileNotFoundError:
+        raise CnnlabError(f"{path}: no such mask file") from None
+    except Exception as exc:  # noqa: BLE001  (corrupt files raise many types)
+        reason = str(exc) if isinstance(exc, (UnidentifiedImageError, OSError)) else f"{type(exc).__name__}: {exc}"
+        raise CnnlabError(f"{path}: cannot read mask ({reason})") from None
+    if raw.dtype.kind == "f":
+        if not np.isfinite(raw).all() or (raw != np.round(raw)).any():
+            raise CnnlabError(f"{path}: mask holds fractional values; masks hold whole class numbers")
+        raw = raw.astype(np.int64)
     if raw.ndim == 3 and fmt != "palette":
         if fmt == "red" or (fmt == "auto" and not raw[..., 1:].any()):
             raw, fmt = raw[..., 0], "index"
@@ -158,25 +168,41 @@ def read_mask(path: Path, fmt: str, num_classes: int, void: int | None = None,
         else:
             raise CnnlabError(f"{path}: colour mask; give its colours (--palette) or --mask-format red")
     if fmt == "palette":
-        return _from_palette(path, raw, palette)
+        return _from_palette(path, raw, palette, num_classes)
     raw = raw.astype(np.int64)
+    top = int(raw.max()) if raw.size else 0
     if fmt == "auto":
-        fmt = "binary" if num_classes == 2 and raw.max() == 255 and np.isin(raw, (0, 255)).all() else "index"
-    if fmt == "binary":
-        mask = (raw >= 128) if raw.max() > 1 else raw.astype(bool)
-        return mask.astype(np.uint8)
+        binary = num_classes == 2 and top in (255, 65535) and np.isin(raw, (0, top)).all()
+        fmt = "binary" if binary else "index"
+    if fmt == "binary":  # 0/255 (0/65535 in 16 bits) or 0/1: the upper half of the range is foreground
+        return (raw >= (32768 if top > 255 else 128 if top > 1 else 1)).astype(np.uint8)
+    valid = ((raw >= 0) & (raw < num_classes)) | (raw == void if void is not None else False)
+    bad = np.unique(raw[~valid])
+    if len(bad):
+        hint = " (for 0/255 two-class masks use --mask-format binary)" if num_classes == 2 and 255 in bad else ""
+        raise CnnlabError(f"{path}: mask values {bad[:10].tolist()} are not classes 0..{num_classes - 1}"
+                          + (f" or void {void}" if void is not None else "") + hint)
     if void is not None:
         raw = np.where(raw == void, IGNORE, raw)
-    bad = np.unique(raw[(raw >= num_classes) & (raw != IGNORE)])
-    if len(bad):
-        raise CnnlabError(f"{path}: mask values {bad[:10].tolist()} are not classes 0..{num_classes - 1}"
-                          + (f" or void {void}" if void is not None else ""))
     return raw.astype(np.uint8)
 
 
-def _from_palette(path: Path, rgb: np.ndarray, palette: Sequence[Sequence[int]] | None) -> np.ndarray:
+def check_palette(palette: object, num_classes: int) -> None:
+    """One ``[r, g, b]`` (0..255 each) per class, in class order."""
+    ok = isinstance(palette, (list, tuple)) and all(
+        isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        for c in palette)
+    if not ok:
+        raise CnnlabError(f"--palette {palette!r}: expected a list of [r, g, b] colours with 0..255 integers")
+    if len(palette) != num_classes:
+        raise CnnlabError(f"--palette has {len(palette)} colours for {num_classes} classes: give one per class")
+
+
+def _from_palette(path: Path, rgb: np.ndarray, palette: Sequence[Sequence[int]] | None,
+                  num_classes: int) -> np.ndarray:
     if not palette:
         raise CnnlabError(f"{path}: mask format 'palette' needs the class colours (--palette)")
+    check_palette(palette, num_classes)
     if rgb.ndim != 3:
         raise CnnlabError(f"{path}: mask format 'palette' needs an RGB mask, got one channel")
     codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
@@ -197,13 +223,23 @@ def _file_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CnnlabError(f"{path}: cannot read image ({exc})") from exc
+    except FileNotFoundError:
+        raise CnnlabError(f"{path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001  (corrupt files raise many types)
+        reason = str(exc) if isinstance(exc, (UnidentifiedImageError, OSError)) else f"{type(exc).__name__}: {exc}"
+        raise CnnlabError(f"{path}: cannot read image ({reason})") from None
 
 
 def load_pairs(pairs: Sequence[tuple[Path, Path]], fmt: str, num_classes: int, channels: int | None = None,
                void: int | None = None, palette=None, size: tuple[int, int] | None = None) -> SegSet:
-    """Read every pair (optionally resized to ``size``) into one :class:`SegSet`."""
+    """Read every pair (optionally resized to ``size``) into one :class:`SegSet`.
+
+    JPEG (lossy) masks load, with a warning: compression blurs the label values along edges.
+    """
+    lossy = [m for _, m in pairs if m.suffix.lower() in LOSSY_SUFFIXES]
+    if lossy:
+        warn_files("masks saved in a lossy format (JPEG/WebP): compression alters label values along edges; "
+                    "PNG keeps them exact", lossy)
     images, masks = [], []
     for img_path, mask_path in pairs:
         (iw, ih), (mw, mh) = _file_size(img_path), _file_size(mask_path)

@@ -6,13 +6,18 @@ crash mid-write never leaves a truncated ``last.ckpt`` behind.
 """
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path
+
+T = TypeVar("T")
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
@@ -22,13 +27,71 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint's dict, loaded safely: tensors and plain values only, no pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise CnnlabError(f"checkpoint {path} does not exist")
+        raise CnnlabError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated/foreign files raise many types
-        raise CnnlabError(f"checkpoint {path} cannot be read: {exc}") from exc
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (truncated/foreign files raise many types)
+        raise CnnlabError(unreadable(path, exc)) from None
+    if not isinstance(ckpt, dict):
+        raise CnnlabError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict of weights and settings: "
+                          f"not a cnnlab checkpoint")
+    return ckpt
+
+
+def unreadable(path: Path, exc: BaseException) -> str:
+    """Why a checkpoint did not load, in one line. Torch's own message is not passed on: it
+    suggests ``weights_only=False``, which would run whatever code the file carries."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if found:
+        return (f"checkpoint {path} holds Python objects ({found.group(1)}), not only tensors and plain values; "
+                f"cnnlab does not load such files, since loading them could run code")
+    return f"checkpoint {path} cannot be read: the file is truncated or not a PyTorch checkpoint ({type(exc).__name__})"
+
+
+RESUME_KEYS = ("state_dict", "optimizer", "scheduler", "rng", "history", "best_score", "bad_epochs", "epoch")
+
+
+def load_resume_state(path: Path, meta: dict, device: str | torch.device = "cpu") -> dict:
+    """A ``last.ckpt`` that ``--resume`` can continue: every piece of training state present,
+    and the model the run trains (not another one whose weights happen to fit)."""
+    ckpt = load_checkpoint(path, map_location=device)
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CnnlabError(f"checkpoint {path} has no {', '.join(missing)}: not a last.ckpt that --resume can continue")
+    if "model" in ckpt and "model" in meta and _identity(ckpt) != _identity(meta):
+        raise CnnlabError(f"checkpoint {path} holds {describe(ckpt)}, but this run trains {describe(meta)}")
+    return ckpt
+
+
+def load_weights(model: nn.Module, state_dict: object, path: str | Path, holds: str, asked: str) -> None:
+    """Copy a checkpoint's weights into ``model``. Weights of another architecture are one line
+    naming both models, not PyTorch's list of every mismatched tensor."""
+    try:
+        model.load_state_dict(state_dict)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError, AttributeError, KeyError):
+        mine = model.state_dict()
+        theirs = state_dict if isinstance(state_dict, dict) else {}
+        missing = [k for k in mine if k not in theirs]
+        extra = [k for k in theirs if k not in mine]
+        reshaped = [k for k in mine if k in theirs and getattr(theirs[k], "shape", None) != mine[k].shape]
+        detail = f"{len(missing)} tensors missing, {len(extra)} unexpected, {len(reshaped)} of another shape"
+        if reshaped:
+            k = reshaped[0]
+            detail += f", e.g. {k} is {tuple(getattr(theirs[k], 'shape', ()))} in the file, {tuple(mine[k].shape)} here"
+        who = f"the {asked} it names" if holds == asked else f"{asked} (it holds {holds})"
+        raise CnnlabError(f"checkpoint {path}: its weights do not fit {who}: {detail}") from None
+
+
+def load_classifier_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's dict, refusing a segmentation checkpoint with the command that takes it."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("task") == "segmentation":
+        raise CnnlabError(f"checkpoint {path} holds a segmentation model ({ckpt.get('model')}); "
+                          f"use it with `cnnlab segment evaluate|predict`")
+    return ckpt
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -39,20 +102,59 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     from cnnlab.models import create_model
 
-    ckpt = load_checkpoint(path)
-    for key in ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"):
-        if key not in ckpt:
-            raise CnnlabError(f"checkpoint {path} has no {key!r}: not a cnnlab classifier checkpoint")
+    ckpt = load_classifier_checkpoint(path)
+    check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"),
+               "classifier")
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
-    try:
-        model = create_model(ckpt["model"], num_classes=len(ckpt["classes"]), in_chans=ckpt["input_size"][0],
-                             **kwargs)
-    except CnnlabError as exc:  # a checkpoint of a model this version of cnnlab does not know
-        raise CnnlabError(f"checkpoint {path}: {exc}") from exc
-    model.load_state_dict(ckpt["state_dict"])
+    model = build_from_checkpoint(path, ckpt["model"], lambda: create_model(
+        ckpt["model"], num_classes=len(ckpt["classes"]), in_chans=ckpt["input_size"][0], **kwargs))
+    load_weights(model, ckpt["state_dict"], path, describe(ckpt), describe(ckpt))
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
     return model.to(device).eval(), meta
+
+
+def describe(meta: dict) -> str:
+    """``simple-cnn {'width': 8}``: a model as a checkpoint or run names it."""
+    kwargs = meta.get("model_kwargs") or {}
+    return f"{meta.get('model')}" + (f" {kwargs}" if kwargs else "")
+
+
+def _identity(meta: dict) -> str:
+    """The model name and arguments, compared by value (key order, tuples vs JSON lists aside)."""
+    return json.dumps([meta.get("model"), meta.get("model_kwargs") or {}], sort_keys=True, default=str)
+
+
+def check_meta(path: str | Path, ckpt: dict, required: tuple[str, ...], what: str) -> None:
+    """The settings a model is rebuilt from are there and have the types they must have (a
+    hand-edited or foreign file fails here, in one line, not inside a model constructor)."""
+    missing = [k for k in required if k not in ckpt]
+    if missing:
+        raise CnnlabError(f"checkpoint {path} has no {', '.join(map(repr, missing))}: not a cnnlab {what} checkpoint")
+    rules = {"model": str, "model_kwargs": dict, "classes": list, "mean": list, "std": list, "input_size": list,
+             "in_chans": int}
+    for key, kind in rules.items():
+        if key in ckpt and not isinstance(ckpt[key], (kind, tuple) if kind is list else kind):
+            raise CnnlabError(f"checkpoint {path}: {key!r} is a {type(ckpt[key]).__name__}, expected a {kind.__name__}")
+    size = ckpt.get("input_size")
+    if size is not None and (len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size)):
+        raise CnnlabError(f"checkpoint {path}: input_size {size} is not three positive integers (C, H, W)")
+    if "in_chans" in ckpt and ckpt["in_chans"] < 1:
+        raise CnnlabError(f"checkpoint {path}: in_chans {ckpt['in_chans']} is not a channel count")
+    if "classes" in ckpt and len(ckpt["classes"]) < (2 if what == "segmentation" else 1):
+        raise CnnlabError(f"checkpoint {path}: too few class names ({ckpt['classes']})")
+
+
+def build_from_checkpoint(path: str | Path, name: str, build: Callable[[], T]) -> T:
+    """``build()`` (a registry lookup or a model), with a model the registry cannot make from the
+    file's settings reported as one line naming the file."""
+    try:
+        return build()
+    except CnnlabError as exc:
+        raise CnnlabError(f"checkpoint {path}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise CnnlabError(f"checkpoint {path}: model {name!r} cannot be built from its settings "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def pixel_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

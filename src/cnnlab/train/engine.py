@@ -14,7 +14,6 @@ first training images before the first step; layers with ``set_epoch`` hear each
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -26,9 +25,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from cnnlab.errors import CnnlabError
+from cnnlab.fileio import write_json
 from cnnlab.train import distributed as dist
 from cnnlab.train.averaging import WeightAverage
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
+from cnnlab.train.settings import check_settings
 from cnnlab.train.tta import TTA
 
 
@@ -65,6 +66,9 @@ class TrainConfig:
     channels_last: bool = True  # NHWC: faster convs on CUDA and with oneDNN on CPU (~15% for simple-cnn)
     device: str = "auto"
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        check_settings(self)  # bad values stop here, before a run folder exists
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -245,8 +249,8 @@ def fit(
     if resume:
         if out is None or not (out / "last.ckpt").exists():
             raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
-        ck = load_checkpoint(out / "last.ckpt", map_location=device)
-        model.load_state_dict(ck["state_dict"])
+        ck = load_resume_state(out / "last.ckpt", meta or {}, device)
+        load_weights(model, ck["state_dict"], out / "last.ckpt", describe(ck), describe(meta or {}))
         opt.load_state_dict(ck["optimizer"])
         if sched is not None:
             sched.load_state_dict(ck["scheduler"])
@@ -324,7 +328,7 @@ def fit(
                 "average": average.state_dict() if average is not None else {},
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else {}})
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            write_json(out / "history.json", history)
         if cfg.patience and bad_epochs >= cfg.patience:
             if show:
                 tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
