@@ -184,3 +184,12 @@ def test_recipes_are_chosen_for_the_device_kind():
     assert cpu["model"] == gpu["model"] == "efficientnet-lite0-unet"
     assert cpu["samples"] * cpu["epochs"] < gpu["samples"] * gpu["epochs"]  # a GPU affords more crops
     assert recipe(None, "gpu")["model"] == "unet"
+
+
+def test_without_per_epoch_validation_the_last_weights_are_reported(tmp_path):
+    images, masks = write_pairs(tmp_path, 6)
+    m = train_segmenter(folder=dict(images=images, masks=masks, classes=["bg", "square", "disc"]), out=tmp_path / "r",
+                        val_fraction=0.2, test_fraction=0.2, epoch_val=False, tta="hv", **{**FAST, "epochs": 2})
+    assert m["checkpoint"] == "last.ckpt" and "val_miou" not in m["history"][0]
+    assert m["threshold_choice"] is None and m["inference"]["tta"] == "hv"
+    assert load_checkpoint(tmp_path / "r" / "last.ckpt")["inference"]["tta"] == "hv"
