@@ -22,16 +22,22 @@ def _tiny_presets(root: Path) -> Path:
     return root
 
 
-@pytest.mark.slow
-def test_gpu_benchmark_smoke_run_writes_every_group(tmp_path, monkeypatch):
+def _smoke_run(tmp_path: Path, budget: float) -> dict:
+    """The script's ``main`` with ``--smoke`` on tiny presets; its results.json."""
     torch.set_num_threads(1)
     spec = importlib.util.spec_from_file_location("segmentation_gpu", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     data = _tiny_presets(tmp_path / "data")
     out = tmp_path / "out"
-    bench.main(["--data", str(data), "--out", str(out), "--runs", str(tmp_path / "runs"), "--smoke", "--budget", "900"])
-    r = json.loads((out / "results.json").read_text())
+    bench.main(["--data", str(data), "--out", str(out), "--runs", str(tmp_path / "runs"), "--smoke",
+                "--budget", str(budget)])
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_run_writes_every_group(tmp_path):
+    r = _smoke_run(tmp_path, budget=900)
     assert "errors" not in r, r.get("errors")
     assert r["smoke"] and set(r["calibration_s_per_epoch"]) == {"dc1000", "camvid", "isbi2012"}
     assert r["dc1000"]["recipe"] == "dc1000/cpu" and 0 <= r["dc1000"]["train"]["dice"] <= 1
@@ -40,3 +46,11 @@ def test_gpu_benchmark_smoke_run_writes_every_group(tmp_path, monkeypatch):
     assert set(r["ablation"]["rows"]) == {"default", "no skips", "plain BCE", "random-init encoder"}
     assert r["ablation"]["rows"]["plain BCE"]["loss"] == "bce"
     assert isinstance(r["noisy"]["drop_0.25"], dict)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_out_of_budget_skips_the_optional_groups_and_still_reports(tmp_path):
+    r = _smoke_run(tmp_path, budget=1)
+    assert "errors" not in r, r.get("errors")
+    assert 0 <= r["dc1000"]["dice"] <= 1 and r["ablation"].startswith("skipped: out of budget")
+    assert r["noisy"].startswith("skipped")
