@@ -19,15 +19,7 @@ from cnnlab.segment.data import SegSet
 from cnnlab.segment.inference import infer
 from cnnlab.segment.metrics import ThresholdSearch, confusion_matrix, predict_classes, scores
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.test_segment import FAST, write_pairs
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_segment import FAST, _one_thread, write_pairs  # noqa: F401 (_one_thread: autouse fixture)
 
 
 # ---------------------------------------------------------------- pretrained encoder

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from cnnlab.models.layers import adapt_first_conv
 from cnnlab.models.pretrained import LITE_MEAN, LITE_STD, _lite0_imagenet
 from cnnlab.models.registry import register_model
-from cnnlab.models.unet import UpBlock, pad_to_multiple
+from cnnlab.models.unet import EncoderUNet
 
 # index of the first MBConv block of each stage at strides 2, 4, 8, 16, 32 (the last ends at 16),
 # and the channels those stages end with
@@ -48,7 +48,7 @@ class LiteStage(nn.Module):
         return x
 
 
-class EfficientNetLite0UNet(nn.Module):
+class EfficientNetLite0UNet(EncoderUNet):
     """U-Net whose encoder is ImageNet-pretrained EfficientNet-Lite0 (``pretrained_loaded`` says so).
 
     Inputs are expected normalized as the Lite models were trained, ``(x - 127) / 128`` in 0..255
@@ -60,7 +60,7 @@ class EfficientNetLite0UNet(nn.Module):
                  drop_connect: float | None = None) -> None:
         super().__init__()
         net = _lite0_imagenet(pretrained)
-        self.pretrained_loaded, self.skips = pretrained, skips
+        self.pretrained_loaded = pretrained
         self.pretrained_mean, self.pretrained_std = (LITE_MEAN[0],) * in_chans, (LITE_STD[0],) * in_chans
         net._conv_stem = adapt_first_conv(net._conv_stem, in_chans)
         stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
@@ -70,23 +70,7 @@ class EfficientNetLite0UNet(nn.Module):
         bounds = list(zip(STAGE_STARTS, STAGE_STARTS[1:]))
         self.stages = nn.ModuleList([LiteStage(list(net._blocks[a:b]), rates[a:b], stem if i == 0 else None)
                                      for i, (a, b) in enumerate(bounds)])
-        skip_ch = [c if skips else 0 for c in STAGE_CHANNELS[:-1]][::-1]  # 112, 40, 24, 16
-        in_ch = [STAGE_CHANNELS[-1], *decoder_channels[:-1]]
-        self.decoder = nn.ModuleList([UpBlock(i, s, o, up) for i, s, o in zip(in_ch, skip_ch, decoder_channels)])
-        self.final_up = UpBlock(decoder_channels[-1], 0, decoder_channels[-1], up)
-        self.head = nn.Conv2d(decoder_channels[-1], num_classes, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, (h, w) = pad_to_multiple(x, 32)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        x = feats.pop()
-        for up in self.decoder:
-            skip = feats.pop()
-            x = up(x, skip if self.skips else None)
-        return self.head(self.final_up(x, None))[..., :h, :w]
+        self.build_decoder(STAGE_CHANNELS, decoder_channels, up, skips, nn.Conv2d(decoder_channels[-1], num_classes, 1))
 
 
 @register_model("efficientnet-lite0-unet", default_input=(3, 256, 256), tags=("segmentation", "pretrained"))

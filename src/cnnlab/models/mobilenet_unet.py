@@ -11,11 +11,11 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from cnnlab.models.layers import ConvBNAct, adapt_first_conv
 from cnnlab.models.registry import register_model
-from cnnlab.models.unet import UpBlock, pad_to_multiple
+from cnnlab.models.unet import EncoderUNet
 
 # (end index in features, channels) of the stages at strides 2, 4, 8, 16, 32
 STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
@@ -34,7 +34,7 @@ def _imagenet_state() -> dict | None:
         return None
 
 
-class MobileNetV2UNet(nn.Module):
+class MobileNetV2UNet(EncoderUNet):
     def __init__(self, num_classes: int, in_chans: int = 3, pretrained: bool = True, up: str = "transpose",
                  decoder_channels: tuple[int, ...] = (96, 32, 24, 16), skips: bool = True) -> None:
         super().__init__()
@@ -50,25 +50,9 @@ class MobileNetV2UNet(nn.Module):
         features[0][0] = adapt_first_conv(features[0][0], in_chans)
         bounds = [0] + [end for end, _ in STAGES]
         self.stages = nn.ModuleList([features[a:b] for a, b in zip(bounds, bounds[1:])])
-        self.skips = skips
-        skip_ch = [c if skips else 0 for _, c in STAGES[:-1]][::-1]  # 96, 32, 24, 16
-        in_ch = [STAGES[-1][1], *decoder_channels[:-1]]
-        self.decoder = nn.ModuleList([UpBlock(i, s, o, up) for i, s, o in zip(in_ch, skip_ch, decoder_channels)])
-        self.final_up = UpBlock(decoder_channels[-1], 0, decoder_channels[-1], up)
-        self.head = nn.Sequential(ConvBNAct(decoder_channels[-1], decoder_channels[-1]),
-                                  nn.Conv2d(decoder_channels[-1], num_classes, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, (h, w) = pad_to_multiple(x, 32)
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        x = feats.pop()
-        for up in self.decoder:
-            skip = feats.pop()
-            x = up(x, skip if self.skips else None)
-        return self.head(self.final_up(x, None))[..., :h, :w]
+        self.build_decoder(tuple(c for _, c in STAGES), decoder_channels, up, skips,
+                           nn.Sequential(ConvBNAct(decoder_channels[-1], decoder_channels[-1]),
+                                         nn.Conv2d(decoder_channels[-1], num_classes, 1)))
 
 
 @register_model("mobilenetv2-unet", default_input=(3, 224, 224), tags=("segmentation", "pretrained"))
