@@ -73,8 +73,11 @@ def run(ctx: LabContext) -> LabResult:
         per_seed = []
         for seed in seeds:
             out = ctx.out / "runs" / f"{name}-seed{seed}"
+            # samples=0: `repeat` crops of every image, not the recipe's fixed crops per epoch;
+            # threshold 0.5: the boundary scores below cut the probabilities there too
             metrics = train_segmenter("isbi2012", data_dir=ctx.data_dir, out=out, size=(size, size), crop=(size, size),
-                                      repeat=repeat, epochs=epochs, batch_size=4, seed=seed, device=ctx.device,
+                                      repeat=repeat, samples=0, epochs=epochs, batch_size=4, seed=seed,
+                                      device=ctx.device, lr=2e-3, threshold=0.5,
                                       model="unet", model_kwargs={"width": width, "depth": depth, "skips": skips},
                                       progress=False)
             prob = probabilities(out / metrics["checkpoint"], data.test.images, data.mean, data.std)

@@ -9,4 +9,4 @@ from cnnlab.models import mobilenet  # noqa: F401
 from cnnlab.models import efficientnet  # noqa: F401
 from cnnlab.models import dilated  # noqa: F401
 from cnnlab.models import local  # noqa: F401
-from cnnlab.models import mobilenet_unet, unet  # noqa: F401
+from cnnlab.models import efficientnet_unet, mobilenet_unet, unet  # noqa: F401

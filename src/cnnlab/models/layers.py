@@ -52,6 +52,28 @@ class ConvBNAct(nn.Sequential):
         super().__init__(*layers)
 
 
+def adapt_first_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
+    """A pretrained RGB first convolution made to take ``in_chans`` channels, in place.
+
+    One channel: the filters are summed over R, G and B, so a grey image gives exactly the
+    response the RGB filters give that image replicated to three channels (conv is linear in its
+    input). Other counts: the mean filter on every channel, scaled by ``3 / in_chans`` so an input
+    with equal channels still gives the RGB response. Pretrained filters keep their meaning, which
+    dropping them for random ones would lose. Works on ``nn.Conv2d`` subclasses (their own
+    padding logic is kept).
+    """
+    if in_chans == conv.in_channels:
+        return conv
+    if conv.in_channels != 3 or conv.groups != 1:
+        raise ValueError(f"adapt_first_conv expects an ungrouped 3-channel conv, got {conv}")
+    with torch.no_grad():
+        w = conv.weight
+        new = w.sum(1, keepdim=True) if in_chans == 1 else w.mean(1, keepdim=True).repeat(1, in_chans, 1, 1) * 3 / in_chans
+    conv.weight = nn.Parameter(new.contiguous())
+    conv.in_channels = in_chans
+    return conv
+
+
 class Residual(nn.Module):
     """``x + body(x)``: the identity shortcut that lets gradients skip the body."""
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from cnnlab.models.layers import ConvBNAct
+from cnnlab.models.layers import ConvBNAct, adapt_first_conv
 from cnnlab.models.registry import register_model
-from cnnlab.models.unet import UpBlock, pad_to_multiple
+from cnnlab.models.unet import EncoderUNet
 
 # (end index in features, channels) of the stages at strides 2, 4, 8, 16, 32
 STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
@@ -34,9 +34,9 @@ def _imagenet_state() -> dict | None:
         return None
 
 
-class MobileNetV2UNet(nn.Module):
+class MobileNetV2UNet(EncoderUNet):
     def __init__(self, num_classes: int, in_chans: int = 3, pretrained: bool = True, up: str = "transpose",
-                 decoder_channels: tuple[int, ...] = (96, 32, 24, 16)) -> None:
+                 decoder_channels: tuple[int, ...] = (96, 32, 24, 16), skips: bool = True) -> None:
         super().__init__()
         from torchvision.models import mobilenet_v2
 
@@ -46,36 +46,17 @@ class MobileNetV2UNet(nn.Module):
             net.load_state_dict(state)
         self.pretrained_loaded = state is not None
         features = net.features
-        if in_chans != 3:
-            # spread the RGB filters' mean over the new channels: a grey image then gets the
-            # response its RGB copy would have had, so pretrained filters stay useful
-            old = features[0][0]
-            conv = nn.Conv2d(in_chans, old.out_channels, 3, 2, 1, bias=False)
-            with torch.no_grad():
-                conv.weight.copy_(old.weight.mean(1, keepdim=True).repeat(1, in_chans, 1, 1) * 3 / in_chans)
-            features[0][0] = conv
+        # grey (or other) inputs: the RGB filters summed, so pretrained filters stay useful
+        features[0][0] = adapt_first_conv(features[0][0], in_chans)
         bounds = [0] + [end for end, _ in STAGES]
         self.stages = nn.ModuleList([features[a:b] for a, b in zip(bounds, bounds[1:])])
-        skip_ch = [c for _, c in STAGES[:-1]][::-1]  # 96, 32, 24, 16
-        in_ch = [STAGES[-1][1], *decoder_channels[:-1]]
-        self.decoder = nn.ModuleList([UpBlock(i, s, o, up) for i, s, o in zip(in_ch, skip_ch, decoder_channels)])
-        self.final_up = UpBlock(decoder_channels[-1], 0, decoder_channels[-1], up)
-        self.head = nn.Sequential(ConvBNAct(decoder_channels[-1], decoder_channels[-1]),
-                                  nn.Conv2d(decoder_channels[-1], num_classes, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x, (h, w) = pad_to_multiple(x, 32)
-        skips = []
-        for stage in self.stages:
-            x = stage(x)
-            skips.append(x)
-        x = skips.pop()
-        for up in self.decoder:
-            x = up(x, skips.pop())
-        return self.head(self.final_up(x, None))[..., :h, :w]
+        self.build_decoder(tuple(c for _, c in STAGES), decoder_channels, up, skips,
+                           nn.Sequential(ConvBNAct(decoder_channels[-1], decoder_channels[-1]),
+                                         nn.Conv2d(decoder_channels[-1], num_classes, 1)))
 
 
 @register_model("mobilenetv2-unet", default_input=(3, 224, 224), tags=("segmentation", "pretrained"))
-def mobilenetv2_unet(num_classes: int = 2, in_chans: int = 3, pretrained: bool = True, up: str = "transpose") -> nn.Module:
+def mobilenetv2_unet(num_classes: int = 2, in_chans: int = 3, pretrained: bool = True, up: str = "transpose",
+                     skips: bool = True) -> nn.Module:
     """U-Net decoder on a MobileNetV2 encoder (ImageNet weights when obtainable, else random init)."""
-    return MobileNetV2UNet(num_classes, in_chans, pretrained, up)
+    return MobileNetV2UNet(num_classes, in_chans, pretrained, up, skips=skips)

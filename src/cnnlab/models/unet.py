@@ -69,6 +69,37 @@ def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     return (F.pad(x, (0, pw, 0, ph)) if ph or pw else x), (h, w)
 
 
+class EncoderUNet(nn.Module):
+    """A U-Net decoder on a pretrained encoder's ``stages`` (strides 2, 4, 8, 16, 32).
+
+    Subclasses set ``self.stages`` and call :meth:`build_decoder` with the channels each stage ends
+    with; the last stage is the bottleneck, the others feed the skips (none with ``skips=False``:
+    the same encoder-decoder without skip connections, 000 Q8), and a last up-block restores the
+    input resolution before the 1x1 ``head``.
+    """
+
+    def build_decoder(self, stage_channels: tuple[int, ...], decoder_channels: tuple[int, ...], up: str,
+                      skips: bool, head: nn.Module) -> None:
+        self.skips = skips
+        skip_ch = [c if skips else 0 for c in stage_channels[:-1]][::-1]
+        in_ch = [stage_channels[-1], *decoder_channels[:-1]]
+        self.decoder = nn.ModuleList([UpBlock(i, s, o, up) for i, s, o in zip(in_ch, skip_ch, decoder_channels)])
+        self.final_up = UpBlock(decoder_channels[-1], 0, decoder_channels[-1], up)
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, (h, w) = pad_to_multiple(x, 32)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        x = feats.pop()
+        for up in self.decoder:
+            skip = feats.pop()
+            x = up(x, skip if self.skips else None)
+        return self.head(self.final_up(x, None))[..., :h, :w]
+
+
 class UNet(nn.Module):
     """U-Net with ``depth`` poolings; stage ``i`` has ``width * 2**i`` channels.
 

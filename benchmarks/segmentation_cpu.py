@@ -1,0 +1,117 @@
+"""Segmentation on a CPU: the default recipes as a user runs them, and the ablation table.
+
+Groups (``--group``), each one command short enough to hold the machine alone:
+
+- ``dc1000``: ``cnnlab segment train --dataset dc1000`` with nothing else (the course's bar: caries
+  Dice >= 0.40 on the seeded test split and on the training images, within 30 minutes);
+- ``camvid``: ``cnnlab segment train --dataset camvid`` (val mIoU and per-class IoU);
+- ``isbi2012``: ``cnnlab segment train --dataset isbi2012`` (pixel error on the held-out slices);
+- ``isbi2012-no-skips``: the same with ``--no-skips`` (what the skip connections add, 000 Q8);
+- ``ablation``: DC1000 with a shorter budget (``--epochs``): the default recipe, then one change at a
+  time: no skip connections, plain BCE instead of BCE + Dice, a randomly initialised encoder.
+
+Each default run is the CLI itself in a subprocess, timed from start to exit (imports, data
+loading, training, threshold choice, evaluation: what a user waits for). Results are merged into
+``--results`` (one key per group), so groups can run one after another.
+
+Reproduce (data folders under DATA, e.g. /work/shared/data):
+    PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group dc1000
+    PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group ablation --epochs 6
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cnnlab.argtypes import positive_int
+
+# one change at a time from the default recipe: (row name, options)
+ABLATION = (
+    ("default (skips, bce+dice, pretrained)", {}),
+    ("no skips", {"skips": False}),
+    ("plain BCE", {"loss": "bce"}),
+    ("random-init encoder", {"model_kwargs": {"pretrained": False}}),
+)
+KEEP = ("split", "checkpoint", "images", "miou", "pixel_accuracy", "pixel_error", "dice", "iou", "inference",
+        "plain", "threshold_choice", "model", "params", "loss_name", "recipe", "train_seconds", "wall_seconds",
+        "cpu_seconds", "threads", "device", "sizes")
+
+
+def summary(m: dict) -> dict:
+    """The figures worth keeping from a run's metrics.json (per-class IoU and the train scores too)."""
+    out = {k: m[k] for k in KEEP if k in m}
+    out["epochs"] = len(m["history"])
+    out["per_class_iou"] = {c: round(v["iou"], 4) for c, v in m["per_class"].items()}
+    out["train"] = {k: m["train"][k] for k in ("images", "miou", "pixel_error", "dice", "iou") if k in m["train"]}
+    return out
+
+
+def default_run(dataset: str, data: Path, runs: Path, *extra: str) -> dict:
+    """``cnnlab segment train --dataset NAME`` with nothing else but where its data and run folder are
+    (and ``extra`` arguments, for a one-change variant)."""
+    out = runs / (f"{dataset}-default" + "".join(extra).replace("--", "-"))
+    env = {**os.environ, "CNNLAB_DATA": str(data)}
+    cmd = [sys.executable, "-m", "cnnlab.cli", "segment", "train", "--dataset", dataset, *extra, "--out", str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = summary(json.loads((out / "metrics.json").read_text()))
+    result.update(command=" ".join(["cnnlab", *cmd[3:]]), command_wall_seconds=round(wall, 1),
+                  command_cpu_seconds=round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1))
+    return result
+
+
+def ablation(data: Path, runs: Path, epochs: int, train_images: int) -> dict:
+    """The DC1000 recipe with ``epochs`` and one change per row; train scores on ``train_images``
+    training images (evenly spaced) to keep the table's cost down."""
+    from cnnlab.segment.api import train_segmenter
+
+    rows = {}
+    for name, options in ABLATION:
+        slug = name.split(" (")[0].replace(" ", "-")
+        m = train_segmenter("dc1000", data_dir=data / "dc1000", out=runs / f"dc1000-ablation-{slug}",
+                            progress=False, epochs=epochs, train_eval_images=train_images, **options)
+        rows[name] = summary(m)
+        print(f"{name:40s} test Dice {m['dice']:.4f}  train Dice {m['train']['dice']:.4f}  "
+              f"({m['wall_seconds']:.0f} s)", flush=True)
+    return {"dataset": "dc1000", "epochs": epochs, "train_eval_images": train_images, "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder holding camvid/, dc1000/, isbi2012/")
+    ap.add_argument("--group", required=True, choices=["dc1000", "camvid", "isbi2012", "isbi2012-no-skips", "ablation"])
+    ap.add_argument("--epochs", type=positive_int, default=6, help="ablation: epochs of every run")
+    ap.add_argument("--train-images", type=positive_int, default=14, help="ablation: training images scored")
+    ap.add_argument("--runs", type=Path, default=Path("runs/seg-cpu"), help="run folders (checkpoints)")
+    ap.add_argument("--results", type=Path, default=Path("benchmarks/results/segmentation_cpu.json"))
+    args = ap.parse_args()
+    if args.group == "ablation":
+        result = ablation(args.data, args.runs, args.epochs, args.train_images)
+    elif args.group == "isbi2012-no-skips":
+        result = default_run("isbi2012", args.data, args.runs, "--no-skips")
+    else:
+        result = default_run(args.group, args.data, args.runs)
+    result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                         "torch": torch.__version__, "threads": torch.get_num_threads(),
+                         "load_average_after": os.getloadavg()}
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results[args.group] = result
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("per_class_iou", "rows")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
