@@ -68,7 +68,9 @@ RECIPES: dict[str, dict[str, dict]] = {
                "gpu": dict(_DC1000, epochs=40, batch_size=16, samples=1024)},
     "carla": {"cpu": _CARLA, "gpu": _CARLA},
 }
-TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+# The engine's ``tta`` is classification's flip/translate level; segmentation's own ``tta`` (flips
+# applied at inference and stored in the checkpoint) is a recipe option, not an engine one.
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"tta"}
 # train_segmenter's own options (not recipe or engine ones) and their defaults
 RUN_DEFAULTS: dict = dict(val_fraction=0.1, test_fraction=0.2, split_seed=42, noisy_drop=0.0, noisy_warmup=0.3,
                           corrupt_fraction=0.0, corrupt_mode="shift")
