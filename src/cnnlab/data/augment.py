@@ -77,6 +77,7 @@ PRESETS: dict[str, Augment] = {
     "fashion": Augment(hflip=True, translate=2),
     "cifar": Augment(hflip=True, translate=4),
     "natural": Augment(hflip=True, translate=8, rotate=10),
+    "rotate": Augment(rotate=36),  # Keras' RandomRotation(0.1) (001 Sec.3b; add --vflip for its vertical flips)
 }
 
 

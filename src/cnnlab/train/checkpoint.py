@@ -35,9 +35,11 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild a trained classifier from its checkpoint; returns ``(model in eval mode, meta)``.
 
     ``meta`` holds what the model needs to be used: ``model``, ``model_kwargs``, ``classes``,
-    ``mean``, ``std``, ``input_size`` (C, H, W).
+    ``mean``, ``std``, ``input_size`` (C, H, W). A one-output (sigmoid, ``--loss bce``) binary model
+    comes back behind ``TwoClassLogits``, so it gives two logits like every other classifier.
     """
     from cnnlab.models import create_model
+    from cnnlab.models.layers import TwoClassLogits
 
     ckpt = load_checkpoint(path)
     for key in ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"):
@@ -45,8 +47,11 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
             raise CnnlabError(f"checkpoint {path} has no {key!r}: not a cnnlab classifier checkpoint")
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
-    model = create_model(ckpt["model"], num_classes=len(ckpt["classes"]), in_chans=ckpt["input_size"][0], **kwargs)
+    outputs = ckpt.get("outputs", len(ckpt["classes"]))
+    model = create_model(ckpt["model"], num_classes=outputs, in_chans=ckpt["input_size"][0], **kwargs)
     model.load_state_dict(ckpt["state_dict"])
+    if outputs == 1:
+        model = nn.Sequential(model, TwoClassLogits())
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
     return model.to(device).eval(), meta
 
