@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -64,27 +63,38 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_image(net: nn.Module, splits: DatasetSplits, cfg: TrainConfig, batch: int, warm: int = 2,
-                      timed: int = 2) -> float:
-    """Training seconds per image at ``batch``: ``warm`` untimed steps (allocator, cuDNN autotuning)
-    then ``timed`` steps on real augmented batches. The model is thrown away afterwards."""
+def seconds_per_image(net: nn.Module, splits: DatasetSplits, cfg: TrainConfig, min_seconds: float) -> float:
+    """Training seconds per image at ``cfg.batch_size`` on real augmented batches: two untimed steps
+    (one when a step is slow) for allocator warm-up and cuDNN autotuning, then timed steps until
+    ``min_seconds`` have passed (at least two). The model is thrown away afterwards."""
     device = cfg.resolved_device()
     net = net.to(device, memory_format=torch.channels_last).train()
     opt = build_optimizer(net, cfg)
-    loader = iter(make_loaders(splits, replace(cfg, batch_size=batch))[0])
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
-    for i in range(warm + timed):
-        if i == warm:
-            sync(device)
-            t0 = time.perf_counter()
-        x, y = next(loader)
+    batches = iter(make_loaders(splits, cfg)[0])
+
+    def step() -> float:
+        nonlocal batches
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(make_loaders(splits, cfg)[0])
+            x, y = next(batches)
+        t0 = time.perf_counter()
         with autocast(device, cfg.amp):
             loss = task.loss(net(x.contiguous(memory_format=torch.channels_last)).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    sync(device)
-    return (time.perf_counter() - t0) / (timed * batch)
+        sync(device)
+        return time.perf_counter() - t0
+
+    if step() < 2.0:
+        step()
+    times = [step(), step()]
+    while sum(times) < min_seconds and len(times) < 50:
+        times.append(step())
+    return sum(times) / (len(times) * cfg.batch_size)
 
 
 def plan(seconds: float, per_image: float, batch: int, train_size: int, max_epochs: int) -> tuple[int, int]:
@@ -105,8 +115,7 @@ def run_model(name: str, splits: DatasetSplits, share: float, args: argparse.Nam
         probe = zoo_model(name, splits.num_classes)
     row = dict(model=name, resolution=zoo_resolution(name), params=count_params(probe),
                macs=count_macs(probe, (3, 32, 32)))
-    calib_batch = args.batch_size if device.type == "cuda" else min(args.batch_size, 16)
-    per_image = seconds_per_image(zoo_model(name, splits.num_classes), splits, cfg, calib_batch)
+    per_image = seconds_per_image(zoo_model(name, splits.num_classes), splits, cfg, min_seconds=max(1.0, 0.04 * share))
     test_estimate = len(splits.test) * per_image / 3  # a forward pass is about a third of a training step
     left = share - (time.perf_counter() - started) - test_estimate
     epochs, images = plan(left, per_image, args.batch_size, len(splits.train), args.max_epochs)

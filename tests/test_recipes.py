@@ -206,3 +206,26 @@ def test_zoo_is_every_scratch_classifier_and_each_fits_32_pixels():
             macs[name] = count_macs(net, (3, 32, 32))
     eff = [macs[f"efficientnet-b{phi}"] for phi in range(4)]
     assert all(b > a * 1.8 for a, b in zip(eff, eff[1:]))  # about 2x per phi: depth x width^2 x resolution^2
+
+
+def _zoo_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "cifar10_zoo.py"
+    spec = importlib.util.spec_from_file_location("cifar10_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zoo_benchmark_pareto_front_and_budget_plan():
+    zoo = _zoo_benchmark()
+    rows = [dict(model=m, macs=c, test_accuracy=a) for m, c, a in
+            [("a", 10, 0.50), ("b", 20, 0.45), ("c", 30, 0.60), ("d", 40, 0.60), ("e", 50, 0.70), ("f", 5, 0.30)]]
+    assert [r["model"] for r in zoo.pareto(rows)] == ["f", "a", "c", "e"]  # b and d are beaten by cheaper ones
+    # 100 s at 0.01 s per image: 10,000 images; 5,000 training images -> 2 epochs (capped by max_epochs)
+    assert zoo.plan(100, 0.01, 64, 5000, 60) == (2, 5000)
+    assert zoo.plan(100, 0.01, 64, 5000, 1) == (1, 5000)
+    assert zoo.plan(10, 0.01, 64, 5000, 60) == (1, 960)  # 1,000 images fit: 15 whole batches of one epoch
+    assert zoo.plan(0.5, 0.01, 64, 5000, 60) == (0, 0)  # not one batch

@@ -65,7 +65,7 @@ def train_classifier(
 
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
     ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``init_from``, ``finetune_epochs``,
-    ``finetune_lr`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
+    ``finetune_lr``, ``target_recall`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
     from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
 
     With ``finetune_epochs`` > 0 the run has two phases, each a complete run folder: first the model
@@ -90,12 +90,12 @@ def train_classifier(
     else:
         first = _train(dataset, phase1, frozen_dir, resume=resume, started=time.perf_counter(), **common)
         resume = False
-    if not first:  # a non-zero rank under torchrun
-        return {}
     phase2 = dict(opts, finetune_epochs=0, epochs=opts["finetune_epochs"], lr=opts["finetune_lr"] or opts["lr"],
                   init_from=str(frozen_dir / "best.ckpt"),
                   model_kwargs={**opts["model_kwargs"], **({"freeze": False} if "freeze" in opts["model_kwargs"] else {})})
     metrics = _train(dataset, phase2, out, resume=resume and (out / "last.ckpt").exists(), started=started, **common)
+    if not metrics:  # a non-zero rank under torchrun: rank 0 reports
+        return {}
     metrics["frozen"] = {k: first[k] for k in ("test_accuracy", "test_loss", "wall_seconds", "best_epoch")}
     metrics["frozen"].update(epochs=len(first["history"]), run=str(frozen_dir))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
