@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def pareto(rows: list[dict]) -> list[dict]:
 def plot(doc: dict, path: Path) -> Path:
     """Test accuracy against MACs (log scale), the Pareto front as a step line, EfficientNet-B0..B3 joined."""
     rows = [r for r in doc["models"] if "test_accuracy" in r]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(9, 6.5))
     ax.scatter([r["macs"] for r in rows], [r["test_accuracy"] for r in rows], color="tab:blue", zorder=3)
     for r in rows:
         ax.annotate(r["model"], (r["macs"], r["test_accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -176,9 +177,9 @@ def plot(doc: dict, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("MACs per 32x32 image")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"CIFAR-10 zoo: {doc['setting']}", fontsize=9)
+    ax.set_title(textwrap.fill(f"CIFAR-10 zoo on {doc['device']}: {doc['setting']}", 110), fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     return save_figure(fig, path)
 
 
@@ -223,7 +224,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="results path without suffix")
     ap.add_argument("--smoke", action="store_true", help="a seconds-long check of the whole pipeline")
+    ap.add_argument("--replot", type=Path, help="only rewrite the .md table and .png plot of this results .json")
     args = ap.parse_args()
+    if args.replot:
+        doc = json.loads(args.replot.read_text())
+        args.replot.with_suffix(".md").write_text(table(doc) + "\n")
+        plot(doc, args.replot.with_suffix(".png"))
+        return
     started = time.perf_counter()
     cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     if args.smoke:
