@@ -30,7 +30,7 @@ from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.report import plots
+from cnnlab.report import hooks, plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import load_classifier, load_checkpoint
@@ -59,6 +59,7 @@ def train_classifier(
     resume: bool = False,
     dataset_kwargs: dict | None = None,
     progress: bool = True,
+    tensorboard: bool = False,
     **options,
 ) -> dict:
     """Train a classifier and write a complete run folder; returns the final metrics dict.
@@ -67,6 +68,7 @@ def train_classifier(
     ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``init_from``, ``finetune_epochs``,
     ``finetune_lr``, ``target_recall`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
     from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
 
     With ``finetune_epochs`` > 0 the run has two phases, each a complete run folder: first the model
     as given (for transfer learning ``model_kwargs={"freeze": true}``: only the new head learns) for
@@ -80,7 +82,8 @@ def train_classifier(
     if unknown:
         raise CnnlabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     out = Path(out) if out else Path("runs") / f"{dataset}-{opts['model'].replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress)
+    common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
+                  tensorboard=tensorboard)
     if not opts["finetune_epochs"]:
         return _train(dataset, opts, out, resume=resume, started=started, **common)
     frozen_dir = out / "frozen"
@@ -103,7 +106,7 @@ def train_classifier(
 
 
 def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None, resume: bool,
-           dataset_kwargs: dict | None, progress: bool, started: float) -> dict:
+           dataset_kwargs: dict | None, progress: bool, tensorboard: bool, started: float) -> dict:
     """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``)."""
     dist.init()
     cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
@@ -131,7 +134,9 @@ def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir:
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=2))
-    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
+    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                  on_epoch=logger)
     dist.close()
     if not dist.is_main():
         return {}
@@ -143,6 +148,7 @@ def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir:
                    train_size=len(splits.train))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plots.plot_curves(history, out / "curves.png")
+    hooks.finish_run(out, logger)
     return metrics
 
 
@@ -295,9 +301,13 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int
     std = torch.tensor(meta["std"]).view(1, -1, 1, 1)
     with torch.no_grad():
         probs = model((images.float() / 255 - mean).div(std).to(cfg.resolved_device())).float().softmax(1).cpu()
-    k = min(topk, probs.shape[1])
-    top = probs.topk(k, dim=1)
-    return [{"file": str(f), "top": [(meta["classes"][j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
+    return top_classes(probs, meta["classes"], files, topk)
+
+
+def top_classes(probs: torch.Tensor, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:
+    """``[{"file": f, "top": [(class, probability), ...]}]``: the k most probable classes per image."""
+    top = probs.topk(min(topk, probs.shape[1]), dim=1)
+    return [{"file": str(f), "top": [(classes[j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
             for i, f in enumerate(files)]
 
 

@@ -48,7 +48,10 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
     outputs = ckpt.get("outputs", len(ckpt["classes"]))
-    model = create_model(ckpt["model"], num_classes=outputs, in_chans=ckpt["input_size"][0], **kwargs)
+    try:
+        model = create_model(ckpt["model"], num_classes=outputs, in_chans=ckpt["input_size"][0], **kwargs)
+    except CnnlabError as exc:  # a checkpoint of a model this version of cnnlab does not know
+        raise CnnlabError(f"checkpoint {path}: {exc}") from exc
     model.load_state_dict(ckpt["state_dict"])
     if outputs == 1:
         model = nn.Sequential(model, TwoClassLogits())
