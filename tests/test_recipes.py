@@ -229,3 +229,19 @@ def test_zoo_benchmark_pareto_front_and_budget_plan():
     assert zoo.plan(100, 0.01, 64, 5000, 1) == (1, 5000)
     assert zoo.plan(10, 0.01, 64, 5000, 60) == (1, 960)  # 1,000 images fit: 15 whole batches of one epoch
     assert zoo.plan(0.5, 0.01, 64, 5000, 60) == (0, 0)  # not one batch
+
+
+def test_zoo_benchmark_smoke_mode_writes_table_json_and_plot(tmp_path):
+    """The GPU zoo script's --smoke run on the CPU: every smoke model calibrated, trained on one batch (one
+    image per class), tested."""
+    zoo = _zoo_benchmark()
+    data = tiny_data("cifar10", tmp_path / "cifar10")
+    out = tmp_path / "zoo"
+    zoo.main(["--data-dir", data, "--device", "cpu", "--smoke", "--batch-size", "10", "--out", str(out)])
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert [r["model"] for r in doc["models"]] == zoo.SMOKE_MODELS  # cheapest first: that is their MACs order
+    for row in doc["models"]:
+        assert row["train_images"] == 10 and 0.0 <= row["test_accuracy"] <= 1.0 and row["macs"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert "SUBSET of 20 training / 10 test images" in table and table.count("| efficientnet-b") == 2
+    assert out.with_suffix(".png").stat().st_size > 10_000
