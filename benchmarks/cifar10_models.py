@@ -1,7 +1,7 @@
-"""Rank the registry's architectures on CIFAR-10 (the JPEG image-folder tree), and time cnnlab's
-quickest route to 90% test accuracy against the peer, airbench, in the same run on the same GPU.
+"""Time cnnlab's quickest route to 90% CIFAR-10 test accuracy against the peer, airbench, in the same
+run on the same GPU. (The architecture zoo moved to ``benchmarks/cifar10_zoo.py``.)
 
-Three parts, each written to ``--out`` (JSON) as soon as a row is measured, so a run cut short
+Two parts, each written to ``--out`` (JSON) as soon as a row is measured, so a run cut short
 still reports what it finished:
 
 1. ``airbench``: ``benchmarks/airbench_peer.py`` in a subprocess (its own CUDA context and
@@ -9,15 +9,9 @@ still reports what it finished:
 2. ``fast``: complete cnnlab training runs (``cnnlab.train.engine.fit`` on cnnlab loaders and
    models) of increasing length; cnnlab's time to 90% is the training + test-evaluation seconds
    of the shortest run whose test accuracy (with flip TTA, as airbench's) reaches 90%. After the
-   zoo, and if ``--compile-deadline`` allows, that run is repeated under ``torch.compile`` (compile
+   runs, and if ``--compile-deadline`` allows, that run is repeated under ``torch.compile`` (compile
    time excluded, as airbench excludes its own: one warm-up epoch and evaluation first, then the
    weights are re-initialised).
-3. ``zoo``: every architecture of the course with ONE shared recipe and budget (the cifar10
-   default recipe of ``cnnlab train`` with ``--zoo-epochs`` epochs), all 50,000 training images,
-   test accuracy without TTA at the end of the budget (no model selection on the test split),
-   wall seconds of training, params and MACs at 32x32. Models whose registered default input is
-   224x224 are built with their CIFAR stem (``image_size=32``). ``--deadline`` skips the rest of
-   the zoo once that many seconds of the whole benchmark have passed.
 
 The training set is all of ``train/`` (``val_fraction=0``, like airbench); the test set is ``test/``.
 ``torch.backends.cudnn.benchmark`` is on for every run (airbench turns it on too).
@@ -28,7 +22,6 @@ Usage: CNNLAB_CACHE=/tmp/cache python benchmarks/cifar10_models.py --data-dir DI
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import subprocess
 import sys
@@ -39,32 +32,17 @@ import torch
 from torch import nn
 
 from cnnlab.data import load_dataset
-from cnnlab.models import create_model
 from cnnlab.models.complexity import count_macs, count_params
-from cnnlab.models.registry import get_entry
+from cnnlab.models.zoo import zoo_model
 from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import train_config
 from cnnlab.train.engine import evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 from cnnlab.train.tta import TTA
 
-# Cheapest first, so that a deadline drops the most expensive ones.
-ZOO = ["resnet9", "dilated-cnn", "mobilenet-v1", "mobilenet-v2", "efficientnet-b0", "efficientnet-b1",
-       "efficientnet-b2", "efficientnet-b3", "resnet18", "se-resnet18", "resnext29-4x16d", "resnet34", "googlenet",
-       "resnet50", "resnext29-8x64d"]
 # Complete runs of increasing length for the time-to-90% search: (model kwargs, training overrides).
 FAST = [({"width": 64}, dict(epochs=e, batch_size=512, lr=0.4, label_smoothing=0.2)) for e in (8, 10, 12, 16)]
-# The zoo's shared recipe (= `cnnlab train --dataset cifar10` defaults; epochs from --zoo-epochs).
-ZOO_RECIPE = dict(batch_size=256, lr=0.2, label_smoothing=0.2, optimizer="sgd", schedule="onecycle")
 TARGET = 0.90
-
-
-def build(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """A registry model for 32x32 input: ``image_size=32`` picks the CIFAR stem where there is one."""
-    params = inspect.signature(get_entry(name)[0].builder).parameters
-    if "image_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs.setdefault("image_size", 32)
-    return create_model(name, num_classes=num_classes, **kwargs)
 
 
 def _timed_eval(model: nn.Module, loader, task, device) -> tuple[float, float]:
@@ -87,7 +65,7 @@ def train_and_test(name: str, splits, model_kwargs: dict, overrides: dict, tta: 
     """One complete run through cnnlab's engine; seconds are training plus test evaluation."""
     cfg = train_config("cifar10", **overrides)
     device = cfg.resolved_device()
-    net = build(name, splits.num_classes, **model_kwargs)
+    net = zoo_model(name, splits.num_classes, **model_kwargs)
     params, macs = count_params(net), count_macs(net, (splits.in_chans, *splits.image_size))
     train_loader, _, test_loader = make_loaders(splits, cfg)
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
@@ -121,7 +99,7 @@ class Results:
     """The JSON document, rewritten after every row (a run cut short keeps what it measured)."""
 
     def __init__(self, path: Path, meta: dict) -> None:
-        self.path, self.doc = path, {**meta, "airbench": None, "fast": [], "zoo": []}
+        self.path, self.doc = path, {**meta, "airbench": None, "fast": []}
 
     def add(self, part: str, value) -> None:
         if isinstance(self.doc[part], list):
@@ -162,14 +140,6 @@ def run_fast_compiled(splits, results: Results) -> None:
                                            compile_model=True))
 
 
-def run_zoo(splits, results: Results, models: list[str], epochs: int, deadline: float, started: float) -> None:
-    for name in models:
-        if time.perf_counter() - started > deadline:
-            results.add("zoo", {"model": name, "skipped": f"deadline of {deadline:.0f} s reached"})
-            continue
-        results.add("zoo", train_and_test(name, splits, {}, {**ZOO_RECIPE, "epochs": epochs}))
-
-
 def summary(doc: dict) -> str:
     """The tables printed at the end (and written next to the JSON as Markdown)."""
     lines = []
@@ -190,12 +160,6 @@ def summary(doc: dict) -> str:
     for r in doc["fast"]:
         lines.append(f"| resnet9 {r['model_kwargs']} | {r['epochs']} | {r['batch_size']} | {r['lr']} | {r['compiled']} | "
                      f"{r['test_accuracy']:.4f} | {r['test_accuracy_tta']:.4f} | {r['seconds']:.2f} |")
-    lines += ["", f"zoo: {doc['zoo_epochs']} epochs each, {ZOO_RECIPE}",
-              "", "| model | test acc | wall s | params | MACs (32x32) |", "|---|---:|---:|---:|---:|"]
-    for r in sorted((r for r in doc["zoo"] if "test_accuracy" in r), key=lambda r: -r["test_accuracy"]):
-        lines.append(f"| {r['model']} | {r['test_accuracy']:.4f} | {r['seconds']:.1f} | {r['params'] / 1e6:.2f}M | "
-                     f"{r['macs'] / 1e6:.0f}M |")
-    lines += [f"| {r['model']} | skipped | | | |" for r in doc["zoo"] if "skipped" in r]
     return "\n".join(lines)
 
 
@@ -205,26 +169,20 @@ def main() -> None:
     ap.add_argument("--out", default="cifar10_models.json")
     ap.add_argument("--airbench-script", help="unmodified airbench94_muon.py (skip the peer when left out)")
     ap.add_argument("--airbench-runs", type=int, default=5)
-    ap.add_argument("--parts", default="airbench,fast,zoo", help="comma-separated subset of airbench,fast,zoo")
-    ap.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo models")
-    ap.add_argument("--zoo-epochs", type=int, default=3)
-    ap.add_argument("--deadline", type=float, default=float("inf"), help="seconds after which the zoo stops")
+    ap.add_argument("--parts", default="airbench,fast", help="comma-separated subset of airbench,fast")
     ap.add_argument("--compile-deadline", type=float, default=float("inf"),
-                    help="after the zoo, repeat the fastest run compiled only if fewer seconds than this have passed")
+                    help="repeat the fastest run compiled only if fewer seconds than this have passed")
     args = ap.parse_args()
     started = time.perf_counter()
     torch.backends.cudnn.benchmark = True
     parts = set(args.parts.split(","))
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    results = Results(Path(args.out), {"device": device, "torch": torch.__version__, "zoo_epochs": args.zoo_epochs,
-                                       "target": TARGET})
+    results = Results(Path(args.out), {"device": device, "torch": torch.__version__, "target": TARGET})
     if "airbench" in parts and args.airbench_script:
         run_airbench(args, results)
     splits = load_dataset("cifar10", args.data_dir, val_fraction=0.0)
     if "fast" in parts:
         run_fast(splits, results)
-    if "zoo" in parts:
-        run_zoo(splits, results, args.models.split(","), args.zoo_epochs, args.deadline, started)
     if "fast" in parts and time.perf_counter() - started < args.compile_deadline:
         run_fast_compiled(splits, results)
     text = summary(results.doc)

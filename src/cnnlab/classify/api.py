@@ -6,6 +6,7 @@ writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the p
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict
@@ -34,10 +35,10 @@ from cnnlab.report import hooks, plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
 from cnnlab.train import rundir
-from cnnlab.train.checkpoint import load_classifier, load_classifier_checkpoint
+from cnnlab.train.checkpoint import load_checkpoint, load_classifier, load_classifier_checkpoint
 from cnnlab.train.engine import TrainConfig, evaluate, fit
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
-from cnnlab.train.tasks import ClassificationTask
+from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 
 RESIDENT_BYTES = 1 << 30  # a split whose normalised copy fits in this is normalised once, up front
 
@@ -78,53 +79,92 @@ def train_classifier(
     """Train a classifier and write a complete run folder; returns the final metrics dict.
 
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
-    ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
-    None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with
-    ``resume`` they come from the run's config.json instead (see ``cnnlab.train.rundir``).
+    ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``init_from``, ``finetune_epochs``,
+    ``finetune_lr`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
+    from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with ``resume``
+    they come from the run's config.json instead (see ``cnnlab.train.rundir``).
     ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
+
+    With ``finetune_epochs`` > 0 the run has two phases, each a complete run folder: first the model
+    as given (for transfer learning ``model_kwargs={"freeze": true}``: only the new head learns) for
+    ``epochs`` at ``lr`` into ``OUT/frozen/``; then, from that phase's best checkpoint, every weight
+    trainable, ``finetune_epochs`` at ``finetune_lr`` into ``OUT`` (its metrics hold both phases' test
+    figures under ``frozen`` and at the top level).
     """
     started = time.perf_counter()
-    dist.init()
-    if resume:
+    two_phase_run = out is not None and (Path(out) / "frozen").is_dir()
+    if resume and not two_phase_run:  # a two-phase run's phases resume from the options given
         run = rundir.resume_options(out, dict(
             dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
             dataset_kwargs=dataset_kwargs or None, **{**dict.fromkeys(TRAIN_FIELDS), **options}))
         dataset, recipe, data_dir, target_recall, dataset_kwargs = (
             run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
         options = run
-    dataset, opts = resolve_options(dataset, recipe, **options)
+    dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **options)
     unknown = set(opts) - set(RUN_DEFAULTS) - TRAIN_FIELDS - {"model"}
     if unknown:
         raise CnnlabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    out = Path(out) if out else Path("runs") / f"{dataset}-{opts['model'].replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
+        rundir.check_run_dir(out, resume and not two_phase_run, overwrite)
+    common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
+                  tensorboard=tensorboard)
+    if not opts["finetune_epochs"]:
+        return _train(dataset, opts, out, resume=resume, overwrite=overwrite, started=started, **common)
+    frozen_dir = out / "frozen"
+    phase1 = dict(opts, finetune_epochs=0)
+    if resume and (frozen_dir / "metrics.json").exists():
+        first = read_json(frozen_dir / "metrics.json", "first phase's metrics")
+    else:
+        first = _train(dataset, phase1, frozen_dir, resume=resume and (frozen_dir / "last.ckpt").exists(),
+                       overwrite=overwrite, started=time.perf_counter(), **common)
+        resume = False
+    phase2 = dict(opts, finetune_epochs=0, epochs=opts["finetune_epochs"], lr=opts["finetune_lr"] or opts["lr"],
+                  init_from=str(frozen_dir / "best.ckpt"),
+                  model_kwargs={**opts["model_kwargs"], **({"freeze": False} if "freeze" in opts["model_kwargs"] else {})})
+    resume2 = resume and (out / "last.ckpt").exists()
+    # OUT was checked above; it now holds only frozen/ (and, after --overwrite, old files to clear)
+    metrics = _train(dataset, phase2, out, resume=resume2, overwrite=not resume2, started=started, **common)
+    if not metrics:  # a non-zero rank under torchrun: rank 0 reports
+        return {}
+    metrics["frozen"] = {k: first[k] for k in ("test_accuracy", "test_loss", "wall_seconds", "best_epoch")}
+    metrics["frozen"].update(epochs=len(first["history"]), run=str(frozen_dir))
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None, resume: bool,
+           overwrite: bool, dataset_kwargs: dict | None, progress: bool, tensorboard: bool, started: float) -> dict:
+    """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``)."""
+    dist.init()
     cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
     model_name, model_kwargs, augment, vflip = opts["model"], opts["model_kwargs"], opts["augment"], opts["vflip"]
-    val_fraction, test_fraction, split_seed = opts["val_fraction"], opts["test_fraction"], opts["split_seed"]
-    out = Path(out) if out else Path("runs") / f"{dataset}-{model_name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None, model=model_name,
-                  model_kwargs=model_kwargs, val_fraction=val_fraction, test_fraction=test_fraction,
-                  split_seed=split_seed, augment=augment, vflip=vflip, target_recall=target_recall,
+                  **{k: opts[k] for k in RUN_DEFAULTS if k not in ("finetune_epochs", "finetune_lr")},
                   dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
-    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
-        rundir.check_run_dir(out, resume, overwrite)
-    splits = load_dataset(dataset, data_dir, val_fraction=val_fraction, test_fraction=test_fraction,
-                          seed=split_seed, **(dataset_kwargs or {}))
+    target_recall = opts["target_recall"]
+    splits = load_run_splits(dataset, data_dir, config)
     if splits.num_classes < 2:
         raise CnnlabError(f"classification needs >= 2 classes; {dataset} has {splits.num_classes} "
                           f"({', '.join(splits.classes)})")
     if target_recall is not None and splits.num_classes != 2:
         raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
+    task = make_task(opts["loss"], splits.num_classes, cfg.label_smoothing)
+    outputs = 1 if isinstance(task, BinaryTask) else splits.num_classes
     kwargs = dict(model_kwargs or {})
     if model_name == "mlp":
         kwargs.setdefault("image_size", splits.image_size[0])
     seed_everything(cfg.seed)  # before the model draws its initial weights
-    net = create_model(model_name, num_classes=splits.num_classes, in_chans=splits.in_chans, **kwargs)
+    net = create_model(model_name, num_classes=outputs, in_chans=splits.in_chans, **kwargs)
     check_input(net, (splits.in_chans, *splits.image_size), model_name)
+    if opts["init_from"]:
+        init_weights(net, opts["init_from"])
     train_loader, val_loader, test_loader = make_loaders(splits, cfg, augment, vflip)
     meta = dict(model=model_name, model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
-                std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset)
+                std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset,
+                outputs=outputs)
     if dist.is_main():
         rundir.prepare_run_dir(out, config, resume, overwrite)
-    task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
     logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
     with rundir.interruptible(out):
         history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
@@ -138,11 +178,30 @@ def train_classifier(
         metrics["compile_seconds"] = history[0]["compile_seconds"]
     metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
                    model=model_name, params=sum(p.numel() for p in net.parameters()),
-                   best_epoch=_best_epoch(history, task.monitor))
+                   best_epoch=_best_epoch(history, task.monitor), loss_name=opts["loss"],
+                   train_size=len(splits.train))
     write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png")
     hooks.finish_run(out, logger)
     return metrics
+
+
+def load_run_splits(dataset: str, data_dir: str | None, config: dict) -> DatasetSplits:
+    """The seeded splits a run's ``config`` names (classes, subset, fractions, seed, dataset kwargs)."""
+    return load_dataset(dataset, data_dir, val_fraction=config.get("val_fraction", 0.1),
+                        test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
+                        classes=config.get("classes"), subset=config.get("subset"),
+                        **config.get("dataset_kwargs", {}))
+
+
+def init_weights(net: torch.nn.Module, checkpoint: str | Path) -> None:
+    """Start from a cnnlab checkpoint's weights (the same model with the same outputs)."""
+    state = load_checkpoint(checkpoint)
+    try:
+        net.load_state_dict(state["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        raise CnnlabError(f"--init-from {checkpoint}: its weights do not fit this model "
+                          f"({state.get('model', '?')} {state.get('model_kwargs', {})}): {str(exc)[:200]}") from exc
 
 
 def _best_epoch(history: list[dict], monitor: str) -> int:
@@ -179,11 +238,8 @@ def report(model, splits: DatasetSplits, test_loader, val_loader, out: Path | No
 
 
 def binary_report(model, val_loader, test_scores, test_targets, device, target_recall, out, tta: int = 0) -> dict:
-    """Precision-recall on test; with ``target_recall`` the threshold is chosen on validation.
-
-    The threshold is the highest one whose validation recall still reaches the target, i.e. the
-    most precise operating point that misses at most ``1 - target_recall`` of the positives.
-    """
+    """Precision-recall on test; with ``target_recall`` the threshold is chosen on validation
+    (:func:`threshold_for_recall`) and the test precision and recall at it are reported."""
     precision, recall, _ = binary_precision_recall_curve(test_scores, test_targets)
     result: dict = {"average_precision": float(-(torch.diff(recall) * precision[1:]).sum())}
     point = None
@@ -191,9 +247,7 @@ def binary_report(model, val_loader, test_scores, test_targets, device, target_r
         if val_loader is None:
             raise CnnlabError("--target-recall needs a validation split (use --val-fraction > 0)")
         val = evaluate(model, val_loader, ClassificationTask(2), device, collect=True, tta=tta)
-        v_prec, v_rec, v_thr = binary_precision_recall_curve(val["outputs"].softmax(1)[:, 1], val["targets"])
-        ok = torch.nonzero(v_rec[:-1] >= target_recall).flatten()
-        threshold = float(v_thr[ok[-1]]) if len(ok) else 0.0
+        threshold = threshold_for_recall(val["outputs"].softmax(1)[:, 1], val["targets"], target_recall)
         pred = test_scores >= threshold
         tp = int((pred & (test_targets == 1)).sum())
         test_prec = tp / max(int(pred.sum()), 1)
@@ -205,6 +259,19 @@ def binary_report(model, val_loader, test_scores, test_targets, device, target_r
         plots.plot_pr_curve(precision.numpy(), recall.numpy(), out / "pr_curve.png", point,
                             f"threshold for recall {target_recall}" if point else "")
     return result
+
+
+def threshold_for_recall(scores: torch.Tensor, targets: torch.Tensor, target_recall: float) -> float:
+    """The highest threshold ``t`` whose recall (``score >= t`` called positive) reaches ``target_recall``.
+
+    That is the most precise operating point that misses at most ``1 - target_recall`` of the
+    positives: the ``ceil(target_recall * P)``-th highest score among the ``P`` positives.
+    """
+    positives = scores[targets == 1].sort(descending=True).values
+    if len(positives) == 0:
+        raise CnnlabError("--target-recall: the validation split holds no positive example")
+    needed = max(1, math.ceil(target_recall * len(positives) - 1e-9))
+    return float(positives[needed - 1])
 
 
 def _sample_plots(splits: DatasetSplits, preds, targets, probs, out: Path, n: int = 16) -> None:
@@ -234,10 +301,7 @@ def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tu
     dataset = ckpt.get("dataset") or config.get("dataset")
     if dataset is None:
         raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to use")
-    splits = load_dataset(dataset, data_dir or config.get("data_dir"), val_fraction=config.get("val_fraction", 0.1),
-                          test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
-                          **config.get("dataset_kwargs", {}))
-    return ckpt, config, splits
+    return ckpt, config, load_run_splits(dataset, data_dir or config.get("data_dir"), config)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,

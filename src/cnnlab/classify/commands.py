@@ -9,6 +9,14 @@ from cnnlab.argtypes import (device, float_range, fraction, int_range, json_obje
 open_fraction = float_range(0, 1, low_open=True, high_open=True)
 
 
+def class_list(text: str) -> list[str]:
+    """``--classes``: comma-separated class names (at least two)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if len(names) < 2:
+        raise argparse.ArgumentTypeError(f"expected at least two comma-separated class names, got {text!r}")
+    return names
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>, else the user cache)")
     p.add_argument("--label-regex", help="filename dataset: regex whose first group is the label")
@@ -35,7 +43,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
         amp=False if args.no_amp else None, tta=args.tta, average=args.average, bn_lr_scale=args.bn_lr_scale,
-        compile=args.compile, cpu_amp=args.cpu_amp, tensorboard=args.tensorboard)
+        compile=args.compile, cpu_amp=args.cpu_amp, loss=args.loss, classes=args.classes, subset=args.subset,
+        init_from=args.init_from, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        tensorboard=args.tensorboard)
     if metrics:
         _print_summary(metrics)
 
@@ -122,6 +132,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-seed", type=seed, help="seed of the val/test splits (default 42)")
     p.add_argument("--target-recall", type=float_range(0, 1, low_open=True),
                    help="binary tasks: pick the threshold reaching this val recall")
+    p.add_argument("--loss", choices=["ce", "bce"], help="ce: K outputs, softmax cross-entropy (default); "
+                                                         "bce: two classes, ONE sigmoid output, binary cross-entropy")
+    p.add_argument("--classes", type=class_list, help="keep only these classes, comma-separated, relabelled in this "
+                                                      "order (two classes: the last is the positive one)")
+    p.add_argument("--subset", type=positive_int, help="train on a seeded, stratified subset of this many training "
+                                                       "images (val is cut from it; test stays whole)")
+    p.add_argument("--init-from", help="start from the weights of this checkpoint (same model and outputs)")
+    p.add_argument("--finetune-epochs", type=nonneg_int,
+                   help="then a second phase: every weight trainable for N epochs from the first phase's best "
+                        "checkpoint (first phase goes to OUT/frozen/)")
+    p.add_argument("--finetune-lr", type=positive_float, help="learning rate of the fine-tuning phase (default: --lr)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.ckpt (options left out come from its config.json)")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field, fields
 
+from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.errors import CnnlabError
 from cnnlab.train.engine import TrainConfig, cpu_has_native_bf16
 
@@ -31,8 +32,14 @@ RECIPES: dict[str, dict] = {
 DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_smoothing=0.1)
 
 
-# run options that are not TrainConfig fields, when neither a recipe nor the user sets them
-RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False)
+# run options that are not TrainConfig fields, when neither a recipe nor the user sets them:
+# loss "ce" (K logits, softmax) or "bce" (two classes, one sigmoid logit); classes/subset select
+# classes and a stratified share of the training images; init_from starts from a checkpoint's
+# weights; finetune_epochs > 0 makes a run two phases (see classify.api.train_classifier);
+# target_recall picks a two-class decision threshold on validation
+RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False,
+                    loss="ce", classes=None, subset=None, init_from=None, finetune_epochs=0, finetune_lr=None,
+                    target_recall=None)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,10 @@ def register_recipe(recipe: NamedRecipe) -> NamedRecipe:
         raise ValueError(f"recipe {recipe.name!r} is registered twice")
     NAMED_RECIPES[recipe.name] = recipe
     return recipe
+
+
+for _fields in COURSE_RECIPES:
+    register_recipe(NamedRecipe(**_fields))
 
 
 def get_recipe(name: str) -> NamedRecipe:

@@ -98,6 +98,7 @@ PRESETS: dict[str, Augment] = {
     "cifar": Augment(hflip=True, translate=4),
     "cifar-fast": Augment(hflip=True, translate=2, alternate_flip=True),  # airbench94's
     "natural": Augment(hflip=True, translate=8, rotate=10),
+    "rotate": Augment(rotate=36),  # Keras' RandomRotation(0.1) (001 Sec.3b; add --vflip for its vertical flips)
 }
 
 

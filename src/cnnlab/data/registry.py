@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
-from cnnlab.data.base import DatasetSplits, seeded_split
+import torch
+
+from cnnlab.data.base import DatasetSplits, ImageSet, channel_stats, seeded_split
 from cnnlab.errors import CnnlabError
 
 Loader = Callable[..., DatasetSplits]
@@ -47,6 +49,8 @@ def load_dataset(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 42,
+    classes: Sequence[str] | None = None,
+    subset: int | None = None,
     **kwargs,
 ) -> DatasetSplits:
     """Load ``name`` and make its splits deterministic.
@@ -54,6 +58,11 @@ def load_dataset(
     A dataset without a test split gets a seeded ``test_fraction`` cut (default 80/20, seed 42);
     a validation split of ``val_fraction`` is then carved from train with the same seed
     (``val_fraction=0`` keeps all of train). Same seed, same split, always.
+
+    ``classes`` keeps only those classes, relabelled in the order given (a two-class task cut from
+    a ten-class dataset: the last name is the positive class). ``subset`` keeps a seeded, stratified
+    ``subset`` of the training images (before the validation cut; the test split stays whole), for
+    runs that must fit a CPU budget.
     """
     entries = {e.name: e for e in list_datasets()}
     key = name.lower()
@@ -62,8 +71,39 @@ def load_dataset(
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise CnnlabError(f"unknown dataset {name!r}.{hint} Known: {', '.join(entries)}")
     splits = entries[key].loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
+    if classes:
+        select_classes(splits, classes)
+    if subset:
+        if subset < len(splits.train):
+            splits.train = seeded_split(splits.train, subset / len(splits.train), seed)[1]
+        splits.info["subset"] = subset
     if splits.val is None and val_fraction > 0:
         splits.train, splits.val = seeded_split(splits.train, val_fraction, seed)
     splits.info.update(seed=seed, val_fraction=val_fraction,
                        sizes={"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)})
     return splits
+
+
+def select_classes(splits: DatasetSplits, names: Sequence[str]) -> None:
+    """Keep only the classes ``names`` (matched without regard to case), relabelled 0..k-1 in that order.
+
+    The normalization statistics are recomputed on the remaining training images.
+    """
+    known = {c.lower(): i for i, c in enumerate(splits.classes)}
+    missing = [n for n in names if n.lower() not in known]
+    if missing or len(set(n.lower() for n in names)) != len(names) or len(names) < 2:
+        why = f"unknown class(es) {', '.join(map(repr, missing))}" if missing else "at least two different classes"
+        raise CnnlabError(f"--classes: {why}; {splits.name} has {', '.join(splits.classes)}")
+    old = torch.tensor([known[n.lower()] for n in names])
+
+    def keep(part: ImageSet | None) -> ImageSet | None:
+        if part is None:
+            return None
+        match = part.labels.view(-1, 1) == old.view(1, -1)
+        rows = match.any(1)
+        return ImageSet(part.images[rows], match[rows].int().argmax(1))
+
+    splits.train, splits.val, splits.test = keep(splits.train), keep(splits.val), keep(splits.test)
+    splits.classes = [splits.classes[i] for i in old.tolist()]
+    splits.mean, splits.std = channel_stats(splits.train.images)
+    splits.info["classes"] = list(splits.classes)

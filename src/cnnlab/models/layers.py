@@ -169,6 +169,39 @@ class FrozenScaleBatchNorm2d(nn.BatchNorm2d):
 # ---------------------------------------------------------------------------------------------
 
 
+class Resize(nn.Module):
+    """Bilinear resize of every input to ``size x size`` inside the model.
+
+    Lets a network meant for a larger input (a pretrained ImageNet trunk, a compound-scaled
+    EfficientNet) train on small stored images without keeping an upscaled copy of the dataset.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] == (self.size, self.size):
+            return x
+        return nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                         antialias=x.shape[-1] > self.size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+class TwoClassLogits(nn.Module):
+    """One logit ``z`` (a sigmoid/BCE model) as two logits ``[0, z]``.
+
+    ``softmax([0, z])[1] == sigmoid(z)`` and cross-entropy on ``[0, z]`` equals BCE on ``z``, so
+    every tool written for K-way logits (reports, predict, Grad-CAM, attacks) uses a one-output
+    binary model unchanged.
+    """
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of ``divisor`` without losing more than 10%.
 

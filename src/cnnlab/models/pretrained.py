@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.layers import Resize
 from cnnlab.models.registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,13 +104,16 @@ class TransferNet(nn.Module):
     """Pretrained trunk + new head; the trunk can be frozen (feature extraction) or fine-tuned.
 
     ``in_chans`` other than 3 is handled by repeating/averaging to 3 channels in front, so the
-    pretrained first convolution keeps its weights.
+    pretrained first convolution keeps its weights. ``resize`` scales inputs up (or down) to the
+    resolution the trunk was trained at, inside the model (a 32x32 CIFAR image leaves an ImageNet
+    trunk with a 1x1 feature map; at 224 it sees what it learned on).
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, in_chans: int = 3,
-                 freeze: bool = False, dropout: float = 0.2) -> None:
+                 freeze: bool = False, dropout: float = 0.2, resize: int | None = None) -> None:
         super().__init__()
         self.in_chans = in_chans
+        self.resize = Resize(resize) if resize else nn.Identity()
         self.features = backbone.features
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                                   nn.Linear(backbone.channels, num_classes))
@@ -121,16 +125,16 @@ class TransferNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.in_chans == 1:
             x = x.expand(-1, 3, -1, -1)
-        return self.head(self.features(x))
+        return self.head(self.features(self.resize(x)))
 
 
 @register_model("transfer:", default_input=(3, 224, 224), tags=("pretrained",))
 def transfer(backbone: str, num_classes: int = 10, in_chans: int = 3, pretrained: bool = True,
-             freeze: bool = False, dropout: float = 0.2) -> nn.Module:
+             freeze: bool = False, dropout: float = 0.2, resize: int | None = None) -> nn.Module:
     """transfer:<backbone> - a pretrained backbone (efficientnet-lite0 offline, or torchvision) with a new head."""
     if in_chans not in (1, 3):
         raise CnnlabError(f"transfer:{backbone} takes 1- or 3-channel images, got in_chans={in_chans}")
-    return TransferNet(load_backbone(backbone, pretrained), num_classes, in_chans, freeze, dropout)
+    return TransferNet(load_backbone(backbone, pretrained), num_classes, in_chans, freeze, dropout, resize)
 
 
 @register_model("efficientnet-lite0-imagenet", default_input=(3, 224, 224), tags=("pretrained",))

@@ -98,18 +98,23 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild a trained classifier from its checkpoint; returns ``(model in eval mode, meta)``.
 
     ``meta`` holds what the model needs to be used: ``model``, ``model_kwargs``, ``classes``,
-    ``mean``, ``std``, ``input_size`` (C, H, W).
+    ``mean``, ``std``, ``input_size`` (C, H, W). A one-output (sigmoid, ``--loss bce``) binary model
+    comes back behind ``TwoClassLogits``, so it gives two logits like every other classifier.
     """
     from cnnlab.models import create_model
+    from cnnlab.models.layers import TwoClassLogits
 
     ckpt = load_classifier_checkpoint(path)
     check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"),
                "classifier")
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
+    outputs = ckpt.get("outputs", len(ckpt["classes"]))
     model = build_from_checkpoint(path, ckpt["model"], lambda: create_model(
-        ckpt["model"], num_classes=len(ckpt["classes"]), in_chans=ckpt["input_size"][0], **kwargs))
+        ckpt["model"], num_classes=outputs, in_chans=ckpt["input_size"][0], **kwargs))
     load_weights(model, ckpt["state_dict"], path, describe(ckpt), describe(ckpt))
+    if outputs == 1:
+        model = nn.Sequential(model, TwoClassLogits())
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
     return model.to(device).eval(), meta
 

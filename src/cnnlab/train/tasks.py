@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import BinaryAccuracy
+
+from cnnlab.errors import CnnlabError
 
 
 class ClassificationTask:
@@ -47,3 +50,42 @@ class Top1Accuracy(Metric):
 
     def compute(self) -> Tensor:
         return self.correct.float() / self.total.clamp_min(1)
+
+
+class BinaryTask:
+    """Two classes, ONE output: a sigmoid on one logit, trained with binary cross-entropy.
+
+    The model's ``N x 1`` output is the logit of the positive class (class index 1). Label smoothing
+    pulls the targets towards 0.5 by ``label_smoothing / 2``, as K-way smoothing does for K = 2.
+    """
+
+    monitor = "accuracy"
+    num_classes = 2
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        y = targets.float() * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        return F.binary_cross_entropy_with_logits(outputs.view(-1), y)
+
+    def metrics(self) -> MetricCollection:
+        return MetricCollection({"accuracy": _BinaryLogitAccuracy()})
+
+
+class _BinaryLogitAccuracy(BinaryAccuracy):
+    """BinaryAccuracy at probability 0.5 fed with ``N x 1`` logits."""
+
+    def update(self, preds: Tensor, target: Tensor) -> None:  # type: ignore[override]
+        super().update(preds.view(-1).sigmoid(), target)
+
+
+def make_task(loss: str, num_classes: int, label_smoothing: float = 0.0):
+    """The task for ``--loss``: ``ce`` (K logits, softmax cross-entropy) or ``bce`` (one logit, two classes)."""
+    if loss == "bce":
+        if num_classes != 2:
+            raise CnnlabError(f"--loss bce needs a two-class dataset (one sigmoid output); this one has {num_classes}")
+        return BinaryTask(label_smoothing)
+    if loss != "ce":
+        raise CnnlabError(f"unknown loss {loss!r}; expected ce or bce")
+    return ClassificationTask(num_classes, label_smoothing)

@@ -1,0 +1,61 @@
+"""The course's classification practicals as named recipes: ``cnnlab train --recipe NAME``.
+
+Plain data (``NamedRecipe`` fields), registered by ``cnnlab.classify.recipes``. Each fixes model, optimiser, schedule, epochs, augmentation and split as its assignment states
+(options the user gives still win). Where the assignment's dataset is not available offline the
+recipe trains on the one named in ``dataset`` and ``data_note`` says how to get the original.
+``cnnlab train --list-recipes`` lists them; docs/course.md has each one's measured result.
+"""
+from __future__ import annotations
+
+# 001 Sec.3a: three (conv, conv, maxpool, BatchNorm) blocks and two dense layers, Keras' Adam
+# (lr 1e-3, no weight decay, no schedule), batch 256, 10 epochs, no augmentation.
+CNN_3A = dict(model="vgg-small", model_kwargs={"width": 32}, optimizer="adam", lr=1e-3, weight_decay=0.0,
+              schedule="none", batch_size=256, epochs=10, label_smoothing=0.0, augment="none")
+
+COURSE_RECIPES: list[dict] = [
+    dict(name="cifar10-cnn", dataset="cifar10", assignment="001 Sec.3a", options=CNN_3A,
+         description="3 x (conv, conv, maxpool, BN) + 2 dense, Adam, batch 256, 10 epochs"),
+    dict(name="cifar10-cnn-augment", dataset="cifar10", assignment="001 Sec.3b-c",
+         options=dict(CNN_3A, augment="rotate", vflip=True),
+         description="cifar10-cnn + vertical flips and random rotations (up to 36 degrees) on training images only"),
+    dict(name="cifar10-transfer", dataset="cifar10", assignment="001 Sec.3d",
+         options=dict(CNN_3A, model="transfer:efficientnet-lite0", model_kwargs={"freeze": True, "resize": 224},
+                      epochs=5, finetune_epochs=5, finetune_lr=1e-4),
+         description="ImageNet EfficientNet-Lite0 (offline weights) at 224 px: a new head on the frozen trunk for "
+                     "5 epochs (OUT/frozen/), then the whole network fine-tuned for 5 epochs at lr 1e-4 (OUT/)"),
+    dict(name="cifar10-transfer-resnet50", dataset="cifar10", assignment="001 Sec.3d",
+         options=dict(CNN_3A, model="transfer:resnet50", model_kwargs={"freeze": True, "resize": 224},
+                      epochs=5, finetune_epochs=5, finetune_lr=1e-4),
+         description="cifar10-transfer with torchvision's ImageNet ResNet-50 (the course used Keras' ResNet)",
+         data_note="its weights download from torchvision once; offline, use cifar10-transfer"),
+    dict(name="resnext29", dataset="cifar10", assignment="003 Q6",
+         options=dict(model="resnext29-4x16d", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+                      schedule="cosine", batch_size=128, epochs=30, label_smoothing=0.1, augment="cifar"),
+         description="ResNeXt-29 (4x16d), SGD + Nesterov, cosine LR schedule, weight decay, label smoothing, "
+                     "flips and shifts, 30 epochs; the best validation checkpoint is the one tested",
+         data_note="the assignment trains on CIFAR-100: add --dataset cifar100 (same loader; downloads when "
+                   "online); --model resnext29-8x64d is the paper's 34.4M-parameter network"),
+    dict(name="resnet9-onecycle", dataset="cifar10", assignment="004 Ex3",
+         options=dict(model="resnet9", model_kwargs={"width": 64}, optimizer="adam", lr=0.01, schedule="onecycle",
+                      weight_decay=1e-4, batch_size=128, epochs=18, label_smoothing=0.0, augment="cifar"),
+         description="ResNet9 (64-128-res-256-512-res), Adam, one-cycle LR peaking at 0.01, 18 epochs",
+         data_note="the course reports val 0.91 / test 0.90 on Intel Image Classification (6 classes, 150x150); "
+                   "--dataset imagefolder --data-dir DIR/seg_train --image-size 150 reads Kaggle's layout"),
+    dict(name="colour-digits", dataset="colour-digits", assignment="003 Q5",
+         options=dict(model="simple-cnn", model_kwargs={"width": 32}, optimizer="adam", lr=1e-3, weight_decay=0.0,
+                      schedule="plateau", gamma=0.3, patience=6, batch_size=32, epochs=40, label_smoothing=0.0,
+                      augment="mnist", test_fraction=0.2, split_seed=42),
+         description="colour digits 1-4 labelled by file name, 80/20 split (seed 42), shifts and rotations, Adam, "
+                     "LR cut on plateau, early stopping (patience 6), at most 40 epochs; goal >= 90% test accuracy",
+         data_note="the course's folder is not public: the dataset is written on first use from scikit-learn's "
+                   "real handwritten digits (cnnlab.data.colour_digits); --dataset filename --data-dir DIR "
+                   "--label-regex REGEX trains on the original"),
+    dict(name="defect-bce", dataset="fashion-mnist", assignment="001 Sec.4b",
+         options=dict(model="simple-cnn", model_kwargs={"width": 32}, loss="bce", classes=["T-shirt/top", "Shirt"],
+                      target_recall=0.95, optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="onecycle",
+                      epochs=8, batch_size=128, label_smoothing=0.0, augment="fashion"),
+         description="binary defect detector: ONE sigmoid output and BCE, the threshold chosen on validation for "
+                     "recall >= 0.95 (Shirt plays 'defective', T-shirt/top 'sound')",
+         data_note="no defect image set offline: Fashion-MNIST's two most confused classes stand in; "
+                   "--dataset imagefolder --classes ok,defect trains on real product images"),
+]

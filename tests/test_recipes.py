@@ -1,0 +1,247 @@
+"""The course's named recipes, one-logit BCE training, the recall threshold, class/subset selection,
+the colour-digits generator and the architecture zoo."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchmetrics.functional.classification import binary_precision_recall_curve
+
+from cnnlab.classify.api import evaluate_checkpoint, predict_files, threshold_for_recall, train_classifier
+from cnnlab.classify.course import COURSE_RECIPES
+from cnnlab.classify.recipes import NAMED_RECIPES, resolve_options
+from cnnlab.cli import main
+from cnnlab.data import load_dataset
+from cnnlab.data.colour_digits import LABEL_REGEX, write_colour_digits
+from cnnlab.errors import CnnlabError
+from cnnlab.models.layers import TwoClassLogits
+from cnnlab.models.zoo import zoo_model, zoo_models, zoo_resolution
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.tasks import BinaryTask
+from tests.test_data import make_class_tree, make_idx_folder
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# what shrinks a recipe to one tiny step; everything else stays the recipe's own
+TINY = dict(epochs=1, batch_size=8, progress=False)
+TINY_MODEL = {"cifar10-transfer": {"freeze": True, "resize": 32},
+              "cifar10-transfer-resnet50": {"freeze": True, "resize": 32, "pretrained": False}}
+
+
+def tiny_data(dataset: str, root) -> str:
+    """A few generated files in the layout ``dataset`` reads."""
+    if dataset == "cifar10":
+        make_class_tree(root / "train", CIFAR_CLASSES, 2, 32)
+        make_class_tree(root / "test", CIFAR_CLASSES, 1, 32)
+    elif dataset == "fashion-mnist":
+        make_idx_folder(root, n_train=60, n_test=20)
+    else:
+        assert dataset == "colour-digits"  # written by the dataset itself; only a subset is trained on
+    return str(root)
+
+
+# cifar10-transfer runs both its phases in the test after this one
+@pytest.mark.parametrize("name", [r["name"] for r in COURSE_RECIPES if r["name"] != "cifar10-transfer"])
+def test_every_course_recipe_resolves_and_runs_one_tiny_step(name, tmp_path):
+    recipe = NAMED_RECIPES[name]
+    assert recipe.assignment and recipe.description
+    dataset, opts = resolve_options(None, name)
+    assert dataset == recipe.dataset and {k: opts[k] for k in recipe.options} == recipe.options
+    given = dict(TINY)
+    if name in TINY_MODEL:
+        given["model_kwargs"] = TINY_MODEL[name]
+    if recipe.options.get("finetune_epochs"):  # the phase after the frozen one is tested below
+        given["finetune_epochs"] = 0
+    if dataset == "colour-digits":
+        given["subset"] = 24
+    out = tmp_path / "run"
+    m = train_classifier(recipe=name, data_dir=tiny_data(dataset, tmp_path / dataset), out=out, **given)
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"] == name and config["model"] == recipe.options["model"]
+    for key in ("optimizer", "lr", "schedule", "weight_decay"):
+        if key in recipe.options:
+            assert config["train"][key] == recipe.options[key]
+    assert {"best.ckpt", "last.ckpt", "metrics.json", "curves.png", "confusion_matrix.png"} <= {p.name for p in out.iterdir()}
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and len(m["history"]) == 1
+
+
+def test_frozen_phase_keeps_the_pretrained_trunk_and_finetuning_changes_it(tmp_path):
+    from cnnlab.models import create_model
+
+    out = tmp_path / "run"
+    m = train_classifier(recipe="cifar10-transfer", data_dir=tiny_data("cifar10", tmp_path / "c10"), out=out,
+                         model_kwargs=TINY_MODEL["cifar10-transfer"], finetune_epochs=1, finetune_lr=1e-2, **TINY)
+    assert m["frozen"]["epochs"] == 1 and len(m["history"]) == 1 and (out / "frozen" / "metrics.json").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["lr"] == 1e-2 and config["model_kwargs"]["freeze"] is False
+    assert config["init_from"] == str(out / "frozen" / "best.ckpt")
+    pretrained = create_model("transfer:efficientnet-lite0", num_classes=10).state_dict()
+    frozen = load_checkpoint(out / "frozen" / "last.ckpt")["state_dict"]
+    tuned = load_checkpoint(out / "last.ckpt")["state_dict"]
+    trunk = [k for k, v in pretrained.items() if k.startswith("features.") and k.endswith("conv.weight")
+             or k.endswith("_conv_stem.weight")]
+    assert trunk and all(torch.equal(frozen[k], pretrained[k]) for k in trunk)
+    assert any(not torch.equal(tuned[k], frozen[k]) for k in trunk)  # phase 2 trains the trunk too
+
+
+def test_bce_trains_one_logit_and_every_tool_reads_it_as_two_classes(tmp_path):
+    out = tmp_path / "run"
+    m = train_classifier("digits", out=out, loss="bce", classes=["3", "8"], model="simple-cnn",
+                         model_kwargs={"width": 8}, epochs=10, target_recall=0.9, progress=False)
+    ckpt = load_checkpoint(out / "best.ckpt")
+    assert ckpt["outputs"] == 1 and ckpt["state_dict"]["13.weight"].shape[0] == 1  # one logit
+    assert m["classes"] == ["3", "8"] and m["test_accuracy"] > 0.9 and m["loss_name"] == "bce"
+    assert m["binary"]["threshold"] > 0 and (out / "pr_curve.png").exists()
+    assert evaluate_checkpoint(out / "best.ckpt")["test_accuracy"] == pytest.approx(m["test_accuracy"])
+    splits = load_dataset("digits", classes=["3", "8"])
+    Image.fromarray(splits.test.images[0, 0].numpy()).save(tmp_path / "d.png")
+    (row,) = predict_files(out / "best.ckpt", [tmp_path / "d.png"], topk=2)
+    assert {c for c, _ in row["top"]} == {"3", "8"} and sum(p for _, p in row["top"]) == pytest.approx(1.0)
+    with pytest.raises(CnnlabError, match="--loss bce needs a two-class dataset"):
+        train_classifier("digits", out=tmp_path / "r2", loss="bce", epochs=1, progress=False)
+
+
+def test_bce_loss_equals_the_formula_and_two_class_cross_entropy():
+    z = torch.tensor([[2.0], [-1.0], [0.5]])
+    y = torch.tensor([1, 0, 0])
+    p = torch.sigmoid(z.view(-1))
+    by_hand = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    assert BinaryTask().loss(z, y) == pytest.approx(float(by_hand), abs=1e-6)
+    assert F.cross_entropy(TwoClassLogits()(z), y) == pytest.approx(float(by_hand), abs=1e-6)
+    smoothed = BinaryTask(0.2).loss(z, y)  # targets 0.9 / 0.1
+    t = y * 0.8 + 0.1
+    assert smoothed == pytest.approx(float(-(t * p.log() + (1 - t) * (1 - p).log()).mean()), abs=1e-6)
+
+
+def test_threshold_for_recall_on_a_hand_made_case():
+    scores = torch.tensor([0.9, 0.8, 0.6, 0.3, 0.7, 0.5, 0.2])
+    targets = torch.tensor([1, 1, 1, 1, 0, 0, 0])
+    # positives ranked 0.9, 0.8, 0.6, 0.3: recall 1/4, 2/4, 3/4, 4/4 at those thresholds
+    assert threshold_for_recall(scores, targets, 0.75) == pytest.approx(0.6)
+    assert threshold_for_recall(scores, targets, 0.7) == pytest.approx(0.6)
+    assert threshold_for_recall(scores, targets, 0.5) == pytest.approx(0.8)
+    assert threshold_for_recall(scores, targets, 1.0) == pytest.approx(0.3)
+    for target in (0.5, 0.7, 0.75, 1.0):
+        t = threshold_for_recall(scores, targets, target)
+        recall = float(((scores >= t) & (targets == 1)).sum() / 4)
+        assert recall >= target  # reached ...
+        higher = scores[scores > t]
+        if len(higher):  # ... and no higher threshold reaches it
+            assert float(((scores >= higher.min()) & (targets == 1)).sum() / 4) < target
+    with pytest.raises(CnnlabError, match="no positive"):
+        threshold_for_recall(scores, torch.zeros(7, dtype=torch.long), 0.9)
+
+
+def test_threshold_for_recall_matches_the_precision_recall_curve_search():
+    g = torch.Generator().manual_seed(0)
+    targets = (torch.rand(500, generator=g) < 0.3).long()
+    scores = (torch.rand(500, generator=g) + 0.5 * targets).clamp(0, 1)
+    _, recall, thresholds = binary_precision_recall_curve(scores, targets)
+    for target in (0.5, 0.9, 0.95, 0.99):
+        ok = torch.nonzero(recall[:-1] >= target).flatten()
+        assert threshold_for_recall(scores, targets, target) == pytest.approx(float(thresholds[ok[-1]]))
+
+
+def test_classes_keep_and_relabel_and_subset_is_stratified():
+    full = load_dataset("digits", val_fraction=0)
+    two = load_dataset("digits", val_fraction=0, classes=["8", "3"])
+    assert two.classes == ["8", "3"]
+    assert len(two.test) == int(((full.test.labels == 8) | (full.test.labels == 3)).sum())
+    eights = full.train.images[full.train.labels == 8]
+    assert torch.equal(two.train.images[two.train.labels == 0], eights)
+    sub = load_dataset("digits", subset=200, val_fraction=0.1)
+    assert abs(len(sub.train) + len(sub.val) - 200) <= 10 and len(sub.test) == len(full.test)
+    assert torch.bincount(sub.train.labels).min() >= 15  # every class keeps its share
+    with pytest.raises(CnnlabError, match="unknown class.*'eight'.*has 0, 1"):
+        load_dataset("digits", classes=["eight", "3"])
+
+
+def test_colour_digits_are_real_digits_labelled_in_their_file_names(tmp_path):
+    from sklearn.datasets import load_digits
+
+    root = write_colour_digits(tmp_path / "cd", size=64, seed=0)
+    files = sorted(root.iterdir())
+    labels = [int(re.search(LABEL_REGEX, f.name).group(1)) for f in files]
+    target = load_digits().target
+    assert np.bincount(labels, minlength=5)[1:].tolist() == [int((target == d).sum()) for d in (1, 2, 3, 4)]
+    image = np.asarray(Image.open(files[0]))
+    assert image.shape == (64, 64, 3) and image.std() > 20  # coloured ink on a different paper
+    with pytest.raises(CnnlabError, match="already exists"):
+        write_colour_digits(root)
+    splits = load_dataset("colour-digits", str(root), val_fraction=0)
+    assert splits.classes == ["1", "2", "3", "4"] and len(splits.train) + len(splits.test) == len(files)
+    assert abs(len(splits.test) / len(files) - 0.2) < 0.01
+
+
+def test_cli_lists_recipes_and_validates_new_options(capsys):
+    assert main(["train", "--list-recipes"]) == 0
+    listing = capsys.readouterr().out
+    for r in COURSE_RECIPES:
+        assert r["name"] in listing and r["assignment"] in listing
+    with pytest.raises(SystemExit):
+        main(["train", "--subset", "0"])
+    assert "--subset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--classes", "cat"])
+    assert "at least two" in capsys.readouterr().err
+
+
+def test_zoo_is_every_scratch_classifier_and_each_fits_32_pixels():
+    from cnnlab.models.complexity import count_macs
+
+    assert set(zoo_models()) == {
+        "dilated-cnn", "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "googlenet",
+        "locally-connected", "mlp", "mobilenet-v1", "mobilenet-v2", "resnet18", "resnet34", "resnet50", "resnet9",
+        "resnext29-4x16d", "resnext29-8x64d", "se-resnet18", "simple-cnn", "vgg-small"}
+    assert [zoo_resolution(f"efficientnet-b{phi}") for phi in range(4)] == [32, 37, 42, 49]
+    macs = {}
+    with torch.device("meta"):
+        for name in zoo_models():
+            net = zoo_model(name, num_classes=10)
+            assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10), name
+            macs[name] = count_macs(net, (3, 32, 32))
+    eff = [macs[f"efficientnet-b{phi}"] for phi in range(4)]
+    assert all(b > a * 1.8 for a, b in zip(eff, eff[1:]))  # about 2x per phi: depth x width^2 x resolution^2
+
+
+def _zoo_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "cifar10_zoo.py"
+    spec = importlib.util.spec_from_file_location("cifar10_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_zoo_benchmark_pareto_front_and_budget_plan():
+    zoo = _zoo_benchmark()
+    rows = [dict(model=m, macs=c, test_accuracy=a) for m, c, a in
+            [("a", 10, 0.50), ("b", 20, 0.45), ("c", 30, 0.60), ("d", 40, 0.60), ("e", 50, 0.70), ("f", 5, 0.30)]]
+    assert [r["model"] for r in zoo.pareto(rows)] == ["f", "a", "c", "e"]  # b and d are beaten by cheaper ones
+    # 100 s at 0.01 s per image: 10,000 images; 5,000 training images -> 2 epochs (capped by max_epochs)
+    assert zoo.plan(100, 0.01, 64, 5000, 60) == (2, 5000)
+    assert zoo.plan(100, 0.01, 64, 5000, 1) == (1, 5000)
+    assert zoo.plan(10, 0.01, 64, 5000, 60) == (1, 960)  # 1,000 images fit: 15 whole batches of one epoch
+    assert zoo.plan(0.5, 0.01, 64, 5000, 60) == (0, 0)  # not one batch
+
+
+def test_zoo_benchmark_smoke_mode_writes_table_json_and_plot(tmp_path):
+    """The GPU zoo script's --smoke run on the CPU: every smoke model calibrated, trained on one batch (one
+    image per class), tested."""
+    zoo = _zoo_benchmark()
+    data = tiny_data("cifar10", tmp_path / "cifar10")
+    out = tmp_path / "zoo"
+    zoo.main(["--data-dir", data, "--device", "cpu", "--smoke", "--batch-size", "10", "--out", str(out)])
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert [r["model"] for r in doc["models"]] == zoo.SMOKE_MODELS  # cheapest first: that is their MACs order
+    for row in doc["models"]:
+        assert row["train_images"] == 10 and 0.0 <= row["test_accuracy"] <= 1.0 and row["macs"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert "SUBSET of 20 training / 10 test images" in table and table.count("| efficientnet-b") == 2
+    assert out.with_suffix(".png").stat().st_size > 10_000
