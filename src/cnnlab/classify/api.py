@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from cnnlab.data import DatasetSplits, load_dataset
-from cnnlab.data.augment import get_augment
+from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
@@ -37,8 +37,8 @@ from cnnlab.train.engine import TrainConfig, evaluate, fit
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
 from cnnlab.train.tasks import ClassificationTask
 
-def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | None = None, vflip: bool = False):
-    """Train (augmented, shuffled), val and test loaders on the training device."""
+def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment | None = None, vflip: bool = False):
+    """Train (augmented: a preset name or an ``Augment``; shuffled), val and test loaders on the training device."""
     device = cfg.resolved_device()
     aug = get_augment(augment or splits.augment, vflip)
     common = dict(mean=splits.mean, std=splits.std, device=device)

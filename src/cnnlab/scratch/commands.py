@@ -68,13 +68,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("mlp", help="train the NumPy MLP; writes metrics.json and curves.png")
     _common(p)
     p.add_argument("--hidden", type=int, nargs="+", default=[128, 64], help="hidden layer sizes (default 128 64)")
-    p.add_argument("--activation", default="relu", help="sigmoid or relu (default)")
-    p.add_argument("--optimizer", default="momentum", help="sgd, momentum (default) or nesterov")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.1 for sgd, 0.05 with momentum)")
+    p.add_argument("--activation", default="relu", help="sigmoid, tanh or relu (default)")
+    p.add_argument("--optimizer", default="momentum", help="sgd, momentum (default), nesterov or adam")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 0.1 for sgd, 0.05 with momentum, 0.001 for adam)")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--schedule", default="linear",
                    help="linear (default: lr decays to lr/E in the last epoch) or constant")
-    p.add_argument("--init", default=None, help="xavier, he, normal or zero (default: xavier for sigmoid, he for relu)")
+    p.add_argument("--init", default=None, help="xavier, he, normal (N(0, 0.01²)), unit-normal (N(0, 1)) or zero "
+                                                "(default: xavier for sigmoid and tanh, he for relu)")
     p.add_argument("--framework", default="numpy", help="numpy (default) or torch (the PyTorch twin)")
     p.add_argument("--out", required=True, help="run folder")
     p.set_defaults(func=cmd_mlp)

@@ -21,7 +21,7 @@ from cnnlab.scratch.mlp import MLP, check_architecture
 from cnnlab.scratch.optim import OPTIMIZERS, make_optimizer
 
 # learning rates that work for 784-128-64-10 on Fashion-MNIST with batch 64 (see docs/scratch.md)
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001}
 FRAMEWORKS = ("numpy", "torch")
 SCHEDULES = ("linear", "constant")
 
@@ -39,6 +39,10 @@ class MLPConfig:
     schedule: str = "linear"  # linear: epoch e of E uses lr·(E-e+1)/E; constant: lr throughout
     seed: int = 0
     framework: str = "numpy"
+    l2: float = 0.0  # penalties (optim.SGD): (l2/2)|w|² and l1|w|₁ on the weights (and biases if decay_biases)
+    l1: float = 0.0
+    decay_biases: bool = False
+    bias_correction: bool = True  # Adam's division of m and v by 1-β^t
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -55,6 +59,11 @@ class MLPConfig:
             raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise CnnlabError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not (self.l2 >= 0 and self.l1 >= 0):
+            raise CnnlabError(f"--l2 and --l1 must be >= 0, got {self.l2} and {self.l1}")
+        if self.framework == "torch" and (self.l1 or self.l2 or not self.bias_correction):
+            raise CnnlabError("the PyTorch twin runs the plain optimizers: l1, l2 and bias_correction=False "
+                              "are NumPy-only")
         if self.batch_size < 1 or self.epochs < 1:
             raise CnnlabError(f"--batch-size and --epochs must be >= 1, got {self.batch_size} and {self.epochs}")
 
@@ -89,7 +98,8 @@ class NumpyRunner:
 
     def __init__(self, cfg: MLPConfig, n_in: int, n_classes: int, dtype=np.float32):
         self.model = MLP([n_in, *cfg.hidden, n_classes], cfg.activation, cfg.init, cfg.seed, dtype)
-        self.opt = make_optimizer(cfg.optimizer, self.model.named_parameters(), cfg.lr, cfg.momentum)
+        self.opt = make_optimizer(cfg.optimizer, self.model.named_parameters(), cfg.lr, cfg.momentum, l2=cfg.l2,
+                                  l1=cfg.l1, decay_biases=cfg.decay_biases, bias_correction=cfg.bias_correction)
 
     def set_lr(self, lr: float) -> None:
         self.opt.lr = lr

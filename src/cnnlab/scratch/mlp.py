@@ -11,11 +11,11 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.scratch.layers import INITS, Dense, Layer, ReLU, Sigmoid, SoftmaxCrossEntropy
+from cnnlab.scratch.layers import INITS, Dense, Layer, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh
 
-ACTIVATIONS = {"sigmoid": Sigmoid, "relu": ReLU}
+ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
 # the init that keeps signal variance steady for each activation (see layers.init_weights)
-DEFAULT_INIT = {"sigmoid": "xavier", "relu": "he"}
+DEFAULT_INIT = {"sigmoid": "xavier", "tanh": "xavier", "relu": "he"}
 
 
 def check_architecture(hidden: Sequence[int], activation: str, init: str | None = None) -> None:

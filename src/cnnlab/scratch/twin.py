@@ -16,7 +16,7 @@ from cnnlab.scratch.mlp import MLP
 from cnnlab.scratch.optim import make_optimizer
 from cnnlab.scratch.threads import compute_threads
 
-_TORCH_ACT = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}
+_TORCH_ACT = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def torch_twin(model: MLP) -> nn.Sequential:
@@ -52,8 +52,10 @@ def twin_state(net: nn.Sequential) -> dict[str, np.ndarray]:
     return state
 
 
-def torch_optimizer(name: str, net: nn.Module, lr: float, momentum: float = 0.9) -> torch.optim.SGD:
+def torch_optimizer(name: str, net: nn.Module, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
     """The PyTorch counterpart of ``optim.make_optimizer`` (no dampening, no weight decay)."""
+    if name == "adam":
+        return torch.optim.Adam(net.parameters(), lr=lr)
     mu = 0.0 if name == "sgd" else momentum
     return torch.optim.SGD(net.parameters(), lr=lr, momentum=mu, nesterov=name == "nesterov")
 
