@@ -141,15 +141,16 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
     out.mkdir(parents=True, exist_ok=True)
     ctx = LabContext(out=out, quick=quick, seed=seed, data_dir=data_dir, device=device, progress=progress)
     seed_everything(seed)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with compute_threads(threads):
         result = entry.fn(ctx)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     if not result.conclusions:
         raise RuntimeError(f"lab {name} concluded nothing")
     record = {
         "lab": name, "question": entry.question, "title": entry.title, "quick": quick, "seed": seed,
-        "seconds": round(seconds, 2), "machine": f"{platform.machine()}, {_cpu_count()} CPU(s)", "threads": threads,
+        "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),  # CPU time: what a shared machine cannot inflate
+        "machine": f"{platform.machine()}, {_cpu_count()} CPU(s)", "threads": threads,
         "settings": result.settings, "numbers": result.numbers, "conclusion": result.conclusions,
         "quotes": result.quotes,
     }
@@ -168,7 +169,8 @@ def summary_markdown(record: dict, table: str = "") -> str:
     """``summary.md``: the question, the measured table, the generated conclusion, the settings."""
     lines = [f"# {record['lab']}: {record['title']}", "",
              f"Course question {record['question']}. {'Quick run' if record['quick'] else 'Full run'}, "
-             f"seed {record['seed']}, {record['seconds']:.1f} s on {record['machine']}.", ""]
+             f"seed {record['seed']}, {record['seconds']:.1f} s ({record['cpu_seconds']:.1f} s of CPU) on "
+             f"{record['machine']}.", ""]
     if table:
         lines += ["## Measured", "", table.strip(), ""]
     lines += ["## Conclusion (generated from the measured numbers)", ""]

@@ -20,7 +20,7 @@ def cmd_lab(args: argparse.Namespace) -> None:
         out = args.out if args.name != "all" else f"{args.out or 'runs/labs'}/{name}"
         record = run_lab(name, out, quick=args.quick, seed=args.seed, data_dir=args.data_dir,
                          device=args.device, progress=not args.no_progress, threads=args.threads)
-        print(f"{name} ({record['question']}, {record['seconds']:.1f} s):")
+        print(f"{name} ({record['question']}, {record['seconds']:.1f} s, {record['cpu_seconds']:.1f} s CPU):")
         for sentence in record["conclusion"]:
             print(f"  - {sentence}")
         print(f"  -> {out or 'runs/lab-' + name}/result.json, figure.png, summary.md")

@@ -88,3 +88,28 @@ def as_float(images: ImageSet, mean, std) -> torch.Tensor:
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     return (images.images.float() / 255 - m) / s
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, standard deviation (n-1; 0 for one value) and the values: how a lab reports repeated seeds."""
+    t = torch.tensor(values, dtype=torch.float64)
+    std = float(t.std()) if len(values) > 1 else 0.0
+    return {"mean": float(t.mean()), "std": std, "values": [float(v) for v in values]}
+
+
+def trained_bar(best: float, chance: float) -> float:
+    """The accuracy a run needs to count as 'trained': half of the best run's gain over chance."""
+    return chance + 0.5 * (best - chance)
+
+
+def lab_arrays(ctx: LabContext, n_train: int, n_test: int, prefer: str = "fashion-mnist"):
+    """The subsets of :func:`lab_data` as the NumPy networks take them: flattened pixels in [0, 1]."""
+    from cnnlab.scratch.experiments import ArrayData
+
+    data = lab_data(ctx, n_train, n_test, prefer=prefer)
+
+    def flat(images: ImageSet):
+        return images.images.reshape(len(images), -1).numpy().astype("float32") / 255, images.labels.numpy()
+
+    (x_train, y_train), (x_test, y_test) = flat(data.train), flat(data.test)
+    return ArrayData(x_train, y_train, x_test, y_test, list(data.classes), data.train.images), data.info

@@ -47,6 +47,20 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise CnnlabError(f"norm={kind!r}: expected one of {', '.join(NORMS)}")
 
 
+class FeatureBatchNorm(nn.Module):
+    """BatchNorm1d over every (channel, row, column) of a ``C x H x W`` map: a fully connected
+    network's BatchNorm applied to conv features, with its own statistics, scale and shift per
+    position (``2·C·H·W`` parameters instead of BatchNorm2d's ``2·C``)."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.bn = nn.BatchNorm1d(math.prod(self.shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(x.flatten(1)).view_as(x)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv2d -> normalisation (BatchNorm2d by default) -> activation, 'same' padding for odd kernels.
 

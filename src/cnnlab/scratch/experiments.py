@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Diverged
 from cnnlab.fileio import write_json
 from cnnlab.report.plots import save_figure
 from cnnlab.scratch.mlp import MLP, check_architecture
@@ -174,7 +174,7 @@ def train_epoch(runner, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.r
             loss, n_right = runner.step(xs[i:i + batch_size], ys[i:i + batch_size])
         if not loss <= max_loss:  # also true for nan
             what = f"became {loss}" if not math.isfinite(loss) else f"diverged to {loss:.3g} (limit {max_loss:.3g})"
-            raise CnnlabError(f"loss {what} at epoch {epoch}, step {step}: the learning rate is too large "
+            raise Diverged(f"loss {what} at epoch {epoch}, step {step}: the learning rate is too large "
                               "for this network; lower --lr")
         loss_sum += loss * len(ys[i:i + batch_size])
         correct += n_right

@@ -52,6 +52,15 @@ class MLP:
             x = layer.forward(x)
         return x
 
+    def hidden_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """The output of every hidden activation for a batch ``x``, input side first (copies)."""
+        outputs = []
+        for layer in self.layers[:-1]:
+            x = layer.forward(x)
+            if not layer.params:  # an activation
+                outputs.append(x.copy())
+        return outputs
+
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Backpropagation: forward, loss, then each layer's backward in reverse order.
 

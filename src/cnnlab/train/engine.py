@@ -18,13 +18,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Diverged
 from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-
-
-class Diverged(CnnlabError):
-    """The training loss became NaN or infinite (too large a learning rate, most often)."""
 
 
 @dataclass
