@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.errors import Diverged
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_arrays, spread
+from cnnlab.labs.common import finish_axes, lab_arrays, spread
 from cnnlab.scratch.experiments import MLPConfig, make_runner
 
 BETA1, BETA2 = 0.9, 0.999
@@ -154,8 +153,5 @@ def _figure(trace: list[dict]):
     axes[2].semilogx(long, step_multiplier(long), label="(1-β1^t)/sqrt(1-β2^t)")
     axes[2].axhline(1, color="k", lw=0.8)
     axes[2].set_title("uncorrected step / corrected step")
-    for ax in axes:
-        ax.set_xlabel("step t")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    finish_axes(axes, "step t")
     return fig

@@ -19,7 +19,7 @@ import math
 import torch
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data, spread, train_small
+from cnnlab.labs.common import as_float, finish_axes, lab_data, spread, train_small
 from cnnlab.models import create_model
 
 NORMS = ("batch", "group", "none")
@@ -58,8 +58,8 @@ def loglog_slope(xs, ys) -> float:
               "BatchNorm and the batch size: noise of the batch statistics, accuracy and train-test gap for B = 2..512")
 def run(ctx: LabContext) -> LabResult:
     batch_sizes = ctx.pick([4, 64], [2, 8, 32, 128, 512])
-    data = lab_data(ctx, n_train=ctx.pick(256, 2048), n_test=ctx.pick(256, 2000))
-    epochs, width = ctx.pick(1, 4), 8
+    data = lab_data(ctx, n_train=ctx.pick(256, 1024), n_test=ctx.pick(256, 2000))
+    epochs, width = ctx.pick(1, 3), 8
     noise = _noise(ctx, data, width, ctx.pick([2, 8, 32], [2, 4, 8, 16, 32, 64, 128, 256, 512]))
     runs: dict[str, list[dict]] = {norm: [] for norm in NORMS}
     for norm in NORMS:
@@ -77,7 +77,7 @@ def run(ctx: LabContext) -> LabResult:
     numbers = {"noise": noise, "noise_slope": {k: loglog_slope([r["batch_size"] for r in noise],
                                                                 [r[k] for r in noise])
                                                 for k in ("mean_error", "std_error")},
-               "runs": runs, **_summary(runs, batch_sizes)}
+               "runs": runs, **_summary(runs, batch_sizes, len(data.train), epochs)}
     rows = [[b, *(f"{runs[n][i]['test_accuracy']['mean']:.3f} ± {runs[n][i]['test_accuracy']['std']:.3f}"
                   for n in NORMS), *(f"{runs[n][i]['gap']['mean']:+.3f}" for n in NORMS)]
             for i, b in enumerate(batch_sizes)]
@@ -103,41 +103,50 @@ def _noise(ctx: LabContext, data, width: int, sizes: list[int]) -> list[dict]:
     return batch_stat_noise(features, sizes, draws=ctx.pick(50, 200), seed=ctx.seed)
 
 
-def _summary(runs: dict, batch_sizes: list[int]) -> dict:
+def _summary(runs: dict, batch_sizes: list[int], n_train: int, epochs: int) -> dict:
     small, large = batch_sizes[0], batch_sizes[-1]
-    out = {"smallest": small, "largest": large}
+    out = {"smallest": small, "largest": large, "steps_largest": epochs * -(-n_train // large),
+           "steps_smallest": epochs * -(-n_train // small), "epochs": epochs}
     for norm in NORMS:
-        acc = {r["batch_size"]: r["test_accuracy"]["mean"] for r in runs[norm]}
-        gap = {r["batch_size"]: r["gap"]["mean"] for r in runs[norm]}
-        best = max(acc, key=acc.get)
-        out[norm] = {"acc_small": acc[small], "acc_large": acc[large], "gap_small": gap[small],
-                     "gap_large": gap[large], "best_batch": best, "best_acc": acc[best]}
+        by_b = {r["batch_size"]: r for r in runs[norm]}
+        best = max(by_b, key=lambda b: by_b[b]["test_accuracy"]["mean"])
+        out[norm] = {"acc_small": by_b[small]["test_accuracy"]["mean"], "std_small": by_b[small]["test_accuracy"]["std"],
+                     "acc_large": by_b[large]["test_accuracy"]["mean"], "gap_small": by_b[small]["gap"]["mean"],
+                     "gap_large": by_b[large]["gap"]["mean"], "best_batch": best,
+                     "best_acc": by_b[best]["test_accuracy"]["mean"]}
     out["bn_minus_gn_small"] = out["batch"]["acc_small"] - out["group"]["acc_small"]
-    out["bn_minus_gn_best"] = out["batch"]["best_acc"] - out["group"]["best_acc"]
+    out["spread_small"] = out["batch"]["std_small"] + out["group"]["std_small"]
     return out
 
 
 def _conclude(result: LabResult, n: dict) -> None:
-    s = n["noise_slope"]["mean_error"]
+    last = len(n["noise"]) - 1
     result.conclude("The batch mean of a conv channel misses the data mean by {a:.3f} standard deviations at B = {b} "
                     "and {c:.3f} at B = {d}: the noise BatchNorm injects falls as B^{s:.2f} (1/sqrt(B) would be "
                     "B^-0.5), so a larger batch regularises less.",
-                    a="noise.0.mean_error", b="noise.0.batch_size", c=f"noise.{len(n['noise']) - 1}.mean_error",
-                    d=f"noise.{len(n['noise']) - 1}.batch_size", s="noise_slope.mean_error")
-    worse = n["bn_minus_gn_small"] < 0
-    result.conclude("At batch size {b}, BatchNorm reached {x:.3f} test accuracy and GroupNorm (batch-independent) "
-                    "{y:.3f}: " + ("with tiny batches BatchNorm's statistics are too noisy and differ from the running "
-                                   "averages used at test time." if worse else
-                                   "BatchNorm did not suffer from the tiny batch here."),
-                    b="smallest", x="batch.acc_small", y="group.acc_small")
+                    a="noise.0.mean_error", b="noise.0.batch_size", c=f"noise.{last}.mean_error",
+                    d=f"noise.{last}.batch_size", s="noise_slope.mean_error")
+    if n["bn_minus_gn_small"] < -n["spread_small"]:
+        verdict = "BatchNorm lost accuracy to the batch-independent GroupNorm at the tiny batch."
+    elif n["bn_minus_gn_small"] > n["spread_small"]:
+        verdict = "BatchNorm beat GroupNorm even at the tiny batch."
+    else:
+        verdict = "the difference is within the seeds' spread: BatchNorm did not suffer from the tiny batch here."
+    result.conclude("At batch size {b}, BatchNorm reached {x:.3f} test accuracy and GroupNorm {y:.3f} "
+                    "(difference {d:+.3f}, seeds' spread {s:.3f}): " + verdict,
+                    b="smallest", x="batch.acc_small", y="group.acc_small", d="bn_minus_gn_small", s="spread_small")
     result.conclude("BatchNorm's best batch size was {b} ({x:.3f}); GroupNorm's {c} ({y:.3f}); without normalisation "
                     "{d} ({z:.3f}).", b="batch.best_batch", x="batch.best_acc", c="group.best_batch",
                     y="group.best_acc", d="none.best_batch", z="none.best_acc")
-    trend = "grew" if n["batch"]["gap_large"] > n["batch"]["gap_small"] else "did not grow"
-    result.conclude("With BatchNorm the train-test gap was {a:+.3f} at B = {b} and {c:+.3f} at B = {d} (it " + trend +
-                    " with the batch); with GroupNorm {e:+.3f} and {f:+.3f}.",
+    trend = "larger" if n["batch"]["gap_large"] > n["batch"]["gap_small"] else "not larger"
+    result.conclude("With BatchNorm the train-test gap was {a:+.3f} at B = {b} and {c:+.3f} at B = {d} (" + trend +
+                    " at the large batch); with GroupNorm {e:+.3f} and {f:+.3f}.",
                     a="batch.gap_small", b="smallest", c="batch.gap_large", d="largest",
                     e="group.gap_small", f="group.gap_large")
+    result.conclude("With the epochs fixed ({e}), B = {b} made {k} optimizer steps against {k2} at B = {b2}: its "
+                    "test accuracy ({x:.3f} with BatchNorm, {y:.3f} with GroupNorm) measures too few steps as much as "
+                    "the batch statistics.", e="epochs", b="largest", k="steps_largest", k2="steps_smallest",
+                    b2="smallest", x="batch.acc_large", y="group.acc_large")
 
 
 def _figure(noise: list[dict], runs: dict):
@@ -160,7 +169,5 @@ def _figure(noise: list[dict], runs: dict):
     axes[2].set_title("train accuracy - test accuracy")
     for ax in axes:
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size B")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    finish_axes(axes, "batch size B")
     return fig

@@ -22,7 +22,7 @@ NET = {"none": "the network without BatchNorm", "batch": "the network with Batch
 @register_lab("bn-learning-rate", "000 Q1a", "Why BatchNorm allows a larger learning rate: accuracy vs LR with and without BN")
 def run(ctx: LabContext) -> LabResult:
     lrs = ctx.pick([0.03, 0.3, 3.0], [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0])
-    data = lab_data(ctx, n_train=ctx.pick(512, 3000), n_test=ctx.pick(256, 2000))
+    data = lab_data(ctx, n_train=ctx.pick(512, 2500), n_test=ctx.pick(256, 2000))
     epochs, width = ctx.pick(1, 2), 8
     chance = 1.0 / data.num_classes
     per_norm: dict[str, list[dict]] = {}

@@ -113,3 +113,15 @@ def lab_arrays(ctx: LabContext, n_train: int, n_test: int, prefer: str = "fashio
 
     (x_train, y_train), (x_test, y_test) = flat(data.train), flat(data.test)
     return ArrayData(x_train, y_train, x_test, y_test, list(data.classes), data.train.images), data.info
+
+
+def finish_axes(axes, xlabel: str | None = None, **legend) -> None:
+    """The common finish of a lab figure's panels: an x label, a light grid, a small legend where there are labels."""
+    import numpy as np
+
+    for ax in np.ravel(axes):
+        if xlabel:
+            ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**{"fontsize": 8, **legend})

@@ -15,7 +15,7 @@ import torch
 
 from cnnlab.data.augment import Augment
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_data, spread, train_small
+from cnnlab.labs.common import finish_axes, lab_data, spread, train_small
 from cnnlab.models import create_model
 
 DROPOUT = 0.5
@@ -119,8 +119,5 @@ def _figure(curves: dict, epochs: int):
         axes[1].plot(x, c["val_loss"], "--", color=color, label=f"{LABEL[name]}: validation")
     axes[0].set_title("accuracy (train: during the epoch, with dropout/augmentation)")
     axes[1].set_title("loss")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+    finish_axes(axes, "epoch", fontsize=7, ncol=2)
     return fig

@@ -15,7 +15,7 @@ import numpy as np
 
 from cnnlab.errors import Diverged
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_arrays, spread
+from cnnlab.labs.common import finish_axes, lab_arrays, spread
 from cnnlab.labs.vanishing_gradients import attenuation, layer_gradient_norms
 from cnnlab.scratch.experiments import MLPConfig, train
 from cnnlab.scratch.mlp import MLP
@@ -125,7 +125,6 @@ def _figure(nets: dict, histograms: dict, epochs: int):
             ax.hist(h, bins=50, range=(0, 1), histtype="step", density=True, label=f"layer {i + 1}")
         ax.set_title(f"sigmoid outputs at init, {LABEL[init]}")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
     for ax, act in zip(axes[1][:2], ACTIVATIONS):
         for init in INITS:
             curve = nets[f"{act}-{init}"]["curve"]
@@ -133,7 +132,6 @@ def _figure(nets: dict, histograms: dict, epochs: int):
                 ax.plot(range(1, epochs + 1), curve, "o-", label=LABEL[init])
         ax.set_title(f"{act}: test accuracy per epoch")
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
     for ax, key, title in ((axes[1][2], "stuck", "stuck units per layer (sigmoid: saturated)"),
                            (axes[1][3], "input_dependence", "input dependence per layer (sigmoid)")):
         for init in INITS:
@@ -141,8 +139,6 @@ def _figure(nets: dict, histograms: dict, epochs: int):
             ax.plot(range(1, len(layers) + 1), [max(r[key], 1e-12) for r in layers], "o-", label=LABEL[init])
         ax.set_title(title)
         ax.set_xlabel("hidden layer")
-        ax.legend(fontsize=8)
     axes[1][3].set_yscale("log")
-    for ax in axes.ravel():
-        ax.grid(alpha=0.3)
+    finish_axes(axes)
     return fig

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
+from cnnlab.labs.common import finish_axes
 from cnnlab.scratch.linreg import fit_closed_form
 
 
@@ -135,7 +136,5 @@ def _figure(levels: list[dict], x: np.ndarray, y: np.ndarray):
         axes[1].plot([lv["s"] for lv in levels], [lv["noisy_fit"][j] for lv in levels], "o", color=f"C{j % 10}", ms=4)
     axes[1].set_xlabel("input noise s")
     axes[1].set_title("lines: ridge path, λ = n s²; dots: least squares on noisy inputs")
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
+    finish_axes(axes)
     return fig

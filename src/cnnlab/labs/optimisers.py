@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_data, spread, train_small
+from cnnlab.labs.common import finish_axes, lab_data, spread, train_small
 from cnnlab.models import create_model
 
 TOL = 1e-4
@@ -118,7 +118,7 @@ def run(ctx: LabContext) -> LabResult:
 
 def _cnn(ctx: LabContext) -> dict:
     data = lab_data(ctx, n_train=ctx.pick(256, 3000), n_test=ctx.pick(256, 2000), n_val=ctx.pick(128, 1000))
-    epochs, width = ctx.pick(1, 3), 8
+    epochs, width = ctx.pick(1, 2), 8
     runs = {}
 
     def train(name: str, lr: float, seed: int) -> dict:
@@ -206,20 +206,16 @@ def _figure(surfaces: dict, cnn: dict):
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_title(f"{fname}: trajectories at each optimizer's best lr")
-        ax.legend(fontsize=8)
     for name, r in surfaces["rosenbrock"].items():
         axes[1][0].semilogy(np.maximum(r["values"], 1e-16), label=name)
     axes[1][0].axhline(TOL, color="k", ls="--", lw=0.8)
     axes[1][0].set_xlabel("step")
     axes[1][0].set_title("Rosenbrock: f per step")
-    axes[1][0].legend(fontsize=8)
     for name, r in cnn["runs"].items():
         if r["loss_curve"]:
             axes[1][1].plot(range(1, len(r["loss_curve"]) + 1), r["loss_curve"], "o-",
                             label=f"{name} (lr {r['lr']:g}): test {r['test_accuracy']['mean']:.3f}")
     axes[1][1].set_xlabel("epoch")
     axes[1][1].set_title("simple-cnn: training loss per epoch")
-    axes[1][1].legend(fontsize=8)
-    for ax in axes.ravel():
-        ax.grid(alpha=0.3)
+    finish_axes(axes)
     return fig

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_arrays
+from cnnlab.labs.common import finish_axes, lab_arrays
 from cnnlab.scratch.mlp import MLP
 from cnnlab.scratch.optim import make_optimizer
 
@@ -138,18 +138,13 @@ def _figure(zero_rows: list[dict], rand_rows: list[dict]):
     for name in names:
         axes[0].semilogy(steps[:show], [max(r["moved"][name], 1e-20) for r in zero_rows[:show]], "o-", label=name)
     axes[0].set_title("zero init: |Δ| per step (1e-20 = did not move)")
-    axes[0].set_xlabel("SGD step")
     for i in range(len(HIDDEN)):
         axes[1].plot(steps, [max(r["spread"][i], 1e-20) for r in zero_rows], label=f"zero init, layer {i + 1}")
         axes[1].plot(steps, [r["spread"][i] for r in rand_rows], "--", label=f"Xavier, layer {i + 1}")
     axes[1].set_yscale("log")
     axes[1].set_title("largest difference between two units of a layer")
-    axes[1].set_xlabel("SGD step")
     axes[2].plot(steps, [r["loss"] for r in zero_rows], label="zero init")
     axes[2].plot(steps, [r["loss"] for r in rand_rows], label="Xavier")
     axes[2].set_title("training loss (mini-batch)")
-    axes[2].set_xlabel("SGD step")
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+    finish_axes(axes, "SGD step", fontsize=7)
     return fig
