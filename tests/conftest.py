@@ -22,3 +22,14 @@ def real_data(name: str) -> Path:
     if not root or not (Path(root) / name).is_dir():
         pytest.skip(f"real dataset {name} not available (set CNNLAB_DATA)")
     return Path(root) / name
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory) -> Path:
+    """A finished classification run folder (simple-cnn width 8, 2 epochs on the embedded digits,
+    with TensorBoard logging), shared by the report, export, demo and browser tests."""
+    from cnnlab.classify.api import train_classifier
+
+    out = tmp_path_factory.mktemp("digits") / "run"
+    train_classifier("digits", out=out, epochs=2, model_kwargs={"width": 8}, tensorboard=True, progress=False)
+    return out

@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "cnnlab.attack.commands",
     "cnnlab.segment.commands",
     "cnnlab.analysis.commands",
+    "cnnlab.export.commands",
+    "cnnlab.report.commands",
+    "cnnlab.demo.commands",
 )
 
 

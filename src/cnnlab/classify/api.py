@@ -29,7 +29,7 @@ from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.report import plots
+from cnnlab.report import hooks, plots
 from cnnlab.seeding import seed_everything
 from cnnlab.train import distributed as dist
 from cnnlab.train.checkpoint import load_classifier, load_checkpoint
@@ -58,6 +58,7 @@ def train_classifier(
     resume: bool = False,
     dataset_kwargs: dict | None = None,
     progress: bool = True,
+    tensorboard: bool = False,
     **options,
 ) -> dict:
     """Train a classifier and write a complete run folder; returns the final metrics dict.
@@ -65,6 +66,7 @@ def train_classifier(
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
     ``augment``, ``vflip`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or
     None) come from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``).
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
     dist.init()
@@ -96,7 +98,9 @@ def train_classifier(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=2))
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
-    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
+    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                  on_epoch=logger)
     dist.close()
     if not dist.is_main():
         return {}
@@ -107,6 +111,7 @@ def train_classifier(
                    best_epoch=_best_epoch(history, task.monitor))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plots.plot_curves(history, out / "curves.png")
+    hooks.finish_run(out, logger)
     return metrics
 
 
@@ -236,9 +241,13 @@ def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int
     std = torch.tensor(meta["std"]).view(1, -1, 1, 1)
     with torch.no_grad():
         probs = model((images.float() / 255 - mean).div(std).to(cfg.resolved_device())).float().softmax(1).cpu()
-    k = min(topk, probs.shape[1])
-    top = probs.topk(k, dim=1)
-    return [{"file": str(f), "top": [(meta["classes"][j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
+    return top_classes(probs, meta["classes"], files, topk)
+
+
+def top_classes(probs: torch.Tensor, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:
+    """``[{"file": f, "top": [(class, probability), ...]}]``: the k most probable classes per image."""
+    top = probs.topk(min(topk, probs.shape[1]), dim=1)
+    return [{"file": str(f), "top": [(classes[j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
             for i, f in enumerate(files)]
 
 

@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         dataset_kwargs=_dataset_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
-        amp=False if args.no_amp else None)
+        amp=False if args.no_amp else None, tensorboard=args.tensorboard)
     if metrics:
         _print_summary(metrics)
 
@@ -65,9 +65,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from cnnlab.classify.api import predict_files
+    if args.backend == "torch":
+        from cnnlab.classify.api import predict_files
 
-    for row in predict_files(args.checkpoint, args.images, args.topk, args.device):
+        rows = predict_files(args.checkpoint, args.images, args.topk, args.device)
+    else:
+        from cnnlab.errors import CnnlabError
+        from cnnlab.export.api import predict_exported
+
+        if not args.checkpoint.endswith(".onnx"):
+            raise CnnlabError(f"--backend onnx runs a .onnx file written by `cnnlab export`; got {args.checkpoint}")
+
+        rows = predict_exported(args.checkpoint, args.images, args.topk)
+    for row in rows:
         print(row["file"] + ": " + ", ".join(f"{c} {p:.3f}" for c, p in row["top"]))
 
 
@@ -108,6 +118,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, help="training seed (init, shuffling, augmentation)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on GPU")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="log scalars per epoch and the final figures to OUT/tb (tensorboard --logdir OUT/tb)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="test-set report of a checkpoint")
@@ -118,7 +130,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="top-k classes for image files")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint, or with --backend onnx an exported .onnx/.ts file")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="onnx: run a .onnx file written by `cnnlab export` with onnxruntime")
     p.add_argument("images", nargs="+")
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--device", default="auto")

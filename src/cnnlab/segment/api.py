@@ -23,7 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_path
 from cnnlab.models import create_model
 from cnnlab.models.registry import get_entry
-from cnnlab.report import plots
+from cnnlab.report import hooks, plots
 from cnnlab.segment import figures
 from cnnlab.segment.augment import JointAugment, SegLoader
 from cnnlab.segment.data import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
@@ -128,7 +128,10 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> tupl
     if ckpt.get("task") != "segmentation":
         raise CnnlabError(f"checkpoint {path} is not a cnnlab segmentation checkpoint")
     kwargs = dict(ckpt["model_kwargs"])
-    entry, _ = get_entry(ckpt["model"])
+    try:
+        entry, _ = get_entry(ckpt["model"])
+    except CnnlabError as exc:
+        raise CnnlabError(f"checkpoint {path}: {exc}") from exc
     if "pretrained" in inspect.signature(entry.builder).parameters:
         kwargs["pretrained"] = False  # the checkpoint holds the weights; never download
     model = build_model(ckpt["model"], len(ckpt["classes"]), ckpt["in_chans"], **kwargs)
@@ -187,6 +190,7 @@ def train_segmenter(
     corrupt_mode: str = "shift",
     resume: bool = False,
     progress: bool = True,
+    tensorboard: bool = False,
     **options,
 ) -> dict:
     """Train a segmentation model and write a complete run folder; returns metrics.json's dict.
@@ -196,6 +200,7 @@ def train_segmenter(
     override the recipe (see ``SEG_DEFAULTS``) and the ``TrainConfig`` fields. ``noisy_drop``
     switches on small-loss selection after ``noisy_warmup`` of the epochs (see ``task``);
     ``corrupt_fraction`` corrupts that fraction of training masks on purpose (experiments).
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
     """
     started = time.perf_counter()
     opts = recipe(dataset)
@@ -242,7 +247,9 @@ def train_segmenter(
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress)
+    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
+    history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
+                  on_epoch=logger)
     if not dist.is_main():
         return {}
     model, _ = load_segmenter(out / f"{select}.ckpt", device)
@@ -264,6 +271,7 @@ def train_segmenter(
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plots.plot_curves(history, out / "curves.png", metric=task.monitor)
+    hooks.finish_run(out, logger)
     return metrics
 
 
@@ -321,31 +329,37 @@ def _write_png(array: np.ndarray, path: Path) -> None:
         Image.fromarray(array).save(tmp, format="PNG")
 
 
+def segment_image(model: nn.Module, meta: dict, image: np.ndarray, window: Sequence[int] | None = None) -> np.ndarray:
+    """Class index per pixel (``H x W`` uint8) of one ``H x W x C`` uint8 image, at the image's size.
+
+    A model trained on resized images sees the image resized the same way; its logits are
+    resized back to the image's size before the argmax, so the mask always matches the image.
+    """
+    dev = next(model.parameters()).device
+    mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
+    img = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(dev)
+    h, w = img.shape[-2:]
+    x = (img.float() / 255 - mean) / std
+    if meta.get("size"):
+        x = F.interpolate(x, size=tuple(meta["size"]), mode="bilinear", align_corners=False)
+    logits = infer(model, x, window)
+    if logits.shape[-2:] != (h, w):
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    return predict_classes(logits)[0].cpu().numpy().astype(np.uint8)
+
+
 def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,
                   window: Sequence[int] | None = None, device: str = "auto") -> list[Path]:
-    """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255.
-
-    A model trained on resized images sees each input resized the same way; its logits are
-    resized back to the input's size before the argmax, so masks always match their images.
-    """
+    """One mask PNG per input image in ``out`` (same stem, input size): class indices, binary 0/255."""
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    mean = torch.tensor(meta["mean"], device=dev).view(1, -1, 1, 1)
-    std = torch.tensor(meta["std"], device=dev).view(1, -1, 1, 1)
     binary = len(meta["classes"]) == 2
     written = []
     for path in _input_files(inputs):
-        img = torch.from_numpy(read_image(path, meta["in_chans"]).copy()).permute(2, 0, 1)[None].to(dev)
-        h, w = img.shape[-2:]
-        x = (img.float() / 255 - mean) / std
-        if meta.get("size"):
-            x = F.interpolate(x, size=tuple(meta["size"]), mode="bilinear", align_corners=False)
-        logits = infer(model, x, window)
-        if logits.shape[-2:] != (h, w):
-            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        pred = predict_classes(logits)[0].cpu().numpy().astype(np.uint8)
+        pred = segment_image(model, meta, read_image(path, meta["in_chans"]), window)
         target = out / f"{path.stem}.png"
         _write_png(pred * 255 if binary else pred, target)
         written.append(target)

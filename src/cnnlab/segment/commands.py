@@ -36,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         augment="none" if args.no_augment else None, eval_window=args.window, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
         schedule=args.schedule, patience=args.patience, device=args.device, seed=args.seed,
-        amp=False if args.no_amp else None)
+        amp=False if args.no_amp else None, tensorboard=args.tensorboard)
     if m:
         _print_scores(m)
 
@@ -110,6 +110,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int)
     p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="log scalars per epoch and the final figures to OUT/tb (tensorboard --logdir OUT/tb)")
     p.set_defaults(func=cmd_train)
 
     p = ssub.add_parser("evaluate", help="scores of a checkpoint on its data's test (or other) split")

@@ -45,7 +45,11 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
             raise CnnlabError(f"checkpoint {path} has no {key!r}: not a cnnlab classifier checkpoint")
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
-    model = create_model(ckpt["model"], num_classes=len(ckpt["classes"]), in_chans=ckpt["input_size"][0], **kwargs)
+    try:
+        model = create_model(ckpt["model"], num_classes=len(ckpt["classes"]), in_chans=ckpt["input_size"][0],
+                             **kwargs)
+    except CnnlabError as exc:  # a checkpoint of a model this version of cnnlab does not know
+        raise CnnlabError(f"checkpoint {path}: {exc}") from exc
     model.load_state_dict(ckpt["state_dict"])
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
     return model.to(device).eval(), meta

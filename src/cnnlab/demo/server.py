@@ -1,0 +1,261 @@
+"""``cnnlab demo``: a page on 127.0.0.1 where one uploads an image and sees what a model says and why.
+
+A classifier shows its top-5 classes, a class activation map (Grad-CAM, Grad-CAM++ or Score-CAM)
+over the image, and the FGSM adversarial image for an epsilon set with a slider, with the top-5
+classes the model gives it. A segmenter shows its predicted mask over the image.
+
+The server is the standard library's ``ThreadingHTTPServer`` and the page is one static HTML file
+with its script inline. Gradio, the usual choice, cannot be installed beside this project's pinned
+Pillow 13 (every Gradio 5 and 6 release requires ``pillow<13``; pip falls back to Gradio 3.36 of
+2023 and 49 more packages), and its page asks for web fonts unless configured not to. This page
+makes no request but to its own server, so it works with no network and in a headless browser.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+PAGE = Path(__file__).with_name("page.html")
+CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # Shap-CAM takes minutes per image on a CPU: not interactive
+MAX_UPLOAD = 32 << 20
+MAX_EPS = 0.1
+
+
+def png_uri(image: np.ndarray) -> str:
+    """``H x W x 3`` float in [0, 1] or uint8 as a PNG ``data:`` URI."""
+    from PIL import Image
+
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_upload(data: bytes, channels: int) -> np.ndarray:
+    """The uploaded bytes as an ``H x W x C`` uint8 image; anything else is one clear error."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise CnnlabError("the upload is empty: choose an image file (PNG, JPEG, ...)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CnnlabError(f"the upload is not an image PIL can read ({type(exc).__name__}): "
+                          f"choose a PNG, JPEG, BMP, GIF, TIFF or WebP file") from exc
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _top(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[list]:
+    top = probs.topk(min(k, len(classes)))
+    return [[classes[int(j)], float(p)] for p, j in zip(top.values, top.indices)]
+
+
+@dataclass
+class ClassifierDemo:
+    """Top-5, CAM and FGSM for a classifier on [0, 1] pixels (``explain.source.PixelClassifier``)."""
+
+    model: nn.Module
+    classes: list[str]
+    input_size: tuple[int, int, int]
+    name: str
+    task: str = "classification"
+
+    def pixels(self, image: np.ndarray) -> torch.Tensor:
+        """The image as the model sees it: resized to its input, ``1 x C x H x W`` in [0, 1]."""
+        from PIL import Image
+
+        c, h, w = self.input_size
+        im = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).resize((w, h), Image.BILINEAR)
+        arr = np.asarray(im)
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        return torch.from_numpy(arr.copy()).float().div(255)[None]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(x).softmax(1)[0]
+
+    def cam(self, image: np.ndarray, method: str) -> dict:
+        from cnnlab.explain.cam import get_cam
+        from cnnlab.explain.figures import overlay
+
+        if method not in CAM_METHODS:
+            raise CnnlabError(f"method {method!r}: expected one of {', '.join(CAM_METHODS)}")
+        x = self.pixels(image)
+        target = int(self.predict(x).argmax())
+        cam = get_cam(method, self.model)
+        heat = cam(x, target)[0]
+        return {"cam": png_uri(overlay(x[0], heat)), "cam_method": method, "cam_layer": cam.layer_name,
+                "cam_target": self.classes[target]}
+
+    def fgsm(self, image: np.ndarray, eps: float) -> dict:
+        from cnnlab.attack.attacks import fgsm
+
+        if not 0 <= eps <= MAX_EPS:
+            raise CnnlabError(f"eps {eps}: expected a number in [0, {MAX_EPS}] (pixel units)")
+        x = self.pixels(image)
+        label = self.predict(x).argmax()[None]
+        adv = fgsm(self.model, x, label, eps)
+        probs = self.predict(adv)
+        diff = (adv - x)[0]
+        shown = (diff / (2 * eps) + 0.5) if eps > 0 else torch.full_like(diff, 0.5)
+        return {"eps": eps, "adversarial": png_uri(_hwc(adv[0])), "perturbation": png_uri(_hwc(shown)),
+                "adversarial_top": _top(probs, self.classes), "flipped": bool(probs.argmax() != label[0])}
+
+    def analyze(self, image: np.ndarray, method: str, eps: float) -> dict:
+        x = self.pixels(image)
+        return {"task": self.task, "input": png_uri(_hwc(x[0])), "top": _top(self.predict(x), self.classes),
+                **self.cam(image, method), **self.fgsm(image, eps)}
+
+
+@dataclass
+class SegmenterDemo:
+    """The predicted mask of a segmentation checkpoint over the uploaded image."""
+
+    model: nn.Module
+    meta: dict
+    name: str
+    task: str = "segmentation"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        return (self.meta["in_chans"], *(self.meta.get("size") or (0, 0)))
+
+    def analyze(self, image: np.ndarray, method: str = "", eps: float = 0.0) -> dict:
+        import matplotlib
+
+        from cnnlab.segment.api import segment_image
+
+        pred = segment_image(self.model, self.meta, image)
+        colours = matplotlib.colormaps["tab10" if len(self.classes) <= 10 else "tab20"].colors
+        palette = np.array([(0.0, 0.0, 0.0)] + [colours[i % len(colours)] for i in range(len(self.classes) - 1)])
+        rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+        painted = np.where((pred > 0)[..., None], 0.45 * rgb / 255 + 0.55 * palette[pred], rgb / 255)
+        total = pred.size
+        legend = [[name, "#%02x%02x%02x" % tuple(int(255 * c) for c in palette[i]), float((pred == i).sum() / total)]
+                  for i, name in enumerate(self.classes)]
+        return {"task": self.task, "input": png_uri(rgb), "overlay": png_uri(painted), "legend": legend}
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    arr = image.detach().clamp(0, 1).numpy().transpose(1, 2, 0)
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
+
+
+def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
+              device: str = "cpu") -> ClassifierDemo | SegmenterDemo:
+    """The demo of a classifier checkpoint, a segmenter checkpoint, or a named model (default
+    ``efficientnet-lite0-imagenet``, offline ImageNet weights)."""
+    from cnnlab.explain.source import load_model
+
+    if checkpoint is not None and model is not None:
+        raise CnnlabError("give --checkpoint or --model, not both")
+    if checkpoint is not None:
+        from cnnlab.train.checkpoint import load_checkpoint
+
+        if load_checkpoint(checkpoint).get("task") == "segmentation":
+            from cnnlab.segment.api import load_segmenter
+
+            net, meta = load_segmenter(checkpoint, device)
+            return SegmenterDemo(net, meta, str(checkpoint))
+    pc = load_model(model, checkpoint, device)
+    return ClassifierDemo(pc.model, pc.classes, tuple(pc.input_size), pc.name)
+
+
+def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHandler]:
+    lock = threading.Lock()  # CAM hooks and autograd state are per model: one request at a time
+    page = PAGE.read_bytes()
+    info = json.dumps({"task": demo.task, "name": demo.name, "classes": len(demo.classes),
+                       "input_size": list(demo.input_size), "methods": list(CAM_METHODS), "max_eps": MAX_EPS})
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "cnnlab-demo"
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+            pass  # quiet: the terminal shows the URL and errors only
+
+        def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: HTTPStatus, obj: dict) -> None:
+            self._send(status, json.dumps(obj).encode(), "application/json")
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = urlsplit(self.path).path
+            if path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+            elif path == "/api/info":
+                self._send(HTTPStatus.OK, info.encode(), "application/json")
+            elif path == "/favicon.ico":
+                self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {path}"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            url = urlsplit(self.path)
+            actions: dict[str, Callable] = {"/api/analyze": lambda im, q: demo.analyze(im, q["method"], q["eps"])}
+            if isinstance(demo, ClassifierDemo):
+                actions["/api/cam"] = lambda im, q: demo.cam(im, q["method"])
+                actions["/api/fgsm"] = lambda im, q: demo.fgsm(im, q["eps"])
+            if url.path not in actions:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no action {url.path}"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_UPLOAD:
+                    raise CnnlabError(f"the upload is {length / 1e6:.0f} MB; the demo takes images up to "
+                                      f"{MAX_UPLOAD >> 20} MB")
+                query = _query(url.query)
+                image = decode_upload(self.rfile.read(length), demo.input_size[0])
+                with lock:
+                    result = actions[url.path](image, query)
+            except CnnlabError as exc:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+                return
+            self._json(HTTPStatus.OK, result)
+
+    return Handler
+
+
+def _query(text: str) -> dict:
+    q = {k: v[-1] for k, v in parse_qs(text).items()}
+    try:
+        eps = float(q.get("eps", 4 / 255))
+    except ValueError:
+        raise CnnlabError(f"eps {q.get('eps')!r}: expected a number") from None
+    return {"method": q.get("method", "gradcam"), "eps": eps}
+
+
+def make_server(demo: ClassifierDemo | SegmenterDemo, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(demo))
+    except OSError as exc:
+        raise CnnlabError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
+                          f"(0 picks a free one)") from exc
+    server.daemon_threads = True
+    return server

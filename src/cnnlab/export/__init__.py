@@ -1,0 +1,1 @@
+"""Export trained models to ONNX and TorchScript, and run the exported files."""

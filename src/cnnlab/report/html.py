@@ -1,0 +1,140 @@
+"""``cnnlab report``: one self-contained HTML file for one run folder, or a comparison of several.
+
+Everything is inside the file: figures as ``data:`` URIs, the style sheet inline, no script and
+no network request, so the report opens anywhere and can be mailed or handed in as it is.
+Templating is Jinja2 (already installed with PyTorch, which depends on it) with autoescaping, so
+class names or paths with ``<`` or ``&`` cannot break the page; markdown written by runs (a lab's
+``summary.md``, ``compare.md``) is rendered by Python-Markdown.
+"""
+from __future__ import annotations
+
+import base64
+import html as html_lib
+import io
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from cnnlab.errors import CnnlabError
+from cnnlab.fileio import atomic_path
+from cnnlab.report.runs import RunView, read_run
+
+GENERATOR = "cnnlab report"  # marks files this command wrote, which it may replace
+TEMPLATE = Path(__file__).with_name("report.html.j2")
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def file_uri(path: Path) -> str:
+    mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}.get(path.suffix.lower(), "image/png")
+    return data_uri(path.read_bytes(), mime)
+
+
+def fmt(value: Any) -> str:
+    """Numbers as a person reads them: 4 significant digits, integers with thousands separators."""
+    if isinstance(value, bool) or value is None:
+        return "-" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    return str(value)
+
+
+def render_markdown(text: str, folder: Path) -> str:
+    """Markdown to HTML, with the images it links to in ``folder`` embedded."""
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+
+    def embed(match: re.Match) -> str:
+        target = folder / html_lib.unescape(match.group(1))
+        return f'src="{file_uri(target)}"' if target.is_file() else match.group(0)
+
+    return re.sub(r'src="(?!data:)([^"]+)"', embed, body)
+
+
+def overlay_curves(views: Sequence[RunView]) -> dict[str, str]:
+    """One figure per quantity (loss, the quality metric): every run's curves on the same axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [v for v in views if v.history]
+    if not runs:
+        return {}
+    metrics = list(dict.fromkeys(["loss", *(v.monitor for v in runs)]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, view in enumerate(runs):
+            colour = f"C{i % 10}"
+            for split, style in (("train", "--"), ("val", "-"), ("test", "-")):
+                points = [(r["epoch"], r[f"{split}_{metric}"]) for r in view.history if r.get(f"{split}_{metric}") is not None]
+                if points:
+                    ax.plot(*zip(*points), style, color=colour, label=f"{view.label} {split}", marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return {"curves": data_uri(buffer.getvalue())}
+
+
+def _context(views: list[RunView]) -> dict:
+    for i, view in enumerate(views):
+        view.label = f"#{i + 1} {view.folder.name}"
+    keys = list(dict.fromkeys(k for v in views for k in v.headline))
+    return dict(
+        views=views, compare=len(views) > 1, generated=time.strftime("%Y-%m-%d %H:%M"),
+        headline_keys=keys, generator=GENERATOR, curves=overlay_curves(views) if len(views) > 1 else {},
+        config_diff=_config_diff(views) if len(views) > 1 else [],
+    )
+
+
+def _config_diff(views: list[RunView]) -> list[tuple[str, list[Any]]]:
+    """The settings that differ between the compared runs (those that agree say nothing)."""
+    keys = list(dict.fromkeys(k for v in views for k in v.config))
+    rows = [(k, [v.config.get(k) for v in views]) for k in keys]
+    return [(k, values) for k, values in rows if len({repr(x) for x in values}) > 1]
+
+
+def render(views: list[RunView]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(fmt=fmt, file_uri=file_uri,
+                       markdown=lambda text, folder: jinja2.utils.markupsafe.Markup(render_markdown(text, folder)))
+    return env.get_template(TEMPLATE.name).render(**_context(views))
+
+
+def write_report(folders: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write the report of ``folders`` (one: its report; several: a comparison) and return its path.
+
+    ``out`` defaults to ``<folder>/report.html`` for one folder and ``comparison.html`` here for
+    several. An existing file is replaced only if this command wrote it.
+    """
+    if not folders:
+        raise CnnlabError("give at least one run folder")
+    views = [read_run(f) for f in folders]
+    target = Path(out) if out else (views[0].folder / "report.html" if len(views) == 1 else Path("comparison.html"))
+    if target.is_dir():
+        raise CnnlabError(f"--out {target} is a folder; give a file name such as {target / 'report.html'}")
+    if target.exists() and GENERATOR not in target.read_text(errors="replace")[:2000]:
+        raise CnnlabError(f"--out {target} exists and is not a cnnlab report; choose another file name")
+    page = render(views)
+    with atomic_path(target) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return target

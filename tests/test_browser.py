@@ -1,0 +1,131 @@
+"""In a real browser (headless Chromium through Playwright): the demo page classifies an uploaded
+photograph and draws its CAM, refuses a file that is not an image with one message, and a report
+shows every image with no console error. Screenshots land in each test's tmp folder.
+
+Skipped where Playwright or Chromium is missing, except in CI (``CI`` set), where .ci/run installs both
+and a missing browser fails.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def missing(reason: str):
+    """Skip on a developer's machine; fail in CI, where .ci/run installs the browser."""
+    (pytest.fail if os.environ.get("CI") else pytest.skip)(reason)
+
+
+try:
+    import playwright.sync_api as playwright
+except ImportError:
+    playwright = None
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (or $CNNLAB_CHROMIUM): Playwright's own browser download needs a network."""
+    return os.environ.get("CNNLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    path = chromium_path()
+    if playwright is None:
+        missing("playwright is not installed (pip install -e '.[dev]')")
+    if path is None:
+        missing("no chromium on PATH (apt-get install chromium, or set CNNLAB_CHROMIUM)")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser):
+    pg = browser.new_page(viewport={"width": 1200, "height": 900})
+    pg.errors = []  # console errors and uncaught exceptions
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    pg.close()
+
+
+def images_loaded(pg) -> list[list]:
+    """[alt, complete, naturalWidth] of every <img> that has a source."""
+    return pg.evaluate("[...document.images].filter(i => i.src).map(i => [i.alt, i.complete, i.naturalWidth])")
+
+
+@pytest.fixture()
+def demo_url():
+    """`cnnlab demo` (the offline ImageNet EfficientNet-Lite0) on a free port of 127.0.0.1."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.cli", "demo", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        line = lines.get(timeout=180)
+        assert "http://127.0.0.1:" in line, line
+        yield line.split("on ", 1)[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_demo_classifies_an_uploaded_photo_and_draws_its_cam(page, demo_url, tmp_path):
+    import skimage.data
+    from PIL import Image
+
+    photo = tmp_path / "chelsea.png"  # scikit-image's photograph of a cat
+    Image.fromarray(skimage.data.chelsea()).save(photo)
+    page.goto(demo_url)
+    page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=120_000)
+    page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+    assert page.text_content("#error") == ""
+    label = page.text_content("#label")
+    assert label.split(" (")[0] in ("Egyptian cat", "tabby", "tiger cat"), label
+    shown = {alt: (done, width) for alt, done, width in images_loaded(page)}
+    for alt in ("input image", "class activation map over the image", "adversarial image", "perturbation"):
+        assert shown[alt][0] and shown[alt][1] == 224, (alt, shown.get(alt))
+    page.select_option("#method", "gradcam++")
+    page.wait_for_selector("body[data-state=done]", timeout=120_000)
+    assert page.text_content("#cam-caption").startswith("gradcam++ on layer")
+    page.fill("#eps", "0.05")
+    page.dispatch_event("#eps", "change")
+    page.wait_for_selector("body[data-state=done]", timeout=120_000)
+    assert page.text_content("#adv-caption").startswith("epsilon 0.050")
+    assert page.errors == []
+    page.screenshot(path=str(tmp_path / "demo-gradcampp-eps0.05.png"), full_page=True)
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are my notes, not a picture")
+    page.set_input_files("#file", str(notes))
+    page.wait_for_selector("body[data-state=error]", timeout=60_000)
+    assert "the upload is not an image" in page.text_content("#error")
+    assert page.is_hidden("#results")
+    page.screenshot(path=str(tmp_path / "demo-not-an-image.png"))
+
+
+def test_reports_show_every_image_without_console_errors(page, digits_run, tmp_path):
+    from cnnlab.report.html import write_report
+
+    for name, folders in (("single", [digits_run]), ("comparison", [digits_run, digits_run])):
+        report = write_report(folders, tmp_path / f"{name}.html")
+        page.goto(report.resolve().as_uri())
+        page.wait_for_load_state("load")
+        shown = images_loaded(page)
+        assert len(shown) >= 4 and all(done and width > 100 for _, done, width in shown), shown
+        page.screenshot(path=str(tmp_path / f"report-{name}.png"), full_page=True)
+    assert page.errors == []
