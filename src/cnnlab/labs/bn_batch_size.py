@@ -19,7 +19,7 @@ import math
 import torch
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, finish_axes, lab_data, spread, train_small
+from cnnlab.labs.common import as_float, finish_axes, lab_data, spread, train_seeds
 from cnnlab.models import create_model
 
 NORMS = ("batch", "group", "none")
@@ -64,16 +64,12 @@ def run(ctx: LabContext) -> LabResult:
     runs: dict[str, list[dict]] = {norm: [] for norm in NORMS}
     for norm in NORMS:
         for b in batch_sizes:
-            test, gap = [], []
-            for seed in ctx.seeds:
-                torch.manual_seed(seed)
-                model = create_model("simple-cnn", data.num_classes, data.in_chans, width=width, dropout=0.0, norm=norm)
-                res = train_small(ctx, model, data, epochs=epochs, lr=BASE_LR * b / BASE_BATCH, batch_size=b,
-                                  seed=seed, eval_train=True)
-                test.append(res["test_accuracy"])
-                gap.append(res["train_accuracy"] - res["test_accuracy"])
-            runs[norm].append({"batch_size": b, "lr": BASE_LR * b / BASE_BATCH, "test_accuracy": spread(test),
-                               "gap": spread(gap)})
+            res = train_seeds(ctx, lambda: create_model("simple-cnn", data.num_classes, data.in_chans, width=width,
+                                                        dropout=0.0, norm=norm),
+                              data, epochs=epochs, lr=BASE_LR * b / BASE_BATCH, batch_size=b, eval_train=True)
+            test, gap = res["accuracy"], spread(r["train_accuracy"] - r["test_accuracy"] for r in res["runs"])
+            runs[norm].append({"batch_size": b, "lr": BASE_LR * b / BASE_BATCH, "test_accuracy": test,
+                               "gap": gap})
     numbers = {"noise": noise, "noise_slope": {k: loglog_slope([r["batch_size"] for r in noise],
                                                                 [r[k] for r in noise])
                                                 for k in ("mean_error", "std_error")},

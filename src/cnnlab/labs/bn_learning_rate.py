@@ -11,7 +11,7 @@ learning rate (mean and spread over seeds) and the largest rate that still train
 from __future__ import annotations
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_data, spread, train_small, trained_bar
+from cnnlab.labs.common import lab_data, train_seeds, trained_bar
 from cnnlab.models import create_model
 
 NORMS = ("none", "batch")
@@ -29,14 +29,9 @@ def run(ctx: LabContext) -> LabResult:
     for norm in NORMS:
         rows = []
         for lr in lrs:
-            accs, diverged = [], 0
-            for seed in ctx.seeds:
-                model = _model(data, width, norm, seed)
-                res = train_small(ctx, model, data, epochs=epochs, lr=lr, batch_size=64, schedule="cosine",
-                                  seed=seed)
-                accs.append(res["test_accuracy"])
-                diverged += res["diverged"]
-            rows.append({"lr": lr, "accuracy": spread(accs), "diverged": diverged})
+            res = train_seeds(ctx, lambda: _model(data, width, norm), data, epochs=epochs, lr=lr, batch_size=64,
+                              schedule="cosine")
+            rows.append({"lr": lr, "accuracy": res["accuracy"], "diverged": sum(r["diverged"] for r in res["runs"])})
         per_norm[norm] = rows
     best = max(r["accuracy"]["mean"] for rows in per_norm.values() for r in rows)
     threshold = trained_bar(best, chance)
@@ -62,10 +57,7 @@ def run(ctx: LabContext) -> LabResult:
     return result
 
 
-def _model(data, width: int, norm: str, seed: int):
-    import torch
-
-    torch.manual_seed(seed)
+def _model(data, width: int, norm: str):
     return create_model("simple-cnn", data.num_classes, data.in_chans, width=width, dropout=0.0, norm=norm)
 
 

@@ -102,8 +102,9 @@ def train_seeds(ctx: LabContext, make_model, data: DatasetSplits, seeds=None, **
     """Train a fresh ``make_model()`` for every seed of ``seeds`` (default ``ctx.seeds``) with :func:`train_small`.
 
     Each seed sets the initial weights and the batch order. Returns the test accuracy and seconds
-    as :func:`spread` dicts, every run's history, and the last seed's trained model (for labs that
-    probe a trained network further).
+    as :func:`spread` dicts, every run's history, every run's full :func:`train_small` result
+    (``runs``: per-seed divergence, ``train_accuracy`` with ``eval_train=True``), and the last
+    seed's trained model (for labs that probe a trained network further).
     """
     from cnnlab.seeding import seed_everything
 
@@ -113,7 +114,8 @@ def train_seeds(ctx: LabContext, make_model, data: DatasetSplits, seeds=None, **
         model = make_model()
         runs.append(train_small(ctx, model, data, seed=seed, **train_kwargs))
     return {"accuracy": spread(r["test_accuracy"] for r in runs), "seconds": spread(r["seconds"] for r in runs),
-            "histories": [r["history"] for r in runs], "diverged": any(r["diverged"] for r in runs), "model": model}
+            "histories": [r["history"] for r in runs], "diverged": any(r["diverged"] for r in runs), "runs": runs,
+            "model": model}
 
 
 @torch.no_grad()

@@ -11,11 +11,10 @@ mode), how far the validation loss rose from its minimum, and the training accur
 """
 from __future__ import annotations
 
-import torch
 
 from cnnlab.data.augment import Augment
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes, lab_data, spread, train_small
+from cnnlab.labs.common import finish_axes, lab_data, spread, train_seeds
 from cnnlab.models import create_model
 
 DROPOUT = 0.5
@@ -43,19 +42,16 @@ def run(ctx: LabContext) -> LabResult:
     variants: dict = {}
     curves: dict = {}
     for name, (dropout, augment) in VARIANTS.items():
-        reads, gaps, tests, trains, histories = [], [], [], [], []
-        for seed in ctx.seeds:
-            torch.manual_seed(seed)
-            model = create_model("vgg-small", data.num_classes, data.in_chans, width=width, dropout=dropout)
-            res = train_small(ctx, model, data, epochs=epochs, lr=1e-3, optimizer="adam", schedule="none",
-                              batch_size=64, augment=FLIP_ROTATE if augment else "none", seed=seed, eval_train=True)
-            histories.append(res["history"])
-            reads.append(read_curves(res["history"]))
-            trains.append(res["train_accuracy"])
-            gaps.append(res["train_accuracy"] - reads[-1]["val_accuracy_final"])
-            tests.append(res["test_accuracy"])
+        res = train_seeds(ctx, lambda: create_model("vgg-small", data.num_classes, data.in_chans, width=width,
+                                                    dropout=dropout),
+                          data, epochs=epochs, lr=1e-3, optimizer="adam", schedule="none", batch_size=64,
+                          augment=FLIP_ROTATE if augment else "none", eval_train=True)
+        histories = res["histories"]
+        reads = [read_curves(h) for h in histories]
+        trains = [r["train_accuracy"] for r in res["runs"]]
+        gaps = [t - r["val_accuracy_final"] for t, r in zip(trains, reads)]
         variants[name] = {"dropout": dropout, "augment": augment, "train_accuracy": spread(trains), "gap": spread(gaps),
-                          "test_accuracy": spread(tests),
+                          "test_accuracy": res["accuracy"],
                           **{k: sum(r[k] for r in reads) / len(reads) for k in reads[0]}}
         curves[name] = {k: [sum(h[i][k] for h in histories) / len(histories) for i in range(epochs)]
                         for k in ("train_accuracy", "val_accuracy", "train_loss", "val_loss")}
