@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cnnlab.labs.base import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data, spread, train_small
+from cnnlab.labs.common import as_float, lab_data, spread, train_small, versus
 from cnnlab.models import create_model
 from cnnlab.models.layers import FeatureBatchNorm
 
@@ -115,10 +115,12 @@ def _conclude(result: LabResult, n: dict) -> None:
     result.conclude("Each per-channel statistic of the first layer averages {a} values (batch x positions); each "
                     "per-feature one only {b} (the batch).",
                     a="variants.per-channel.values_per_statistic", b="variants.per-feature.values_per_statistic")
-    better = n["accuracy_difference"] > 0
+    noise = max(n["variants"][k]["test_accuracy"]["std"] for k in ("per-channel", "per-feature"))
+    verdict = {"higher": "the convolutional form of BatchNorm did better, beyond seed noise.",
+               "same": "the two forms are within seed noise of each other on accuracy.",
+               "lower": "the per-feature form did better here, beyond seed noise."}[versus(n["accuracy_difference"], noise)]
     result.conclude("Test accuracy: {a:.3f} ± {sa:.3f} per channel, {b:.3f} ± {sb:.3f} per feature, {c:.3f} ± {sc:.3f} "
-                    "without normalisation: " + ("the convolutional form of BatchNorm did better." if better else
-                                                 "the per-feature form did as well or better here."),
+                    "without normalisation: " + verdict,
                     a="variants.per-channel.test_accuracy.mean", sa="variants.per-channel.test_accuracy.std",
                     b="variants.per-feature.test_accuracy.mean", sb="variants.per-feature.test_accuracy.std",
                     c="variants.none.test_accuracy.mean", sc="variants.none.test_accuracy.std")
