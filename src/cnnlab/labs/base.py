@@ -167,10 +167,11 @@ def _cpu_count() -> int:
 
 def summary_markdown(record: dict, table: str = "") -> str:
     """``summary.md``: the question, the measured table, the generated conclusion, the settings."""
+    # result.json files written before cpu_seconds was recorded (reports read old lab folders) have none
+    cpu = f" ({record['cpu_seconds']:.1f} s of CPU)" if "cpu_seconds" in record else ""
     lines = [f"# {record['lab']}: {record['title']}", "",
              f"Course question {record['question']}. {'Quick run' if record['quick'] else 'Full run'}, "
-             f"seed {record['seed']}, {record['seconds']:.1f} s ({record['cpu_seconds']:.1f} s of CPU) on "
-             f"{record['machine']}.", ""]
+             f"seed {record['seed']}, {record['seconds']:.1f} s{cpu} on {record['machine']}.", ""]
     if table:
         lines += ["## Measured", "", table.strip(), ""]
     lines += ["## Conclusion (generated from the measured numbers)", ""]
