@@ -17,7 +17,8 @@ def digits():
 
 
 @pytest.mark.parametrize("sizes,activation", [((64, 10, 10), "sigmoid"), ((64, 10, 10), "relu"),
-                                              ((64, 8, 6, 6, 10), "relu"), ((64, 8, 6, 10), "sigmoid")])
+                                              ((64, 8, 6, 6, 10), "relu"), ((64, 8, 6, 10), "sigmoid"),
+                                              ((64, 8, 6, 10), "tanh")])
 def test_gradient_check_every_parameter(digits, sizes, activation):
     x, y = digits
     model = MLP(sizes, activation, seed=1, dtype=np.float64)
@@ -40,7 +41,8 @@ def test_gradient_check_catches_a_wrong_formula(digits, monkeypatch):
 
 @pytest.mark.parametrize("activation,optimizer,lr", [("sigmoid", "sgd", 2.0), ("relu", "sgd", 0.1),
                                                      ("relu", "momentum", 0.05), ("relu", "nesterov", 0.05),
-                                                     ("sigmoid", "momentum", 0.2)])
+                                                     ("sigmoid", "momentum", 0.2), ("tanh", "sgd", 0.2),
+                                                     ("relu", "adam", 0.003)])
 def test_numpy_and_pytorch_agree_step_by_step(digits, activation, optimizer, lr):
     x, y = digits
     model = MLP((64, 32, 16, 10), activation, seed=3, dtype=np.float64)

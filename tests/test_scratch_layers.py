@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.scratch.layers import Dense, ReLU, Sigmoid, SoftmaxCrossEntropy, init_weights
+from cnnlab.scratch.layers import Dense, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, init_weights
 from cnnlab.scratch.mlp import MLP
-from cnnlab.scratch.optim import SGD, Momentum, make_optimizer
+from cnnlab.scratch.optim import SGD, Adam, Momentum, make_optimizer
 
 
 def test_sigmoid_values_and_derivative():
@@ -16,6 +16,13 @@ def test_sigmoid_values_and_derivative():
     np.testing.assert_allclose(s, [[0.5, 0.75, 0.0, 1.0]], atol=1e-15)  # no overflow at ±800
     g = act.backward(np.ones((1, 4)))
     np.testing.assert_allclose(g, [[0.25, 0.75 * 0.25, 0.0, 0.0]], atol=1e-15)
+
+
+def test_tanh_values_and_derivative():
+    act = Tanh()
+    t = act.forward(np.array([[0.0, np.log(3.0), -800.0]]))
+    np.testing.assert_allclose(t, [[0.0, 0.8, -1.0]], atol=1e-15)  # tanh(log 3) = (9-1)/(9+1)
+    np.testing.assert_allclose(act.backward(np.ones((1, 3))), [[1.0, 1 - 0.64, 0.0]], atol=1e-15)
 
 
 def test_relu_passes_gradient_only_where_positive():
@@ -55,6 +62,7 @@ def test_init_scales():
     assert xavier.dtype == np.float32
     assert np.abs(xavier).max() <= np.sqrt(6 / 400) and xavier.std() == pytest.approx(np.sqrt(2 / 400), rel=0.02)
     assert init_weights(10, 10, "normal", rng, np.float64).std() < 0.02
+    assert init_weights(400, 400, "unit-normal", rng, np.float64).std() == pytest.approx(1.0, rel=0.01)
     assert not init_weights(10, 10, "zero", rng, np.float64).any()
 
 
@@ -86,16 +94,49 @@ def test_momentum_and_nesterov_updates_by_hand():
     assert w3[0] == pytest.approx(0.9)
 
 
+def test_penalties_add_their_gradients_to_weights_only_unless_biases_too():
+    # constant data gradient 1 on a weight matrix and a bias, lr 0.1: l2 adds 0.5·w, l1 adds 0.2·sign(w)
+    w, gw = np.array([[2.0, -1.0]]), np.ones((1, 2))
+    b, gb = np.array([3.0]), np.ones(1)
+    SGD([("W", w, gw), ("b", b, gb)], lr=0.1, l2=0.5, l1=0.2).step()
+    np.testing.assert_allclose(w, [[2 - 0.1 * (1 + 1.0 + 0.2), -1 - 0.1 * (1 - 0.5 - 0.2)]])
+    np.testing.assert_allclose(b, [3 - 0.1])  # the bias sees the data gradient only
+    b2 = np.array([3.0])
+    SGD([("b", b2, gb)], lr=0.1, l2=0.5, decay_biases=True).step()
+    np.testing.assert_allclose(b2, [3 - 0.1 * (1 + 1.5)])
+    np.testing.assert_array_equal(gw, 1.0)  # the stored gradients are not modified
+
+
+def test_adam_moments_and_bias_correction_by_hand():
+    """m_t = (1-β1^t)·g for a steady g: m̂ = g exactly; v̂ = g²; so the corrected step is lr·g/(|g|+eps)."""
+    g = np.array([0.5, -2.0])
+    w = np.zeros(2)
+    opt = Adam([("w", w, g)], lr=0.01)
+    for t in (1, 2, 3):
+        opt.step()
+        np.testing.assert_allclose(opt.m[0], (1 - 0.9 ** t) * g, rtol=1e-14)
+        np.testing.assert_allclose(opt.v[0], (1 - 0.999 ** t) * g * g, rtol=1e-12)
+        c1, c2 = opt.corrections()
+        np.testing.assert_allclose(opt.m[0] / c1, g, rtol=1e-14)
+        np.testing.assert_allclose(opt.v[0] / c2, g * g, rtol=1e-12)
+    np.testing.assert_allclose(w, -3 * 0.01 * np.sign(g), rtol=1e-7)  # eps = 1e-8 against |g| >= 0.5
+    raw = np.zeros(2)
+    plain = Adam([("w", raw, g)], lr=0.01, bias_correction=False)
+    plain.step()  # m = 0.1 g, v = 0.001 g²: a first step sqrt(1000)/10 = 3.16x too large
+    assert plain.corrections() == (1.0, 1.0)
+    np.testing.assert_allclose(raw, -0.01 * 0.1 * g / (np.sqrt(0.001) * np.abs(g) + 1e-8))
+
+
 def test_bad_architecture_and_optimizer_are_named():
     with pytest.raises(CnnlabError, match="--hidden"):
         MLP([4, 0, 3])
     with pytest.raises(CnnlabError, match="--hidden"):
         MLP([4, -5, 3])
     with pytest.raises(CnnlabError, match="--activation"):
-        MLP([4, 5, 3], activation="tanh")
+        MLP([4, 5, 3], activation="softplus")
     with pytest.raises(CnnlabError, match="--init"):
         MLP([4, 5, 3], init="orthogonal")
     with pytest.raises(CnnlabError, match="--optimizer"):
-        make_optimizer("adam", [], 0.1)
+        make_optimizer("rmsprop", [], 0.1)
     with pytest.raises(CnnlabError, match="--lr"):
         make_optimizer("sgd", [], -1.0)

@@ -55,8 +55,9 @@ def test_diverging_learning_rate_stops_naming_epoch_and_step(digits):
         train(MLPConfig(hidden=(32,), activation="sigmoid", lr=1e3, epochs=2), digits, progress=False)
 
 
-@pytest.mark.parametrize("kwargs,arg", [(dict(hidden=(0,)), "--hidden"), (dict(activation="tanh"), "--activation"),
-                                        (dict(optimizer="adam"), "--optimizer"), (dict(lr=0.0), "--lr"),
+@pytest.mark.parametrize("kwargs,arg", [(dict(hidden=(0,)), "--hidden"), (dict(activation="softplus"), "--activation"),
+                                        (dict(optimizer="rmsprop"), "--optimizer"), (dict(l1=-1.0), "--l1"),
+                                        (dict(optimizer="adam", framework="torch", bias_correction=False), "twin"), (dict(lr=0.0), "--lr"),
                                         (dict(lr=float("nan")), "--lr"), (dict(momentum=1.0), "--momentum"),
                                         (dict(batch_size=0), "--batch-size"), (dict(schedule="cosine"), "--schedule")])
 def test_bad_config_is_named(kwargs, arg):

@@ -7,3 +7,7 @@ argument, a value) instead of a traceback; library users can catch it like any `
 
 class CnnlabError(ValueError):
     """Bad input from the user: a missing file, a wrong argument, an unknown name."""
+
+
+class Diverged(CnnlabError):
+    """The training loss became NaN, infinite or absurdly large (too large a learning rate, most often)."""

@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from cnnlab.data import DatasetSplits, load_dataset
-from cnnlab.data.augment import get_augment
+from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.imagefolder import read_image
 from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
@@ -43,8 +43,8 @@ from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 RESIDENT_BYTES = 1 << 30  # a split whose normalised copy fits in this is normalised once, up front
 
 
-def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | None = None, vflip: bool = False):
-    """Train (augmented, shuffled), val and test loaders on the training device.
+def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment | None = None, vflip: bool = False):
+    """Train (augmented: a preset name or an ``Augment``; shuffled), val and test loaders on the training device.
 
     The images stay on the device; a dataset whose normalised copy is small (CIFAR, Fashion-MNIST)
     is normalised once up front, in half precision on a GPU with autocast, so a batch is an index

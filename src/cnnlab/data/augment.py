@@ -102,9 +102,9 @@ PRESETS: dict[str, Augment] = {
 }
 
 
-def get_augment(name: str, vflip: bool = False) -> Augment:
-    """A preset by name; ``vflip`` adds vertical flips (aerial, microscopy, defects)."""
-    if name not in PRESETS:
+def get_augment(name: str | Augment, vflip: bool = False) -> Augment:
+    """A preset by name (or an ``Augment`` as it is); ``vflip`` adds vertical flips (aerial, microscopy, defects)."""
+    if not isinstance(name, Augment) and name not in PRESETS:
         raise CnnlabError(f"unknown augmentation {name!r}; expected one of {sorted(PRESETS)}")
-    base = PRESETS[name]
+    base = name if isinstance(name, Augment) else PRESETS[name]
     return Augment(base.hflip, vflip or base.vflip, base.translate, base.rotate, base.alternate_flip)

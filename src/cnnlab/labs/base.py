@@ -123,11 +123,14 @@ def get_lab(name: str) -> LabEntry:
 
 
 def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, seed: int = 0,
-            data_dir: str | None = None, device: str = "cpu", progress: bool = True) -> dict:
+            data_dir: str | None = None, device: str = "cpu", progress: bool = True, threads: int | None = 1) -> dict:
     """Run lab ``name`` and write ``result.json``, ``figure.png`` and ``summary.md`` to ``out``.
 
-    Returns the content of ``result.json``. ``out`` defaults to ``runs/lab-<name>``.
+    Returns the content of ``result.json``. ``out`` defaults to ``runs/lab-<name>``. ``threads``
+    (NumPy's BLAS and PyTorch; None leaves them as they are) defaults to 1: the labs' networks and
+    batches are small, and a second thread waiting at every tiny op costs more than it brings.
     """
+    from cnnlab.scratch.threads import compute_threads
     from cnnlab.report.plots import save_figure
     from cnnlab.seeding import seed_everything
 
@@ -139,14 +142,15 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
     ctx = LabContext(out=out, quick=quick, seed=seed, data_dir=data_dir, device=device, progress=progress)
     seed_everything(seed)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    result = entry.fn(ctx)
+    with compute_threads(threads):
+        result = entry.fn(ctx)
     seconds, cpu_seconds = time.perf_counter() - started, _cpu_seconds() - cpu_started
     if not result.conclusions:
         raise RuntimeError(f"lab {name} concluded nothing")
     record = {
         "lab": name, "question": entry.question, "title": entry.title, "quick": quick, "seed": seed,
-        "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
-        "machine": f"{platform.machine()}, {_cpu_count()} CPU(s)",
+        "seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),  # CPU time: what a shared machine cannot inflate
+        "machine": f"{platform.machine()}, {_cpu_count()} CPU(s)", "threads": threads,
         "settings": result.settings, "numbers": result.numbers, "conclusion": result.conclusions,
         "quotes": result.quotes,
     }
@@ -175,6 +179,7 @@ def _cpu_count() -> int:
 
 def summary_markdown(record: dict, table: str = "") -> str:
     """``summary.md``: the question, the measured table, the generated conclusion, the settings."""
+    # result.json files written before cpu_seconds was recorded (reports read old lab folders) have none
     lines = [f"# {record['lab']}: {record['title']}", "",
              f"Course question {record['question']}. {'Quick run' if record['quick'] else 'Full run'}, "
              f"seed {record['seed']}, {record['seconds']:.1f} s wall, {record.get('cpu_seconds', 0):.1f} CPU-s "

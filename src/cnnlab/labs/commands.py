@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import device, nonneg_int
+from cnnlab.argtypes import device, nonneg_int, positive_int
 
 
 def cmd_lab(args: argparse.Namespace) -> None:
@@ -19,8 +19,8 @@ def cmd_lab(args: argparse.Namespace) -> None:
     for name in names:
         out = args.out if args.name != "all" else f"{args.out or 'runs/labs'}/{name}"
         record = run_lab(name, out, quick=args.quick, seed=args.seed, data_dir=args.data_dir,
-                         device=args.device, progress=not args.no_progress)
-        print(f"{name} ({record['question']}, {record['seconds']:.1f} s):")
+                         device=args.device, progress=not args.no_progress, threads=args.threads)
+        print(f"{name} ({record['question']}, {record['seconds']:.1f} s, {record['cpu_seconds']:.1f} s CPU):")
         for sentence in record["conclusion"]:
             print(f"  - {sentence}")
         print(f"  -> {out or 'runs/lab-' + name}/result.json, figure.png, summary.md")
@@ -36,5 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--data-dir", help="folder holding fashion-mnist/ (default: $CNNLAB_DATA); else digits")
     p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="CPU threads for NumPy and PyTorch (default 1: the labs' networks are small)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_lab)

@@ -5,12 +5,14 @@ scikit-learn's embedded 8x8 digits otherwise; the dataset used is recorded in th
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 from torch import nn
 
 from cnnlab.data import DatasetSplits, ImageSet, data_root, load_dataset
+from cnnlab.data.augment import Augment
 from cnnlab.labs.base import LabContext
 
 
@@ -41,31 +43,44 @@ def lab_data(ctx: LabContext, n_train: int, n_test: int, n_val: int = 0,
 
 def train_small(ctx: LabContext, model: nn.Module, data: DatasetSplits, *, epochs: int, lr: float,
                 optimizer: str = "sgd", batch_size: int = 128, weight_decay: float = 0.0, momentum: float = 0.9,
-                schedule: str = "onecycle", augment: str | None = "none", vflip: bool = False,
-                label_smoothing: float = 0.0, seed: int | None = None) -> dict:
+                nesterov: bool = True, schedule: str = "onecycle", augment: str | Augment | None = "none",
+                vflip: bool = False, label_smoothing: float = 0.0, seed: int | None = None,
+                eval_train: bool = False) -> dict:
     """Train ``model`` with the shared engine; returns history, test accuracy/loss and seconds.
 
     A run whose loss becomes NaN/inf is not an error here but a result: ``diverged`` is True and
-    the test accuracy is chance level (what such a model predicts).
+    the test accuracy is chance level (what such a model predicts). ``eval_train`` also measures
+    the finished model on its training images in eval mode (``train_accuracy``, ``train_loss``):
+    the honest side of a train-test gap (the history's train accuracy is measured during the
+    epoch, with dropout, augmentation and batch statistics).
     """
     from cnnlab.classify.api import make_loaders
+    from cnnlab.data.loader import TensorLoader
     from cnnlab.train.engine import Diverged, TrainConfig, evaluate, fit
     from cnnlab.train.tasks import ClassificationTask
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                      weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-                      device=ctx.device, seed=ctx.seed if seed is None else seed, channels_last=False)
+                      nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+                      label_smoothing=label_smoothing, device=ctx.device, seed=ctx.seed if seed is None else seed,
+                      channels_last=False)
     train, val, test = make_loaders(data, cfg, augment, vflip)
-    task = ClassificationTask(data.num_classes, label_smoothing)
+    task, plain = ClassificationTask(data.num_classes, label_smoothing), ClassificationTask(data.num_classes)
+    device = cfg.resolved_device()
     started = time.perf_counter()
     try:
         history = fit(model, train, val, task, cfg, progress=False)
+        res = evaluate(model, test, plain, device)
     except Diverged:
-        return {"history": [], "diverged": True, "test_accuracy": 1.0 / data.num_classes,
-                "test_loss": float("nan"), "seconds": time.perf_counter() - started}
-    res = evaluate(model, test, ClassificationTask(data.num_classes), cfg.resolved_device())
-    return {"history": history, "diverged": False, "test_accuracy": res["accuracy"], "test_loss": res["loss"],
-            "seconds": time.perf_counter() - started}
+        history, res = [], {"loss": float("nan")}
+    diverged, chance = not math.isfinite(res["loss"]), 1.0 / data.num_classes  # NaN weights: one class, chance
+    out = {"history": history, "diverged": diverged, "test_loss": res["loss"],
+           "test_accuracy": chance if diverged else res["accuracy"]}
+    if eval_train:
+        seen = ({"accuracy": chance, "loss": float("nan")} if diverged else
+                evaluate(model, TensorLoader(data.train, 512, data.mean, data.std, device=device), plain, device))
+        out.update(train_accuracy=seen["accuracy"], train_loss=seen["loss"])
+    out["seconds"] = time.perf_counter() - started
+    return out
 
 
 def as_float(images: ImageSet, mean, std) -> torch.Tensor:
@@ -87,8 +102,9 @@ def train_seeds(ctx: LabContext, make_model, data: DatasetSplits, seeds=None, **
     """Train a fresh ``make_model()`` for every seed of ``seeds`` (default ``ctx.seeds``) with :func:`train_small`.
 
     Each seed sets the initial weights and the batch order. Returns the test accuracy and seconds
-    as :func:`spread` dicts, every run's history, and the last seed's trained model (for labs that
-    probe a trained network further).
+    as :func:`spread` dicts, every run's history, every run's full :func:`train_small` result
+    (``runs``: per-seed divergence, ``train_accuracy`` with ``eval_train=True``), and the last
+    seed's trained model (for labs that probe a trained network further).
     """
     from cnnlab.seeding import seed_everything
 
@@ -98,7 +114,8 @@ def train_seeds(ctx: LabContext, make_model, data: DatasetSplits, seeds=None, **
         model = make_model()
         runs.append(train_small(ctx, model, data, seed=seed, **train_kwargs))
     return {"accuracy": spread(r["test_accuracy"] for r in runs), "seconds": spread(r["seconds"] for r in runs),
-            "histories": [r["history"] for r in runs], "diverged": any(r["diverged"] for r in runs), "model": model}
+            "histories": [r["history"] for r in runs], "diverged": any(r["diverged"] for r in runs), "runs": runs,
+            "model": model}
 
 
 @torch.no_grad()
@@ -184,3 +201,34 @@ def versus(difference: float, noise: float) -> str:
     if difference < -2 * noise:
         return "lower"
     return "same"
+
+
+def trained_bar(best: float, chance: float) -> float:
+    """The accuracy a run needs to count as 'trained': half of the best run's gain over chance."""
+    return chance + 0.5 * (best - chance)
+
+
+def lab_arrays(ctx: LabContext, n_train: int, n_test: int, prefer: str = "fashion-mnist"):
+    """The subsets of :func:`lab_data` as the NumPy networks take them: flattened pixels in [0, 1]."""
+    from cnnlab.scratch.experiments import ArrayData
+
+    data = lab_data(ctx, n_train, n_test, prefer=prefer)
+
+    def flat(images: ImageSet):
+        return images.images.reshape(len(images), -1).numpy().astype("float32") / 255, images.labels.numpy()
+
+    (x_train, y_train), (x_test, y_test) = flat(data.train), flat(data.test)
+    return (ArrayData(x_train, y_train, x_test, y_test, list(data.classes), tuple(data.train.images.shape[1:]),
+                      data.train.images), data.info)
+
+
+def finish_axes(axes, xlabel: str | None = None, **legend) -> None:
+    """The common finish of a lab figure's panels: an x label, a light grid, a small legend where there are labels."""
+    import numpy as np
+
+    for ax in np.ravel(axes):
+        if xlabel:
+            ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**{"fontsize": 8, **legend})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnlab.models.layers import ConvBNAct, Residual
+from cnnlab.models.layers import ConvBNAct, Residual, make_norm
 from cnnlab.models.registry import register_model
 
 
@@ -27,18 +27,20 @@ def mlp(
 
 @register_model("simple-cnn", default_input=(1, 28, 28), tags=("classic",))
 def simple_cnn(num_classes: int = 10, in_chans: int = 1, width: int = 32, hidden: int = 128,
-               dropout: float = 0.25, first_width: int | None = None) -> nn.Module:
+               dropout: float = 0.25, first_width: int | None = None,
+               norm: str = "batch") -> nn.Module:
     """Two conv blocks (conv-BN-ReLU x2, maxpool) and a dense classifier: the course's first CNN.
 
     The classifier sees a 4x4 grid of features (adaptive pooling makes any input size work),
     not a global average: after only two blocks, where a pattern is still matters.
     ``first_width`` (default ``width``) narrows the first block only: it runs at full resolution,
     so it costs as much as the second block at a quarter of the pixels with twice the width.
+    ``norm``: batch (default), group, layer or none (see ``layers.make_norm``).
     """
     w, w1 = width, first_width or width
     return nn.Sequential(
-        ConvBNAct(in_chans, w1), ConvBNAct(w1, w1), nn.MaxPool2d(2), nn.Dropout(dropout),
-        ConvBNAct(w1, 2 * w), ConvBNAct(2 * w, 2 * w), nn.MaxPool2d(2), nn.Dropout(dropout),
+        ConvBNAct(in_chans, w1, norm=norm), ConvBNAct(w1, w1, norm=norm), nn.MaxPool2d(2), nn.Dropout(dropout),
+        ConvBNAct(w1, 2 * w, norm=norm), ConvBNAct(2 * w, 2 * w, norm=norm), nn.MaxPool2d(2), nn.Dropout(dropout),
         nn.AdaptiveAvgPool2d(4), nn.Flatten(),
         nn.Linear(2 * w * 16, hidden), nn.ReLU(inplace=True), nn.Dropout(2 * dropout),
         nn.Linear(hidden, num_classes),
@@ -46,15 +48,19 @@ def simple_cnn(num_classes: int = 10, in_chans: int = 1, width: int = 32, hidden
 
 
 @register_model("vgg-small", default_input=(3, 32, 32), tags=("classic",))
-def vgg_small(num_classes: int = 10, in_chans: int = 3, width: int = 32, dropout: float = 0.3) -> nn.Module:
-    """Three blocks of conv-conv-maxpool-BN, then two dense layers (the course's VGG exercise)."""
+def vgg_small(num_classes: int = 10, in_chans: int = 3, width: int = 32, dropout: float = 0.3,
+              norm: str = "batch") -> nn.Module:
+    """Three blocks of conv-conv-maxpool-BN, then two dense layers (the course's VGG exercise).
+
+    ``norm`` replaces the BatchNorm after each pool: group, layer or none (``layers.make_norm``).
+    """
     blocks: list[nn.Module] = []
     c_in = in_chans
     for i in range(3):
         c_out = width * 2**i
         blocks += [
             ConvBNAct(c_in, c_out, bn=False), ConvBNAct(c_out, c_out, bn=False),
-            nn.MaxPool2d(2), nn.BatchNorm2d(c_out),
+            nn.MaxPool2d(2), make_norm(norm, c_out),
         ]
         c_in = c_out
     return nn.Sequential(

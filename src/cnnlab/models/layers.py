@@ -1,6 +1,8 @@
 """Building blocks shared by every model family (the timm way: layers reused across models)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -23,10 +25,47 @@ def make_activation(name: str | None) -> nn.Module:
     return table[key]()
 
 
-class ConvBNAct(nn.Sequential):
-    """Conv2d -> BatchNorm2d -> activation, 'same' padding for odd kernels by default.
+NORMS = ("batch", "group", "layer", "none")
+GROUPS = 8  # GroupNorm groups (fewer when the width is not a multiple of 8)
 
-    The conv has no bias because the BatchNorm shift makes it redundant.
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The normalisation after a conv, by name: statistics over different axes of ``N x C x H x W``.
+
+    ``batch``: per channel over (N, H, W), the batch couples the samples (Ioffe & Szegedy 2015);
+    ``group``: per sample over (H, W) and a group of channels (Wu & He 2018), batch-independent;
+    ``layer``: per sample over (C, H, W) (GroupNorm with one group); ``none``: identity.
+    """
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, GROUPS), channels)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    if kind == "none":
+        return nn.Identity()
+    raise CnnlabError(f"norm={kind!r}: expected one of {', '.join(NORMS)}")
+
+
+class FeatureBatchNorm(nn.Module):
+    """BatchNorm1d over every (channel, row, column) of a ``C x H x W`` map: a fully connected
+    network's BatchNorm applied to conv features, with its own statistics, scale and shift per
+    position (``2·C·H·W`` parameters instead of BatchNorm2d's ``2·C``)."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.bn = nn.BatchNorm1d(math.prod(self.shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(x.flatten(1)).view_as(x)
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d -> normalisation (BatchNorm2d by default) -> activation, 'same' padding for odd kernels.
+
+    ``norm`` picks the normalisation (:func:`make_norm`); ``bn=False`` is the older spelling of
+    ``norm="none"``. The conv has a bias only without normalisation: a norm's shift makes it redundant.
     """
 
     def __init__(
@@ -40,14 +79,16 @@ class ConvBNAct(nn.Sequential):
         groups: int = 1,
         act: str | None = "relu",
         bn: bool = True,
+        norm: str | None = None,
     ) -> None:
         if padding is None:
             padding = dilation * (kernel_size - 1) // 2
+        norm = norm or ("batch" if bn else "none")
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation, groups, bias=not bn)
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation, groups, bias=norm == "none")
         ]
-        if bn:
-            layers.append(nn.BatchNorm2d(out_ch))
+        if norm != "none":
+            layers.append(make_norm(norm, out_ch))
         layers.append(make_activation(act))
         super().__init__(*layers)
 

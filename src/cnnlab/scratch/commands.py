@@ -55,9 +55,9 @@ def cmd_cnn(args: argparse.Namespace) -> None:
 
 def _training(p: argparse.ArgumentParser) -> None:
     """Options of one training run (``mlp`` and ``cnn``)."""
-    p.add_argument("--optimizer", default="momentum", help="sgd, momentum (default) or nesterov")
+    p.add_argument("--optimizer", default="momentum", help="sgd, momentum (default), nesterov or adam")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate (default: 0.1 for sgd, 0.05 with momentum)")
+                   help="learning rate (default: 0.1 for sgd, 0.05 with momentum, 0.001 for adam)")
     p.add_argument("--momentum", type=fraction, default=0.9, help="in [0, 1)")
     p.add_argument("--schedule", default="linear",
                    help="linear (default: lr decays to lr/E in the last epoch) or constant")
@@ -101,8 +101,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common(p)
     _training(p)
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[128, 64], help="hidden layer sizes (default 128 64)")
-    p.add_argument("--activation", default="relu", help="sigmoid or relu (default)")
-    p.add_argument("--init", default=None, help="xavier, he, normal or zero (default: xavier for sigmoid, he for relu)")
+    p.add_argument("--activation", default="relu", help="sigmoid, tanh or relu (default)")
+    p.add_argument("--init", default=None, help="xavier, he, normal (N(0, 0.01²)), unit-normal (N(0, 1)) or zero "
+                                                "(default: xavier for sigmoid and tanh, he for relu)")
     p.set_defaults(func=cmd_mlp)
 
     p = ssub.add_parser("cnn", help="train the NumPy CNN (conv blocks + dense, hand-written backprop)",

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Diverged
 from cnnlab.fileio import write_json
 from cnnlab.report.plots import save_figure
 from cnnlab.scratch.cnn import CNN, check_cnn
@@ -46,6 +46,10 @@ class RunConfig:
     schedule: str = "linear"  # linear: epoch e of E uses lr·(E-e+1)/E; constant: lr throughout
     seed: int = 0
     framework: str = "numpy"
+    l2: float = 0.0  # penalties (optim.SGD): (l2/2)|w|² and l1|w|₁ on the weights (and biases if decay_biases)
+    l1: float = 0.0
+    decay_biases: bool = False
+    bias_correction: bool = True  # Adam's division of m and v by 1-β^t
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -60,6 +64,11 @@ class RunConfig:
             raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise CnnlabError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if not (self.l2 >= 0 and self.l1 >= 0):
+            raise CnnlabError(f"--l2 and --l1 must be >= 0, got {self.l2} and {self.l1}")
+        if self.framework == "torch" and (self.l1 or self.l2 or not self.bias_correction):
+            raise CnnlabError("the PyTorch twin runs the plain optimizers: l1, l2 and bias_correction=False "
+                              "are NumPy-only")
         if self.batch_size < 1 or self.epochs < 1:
             raise CnnlabError(f"--batch-size and --epochs must be >= 1, got {self.batch_size} and {self.epochs}")
 
@@ -75,7 +84,7 @@ class RunConfig:
 @dataclass
 class MLPConfig(RunConfig):
     # learning rates that work for 784-128-64-10 on Fashion-MNIST with batch 64 (see docs/scratch.md)
-    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001}
 
     hidden: tuple[int, ...] = (128, 64)
     activation: str = "relu"
@@ -98,7 +107,7 @@ class CNNConfig(RunConfig):
     """The NumPy CNN (``cnn.CNN``): conv blocks of ``channels``, then ``hidden`` dense layers."""
 
     # momentum 0.9 and linear decay, as for the MLP (docs/scratch.md)
-    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.001}
 
     channels: tuple[int, ...] = (32, 64)
     kernel: int = 3
@@ -156,7 +165,8 @@ class NumpyRunner:
 
     def __init__(self, cfg: RunConfig, image_shape: tuple[int, int, int], classes: int, dtype=np.float32):
         self.model = cfg.build(image_shape, classes, dtype)
-        self.opt = make_optimizer(cfg.optimizer, self.model.named_parameters(), cfg.lr, cfg.momentum)
+        self.opt = make_optimizer(cfg.optimizer, self.model.named_parameters(), cfg.lr, cfg.momentum, l2=cfg.l2,
+                                  l1=cfg.l1, decay_biases=cfg.decay_biases, bias_correction=cfg.bias_correction)
 
     def set_lr(self, lr: float) -> None:
         self.opt.lr = lr
@@ -234,7 +244,7 @@ def train_epoch(runner, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.r
             loss, n_right = runner.step(xs[i:i + batch_size], ys[i:i + batch_size])
         if not loss <= max_loss:  # also true for nan
             what = f"became {loss}" if not math.isfinite(loss) else f"diverged to {loss:.3g} (limit {max_loss:.3g})"
-            raise CnnlabError(f"loss {what} at epoch {epoch}, step {step}: the learning rate is too large "
+            raise Diverged(f"loss {what} at epoch {epoch}, step {step}: the learning rate is too large "
                               "for this network; lower --lr")
         loss_sum += loss * len(ys[i:i + batch_size])
         correct += n_right

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-INITS = ("xavier", "he", "normal", "zero")
+INITS = ("xavier", "he", "normal", "unit-normal", "zero")
 
 
 def init_weights(n_in: int, n_out: int, scheme: str, rng: np.random.Generator, dtype) -> np.ndarray:
@@ -23,7 +23,8 @@ def init_weights(n_in: int, n_out: int, scheme: str, rng: np.random.Generator, d
     Why the scales: Xavier/Glorot keeps the variance of activations and gradients equal across
     layers for tanh/sigmoid-like units (``U(±sqrt(6/(n_in+n_out)))``); He doubles the fan-in
     variance (``N(0, 2/n_in)``) because a ReLU zeroes half its inputs; ``normal`` is the naive
-    ``N(0, 0.01²)`` (signals shrink layer by layer); ``zero`` makes every hidden unit identical,
+    ``N(0, 0.01²)`` (signals shrink layer by layer); ``unit-normal`` is ``N(0, 1)`` (pre-activations
+    of variance ``n_in``: a sigmoid saturates, a ReLU net explodes); ``zero`` makes every hidden unit identical,
     so they get identical gradients and never become different (the symmetry problem).
     """
     if scheme == "xavier":
@@ -33,6 +34,8 @@ def init_weights(n_in: int, n_out: int, scheme: str, rng: np.random.Generator, d
         w = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
     elif scheme == "normal":
         w = rng.standard_normal((n_in, n_out)) * 0.01
+    elif scheme == "unit-normal":
+        w = rng.standard_normal((n_in, n_out))
     elif scheme == "zero":
         w = np.zeros((n_in, n_out))
     else:
@@ -98,6 +101,19 @@ class Sigmoid(Layer):
     def backward(self, g: np.ndarray) -> np.ndarray:
         g *= self.s
         g *= 1.0 - self.s
+        return g
+
+
+class Tanh(Layer):
+    """``tanh(z)``, with ``tanh'(z) = 1 - tanh(z)²`` (at most 1, at z = 0; a sigmoid's is at most 1/4)."""
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        np.tanh(z, out=z)
+        self.t = z
+        return z
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        g *= 1.0 - self.t * self.t
         return g
 
 

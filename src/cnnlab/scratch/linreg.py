@@ -27,10 +27,13 @@ def add_bias(x: np.ndarray) -> np.ndarray:
     return np.hstack([x, np.ones((len(x), 1), x.dtype)])
 
 
-def fit_closed_form(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Solve ``XᵀX w = Xᵀy`` by Cholesky; least squares when ``XᵀX`` is singular."""
+def fit_closed_form(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> np.ndarray:
+    """Solve ``XᵀX w = Xᵀy`` by Cholesky; least squares when ``XᵀX`` is singular.
+
+    ``ridge`` = λ solves ``(XᵀX + λI) w = Xᵀy`` instead: the minimiser of ``|Xw - y|² + λ|w|²``.
+    """
     try:
-        return scipy.linalg.solve(x.T @ x, x.T @ y, assume_a="pos")
+        return scipy.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1], dtype=x.dtype), x.T @ y, assume_a="pos")
     except np.linalg.LinAlgError:
         return np.linalg.lstsq(x, y, rcond=None)[0]
 

@@ -10,12 +10,12 @@ from typing import Sequence
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.scratch.layers import INITS, Dense, Layer, ReLU, Sigmoid
+from cnnlab.scratch.layers import INITS, Dense, Layer, ReLU, Sigmoid, Tanh
 from cnnlab.scratch.network import Network
 
-ACTIVATIONS = {"sigmoid": Sigmoid, "relu": ReLU}
+ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
 # the init that keeps signal variance steady for each activation (see layers.init_weights)
-DEFAULT_INIT = {"sigmoid": "xavier", "relu": "he"}
+DEFAULT_INIT = {"sigmoid": "xavier", "tanh": "xavier", "relu": "he"}
 
 
 def check_architecture(hidden: Sequence[int], activation: str, init: str | None = None) -> None:
@@ -44,3 +44,12 @@ class MLP(Network):
             layers += [Dense(n_in, n_out, init, rng, dtype), ACTIVATIONS[activation]()]
         layers.pop()  # no activation after the output layer: softmax lives in the loss
         super().__init__(layers, dtype)
+
+    def hidden_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """The output of every hidden activation for a batch ``x``, input side first (copies)."""
+        outputs = []
+        for layer in self.layers[:-1]:
+            x = layer.forward(x)
+            if not layer.params:  # an activation
+                outputs.append(x.copy())
+        return outputs

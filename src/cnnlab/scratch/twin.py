@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.scratch.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, ToChannelsLast
-from cnnlab.scratch.layers import Dense, Layer, ReLU, Sigmoid
+from cnnlab.scratch.layers import Dense, Layer, ReLU, Sigmoid, Tanh
 from cnnlab.scratch.network import Network
 from cnnlab.scratch.optim import make_optimizer
 from cnnlab.scratch.threads import compute_threads
@@ -25,6 +25,7 @@ _TORCH_LAYER: dict[type, Callable[[Layer], nn.Module]] = {
                                     layer.stride, layer.padding, layer.dilation),
     ReLU: lambda layer: nn.ReLU(),
     Sigmoid: lambda layer: nn.Sigmoid(),
+    Tanh: lambda layer: nn.Tanh(),
     MaxPool2D: lambda layer: nn.MaxPool2d(layer.kernel, layer.stride),
     AvgPool2D: lambda layer: nn.AvgPool2d(layer.kernel, layer.stride),
     Flatten: lambda layer: nn.Flatten(),
@@ -78,8 +79,10 @@ def twin_state(net: nn.Sequential) -> dict[str, np.ndarray]:
     return state
 
 
-def torch_optimizer(name: str, net: nn.Module, lr: float, momentum: float = 0.9) -> torch.optim.SGD:
+def torch_optimizer(name: str, net: nn.Module, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
     """The PyTorch counterpart of ``optim.make_optimizer`` (no dampening, no weight decay)."""
+    if name == "adam":
+        return torch.optim.Adam(net.parameters(), lr=lr)
     mu = 0.0 if name == "sgd" else momentum
     return torch.optim.SGD(net.parameters(), lr=lr, momentum=mu, nesterov=name == "nesterov")
 
