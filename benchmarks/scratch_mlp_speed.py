@@ -40,7 +40,7 @@ def get_data(data_dir: str | None) -> tuple[ArrayData, str]:
         rng = np.random.default_rng(0)
         x = rng.random((60000, 784), dtype=np.float32)
         return ArrayData(x, rng.integers(0, 10, 60000), x[:1000], np.zeros(1000, np.int64),
-                         [str(i) for i in range(10)]), "random"
+                         [str(i) for i in range(10)], (1, 28, 28)), "random"
 
 
 def time_case(data: ArrayData, hidden, activation, optimizer, batch_size, repeats: int) -> dict:

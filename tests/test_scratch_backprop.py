@@ -67,7 +67,7 @@ def test_runners_agree_when_the_learning_rate_changes(digits, optimizer):
 
     x, y = digits
     cfg = MLPConfig(hidden=(32, 16), optimizer=optimizer, lr=0.1)
-    mine, theirs = NumpyRunner(cfg, 64, 10, np.float64), TorchRunner(cfg, 64, 10, np.float64)
+    mine, theirs = NumpyRunner(cfg, (1, 8, 8), 10, np.float64), TorchRunner(cfg, (1, 8, 8), 10, np.float64)
     with compute_threads(1):
         for step, (xb, yb) in enumerate(seeded_batches(x, y, 32, 20, seed=1)):
             lr = 0.1 / (1 + step // 5)

@@ -73,3 +73,114 @@ def as_float(images: ImageSet, mean, std) -> torch.Tensor:
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     return (images.images.float() / 255 - m) / s
+
+
+# ---------------------------------------------------------------- repeated runs, shifted images, CPU time
+
+def spread(values) -> dict:
+    """Mean, standard deviation over runs, and the values themselves (the seeds' answers side by side)."""
+    v = torch.tensor([float(x) for x in values], dtype=torch.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()) if len(v) > 1 else 0.0, "values": v.tolist()}
+
+
+def train_seeds(ctx: LabContext, make_model, data: DatasetSplits, seeds=None, **train_kwargs) -> dict:
+    """Train a fresh ``make_model()`` for every seed of ``seeds`` (default ``ctx.seeds``) with :func:`train_small`.
+
+    Each seed sets the initial weights and the batch order. Returns the test accuracy and seconds
+    as :func:`spread` dicts, every run's history, and the last seed's trained model (for labs that
+    probe a trained network further).
+    """
+    from cnnlab.seeding import seed_everything
+
+    runs, model = [], None
+    for seed in ctx.seeds if seeds is None else seeds:
+        seed_everything(seed)
+        model = make_model()
+        runs.append(train_small(ctx, model, data, seed=seed, **train_kwargs))
+    return {"accuracy": spread(r["test_accuracy"] for r in runs), "seconds": spread(r["seconds"] for r in runs),
+            "histories": [r["history"] for r in runs], "diverged": any(r["diverged"] for r in runs), "model": model}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Logits of ``model`` (eval mode) for normalized images ``x``, in batches."""
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def shift(x: torch.Tensor, dy: int, dx: int, fill: torch.Tensor) -> torch.Tensor:
+    """Images moved ``dy`` rows down and ``dx`` columns right; uncovered pixels get ``fill`` (per channel).
+
+    ``fill`` is the background after normalization (black is ``-mean/std``), so a shifted digit or
+    garment sits on the same background as in training: nothing but its position changes.
+    """
+    out = fill.view(1, -1, 1, 1).expand_as(x).clone()
+    h, w = x.shape[-2:]
+    src = x[..., max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    out[..., max(0, dy):max(0, dy) + src.shape[-2], max(0, dx):max(0, dx) + src.shape[-1]] = src
+    return out
+
+
+def background(data: DatasetSplits) -> torch.Tensor:
+    """The normalized value of a black pixel, per channel."""
+    return -torch.tensor(data.mean) / torch.tensor(data.std)
+
+
+def cpu_seconds(fn, repeats: int = 5) -> float:
+    """Fastest of ``repeats`` calls of ``fn`` in process CPU seconds, on one thread, after a warm-up call.
+
+    CPU time rather than wall time: on a shared machine other processes steal wall-clock time but
+    not this process's CPU time; one thread keeps that CPU time the cost of the work itself.
+    """
+    from cnnlab.scratch.threads import compute_threads
+
+    with compute_threads(1):
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            fn()
+            best = min(best, time.process_time() - start)
+    return best
+
+
+def train_step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 5) -> float:
+    """CPU seconds of one forward + backward pass of ``model`` on the batch ``(x, y)`` (see :func:`cpu_seconds`)."""
+    model.train()
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+
+    return cpu_seconds(step, repeats)
+
+
+def resized(data: DatasetSplits, size: int) -> DatasetSplits:
+    """The same images at ``size x size`` (area averaging when shrinking, bilinear when growing).
+
+    Labs shrink images to afford deep networks on a CPU, and grow them to scale resolution.
+    """
+    def resize(images: ImageSet | None) -> ImageSet | None:
+        if images is None:
+            return None
+        x = images.images.float()
+        mode = "area" if size <= x.shape[-1] else "bilinear"
+        y = nn.functional.interpolate(x, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        return ImageSet(y.round().clamp(0, 255).to(torch.uint8), images.labels)
+
+    train = resize(data.train)
+    return DatasetSplits(data.name, data.classes, train, resize(data.test), val=resize(data.val),
+                         augment=data.augment, info={**data.info, "image_size": size})
+
+
+def versus(difference: float, noise: float) -> str:
+    """``"higher"``, ``"lower"`` or ``"same"``: is ``difference`` outside twice the seed ``noise``?
+
+    Labs pick their sentence with it, so a gap the seeds' spread could explain is never reported
+    as a win (a single seed has no spread: then any nonzero gap counts).
+    """
+    if difference > 2 * noise:
+        return "higher"
+    if difference < -2 * noise:
+        return "lower"
+    return "same"

@@ -197,31 +197,38 @@ class InceptionModule(nn.Module):
     """Inception v1 module: 1x1, 3x3 and 5x5 convs and a 3x3 max-pool side by side, concatenated.
 
     The 1x1 "reductions" before the 3x3/5x5 convs (and after the pool) keep the wide branches
-    cheap; output channels are ``c1 + c3 + c5 + pool_proj``.
+    cheap; output channels are ``c1 + c3 + c5 + pool_proj``. ``reduce=False`` is the paper's naive
+    module (its Fig. 2a): the 3x3 and 5x5 convs read all ``in_ch`` channels and the pooled input
+    passes through unprojected, so the output has ``c1 + c3 + c5 + in_ch`` channels.
     """
 
     def __init__(self, in_ch: int, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int,
-                 pool_proj: int) -> None:
+                 pool_proj: int, reduce: bool = True) -> None:
         super().__init__()
         self.branch1 = ConvBNAct(in_ch, c1, 1)
-        self.branch3 = nn.Sequential(ConvBNAct(in_ch, c3_reduce, 1), ConvBNAct(c3_reduce, c3, 3))
-        self.branch5 = nn.Sequential(ConvBNAct(in_ch, c5_reduce, 1), ConvBNAct(c5_reduce, c5, 5))
-        self.branch_pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), ConvBNAct(in_ch, pool_proj, 1))
-        self.out_channels = c1 + c3 + c5 + pool_proj
+        if reduce:
+            self.branch3 = nn.Sequential(ConvBNAct(in_ch, c3_reduce, 1), ConvBNAct(c3_reduce, c3, 3))
+            self.branch5 = nn.Sequential(ConvBNAct(in_ch, c5_reduce, 1), ConvBNAct(c5_reduce, c5, 5))
+            self.branch_pool = nn.Sequential(nn.MaxPool2d(3, 1, 1), ConvBNAct(in_ch, pool_proj, 1))
+        else:
+            self.branch3, self.branch5 = ConvBNAct(in_ch, c3, 3), ConvBNAct(in_ch, c5, 5)
+            self.branch_pool = nn.MaxPool2d(3, 1, 1)
+        self.out_channels = c1 + c3 + c5 + (pool_proj if reduce else in_ch)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x)], 1)
 
 
 class DepthwiseSeparable(nn.Sequential):
-    """MobileNetV1 unit: a 3x3 depthwise conv (one filter per channel) then a 1x1 pointwise conv.
+    """MobileNetV1 unit: a k x k depthwise conv (one filter per channel) then a 1x1 pointwise conv.
 
-    Costs ``HW(9C + C*C')`` multiply-adds instead of ``HW * 9 C C'``: 8-9x fewer for wide layers.
+    Costs ``HW(k²C + C*C')`` multiply-adds instead of ``HW * k² C C'``, a ratio of
+    ``1/C' + 1/k²``: 8-9x fewer for wide 3x3 layers.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, act: str = "relu") -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, act: str = "relu", kernel: int = 3) -> None:
         super().__init__(
-            ConvBNAct(in_ch, in_ch, 3, stride, groups=in_ch, act=act),
+            ConvBNAct(in_ch, in_ch, kernel, stride, groups=in_ch, act=act),
             ConvBNAct(in_ch, out_ch, 1, act=act),
         )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -17,32 +18,35 @@ from tqdm.auto import tqdm
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import write_json
 from cnnlab.report.plots import save_figure
+from cnnlab.scratch.cnn import CNN, check_cnn
 from cnnlab.scratch.mlp import MLP, check_architecture
+from cnnlab.scratch.network import Network
 from cnnlab.scratch.optim import OPTIMIZERS, make_optimizer
 
-# learning rates that work for 784-128-64-10 on Fashion-MNIST with batch 64 (see docs/scratch.md)
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
 FRAMEWORKS = ("numpy", "torch")
 SCHEDULES = ("linear", "constant")
 
 
 @dataclass
-class MLPConfig:
-    hidden: tuple[int, ...] = (128, 64)
-    activation: str = "relu"
+class RunConfig:
+    """How a network is trained, whatever its layers: optimizer, learning-rate schedule, batches, seed.
+
+    ``lr=None`` picks the network's ``DEFAULT_LR`` for the optimizer. Subclasses add the
+    architecture and ``build`` the NumPy network from it.
+    """
+
+    DEFAULT_LR: ClassVar[dict[str, float]] = {}
+
     optimizer: str = "momentum"
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
+    lr: float | None = None
     momentum: float = 0.9
     batch_size: int = 64
     epochs: int = 10
-    init: str | None = None  # None: Xavier for sigmoid, He for ReLU
     schedule: str = "linear"  # linear: epoch e of E uses lr·(E-e+1)/E; constant: lr throughout
     seed: int = 0
     framework: str = "numpy"
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(self.hidden)
-        check_architecture(self.hidden, self.activation, self.init)
         if self.optimizer not in OPTIMIZERS:
             raise CnnlabError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.framework not in FRAMEWORKS:
@@ -50,7 +54,7 @@ class MLPConfig:
         if self.schedule not in SCHEDULES:
             raise CnnlabError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.optimizer]
+            self.lr = self.DEFAULT_LR[self.optimizer]
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise CnnlabError(f"--lr must be a positive number, got {self.lr}")
         if not 0 <= self.momentum < 1:
@@ -58,16 +62,74 @@ class MLPConfig:
         if self.batch_size < 1 or self.epochs < 1:
             raise CnnlabError(f"--batch-size and --epochs must be >= 1, got {self.batch_size} and {self.epochs}")
 
+    def build(self, image_shape: tuple[int, int, int], classes: int, dtype=np.float32) -> Network:
+        """The NumPy network for flattened ``image_shape`` (C, H, W) inputs and ``classes`` outputs."""
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """A short description for progress bars and figure legends."""
+        raise NotImplementedError
+
+
+@dataclass
+class MLPConfig(RunConfig):
+    # learning rates that work for 784-128-64-10 on Fashion-MNIST with batch 64 (see docs/scratch.md)
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
+
+    hidden: tuple[int, ...] = (128, 64)
+    activation: str = "relu"
+    init: str | None = None  # None: Xavier for sigmoid, He for ReLU
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        check_architecture(self.hidden, self.activation, self.init)
+        super().__post_init__()
+
+    def build(self, image_shape: tuple[int, int, int], classes: int, dtype=np.float32) -> MLP:
+        return MLP([math.prod(image_shape), *self.hidden, classes], self.activation, self.init, self.seed, dtype)
+
+    def label(self) -> str:
+        return f"{self.activation} {self.optimizer}"
+
+
+@dataclass
+class CNNConfig(RunConfig):
+    """The NumPy CNN (``cnn.CNN``): conv blocks of ``channels``, then ``hidden`` dense layers."""
+
+    # momentum 0.9 and linear decay, as for the MLP (docs/scratch.md)
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05}
+
+    channels: tuple[int, ...] = (32, 64)
+    kernel: int = 3
+    hidden: tuple[int, ...] = (128,)
+    pool: str = "max"
+
+    def __post_init__(self) -> None:
+        self.channels, self.hidden = tuple(self.channels), tuple(self.hidden)
+        check_cnn(None, self.channels, self.kernel, self.hidden, self.pool)  # image size: checked at build
+        super().__post_init__()
+
+    def build(self, image_shape: tuple[int, int, int], classes: int, dtype=np.float32) -> CNN:
+        return CNN(image_shape, self.channels, self.kernel, self.hidden, classes, self.pool, self.seed, dtype)
+
+    def label(self) -> str:
+        return f"CNN {'-'.join(map(str, self.channels))} {self.optimizer}"
+
 
 @dataclass
 class ArrayData:
-    """Flattened float32 pixels in [0, 1] and int64 labels; ``images`` keeps uint8 train images for display."""
+    """Flattened float32 pixels in [0, 1] and int64 labels; ``images`` keeps uint8 train images for display.
+
+    Rows hold each image in (C, H, W) order, ``image_shape``; the MLP reads them as they are and
+    the CNN's first layer views them as images.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     classes: list[str]
+    image_shape: tuple[int, int, int]
     images: object = field(repr=False, default=None)  # torch uint8 N x C x H x W
 
 
@@ -81,14 +143,18 @@ def load_arrays(dataset: str = "fashion-mnist", data_dir: str | None = None) -> 
         return images.reshape(len(images), -1).numpy().astype(np.float32) / np.float32(255)
 
     return ArrayData(flat(splits.train.images), splits.train.labels.numpy(), flat(splits.test.images),
-                     splits.test.labels.numpy(), list(splits.classes), splits.train.images)
+                     splits.test.labels.numpy(), list(splits.classes), tuple(splits.train.images.shape[1:]),
+                     splits.train.images)
+
+
+EVAL_CHUNK = 1000  # images per forward pass when evaluating: a conv layer's im2col copy grows with it
 
 
 class NumpyRunner:
-    """The hand-written MLP and optimizer."""
+    """The hand-written network and optimizer."""
 
-    def __init__(self, cfg: MLPConfig, n_in: int, n_classes: int, dtype=np.float32):
-        self.model = MLP([n_in, *cfg.hidden, n_classes], cfg.activation, cfg.init, cfg.seed, dtype)
+    def __init__(self, cfg: RunConfig, image_shape: tuple[int, int, int], classes: int, dtype=np.float32):
+        self.model = cfg.build(image_shape, classes, dtype)
         self.opt = make_optimizer(cfg.optimizer, self.model.named_parameters(), cfg.lr, cfg.momentum)
 
     def set_lr(self, lr: float) -> None:
@@ -99,25 +165,25 @@ class NumpyRunner:
         self.opt.step()
         return loss, int((logits.argmax(axis=1) == y).sum())
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, chunk: int = 10000) -> tuple[float, float]:
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         loss_sum = correct = 0.0
-        for i in range(0, len(y), chunk):
-            logits = self.model.forward(x[i:i + chunk])
-            loss_sum += self.model.loss_fn.forward(logits, y[i:i + chunk]) * len(logits)
-            correct += (logits.argmax(axis=1) == y[i:i + chunk]).sum()
+        for i in range(0, len(y), EVAL_CHUNK):
+            logits = self.model.forward(x[i:i + EVAL_CHUNK])
+            loss_sum += self.model.loss_fn.forward(logits, y[i:i + EVAL_CHUNK]) * len(logits)
+            correct += (logits.argmax(axis=1) == y[i:i + EVAL_CHUNK]).sum()
         return loss_sum / len(y), correct / len(y)
 
 
 class TorchRunner:
     """The PyTorch twin, starting from exactly the weights the NumPy runner would start from."""
 
-    def __init__(self, cfg: MLPConfig, n_in: int, n_classes: int, dtype=np.float32):
+    def __init__(self, cfg: RunConfig, image_shape: tuple[int, int, int], classes: int, dtype=np.float32):
         import torch
 
         from cnnlab.scratch.twin import torch_optimizer, torch_twin
 
         self.torch = torch
-        self.net = torch_twin(MLP([n_in, *cfg.hidden, n_classes], cfg.activation, cfg.init, cfg.seed, dtype))
+        self.net = torch_twin(cfg.build(image_shape, classes, dtype))
         self.opt = torch_optimizer(cfg.optimizer, self.net, cfg.lr, cfg.momentum)
         self.loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -135,15 +201,18 @@ class TorchRunner:
         return loss.item(), int((logits.argmax(dim=1) == y).sum())
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        loss_sum = correct = 0.0
         with self.torch.no_grad():
-            logits = self.net(self.torch.from_numpy(x))
-            y_t = self.torch.from_numpy(y)
-            return self.loss_fn(logits, y_t).item(), (logits.argmax(dim=1) == y_t).float().mean().item()
+            for i in range(0, len(y), EVAL_CHUNK):
+                logits = self.net(self.torch.from_numpy(x[i:i + EVAL_CHUNK]))
+                y_t = self.torch.from_numpy(y[i:i + EVAL_CHUNK])
+                loss_sum += self.loss_fn(logits, y_t).item() * len(y_t)
+                correct += (logits.argmax(dim=1) == y_t).sum().item()
+        return loss_sum / len(y), correct / len(y)
 
 
-def make_runner(cfg: MLPConfig, data: ArrayData) -> NumpyRunner | TorchRunner:
-    cls = NumpyRunner if cfg.framework == "numpy" else TorchRunner
-    return cls(cfg, data.x_train.shape[1], len(data.classes))
+def make_runner(cfg: RunConfig, data: ArrayData) -> NumpyRunner | TorchRunner:
+    return (NumpyRunner if cfg.framework == "numpy" else TorchRunner)(cfg, data.image_shape, len(data.classes))
 
 
 def train_epoch(runner, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -171,7 +240,7 @@ def train_epoch(runner, x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.r
     return loss_sum / len(ys), correct / len(ys), time.perf_counter() - start
 
 
-def train(cfg: MLPConfig, data: ArrayData, progress: bool = True, desc: str | None = None):
+def train(cfg: RunConfig, data: ArrayData, progress: bool = True, desc: str | None = None):
     """Train for ``cfg.epochs``; returns ``(runner, history)`` with one row per epoch.
 
     Why the default linear decay: at a constant step, mini-batch noise keeps the weights
@@ -183,7 +252,7 @@ def train(cfg: MLPConfig, data: ArrayData, progress: bool = True, desc: str | No
     # a guess at random costs log(C); a hundred times that is no longer a bad step but divergence
     max_loss = 100 * math.log(len(data.classes))
     history = []
-    bar = tqdm(range(1, cfg.epochs + 1), desc=desc or f"{cfg.framework} {cfg.activation} {cfg.optimizer}",
+    bar = tqdm(range(1, cfg.epochs + 1), desc=desc or f"{cfg.framework} {cfg.label()}",
                unit="epoch", disable=not progress)
     for epoch in bar:
         lr = cfg.lr * (cfg.epochs - epoch + 1) / cfg.epochs if cfg.schedule == "linear" else cfg.lr
@@ -220,8 +289,8 @@ def plot_runs(runs: dict[str, list[dict]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def run_mlp(cfg: MLPConfig, data: ArrayData, out: str | Path, progress: bool = True) -> dict:
-    """``cnnlab scratch mlp``: train one network, write ``metrics.json`` and ``curves.png``."""
+def run_training(cfg: RunConfig, data: ArrayData, out: str | Path, progress: bool = True) -> dict:
+    """``cnnlab scratch mlp|cnn``: train one network, write ``metrics.json`` and ``curves.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runner, history = train(cfg, data, progress)
@@ -230,7 +299,7 @@ def run_mlp(cfg: MLPConfig, data: ArrayData, out: str | Path, progress: bool = T
               "final": {k: v for k, v in final.items() if k != "epoch"},
               "train_seconds": sum(r["seconds"] for r in history)}
     write_json(out / "metrics.json", result)
-    plot_runs({f"{cfg.activation} {cfg.optimizer}": history}, out / "curves.png")
+    plot_runs({cfg.label(): history}, out / "curves.png")
     return result
 
 

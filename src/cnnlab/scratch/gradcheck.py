@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.scratch.mlp import MLP
+from cnnlab.scratch.network import Network
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -18,7 +18,7 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / denom) if denom > 0 else 0.0
 
 
-def numerical_gradient(model: MLP, x: np.ndarray, y: np.ndarray, value: np.ndarray,
+def numerical_gradient(model: Network, x: np.ndarray, y: np.ndarray, value: np.ndarray,
                        h: float = 1e-5) -> np.ndarray:
     """Central differences of the loss with respect to every entry of ``value`` (changed in place, restored)."""
     grad = np.zeros_like(value)
@@ -34,7 +34,7 @@ def numerical_gradient(model: MLP, x: np.ndarray, y: np.ndarray, value: np.ndarr
     return grad
 
 
-def gradient_check(model: MLP, x: np.ndarray, y: np.ndarray, h: float = 1e-5) -> dict[str, float]:
+def gradient_check(model: Network, x: np.ndarray, y: np.ndarray, h: float = 1e-5) -> dict[str, float]:
     """Relative error between the analytic and the numerical gradient, per parameter tensor.
 
     Use a float64 model: in float32 the rounding of the loss alone (~1e-7) swamps ``h``.

@@ -45,6 +45,7 @@ class Layer:
 
     params: dict[str, np.ndarray] = {}
     grads: dict[str, np.ndarray] = {}
+    kind = ""  # layers with parameters name them "<kind><index>.<key>" (dense0.W, conv1.b)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -59,6 +60,8 @@ class Dense(Layer):
     Backward (chain rule on ``z_ij = sum_k x_ik W_kj + b_j``):
     ``dL/dW = xᵀ g``, ``dL/db = sum over the batch of g``, ``dL/dx = g Wᵀ``.
     """
+
+    kind = "dense"
 
     def __init__(self, n_in: int, n_out: int, init: str, rng: np.random.Generator, dtype=np.float32):
         self.params = {"W": init_weights(n_in, n_out, init, rng, dtype), "b": np.zeros(n_out, dtype)}
