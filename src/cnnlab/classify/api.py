@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import get_augment
 from cnnlab.data.imagefolder import read_image
@@ -75,6 +76,8 @@ def train_classifier(
     if unknown:
         raise CnnlabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
+    if cfg.adversarial:
+        parse_adversarial(cfg.adversarial)  # a bad spec fails before any data is loaded
     model_name, model_kwargs, augment, vflip = opts["model"], opts["model_kwargs"], opts["augment"], opts["vflip"]
     val_fraction, test_fraction, split_seed = opts["val_fraction"], opts["test_fraction"], opts["split_seed"]
     out = Path(out) if out else Path("runs") / f"{dataset}-{model_name.replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -99,13 +102,16 @@ def train_classifier(
         (out / "config.json").write_text(json.dumps(config, indent=2))
     task = ClassificationTask(splits.num_classes, cfg.label_smoothing)
     logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
+    perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
     history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
-                  on_epoch=logger)
+                  on_epoch=logger, perturb=perturb)
     dist.close()
     if not dist.is_main():
         return {}
     best, _ = load_classifier(out / "best.ckpt", cfg.resolved_device())
     metrics = {"history": history, **report(best, splits, test_loader, val_loader, out, cfg, target_recall)}
+    if cfg.adversarial:
+        metrics.update(adversarial=cfg.adversarial, test_robust_accuracy=test_robust_accuracy(best, splits, cfg))
     metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
                    model=model_name, params=sum(p.numel() for p in net.parameters()),
                    best_epoch=_best_epoch(history, task.monitor))
@@ -113,6 +119,16 @@ def train_classifier(
     plots.plot_curves(history, out / "curves.png")
     hooks.finish_run(out, logger)
     return metrics
+
+
+def test_robust_accuracy(model, splits: DatasetSplits, cfg: TrainConfig) -> float:
+    """Test accuracy under the training attack (``cfg.adversarial``), beside the clean ``test_accuracy``."""
+    from cnnlab.models.layers import Normalize
+
+    device = cfg.resolved_device()
+    pixel = torch.nn.Sequential(Normalize(tuple(splits.mean), tuple(splits.std)), model).to(device).eval()
+    images = splits.test.images.to(device).float() / 255
+    return robust_accuracy(pixel, images, splits.test.labels.to(device), cfg.adversarial, seed=cfg.seed)
 
 
 def _best_epoch(history: list[dict], monitor: str) -> int:

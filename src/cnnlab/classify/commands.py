@@ -11,6 +11,13 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="resize image-folder datasets to this square size")
 
 
+def _adversarial(text: str) -> str:
+    """``--adversarial`` checker; imports the attack module (torch) only when the option is given."""
+    from cnnlab.attack.training import adversarial_arg
+
+    return adversarial_arg(text)
+
+
 def _dataset_kwargs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in (("label_regex", args.label_regex), ("image_size", args.image_size)) if v is not None}
 
@@ -29,7 +36,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         dataset_kwargs=_dataset_kwargs(args), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
-        amp=False if args.no_amp else None, tensorboard=args.tensorboard)
+        amp=False if args.no_amp else None, tensorboard=args.tensorboard, adversarial=args.adversarial)
     if metrics:
         _print_summary(metrics)
 
@@ -48,6 +55,8 @@ def _print_summary(m: dict) -> None:
     print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
           f"({m.get('test_size')} images; best epoch {m.get('best_epoch', '-')}, "
           f"{m.get('wall_seconds', 0):.1f} s on {m.get('device', '?')})")
+    if "test_robust_accuracy" in m:
+        print(f"robust test accuracy {m['test_robust_accuracy']:.4f} under {m['adversarial']} (clean {m['test_accuracy']:.4f})")
     if "binary" in m and "threshold" in m["binary"]:
         b = m["binary"]
         print(f"threshold {b['threshold']:.4f} for recall >= {b['target_recall']}: "
@@ -118,6 +127,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int, help="training seed (init, shuffling, augmentation)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on GPU")
+    p.add_argument("--adversarial", type=_adversarial, metavar="METHOD:EPS",
+                   help="adversarial training: every batch attacked first (fgsm:0.03, pgd:0.03; EPS in [0, 1] "
+                        "pixel units); metrics.json then has test_robust_accuracy beside test_accuracy")
     p.add_argument("--tensorboard", action="store_true",
                    help="log scalars per epoch and the final figures to OUT/tb (tensorboard --logdir OUT/tb)")
     p.set_defaults(func=cmd_train)

@@ -46,6 +46,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC: faster convs on CUDA and with oneDNN on CPU (~15% for simple-cnn)
     device: str = "auto"
     seed: int = 42
+    adversarial: str = ""  # "fgsm:EPS" / "pgd:EPS": train on attacked batches (cnnlab.attack.training)
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
@@ -155,6 +156,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict, nn.Module], None] | None = None,
+    perturb: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
 ) -> list[dict]:
     """Train ``model`` for ``cfg.epochs``; returns the per-epoch history.
 
@@ -162,6 +164,8 @@ def fit(
     ``task.monitor`` improves (``meta`` — model name, classes, normalization — goes into both),
     and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt``. ``on_epoch(row, model)``
     is called after each epoch with its history row (loggers such as TensorBoard hook in here).
+    ``perturb(model, x, y)`` replaces each training batch before the forward pass (adversarial
+    training, ``cnnlab.attack.training``): the loss and the train metrics are then on perturbed images.
     """
     device = cfg.resolved_device()
     torch.manual_seed(cfg.seed)
@@ -195,11 +199,14 @@ def fit(
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if show else True)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if perturb is not None:
+                x = perturb(model, x, y)
+                net.train()  # attacks craft in eval mode
             if fast and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp):
-                outputs = net(x)
-            loss = task.loss(outputs.float(), y)
+                raw = net(x)
+            outputs, loss = task_loss(task, raw, y)
             if not torch.isfinite(loss):
                 raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
                                   f"lower the learning rate (--lr {cfg.lr})")
@@ -243,6 +250,19 @@ def fit(
                 tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
             break
     return history
+
+
+def task_loss(task: Any, outputs: Tensor | tuple, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The main outputs and the training loss.
+
+    A model with an auxiliary classifier (Inception-v3 with ``aux_logits=True``) returns
+    ``(logits, aux_logits, aux_weight)`` in training; its loss is the main one plus ``aux_weight``
+    times the auxiliary one, and only the main logits count for the metrics.
+    """
+    if isinstance(outputs, tuple):
+        logits, aux, weight = outputs
+        return logits, task.loss(logits.float(), targets) + weight * task.loss(aux.float(), targets)
+    return outputs, task.loss(outputs.float(), targets)
 
 
 def _format_row(row: dict) -> str:
