@@ -9,19 +9,7 @@ from torch import nn
 from cnnlab.models import create_model
 from cnnlab.models.complexity import count_macs, count_params
 from cnnlab.models.layers import ScaledResidual
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _meta(name: str, **kw) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kw)
+from tests.test_architectures import _meta, _one_thread  # noqa: F401  (one thread, meta-device builds)
 
 
 def _tv_v3(**kw) -> nn.Module:

@@ -77,6 +77,7 @@ def _scaling_run(ctx: LabContext, data, scale: float, probe: torch.Tensor, epoch
             "final_train_loss": losses[-1] if losses else None, "test_accuracy": run["test_accuracy"],
             "stream_rms_init": before, "stream_rms_trained": [_finite(v) for v in after],
             "max_stream_rms_trained": _finite(max(after)) if after else None,
+            "stream_growth": _finite(max(after) / max(before)) if after else None,
             "last_over_first_init": before[-1] / before[0], "seconds": run["seconds"]}
 
 
@@ -126,12 +127,12 @@ def _conclude(r: LabResult) -> None:
     chance = r.numbers["chance_loss"]
     unstable = {key: _unstable(run, chance) for key, run in r.numbers["scaling"].items()}
     r.numbers["unstable"] = unstable
-    growth = "the largest stream RMS after training was {c:.3g} (scale 1.0) vs {d:.3g} (scale 0.2)"
+    growth = ("the largest stream RMS after training was {c:.3g} (scale 1.0) vs {d:.3g} (scale 0.2), x{gc:.3g} vs "
+              "x{gd:.3g} its largest value at initialisation")
     if unstable["unscaled"] and not unstable["scaled"]:
         verdict = "only the unscaled network became unstable: scaling the residuals kept it trainable, as the paper reports."
     elif unstable["unscaled"]:
-        verdict = ("both became unstable at this learning rate; scaling slowed the blow-up of the stream but did not "
-                   "prevent it.")
+        verdict = "both became unstable at this learning rate: scaling did not prevent it."
     elif unstable["scaled"]:
         verdict = "only the scaled network became unstable: the claim does not hold in this setting."
     else:
@@ -144,7 +145,8 @@ def _conclude(r: LabResult) -> None:
                    "{b:.3g} (scale 0.2; chance level {ch:.3f}) and " + growth + ": " + verdict,
                    e="epochs", lr="big_lr", a="scaling.unscaled.final_train_loss", b="scaling.scaled.final_train_loss",
                    ch="chance_loss", c="scaling.unscaled.max_stream_rms_trained",
-                   d="scaling.scaled.max_stream_rms_trained")
+                   d="scaling.scaled.max_stream_rms_trained", gc="scaling.unscaled.stream_growth",
+                   gd="scaling.scaled.stream_growth")
     irv2, v4 = r.numbers["matched"]["inception-resnet-v2-cifar"], r.numbers["matched"]["inception-v4-cifar"]
     if irv2["diverged"] or v4["diverged"]:
         r.conclude("A matched-cost run diverged (Inception-ResNet-v2: {a}, Inception-v4: {b}); no convergence "
