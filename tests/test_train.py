@@ -1,6 +1,7 @@
 """Engine, checkpoints, resume, augmentation, models and the classification CLI end to end."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -286,3 +287,49 @@ def test_options_layer_defaults_dataset_named_recipe_given(monkeypatch):
     assert recipes.train_config("fashion-mnist", "t-recipe").optimizer == "adam"
     with pytest.raises(CnnlabError, match="unknown recipe 't-recip'.*Did you mean: t-recipe"):
         recipes.resolve_options(None, "t-recip")
+
+
+def test_adversarial_training_feeds_the_loss_fgsm_images():
+    """With --adversarial fgsm:EPS the training forward pass sees exactly the FGSM images of
+    cnnlab.attack (in pixel space, normalized again), not the clean batch."""
+    from cnnlab.attack.attacks import fgsm
+    from cnnlab.attack.training import AdversarialBatches
+    from cnnlab.models.layers import Normalize
+
+    splits = load_dataset("digits")
+    torch.manual_seed(0)
+    model = create_model("simple-cnn", num_classes=10, in_chans=1, width=4)
+    train = TensorLoader(splits.train.subset(torch.arange(32)), 32, splits.mean, splits.std)
+    before = copy.deepcopy(model)  # the attack runs on the weights and BatchNorm statistics before the step
+    seen = []
+    model.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().clone()) if m.training else None)
+    cfg = TrainConfig(epochs=1, lr=0.0, schedule="none", weight_decay=0.0, adversarial="fgsm:0.1", channels_last=False)
+    fit(model, train, None, ClassificationTask(10), cfg, progress=False,
+        perturb=AdversarialBatches(cfg.adversarial, splits.mean, splits.std))
+    clean, labels = next(iter(train))
+    pixel = torch.nn.Sequential(Normalize(splits.mean, splits.std), before)
+    expected = Normalize(splits.mean, splits.std)(fgsm(pixel, clean * splits.std[0] + splits.mean[0], labels, 0.1))
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], expected, rtol=1e-5, atol=1e-5)
+    assert (seen[0] - clean).abs().max() > 0.1 / splits.std[0] * 0.99  # moved by eps in pixel units
+
+
+def test_cli_adversarial_training_reports_robust_beside_clean_accuracy(tmp_path, capsys):
+    """Same seed, same 6 epochs on digits: FGSM training raises the FGSM test accuracy."""
+    runs = {}
+    for name, extra in (("clean", []), ("adv", ["--adversarial", "fgsm:0.1"])):
+        assert main(["train", "--epochs", "6", "--out", str(tmp_path / name), "--model-kwargs", '{"width": 8}',
+                     "--seed", "1", *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert "robust test accuracy" in capsys.readouterr().out
+    adv = runs["adv"]
+    assert adv["adversarial"] == "fgsm:0.1" and 0 <= adv["test_robust_accuracy"] <= 1 and adv["test_accuracy"] > 0.8
+    from cnnlab.attack.training import robust_accuracy
+    from cnnlab.train.checkpoint import pixel_model
+
+    clean_model, _ = pixel_model(tmp_path / "clean" / "best.ckpt")
+    test = load_dataset("digits").test
+    clean_robust = robust_accuracy(clean_model, test.images.float() / 255, test.labels, "fgsm:0.1")
+    assert adv["test_robust_accuracy"] > clean_robust + 0.1
+    assert main(["train", "--adversarial", "fgsm:-1"]) == 2
+    assert "METHOD:EPS" in capsys.readouterr().err

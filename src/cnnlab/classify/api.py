@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.imagefolder import read_image
@@ -138,6 +139,8 @@ def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir:
     """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``)."""
     dist.init()
     cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
+    if cfg.adversarial:
+        parse_adversarial(cfg.adversarial)  # a bad spec fails before any data is loaded
     model_name, model_kwargs, augment, vflip = opts["model"], opts["model_kwargs"], opts["augment"], opts["vflip"]
     config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None, model=model_name,
                   **{k: opts[k] for k in RUN_DEFAULTS if k not in ("finetune_epochs", "finetune_lr")},
@@ -166,9 +169,10 @@ def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir:
     if dist.is_main():
         rundir.prepare_run_dir(out, config, resume, overwrite)
     logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
+    perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
     with rundir.interruptible(out):
         history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
-                      on_epoch=logger)
+                      on_epoch=logger, perturb=perturb)
     dist.close()
     if not dist.is_main():
         return {}
@@ -176,6 +180,8 @@ def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir:
     metrics = {"history": history, **report(best, splits, test_loader, val_loader, out, cfg, target_recall)}
     if history and "compile_seconds" in history[0]:
         metrics["compile_seconds"] = history[0]["compile_seconds"]
+    if cfg.adversarial:
+        metrics.update(adversarial=cfg.adversarial, test_robust_accuracy=robust_test_accuracy(best, splits, cfg))
     metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
                    model=model_name, params=sum(p.numel() for p in net.parameters()),
                    best_epoch=_best_epoch(history, task.monitor), loss_name=opts["loss"],
@@ -202,6 +208,16 @@ def init_weights(net: torch.nn.Module, checkpoint: str | Path) -> None:
     except (KeyError, RuntimeError) as exc:
         raise CnnlabError(f"--init-from {checkpoint}: its weights do not fit this model "
                           f"({state.get('model', '?')} {state.get('model_kwargs', {})}): {str(exc)[:200]}") from exc
+
+
+def robust_test_accuracy(model, splits: DatasetSplits, cfg: TrainConfig) -> float:
+    """Test accuracy under the training attack (``cfg.adversarial``), beside the clean ``test_accuracy``."""
+    from cnnlab.models.layers import Normalize
+
+    device = cfg.resolved_device()
+    pixel = torch.nn.Sequential(Normalize(tuple(splits.mean), tuple(splits.std)), model).to(device).eval()
+    images = splits.test.images.to(device).float() / 255
+    return robust_accuracy(pixel, images, splits.test.labels.to(device), cfg.adversarial, seed=cfg.seed)
 
 
 def _best_epoch(history: list[dict], monitor: str) -> int:

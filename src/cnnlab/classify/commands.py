@@ -23,6 +23,13 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=positive_int, help="resize image-folder datasets to this square size")
 
 
+def _adversarial(text: str) -> str:
+    """``--adversarial`` checker; imports the attack module (torch) only when the option is given."""
+    from cnnlab.attack.training import adversarial_arg
+
+    return adversarial_arg(text)
+
+
 def _dataset_kwargs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in (("label_regex", args.label_regex), ("image_size", args.image_size)) if v is not None}
 
@@ -45,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         amp=False if args.no_amp else None, tta=args.tta, average=args.average, bn_lr_scale=args.bn_lr_scale,
         compile=args.compile, cpu_amp=args.cpu_amp, loss=args.loss, classes=args.classes, subset=args.subset,
         init_from=args.init_from, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        tensorboard=args.tensorboard)
+        tensorboard=args.tensorboard, adversarial=args.adversarial)
     if metrics:
         _print_summary(metrics)
 
@@ -64,6 +71,8 @@ def _print_summary(m: dict) -> None:
     print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
           f"({m.get('test_size')} images; best epoch {m.get('best_epoch', '-')}, "
           f"{m.get('wall_seconds', 0):.1f} s on {m.get('device', '?')})")
+    if "test_robust_accuracy" in m:
+        print(f"robust test accuracy {m['test_robust_accuracy']:.4f} under {m['adversarial']} (clean {m['test_accuracy']:.4f})")
     if "binary" in m and "threshold" in m["binary"]:
         b = m["binary"]
         print(f"threshold {b['threshold']:.4f} for recall >= {b['target_recall']}: "
@@ -157,6 +166,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-lr-scale", type=positive_float, help="learning-rate multiplier for BatchNorm parameters")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model (its compile time is reported apart from the epochs)")
+    p.add_argument("--adversarial", type=_adversarial, metavar="METHOD:EPS",
+                   help="adversarial training: every batch attacked first (fgsm:0.03, pgd:0.03; EPS in [0, 1] "
+                        "pixel units); metrics.json then has test_robust_accuracy beside test_accuracy")
     p.add_argument("--tensorboard", action="store_true",
                    help="log scalars per epoch and the final figures to OUT/tb (tensorboard --logdir OUT/tb)")
     p.set_defaults(func=cmd_train)

@@ -473,3 +473,38 @@ def resolve_stem(stem: str, image_size: int) -> str:
     if stem not in ("cifar", "imagenet"):
         raise CnnlabError(f"stem={stem!r}: expected 'auto', 'cifar' or 'imagenet'")
     return stem
+
+
+class Concat(nn.ModuleList):
+    """Parallel branches on the same input, outputs concatenated along the channels.
+
+    The shape of every Inception block after v1: 1x1, factorised and pooling branches side by
+    side. A branch may itself end in a ``Concat`` (Inception-v3's 1x3 and 3x1 on one 1x1 output).
+    """
+
+    def __init__(self, *branches: nn.Module) -> None:
+        super().__init__(branches)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([branch(x) for branch in self], 1)
+
+
+class ScaledResidual(nn.Module):
+    """``act(x + scale * branch(x))``: an Inception-ResNet block (Szegedy et al. 2017).
+
+    The branch ends in a linear 1x1 conv back to the input width, and nothing normalises the sum,
+    so with thousands of channels the residuals pile up; scaling them by 0.1-0.3 before the
+    addition is what the paper found to keep such networks from dying early in training.
+    """
+
+    def __init__(self, branch: nn.Module, scale: float = 1.0, act: str | None = "relu") -> None:
+        super().__init__()
+        self.branch = branch
+        self.scale = scale
+        self.act = make_activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.scale * self.branch(x))
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:g}"

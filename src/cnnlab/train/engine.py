@@ -62,6 +62,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC: faster convs on CUDA and with oneDNN on CPU (~15% for simple-cnn)
     device: str = "auto"
     seed: int = 42
+    adversarial: str = ""  # "fgsm:EPS" / "pgd:EPS": train on attacked batches (cnnlab.attack.training)
 
     def __post_init__(self) -> None:
         check_settings(self)  # bad values stop here, before a run folder exists
@@ -220,6 +221,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict, nn.Module], None] | None = None,
+    perturb: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None,
 ) -> list[dict]:
     """Train ``model`` for ``cfg.epochs``; returns the per-epoch history.
 
@@ -228,6 +230,8 @@ def fit(
     and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt``. ``on_epoch(row, model)``
     is called after each epoch with its history row (loggers such as TensorBoard hook in here).
     With ``cfg.compile`` the first row also holds ``compile_seconds`` (not part of any epoch's ``seconds``).
+    ``perturb(model, x, y)`` replaces each training batch before the forward pass (adversarial
+    training, ``cnnlab.attack.training``): the loss and the train metrics are then on perturbed images.
     """
     device = cfg.resolved_device()
     torch.manual_seed(cfg.seed)
@@ -273,11 +277,14 @@ def fit(
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if show else True)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if perturb is not None:
+                x = perturb(model, x, y)
+                net.train()  # attacks craft in eval mode
             if fast and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, cfg.amp, cfg.cpu_amp):
-                outputs = net(x)
-            loss = task.loss(outputs.float(), y)
+                raw = net(x)
+            outputs, loss = task_loss(task, raw, y)
             if ((step + 1) % check_every == 0 or step + 1 == len(train_loader)) and not torch.isfinite(loss):
                 raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
                                   f"lower the learning rate (--lr {cfg.lr})")
@@ -404,6 +411,19 @@ def warm_up(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader:
 def _batch_sizes(loader: Iterable, first: int) -> list[int]:
     """The batch sizes an epoch of ``loader`` yields, as far as they can be told (else the first)."""
     return sorted(set(loader.batch_sizes()), reverse=True) if hasattr(loader, "batch_sizes") else [first]
+
+
+def task_loss(task: Any, outputs: Tensor | tuple, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The main outputs and the training loss.
+
+    A model with an auxiliary classifier (Inception-v3 with ``aux_logits=True``) returns
+    ``(logits, aux_logits, aux_weight)`` in training; its loss is the main one plus ``aux_weight``
+    times the auxiliary one, and only the main logits count for the metrics.
+    """
+    if isinstance(outputs, tuple):
+        logits, aux, weight = outputs
+        return logits, task.loss(logits.float(), targets) + weight * task.loss(aux.float(), targets)
+    return outputs, task.loss(outputs.float(), targets)
 
 
 def _format_row(row: dict) -> str:
