@@ -166,7 +166,7 @@ class InceptionV3(nn.Module):
         return logits if aux is None else AuxOutputs(logits, aux, self.aux_weight)
 
 
-@register_model("inception-v3", default_input=(3, 299, 299), tags=("inception",))
+@register_model("inception-v3", default_input=(3, 299, 299), tags=("inception", "imagenet-size"))
 def inception_v3(num_classes: int = 10, in_chans: int = 3, aux_logits: bool = False, aux_weight: float = 0.4,
                  dropout: float = 0.5) -> nn.Module:
     """Inception-v3 for 299x299 input: factorised 7x7, grid reductions, optional BN-auxiliary head (23.83M, 1000 classes)."""

@@ -252,7 +252,7 @@ class InceptionResNetV2(nn.Module):
         return self.head(self.conv_head(x))
 
 
-@register_model("inception-v4", default_input=(3, 299, 299), tags=("inception",))
+@register_model("inception-v4", default_input=(3, 299, 299), tags=("inception", "imagenet-size"))
 def inception_v4(num_classes: int = 10, in_chans: int = 3, width: float = 1.0, blocks: Sequence[int] = (4, 7, 3),
                  dropout: float = 0.2) -> nn.Module:
     """Inception-v4 for 299x299: stem, 4 x A, Reduction-A, 7 x B, Reduction-B, 3 x C (42.68M, 1000 classes)."""
@@ -266,7 +266,7 @@ def inception_v4_cifar(num_classes: int = 10, in_chans: int = 3, width: float = 
     return InceptionV4(num_classes, in_chans, "cifar", width, blocks, dropout)
 
 
-@register_model("inception-resnet-v2", default_input=(3, 299, 299), tags=("inception", "resnet"))
+@register_model("inception-resnet-v2", default_input=(3, 299, 299), tags=("inception", "resnet", "imagenet-size"))
 def inception_resnet_v2(num_classes: int = 10, in_chans: int = 3, width: float = 1.0,
                         blocks: Sequence[int] = (10, 20, 9), residual_scale: float | None = None,
                         dropout: float = 0.2) -> nn.Module:

@@ -16,7 +16,7 @@ from cnnlab.models.efficientnet import B0_RESOLUTION
 from cnnlab.models.layers import Resize
 from cnnlab.models.registry import create_model, get_entry, list_models
 
-NOT_IN_ZOO = ("segmentation", "pretrained")
+NOT_IN_ZOO = ("segmentation", "pretrained", "imagenet-size")  # the last: stems that need ~299 px (their -cifar twins are in)
 
 
 def zoo_models() -> list[str]:
