@@ -33,3 +33,14 @@ def digits_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("digits") / "run"
     train_classifier("digits", out=out, epochs=2, model_kwargs={"width": 8}, tensorboard=True, progress=False)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Put PyTorch's thread count back after every test: a test (or a CLI handler it calls in
+    process) that sets it would otherwise change the numerics of every later test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
