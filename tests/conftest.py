@@ -35,12 +35,19 @@ def digits_run(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_threads():
-    """Put PyTorch's thread count back after every test: a test (or a CLI handler it calls in
-    process) that sets it would otherwise change the numerics of every later test."""
+@pytest.fixture(scope="session")
+def _session_threads() -> int:
     import torch
 
-    threads = torch.get_num_threads()
+    return torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads(_session_threads):
+    """Put PyTorch's thread count back to the session's after every test: a test or fixture (or a
+    CLI handler a test calls in process) that sets it would otherwise change the numerics of every
+    later test."""
+    import torch
+
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(_session_threads)
