@@ -10,7 +10,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlab.attack.attacks import fgsm, ifgsm, pgd
-from cnnlab.attack.sweep import accuracy_vs_eps, min_flip_eps, predict
+from cnnlab.attack.sweep import accuracy_vs_eps, iterative_targeted, min_flip_eps, min_targeted_eps, predict
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.source import pixel_wrap
@@ -111,6 +111,29 @@ def test_smallest_flipping_eps_matches_the_closed_form_of_a_linear_model():
     assert torch.isinf(never).all()
     wrong = min_flip_eps(model, x, torch.ones_like(y))  # already misclassified: 0
     assert torch.equal(wrong, torch.zeros_like(wrong))
+
+
+def test_smallest_targeted_eps_matches_the_closed_form_and_iterative_steps_reach_the_class():
+    """Targeted toward class 1 (logit 0), one step moves d(x) by -eps * sum|w|: the class changes at d / sum|w|."""
+    from cnnlab.explain.api import minimal_targeted_attack
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(1, 4, 4, generator=g)
+    model = Linear2(w, float(0.05 - 0.5 * w.sum()))
+    x = 0.5 + 0.01 * torch.rand(5, 1, 4, 4, generator=g)
+    d = ((x - 0.5).flatten(1) * w.flatten()).sum(1) + 0.05
+    assert (d > 0).all()
+    target = torch.ones(len(x), dtype=torch.long)
+    exact = d / w.abs().sum()
+    found = min_targeted_eps(model, x, target, eps_max=0.1, grid=20, refine=10)
+    assert torch.all(found >= exact - 1e-6) and torch.all(found <= exact + 0.1 / 20 / 2 ** 10 + 1e-6)
+    attack = minimal_targeted_attack(model, x[:1], 1, eps_max=0.1)
+    assert attack["reached"] and attack["method"] == "fgsm" and attack["linf"] == pytest.approx(float(found[0]), abs=1e-6)
+    # too small a budget for one step: iterative steps of 1/255 get there in ceil(d / (sum|w| / 255)) steps
+    adv, steps = iterative_targeted(model, x[:1], 1, eps_max=0.5, alpha=1 / 255)
+    assert steps == int(torch.ceil(d[0] / (w.abs().sum() / 255))) and predict(model, adv).argmax() == 1
+    _, never = iterative_targeted(model, x[:1], 1, eps_max=float(exact[0]) / 2)
+    assert never == -1
 
 
 @pytest.fixture(scope="module")

@@ -313,3 +313,100 @@ def test_torchvision_models_by_name_with_imagenet_class_names():
         load_model("torchvision:resnt18")
     with pytest.raises(CnnlabError, match="torchvision:<name>"):
         load_model("resnet18")
+
+
+# ---------------------------------------------------------------- 003 Q1b: CAMs under attack; 003 Q7
+
+def test_topk_overlap_and_rank_correlation_on_a_hand_made_case():
+    from cnnlab.explain.robustness import map_correlation, topk_overlap
+
+    a = torch.arange(10.0).view(1, 2, 5)
+    swapped = torch.tensor([0, 1, 2, 3, 4, 5, 6, 9, 8, 7.0]).view(1, 2, 5)  # the 1st and 3rd largest swap places
+    # top 20% = 2 pixels: a's are positions 8, 9; swapped's are 7, 8 -> one shared
+    assert topk_overlap(a, swapped, 0.2).tolist() == [0.5]
+    assert topk_overlap(a, a.flip(-1).flip(-2), 0.2).tolist() == [0.0]
+    # Spearman: rank differences +-2 at two positions: 1 - 6 * 8 / (10 * 99)
+    assert float(map_correlation(a, swapped)) == pytest.approx(1 - 48 / 990, abs=1e-6)
+    assert float(map_correlation(a, a.flip(-1).flip(-2))) == pytest.approx(-1)
+    assert torch.isnan(map_correlation(a, torch.zeros_like(a))).all()  # a constant map ranks nothing
+
+
+def test_unperturbed_maps_have_correlation_and_overlap_one_and_attacks_move_them():
+    from cnnlab.explain.robustness import map_shift
+
+    model = tiny_cnn(channels=4, classes=3, seed=2)
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    res = map_shift(model, x, ("gradcam", "shapcam"), ("fgsm", "pgd"), (0.0, 0.5), samples=4, deletion_steps=4)
+    zero = [r for r in res["rows"] if r["eps"] == 0]
+    assert len(zero) == 4 and all(r["flip_rate"] == 0 and r["held"]["n"] == 6 for r in zero)
+    for r in zero:
+        assert r["all"]["spearman"] == pytest.approx(1) and r["all"]["topk_overlap"] == 1
+        assert r["all"]["deletion_auc"] == pytest.approx(res["clean"][r["method"]]["deletion_auc"])
+    moved = [r for r in res["rows"] if r["eps"] == 0.5]
+    assert all(r["all"]["spearman"] < 0.99 for r in moved)
+    assert all(r["held"]["n"] + r["flipped"]["n"] == 6 for r in moved)
+
+
+def test_verdicts_say_within_noise_when_the_gap_is_inside_two_standard_errors():
+    from cnnlab.explain.robustness import compare_gap, mean_gap, training_verdict
+
+    def t(values):
+        return torch.tensor(values, dtype=torch.float64)
+
+    steady = mean_gap(t([0.9, 0.8, 0.7, 0.9]), t([0.5, 0.4, 0.3, 0.5]))  # every image gains exactly 0.4
+    assert steady["difference"] == pytest.approx(0.4) and steady["se"] == pytest.approx(0, abs=1e-12)
+    assert compare_gap(steady) == "higher"
+    noisy = mean_gap(t([0.9, 0.1, 0.8, 0.2]), t([0.2, 0.8, 0.1, 0.8]))  # gaps +0.7, -0.7, +0.7, -0.6
+    assert noisy["difference"] == pytest.approx(0.025) and noisy["se"] == pytest.approx(0.7805 / 2, abs=1e-3)
+    assert compare_gap(noisy) == "same"
+
+    def rows(values):
+        return [{"method": "gradcam", "per_image": {"spearman": values, "flipped": [False] * len(values)}}]
+
+    _, text = training_verdict("gradcam", rows([0.9, 0.1, 0.8, 0.2]), rows([0.2, 0.8, 0.1, 0.8]), paired=True)
+    assert "only within noise" in text
+    _, text = training_verdict("gradcam", rows([0.5, 0.4, 0.3, 0.5]), rows([0.9, 0.8, 0.7, 0.9]), paired=True)
+    assert "made the maps steadier" in text and "+0.400" in text
+
+
+def test_pearson_matches_numpy():
+    from cnnlab.explain.api import pearson
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 5, 5, generator=g), torch.rand(3, 5, 5, generator=g)
+    assert pearson(a, b) == pytest.approx(float(np.corrcoef(a.flatten(), b.flatten())[0, 1]), abs=1e-9)
+    assert pearson(a, 2 * a - 1) == pytest.approx(1)
+
+
+def test_cli_explain_robustness_trains_both_models_and_writes_files_that_parse(tmp_path, capsys):
+    out = tmp_path / "rb"
+    assert main(["explain", "robustness", "--dataset", "digits", "--epochs", "1", "--subset", "200", "--width", "4",
+                 "--n", "6", "--eps", "0.1", "--attacks", "fgsm", "--samples", "2", "--steps", "4",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "adversarial model" in text and "adversarial training" in text
+    r = json.loads((out / "robustness.json").read_text())
+    assert set(r["results"]) == {"clean", "adversarial"} and r["models"]["adversarial"]["checkpoint"].endswith("best.ckpt")
+    assert json.loads((out / "models" / "adversarial" / "metrics.json").read_text())["adversarial"] == "fgsm:0.1"
+    assert [(x["method"], x["eps"]) for x in r["results"]["clean"]["rows"]] == [("gradcam", 0.1), ("shapcam", 0.1)]
+    assert len(r["conclusions"]) == 7 and "| clean | gradcam | fgsm | 0.1 |" in (out / "robustness.md").read_text()
+    assert (out / "maps.png").stat().st_size > 0 and (out / "stability.png").stat().st_size > 0
+
+
+def test_cli_visualize_compare_attack_writes_figure_and_json(tiny_checkpoint, tmp_path, capsys):
+    from cnnlab.explain.source import load_images, load_model
+
+    ckpt, image = tiny_checkpoint
+    pc = load_model(checkpoint=ckpt)
+    clean = pc.classes[int(pc.model(load_images([image], pc.input_size)).argmax())]
+    target = next(c for c in pc.classes if c != clean)
+    assert main(["visualize", "--class", target, "--compare-attack", str(image), "--checkpoint", str(ckpt),
+                 "--steps", "3", "--out", str(tmp_path)]) == 0
+    assert "Pearson correlation of the perturbation" in capsys.readouterr().out
+    r = json.loads((tmp_path / f"{target}_vs_attack.json").read_text())
+    assert r["target"] == target and r["clean_prediction"] == clean
+    assert r["baseline_class"] not in (target, clean) and r["linf"] > 0  # reaching the class: test_attack.py
+    assert -1 <= r["pearson_target"] <= 1 and -1 <= r["pearson_baseline"] <= 1
+    assert (tmp_path / f"{target}_vs_attack.png").stat().st_size > 0
+    assert main(["visualize", "--class", clean, "--compare-attack", str(image), "--checkpoint", str(ckpt)]) == 2
+    assert "already says" in capsys.readouterr().err

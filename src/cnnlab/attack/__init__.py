@@ -5,6 +5,6 @@ The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's par
 from cnnlab.lazy import lazy_exports
 
 _FROM = {"cnnlab.attack.attacks": ["ATTACKS", "fgsm", "ifgsm", "pgd", "run_attack"],
-         "cnnlab.attack.sweep": ["accuracy_vs_eps", "min_flip_eps"]}
+         "cnnlab.attack.sweep": ["accuracy_vs_eps", "iterative_targeted", "min_flip_eps", "min_targeted_eps", "smallest_eps"]}
 __all__ = [name for names in _FROM.values() for name in names]
 __getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _FROM.items() for name in names})

@@ -23,7 +23,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=positive_int, help="resize image-folder datasets to this square size")
 
 
-def _adversarial(text: str) -> str:
+def adversarial_spec(text: str) -> str:
     """``--adversarial`` checker; imports the attack module (torch) only when the option is given."""
     from cnnlab.attack.training import adversarial_arg
 
@@ -166,7 +166,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-lr-scale", type=positive_float, help="learning-rate multiplier for BatchNorm parameters")
     p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model (its compile time is reported apart from the epochs)")
-    p.add_argument("--adversarial", type=_adversarial, metavar="METHOD:EPS",
+    p.add_argument("--adversarial", type=adversarial_spec, metavar="METHOD:EPS",
                    help="adversarial training: every batch attacked first (fgsm:0.03, pgd:0.03; EPS in [0, 1] "
                         "pixel units); metrics.json then has test_robust_accuracy beside test_accuracy")
     p.add_argument("--tensorboard", action="store_true",

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.explain import figures
+from cnnlab.errors import CnnlabError
 from cnnlab.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
 from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
@@ -139,3 +140,145 @@ def visualize_class(target: str, model: str | None = None, checkpoint: str | Non
                                                          "probability": result.probs}, f"{stem}_trajectory.png"))
     write_json(f"{stem}.json", summary)
     return summary
+
+
+def _robustness_models(checkpoint: str | None, checkpoint_adv: str | None, out: Path, train: dict,
+                       data_dir: str | None, progress: bool) -> dict[str, str]:
+    """The checkpoints to study: the given ones, or a clean and an adversarially trained simple-cnn
+    trained here into ``<out>/models/`` on the same data with the same settings."""
+    if checkpoint_adv is not None and checkpoint is None:
+        raise CnnlabError("--checkpoint-adv needs --checkpoint too (the clean model it is compared with)")
+    if checkpoint is not None:
+        return {"clean": checkpoint, **({"adversarial": checkpoint_adv} if checkpoint_adv else {})}
+    from cnnlab.classify.api import train_classifier
+
+    paths = {}
+    for key, spec in (("clean", ""), ("adversarial", train["adversarial"])):
+        run = out / "models" / key
+        train_classifier(train["dataset"], data_dir=data_dir, out=run, overwrite=True, progress=progress,
+                         model="simple-cnn", model_kwargs={"width": train["width"]}, epochs=train["epochs"],
+                         subset=train["subset"], seed=train["seed"], adversarial=spec)
+        paths[key] = str(run / "best.ckpt")
+    return paths
+
+
+def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None = None, *,
+                     dataset: str | None = None, adversarial: str = "fgsm:0.1", epochs: int = 3,
+                     subset: int | None = 6000, width: int = 16, n: int = 100,
+                     methods: Sequence[str] = ("gradcam", "shapcam"), attacks: Sequence[str] = ("fgsm", "pgd"),
+                     eps: Sequence[float] = (0.01, 0.03, 0.1), topk: float = 0.1, pgd_steps: int = 10,
+                     steps: int = 20, samples: int = 16, layer: str | None = None, data_dir: str | None = None,
+                     out: str | Path = "runs/explain-robustness", device: str = "cpu", seed: int = 0,
+                     progress: bool = True) -> dict:
+    """003 Q1b on files: ``map_shift`` for a clean and an adversarially trained model on the same test images.
+
+    Without checkpoints both models are trained here (simple-cnn, ``epochs`` on a seeded ``subset``
+    of ``dataset``: Fashion-MNIST when its files are found, else the embedded digits). Writes
+    robustness.json (every number, per image too), robustness.md (table and conclusions),
+    maps.png (example maps side by side) and stability.png (Spearman and top-k overlap vs eps).
+    """
+    from cnnlab.attack.api import checkpoint_test_set
+    from cnnlab.attack.training import parse_adversarial
+    from cnnlab.explain import robustness as rb
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file; expected a folder")
+    parse_adversarial(adversarial)
+    if dataset is None:
+        from cnnlab.labs.common import has_files
+
+        dataset = "fashion-mnist" if has_files("fashion-mnist", data_dir) else "digits"
+    train = dict(dataset=dataset, adversarial=adversarial, epochs=epochs, subset=subset, width=width, seed=seed)
+    paths = _robustness_models(checkpoint, checkpoint_adv, out, train, data_dir, progress)
+    images, labels, classes = checkpoint_test_set(paths["clean"], data_dir, n, seed)
+    images = images.to(device)
+    loaded = {key: load_model(checkpoint=path, device=device) for key, path in paths.items()}  # all checked first
+    for key, pc in loaded.items():
+        if list(pc.classes) != list(classes) or tuple(pc.input_size) != tuple(images.shape[1:]):
+            raise CnnlabError(f"--checkpoint-adv {paths[key]}: its classes/input size differ from --checkpoint's "
+                              f"({pc.input_size} vs {tuple(images.shape[1:])}); both must classify the same images")
+    results, models = {}, {}
+    for key, pc in loaded.items():
+        path = paths[key]
+        results[key] = rb.map_shift(pc.model, images, methods, attacks, eps, topk=topk, pgd_steps=pgd_steps,
+                                    deletion_steps=steps, samples=samples, layer=layer, seed=seed)
+        models[key] = dict(checkpoint=path, clean_accuracy=float((torch.tensor(results[key]["clean_prediction"])
+                                                                  == labels).float().mean()))
+    numbers, conclusions = rb.conclude(results, methods, paired=True)
+    out.mkdir(parents=True, exist_ok=True)
+    figures.save_robustness_maps(images, results, classes, out / "maps.png")
+    figures.plot_map_stability(results, out / "stability.png")
+    setup = dict(models=models, trained_here=checkpoint is None and train or None, images=len(images),
+                 methods=list(methods), attacks=list(attacks), eps=list(eps), topk_fraction=topk, pgd_steps=pgd_steps,
+                 deletion_steps=steps, shapcam_samples=samples, layer=results["clean"]["clean"][methods[0]]["layer"],
+                 seed=seed, target="each image's top-1 class (the new class on a flipped image)")
+    table = rb.markdown_table(results)
+    summary = dict(setup, verdicts=numbers, conclusions=conclusions,
+                   results={k: {"clean": r["clean"], "clean_prediction": r["clean_prediction"], "rows": r["rows"]}
+                            for k, r in results.items()})
+    write_json(out / "robustness.json", summary)
+    (out / "robustness.md").write_text(f"{table}\n\n" + "\n".join(f"- {c}" for c in conclusions)
+                                       + f"\n\n{json.dumps(setup)}\n")
+    return dict(summary, table=table)
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two images' pixels (any shapes with the same number of elements)."""
+    from torchmetrics.functional import pearson_corrcoef
+
+    return float(pearson_corrcoef(a.flatten().double().cpu(), b.flatten().double().cpu()))
+
+
+def minimal_targeted_attack(model: nn.Module, image: Tensor, target: int, eps_max: float = 0.5) -> dict:
+    """The smallest perturbation that makes the model say ``target`` for ``image`` (``1 x C x H x W``).
+
+    First the smallest one-step targeted FGSM budget (a scan and bisection over eps); when no budget
+    up to ``eps_max`` reaches the class in one step, targeted iterative FGSM (steps of 1/255 inside
+    the ``eps_max`` ball) until the model says ``target``.
+    """
+    from cnnlab.attack.sweep import iterative_targeted, min_targeted_eps
+
+    goal = torch.tensor([target], device=image.device)
+    eps = float(min_targeted_eps(model, image, goal, eps_max)[0])
+    if eps < float("inf"):
+        from cnnlab.attack.attacks import fgsm
+
+        adv, method, steps = fgsm(model, image, goal, eps, targeted=True), "fgsm", 1
+    else:
+        adv, steps = iterative_targeted(model, image, target, eps_max)
+        method = "iterative-fgsm"
+    reached = int(_predict(model, adv)[0].argmax()) == target
+    return dict(adv=adv, method=method, steps=steps, reached=reached, linf=float((adv - image).abs().max()))
+
+
+def compare_attack_files(target: str, image: str, model: str | None = None, checkpoint: str | None = None,
+                         out: str | Path = "runs/visualize", device: str = "cpu", eps_max: float = 0.5,
+                         **options) -> dict:
+    """003 Q7: the class model of ``target`` next to the minimal targeted perturbation that turns ``image``
+    into ``target``; Pearson correlation of the perturbation with that class model and, as a baseline,
+    with the class model of a random other class (seeded). Writes ``<class>_vs_attack.png`` and ``.json``."""
+    import random
+
+    pc = load_model(model, checkpoint, device)
+    index = resolve_class(target, pc.classes, "--class")
+    stem = Path(out) / f"{pc.classes[index].replace(' ', '_').replace('/', '_')}_vs_attack"
+    refuse_overwriting_inputs([f"{stem}.png", f"{stem}.json"], [image] if not image.startswith("skimage:") else [],
+                              "--out")
+    x = load_images([image], pc.input_size).to(device)
+    clean = int(_predict(pc.model, x)[0].argmax())
+    if clean == index:
+        raise CnnlabError(f"--compare-attack {image}: the model already says {pc.classes[index]!r} for it, so no "
+                          f"perturbation is needed; pick another --class or image")
+    attack = minimal_targeted_attack(pc.model, x, index, eps_max)
+    delta = (attack.pop("adv") - x)[0]
+    others = [c for c in range(len(pc.classes)) if c not in (index, clean)]
+    baseline = random.Random(options.get("seed", 0)).choice(others)
+    models = {c: class_model(pc.model, c, pc.input_size, **options).image for c in (index, baseline)}
+    result = dict(model=pc.name, image=str(image), clean_prediction=pc.classes[clean], target=pc.classes[index],
+                  **attack, pearson_target=pearson(delta, models[index]), baseline_class=pc.classes[baseline],
+                  pearson_baseline=pearson(delta, models[baseline]), options=options, eps_max=eps_max)
+    result["figure"] = str(figures.save_attack_vs_class_model(x[0], delta, models[index], models[baseline], result,
+                                                              f"{stem}.png"))
+    write_json(f"{stem}.json", result)
+    return result

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from cnnlab.report.plots import save_figure  # noqa: E402
@@ -71,4 +72,70 @@ def save_trajectory(values: dict[str, Sequence[float]], path: str | Path, xlabel
         ax.set_xlabel(xlabel)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def _example_rows(res: dict, k: int) -> list[int]:
+    """Up to ``k`` images whose prediction held and ``k`` that flipped under the figure's attack."""
+    flipped = (res["last"]["pred"].cpu() != torch.tensor(res["clean_prediction"])).tolist()
+    return [i for i, f in enumerate(flipped) if not f][:k] + [i for i, f in enumerate(flipped) if f][:k]
+
+
+def save_robustness_maps(images: Tensor, results: dict[str, dict], classes: Sequence[str], path: str | Path,
+                         k: int = 2) -> Path:
+    """Per model and example image: clean image | each method's clean map | attacked image | each method's map on it."""
+    rows = [(key, i) for key, res in results.items() for i in _example_rows(res, k)]
+    methods = list(next(iter(results.values()))["clean_maps"])
+    cols = 2 * (len(methods) + 1)
+    fig, axes = plt.subplots(max(len(rows), 1), cols, figsize=(1.9 * cols, 2.1 * max(len(rows), 1)), squeeze=False)
+    for r, (key, i) in enumerate(rows):
+        res, last = results[key], results[key]["last"]
+        rho = {row["method"]: row["per_image"]["spearman"][i] for row in res["rows"]
+               if row["attack"] == last["attack"] and row["eps"] == last["eps"]}
+        adv = last["adv"][i]
+        panels = [(images[i], None, f"{key}: {classes[res['clean_prediction'][i]]}")]
+        panels += [(images[i], res["clean_maps"][m][i], f"{m}, clean") for m in methods]
+        panels += [(adv, None, f"{last['attack']} {last['eps']:g}: {classes[int(last['pred'][i])]}")]
+        panels += [(adv, last["maps"][m][i], f"{m}, rho {rho[m]:.2f}") for m in methods]
+        for c, (image, cam, title) in enumerate(panels):
+            axes[r, c].imshow(to_rgb(image) if cam is None else overlay(image, cam))
+            axes[r, c].set_title(title, fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    return save_figure(fig, path)
+
+
+def plot_map_stability(results: dict[str, dict], path: str | Path) -> Path:
+    """Mean Spearman and top-k overlap with the clean map against the budget, per model, method and attack."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    styles = {"clean": "-", "adversarial": "--"}
+    for key, res in results.items():
+        for j, (m, a) in enumerate(dict.fromkeys((r["method"], r["attack"]) for r in res["rows"])):
+            rows = [r for r in res["rows"] if r["method"] == m and r["attack"] == a]
+            for ax, measure in zip(axes, ("spearman", "topk_overlap")):
+                ys = [np.nan if r["all"][measure] is None else r["all"][measure] for r in rows]
+                ax.plot([0] + [r["eps"] for r in rows], [1] + ys, styles.get(key, ":"), marker="o", ms=3,
+                        color=f"C{j}", label=f"{key}: {m}, {a}")
+    for ax, name in zip(axes, ("Spearman with the clean map", "top-k overlap with the clean map")):
+        ax.set(xlabel="eps (L-inf, [0, 1] pixels)", ylabel=name)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def save_attack_vs_class_model(image: Tensor, delta: Tensor, target_model: Tensor, baseline_model: Tensor,
+                               r: dict, path: str | Path) -> Path:
+    """Image | minimal targeted perturbation (scaled to the full range) | attacked image | the target's class
+    model | a random class's class model, with the perturbation's Pearson correlation to each class model."""
+    scale = float(delta.abs().max()) or 1.0
+    panels = [(image, f"image: {r['clean_prediction']}"),
+              (0.5 + delta / (2 * scale), f"perturbation ({r['method']}, L-inf {r['linf']:.4f})"),
+              ((image + delta).clamp(0, 1), f"attacked: {r['target'] if r['reached'] else 'target not reached'}"),
+              (target_model, f"class model {r['target']}: r={r['pearson_target']:.3f}"),
+              (baseline_model, f"class model {r['baseline_class']}: r={r['pearson_baseline']:.3f}")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.2))
+    for ax, (img, title) in zip(axes, panels):
+        ax.imshow(to_rgb(img))
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
     return save_figure(fig, path)
