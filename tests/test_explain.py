@@ -389,7 +389,7 @@ def test_cli_explain_robustness_trains_both_models_and_writes_files_that_parse(t
     assert set(r["results"]) == {"clean", "adversarial"} and r["models"]["adversarial"]["checkpoint"].endswith("best.ckpt")
     assert json.loads((out / "models" / "adversarial" / "metrics.json").read_text())["adversarial"] == "fgsm:0.1"
     assert [(x["method"], x["eps"]) for x in r["results"]["clean"]["rows"]] == [("gradcam", 0.1), ("shapcam", 0.1)]
-    assert len(r["conclusions"]) == 7 and "| clean | gradcam | fgsm | 0.1 |" in (out / "robustness.md").read_text()
+    assert len(r["conclusions"]) == 9 and "| clean | gradcam | fgsm | 0.1 |" in (out / "robustness.md").read_text()
     assert (out / "maps.png").stat().st_size > 0 and (out / "stability.png").stat().st_size > 0
 
 

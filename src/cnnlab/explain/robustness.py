@@ -81,7 +81,7 @@ def _mean(values: Tensor) -> float | None:
 def group_summary(spearman: Tensor, overlap: Tensor, deletion: Tensor, keep: Tensor) -> dict:
     """Means of the three measures over the images selected by the boolean ``keep``."""
     return {"n": int(keep.sum()), "spearman": _mean(spearman[keep]), "topk_overlap": _mean(overlap[keep]),
-            "deletion_auc": _mean(deletion[keep])}
+            "deletion_auc": _mean(deletion[keep]), "undefined": int((~torch.isfinite(spearman[keep])).sum())}
 
 
 def map_shift(model: nn.Module, images: Tensor, methods: Sequence[str] = DEFAULT_METHODS,
@@ -202,6 +202,13 @@ def conclude(results: dict[str, dict], methods: Sequence[str], paired: bool) -> 
         for key, res in results.items():
             numbers["methods"][key], text = method_verdict(labels.get(key, key), res["rows"], methods)
             lines.append(text)
+    for key, res in results.items():
+        shares = {m: sum(r["all"]["undefined"] for r in res["rows"] if r["method"] == m)
+                  / sum(r["all"]["n"] for r in res["rows"] if r["method"] == m) for m in methods}
+        numbers.setdefault("constant_map_share", {})[key] = shares
+        lines.append(f"{labels.get(key, key)}: share of (image, attack, budget) cases whose clean or attacked map was "
+                     f"constant (all zero after the ReLU, so its ranking is undefined and left out of every mean): "
+                     + ", ".join(f"{NAMES.get(m, m)} {v:.0%}" for m, v in shares.items()) + ".")
     if {"clean", "adversarial"} <= set(results):
         for m in methods:
             numbers["training"][m], text = training_verdict(m, results["clean"]["rows"], results["adversarial"]["rows"], paired)
