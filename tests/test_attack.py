@@ -128,7 +128,8 @@ def test_smallest_targeted_eps_matches_the_closed_form_and_iterative_steps_reach
     found = min_targeted_eps(model, x, target, eps_max=0.1, grid=20, refine=10)
     assert torch.all(found >= exact - 1e-6) and torch.all(found <= exact + 0.1 / 20 / 2 ** 10 + 1e-6)
     attack = minimal_targeted_attack(model, x[:1], 1, eps_max=0.1)
-    assert attack["reached"] and attack["method"] == "fgsm" and attack["linf"] == pytest.approx(float(found[0]), abs=1e-6)
+    assert attack["reached"] and attack["method"] == "fgsm"  # default search: 50 budgets, 8 bisections
+    assert exact[0] - 1e-6 <= attack["linf"] <= exact[0] + 0.1 / 50 / 2 ** 8 + 1e-6
     # too small a budget for one step: iterative steps of 1/255 get there in ceil(d / (sum|w| / 255)) steps
     adv, steps = iterative_targeted(model, x[:1], 1, eps_max=0.5, alpha=1 / 255)
     assert steps == int(torch.ceil(d[0] / (w.abs().sum() / 255))) and predict(model, adv).argmax() == 1
