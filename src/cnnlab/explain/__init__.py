@@ -8,6 +8,7 @@ _FROM = {
     "cnnlab.explain.cam": ["METHODS", "BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "ShapCAM",
                            "feature_layers", "get_cam", "resolve_layer"],
     "cnnlab.explain.metrics": ["deletion_auc", "insertion_auc", "noise_stability", "perturbation_curve"],
+    "cnnlab.explain.robustness": ["map_correlation", "map_shift", "topk_overlap"],
     "cnnlab.explain.shapley": ["exact_shapley", "sample_shapley"],
     "cnnlab.explain.visualize": ["class_model"],
 }
