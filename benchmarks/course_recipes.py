@@ -35,7 +35,7 @@ PLAN: dict[str, list[str]] = {
     "cifar10-cnn-augment": CIFAR + ["--subset", "5000"],
     "resnet9-onecycle": CIFAR + ["--subset", "2500", "--epochs", "10", "--test-subset", "2000"],
     "resnext29": CIFAR + ["--subset", "2000", "--epochs", "5", "--test-subset", "2000"],
-    "cifar10-transfer": CIFAR + ["--subset", "2000", "--epochs", "2", "--finetune-epochs", "1",
+    "cifar10-transfer": CIFAR + ["--subset", "1500", "--epochs", "2", "--finetune-epochs", "1",
                                  "--test-subset", "1000"],
 }
 
@@ -85,19 +85,20 @@ def _assignment(name: str) -> str:
     return get_recipe(name).assignment
 
 
-def table(runs: Path) -> list[dict]:
+def table(runs: Path, results: Path = RESULTS) -> list[dict]:
+    """The summary of every planned recipe that has a finished run in ``runs``, kept under ``results``."""
     rows = []
     for name in PLAN:
         if not (runs / name / "cpu.json").exists():
             print(f"{name}: not run (no {runs / name / 'cpu.json'})", file=sys.stderr)
             continue
         rows.append(row(name, runs))
-        keep = RESULTS / name
+        keep = results / name
         keep.mkdir(parents=True, exist_ok=True)
         for file in ("config.json", "metrics.json", "curves.png", "cpu.json"):
             shutil.copy2(runs / name / file, keep / file)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "summary.json").write_text(json.dumps(
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "summary.json").write_text(json.dumps(
         {"machine": "2-core CPU shared with other jobs; 1 thread per run; wall under shared load", "runs": rows},
         indent=1))
     print("| recipe | assignment | train / test images | epochs | test acc | CPU s | wall s | command |")
@@ -108,12 +109,12 @@ def table(runs: Path) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["run", "table"])
     parser.add_argument("recipes", nargs="*", help="recipes to run (default: every one in PLAN)")
     parser.add_argument("--runs", type=Path, default=Path("runs/recipes"), help="where the run folders go")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     unknown = set(args.recipes) - set(PLAN)
     if unknown:
         parser.error(f"no plan for {', '.join(sorted(unknown))}; planned: {', '.join(PLAN)}")

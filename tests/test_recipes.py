@@ -272,6 +272,26 @@ def _zoo_benchmark():
     return module
 
 
+def test_course_recipes_benchmark_tables_a_finished_run(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("course_recipes", "benchmarks/course_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = tmp_path / "runs"
+    m = train_classifier(recipe="cifar10-cnn", data_dir=tiny_data("cifar10", tmp_path / "cifar10"),
+                         out=runs / "cifar10-cnn", **TINY)
+    (runs / "cifar10-cnn" / "cpu.json").write_text(json.dumps({"cpu_seconds": 3.5, "wall_seconds": 9.0, "threads": 1,
+                                                               "command": "cnnlab train --recipe cifar10-cnn"}))
+    rows = bench.table(runs, tmp_path / "kept")
+    assert [r["recipe"] for r in rows] == ["cifar10-cnn"]  # planned recipes without a run are left out
+    row = rows[0]
+    assert row["test_accuracy"] == round(m["test_accuracy"], 4) and row["epochs"] == 1 and row["cpu_seconds"] == 3.5
+    assert row["assignment"] == "001 Sec.3a" and row["train_images"] == m["train_size"] == 10
+    kept = json.loads((tmp_path / "kept" / "summary.json").read_text())
+    assert kept["runs"] == rows and (tmp_path / "kept" / "cifar10-cnn" / "curves.png").exists()
+    assert "| `cifar10-cnn` | 001 Sec.3a | 10 / 10 | 1 |" in capsys.readouterr().out
+
+
 def test_zoo_benchmark_pareto_front_and_budget_plan():
     zoo = _zoo_benchmark()
     rows = [dict(model=m, macs=c, test_accuracy=a) for m, c, a in
