@@ -16,9 +16,10 @@ Each default run is the CLI itself in a subprocess, timed from start to exit (im
 loading, training, threshold choice, evaluation: what a user waits for). Results are merged into
 ``--results`` (one key per group), so groups can run one after another.
 
-Reproduce (data folders under DATA, e.g. /work/shared/data):
+Reproduce (data folders under DATA, e.g. /work/shared/data; on a CPU shared with other work, set
+OMP_NUM_THREADS=1: two threads that wait on each other waste most of their CPU time there):
     PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group dc1000
-    PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group ablation   # ISBI 2012, ~30 CPU-min
+    PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group ablation   # ISBI 2012, ~11 CPU-min
 """
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ ABLATION = (
     ("plain BCE", {"loss": "bce"}),
     ("random-init encoder", {"model_kwargs": {"pretrained": False}}),
 )
-# The ablation's shorter budget: the four rows together cost about 30 CPU-minutes on 2 cores (a
-# 256 x 256 crop's training step costs about 0.34 CPU-seconds, so 960 crops plus the evaluations
-# are about 400 CPU-seconds a row); the DC1000 rows score 14 of the training images.
-ABLATION_BUDGET = {"isbi2012": dict(epochs=6, samples=160),
+# The ablation's shorter budget, so the four rows fit a shared 2-core CPU in well under half an hour
+# of CPU time: ISBI's 3 x 128 crops (a sixth of the default recipe's 12 x 192) and the evaluations
+# took 146-181 CPU-seconds a row on one thread; DC1000's rows score 14 of the training images
+# (each a 768 x 1536 X-ray).
+ABLATION_BUDGET = {"isbi2012": dict(epochs=3, samples=128),
                    "dc1000": dict(epochs=3, samples=192, train_eval_images=14)}
 KEEP = ("split", "checkpoint", "images", "miou", "pixel_accuracy", "pixel_error", "dice", "iou", "inference",
         "plain", "pretrained_loaded", "threshold_choice", "model", "params", "loss_name", "recipe", "train_seconds", "wall_seconds",
