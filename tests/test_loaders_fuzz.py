@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -49,8 +50,21 @@ def loads_or_refuses(fn, *args, **kwargs):
             return None
 
 
+_ROOT: Path | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fuzz_root():
+    """One temporary root for the module's many examples, removed at its end (hypothesis runs each
+    test hundreds of times, so per-example folders must not outlive the module)."""
+    global _ROOT
+    with tempfile.TemporaryDirectory(prefix="cnnlab-fuzz-") as root:
+        _ROOT = Path(root)
+        yield
+
+
 def _folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="cnnlab-fuzz-"))
+    return Path(tempfile.mkdtemp(dir=_ROOT))
 
 
 def _save_array(folder: Path, arr: np.ndarray, rgb: bool) -> Path:

@@ -132,15 +132,20 @@ def run(ctx: LabContext) -> LabResult:
                     i="stacks.1-2-3.coverage", j="stacks.1-2-4.coverage")
     result.conclude("The output-size formula floor((I + 2p - d(K-1) - 1)/s) + 1 (I - d(K-1) without padding) matches "
                     "nn.Conv2d in {n} cases with {m} mismatches.", n="output_size.cases", m="output_size.mismatches")
-    verdict = {"higher": "the wider context of dilation pays off.",
-               "same": "dilation's wider context gives no gain beyond seed noise here.",
-               "lower": "the dilated net is worse here (gridding, or context it cannot use)."}[
-        versus(numbers["dilated_minus_plain"], numbers["noise"])]
+    numbers["strided_minus_plain"] = nets["strided"]["accuracy"]["mean"] - nets["plain"]["accuracy"]["mean"]
+    gain = {"higher": "a gain beyond twice the seed spread ({n:.4f})",
+            "same": "within twice the seed spread ({n:.4f}), so no gain this run can tell apart from noise",
+            "lower": "a loss beyond twice the seed spread ({n:.4f}; gridding, or context it cannot use)"}
+    cost = {"higher": "even above the plain net", "same": "level with the plain net within noise",
+            "lower": "below the plain net, the price of its lower resolution"}
     result.conclude("Same weights, same resolution: the dilated net (field {fd} px) reaches {a:.4f} test accuracy vs "
-                    "{b:.4f} for the plain net (field {fp} px) and {c:.4f} for the strided one with {m:.2f}x fewer MACs: "
-                    + verdict,
+                    "{b:.4f} for the plain net (field {fp} px), a difference of {d:+.4f}: "
+                    + gain[versus(numbers["dilated_minus_plain"], numbers["noise"])] + ". The strided net reaches "
+                    "{c:.4f} with {m:.2f}x fewer MACs, " + cost[versus(numbers["strided_minus_plain"], numbers["noise"])]
+                    + ".",
                     fd="nets.dilated.field", a="nets.dilated.accuracy.mean", b="nets.plain.accuracy.mean",
-                    fp="nets.plain.field", c="nets.strided.accuracy.mean", m="strided_mac_saving")
+                    fp="nets.plain.field", d="dilated_minus_plain", n="noise", c="nets.strided.accuracy.mean",
+                    m="strided_mac_saving")
     return result
 
 
