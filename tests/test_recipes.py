@@ -2,6 +2,7 @@
 the colour-digits generator and the architecture zoo."""
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -17,8 +18,12 @@ from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.classify.recipes import NAMED_RECIPES, resolve_options
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
+from cnnlab.data.augment import Augment, get_augment
+from cnnlab.data.base import ImageSet
 from cnnlab.data.colour_digits import LABEL_REGEX, write_colour_digits
+from cnnlab.data.loader import TensorLoader
 from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
 from cnnlab.models.layers import TwoClassLogits
 from cnnlab.models.zoo import zoo_model, zoo_models, zoo_resolution
 from cnnlab.train.checkpoint import load_checkpoint
@@ -177,6 +182,53 @@ def test_colour_digits_are_real_digits_labelled_in_their_file_names(tmp_path):
     assert abs(len(splits.test) / len(files) - 0.2) < 0.01
 
 
+def test_colour_augmentation_makes_negatives_and_channel_permutations_of_pixels():
+    x = torch.rand(64, 3, 5, 5) * 255
+    out = Augment(invert=True, shuffle_channels=True)(x, torch.Generator().manual_seed(0))
+    draws = []
+    for i in range(len(x)):
+        found = [(negative, order) for negative in (False, True) for order in itertools.permutations(range(3))
+                 if torch.allclose(out[i], 255 - x[i, list(order)] if negative else x[i, list(order)])]
+        assert len(found) == 1  # exactly one negative-or-not and one channel order explains the image
+        draws += found
+    assert 16 < sum(negative for negative, _ in draws) < 48  # about half are negatives, each its own draw
+    assert len({order for _, order in draws}) == 6  # all six channel orders occur
+
+
+def test_loader_applies_colour_augmentation_to_pixels_even_when_it_stores_normalised_images():
+    data = ImageSet(torch.randint(0, 256, (40, 3, 6, 6), dtype=torch.uint8), torch.zeros(40, dtype=torch.long))
+    kw = dict(mean=(0.2, 0.5, 0.7), std=(0.1, 0.3, 0.2), shuffle=True, seed=4,
+              augment=get_augment("colour-digits"))
+    stored = next(iter(TensorLoader(data, 40, prenormalize=True, **kw)))[0]
+    per_batch = next(iter(TensorLoader(data, 40, prenormalize=False, **kw)))[0]
+    assert torch.allclose(stored, per_batch, atol=1e-4)
+    plain = next(iter(TensorLoader(data, 40, prenormalize=False, **{**kw, "augment": None})))[0]
+    assert not torch.allclose(stored, plain, atol=0.1)
+
+
+def test_colour_digits_recipe_network_ignores_each_images_colours_and_contrast():
+    """The cheap guard of 003 Q5's fix: its network standardises every image, so new ink and paper
+    colours and contrast (any positive per-channel gain and offset) give the same logits, and its augmentation shows each digit as a negative and in shuffled channels."""
+    _, opts = resolve_options(None, "colour-digits")
+    net = create_model(opts["model"], num_classes=4, in_chans=3, **opts["model_kwargs"]).eval()
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 64, 64)
+    gain, offset = torch.tensor([3.0, 0.2, 1.5]).view(1, 3, 1, 1), torch.tensor([-1.0, 4.0, 0.3]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(net(x), net(x * gain + offset), atol=1e-4)
+        assert not torch.allclose(net(x), net(x.flip(1)), atol=1e-4)  # it still sees the image
+    aug = get_augment(opts["augment"])
+    assert aug.invert and aug.shuffle_channels and not aug.hflip  # a mirrored 2 is not a 2
+
+
+def test_test_subset_keeps_a_stratified_share_of_the_test_images():
+    full = load_dataset("digits", val_fraction=0)
+    sub = load_dataset("digits", val_fraction=0, test_subset=100)
+    assert abs(len(sub.test) - 100) <= 5 and len(sub.train) == len(full.train)
+    assert torch.bincount(sub.test.labels).min() >= 8  # every class keeps its share
+    assert sub.info["test_subset"] == 100
+
+
 def test_cli_lists_recipes_and_validates_new_options(capsys):
     assert main(["train", "--list-recipes"]) == 0
     listing = capsys.readouterr().out
@@ -218,6 +270,26 @@ def _zoo_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_course_recipes_benchmark_tables_a_finished_run(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("course_recipes", "benchmarks/course_recipes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = tmp_path / "runs"
+    m = train_classifier(recipe="cifar10-cnn", data_dir=tiny_data("cifar10", tmp_path / "cifar10"),
+                         out=runs / "cifar10-cnn", **TINY)
+    (runs / "cifar10-cnn" / "cpu.json").write_text(json.dumps({"cpu_seconds": 3.5, "wall_seconds": 9.0, "threads": 1,
+                                                               "command": "cnnlab train --recipe cifar10-cnn"}))
+    rows = bench.table(runs, tmp_path / "kept")
+    assert [r["recipe"] for r in rows] == ["cifar10-cnn"]  # planned recipes without a run are left out
+    row = rows[0]
+    assert row["test_accuracy"] == round(m["test_accuracy"], 4) and row["epochs"] == 1 and row["cpu_seconds"] == 3.5
+    assert row["assignment"] == "001 Sec.3a" and row["train_images"] == m["train_size"] == 10
+    kept = json.loads((tmp_path / "kept" / "summary.json").read_text())
+    assert kept["runs"] == rows and (tmp_path / "kept" / "cifar10-cnn" / "curves.png").exists()
+    assert "| `cifar10-cnn` | 001 Sec.3a | 10 / 10 | 1 |" in capsys.readouterr().out
 
 
 def test_zoo_benchmark_pareto_front_and_budget_plan():

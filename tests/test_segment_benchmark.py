@@ -12,6 +12,7 @@ import torch
 from tests.test_segment import write_pairs
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "segmentation_gpu.py"
+CPU_SCRIPT = SCRIPT.with_name("segmentation_cpu.py")
 
 
 def _tiny_presets(root: Path) -> Path:
@@ -22,12 +23,17 @@ def _tiny_presets(root: Path) -> Path:
     return root
 
 
+def _load(script: Path):
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
 def _smoke_run(tmp_path: Path, budget: float) -> dict:
     """The script's ``main`` with ``--smoke`` on tiny presets; its results.json."""
     torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("segmentation_gpu", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load(SCRIPT)
     data = _tiny_presets(tmp_path / "data")
     out = tmp_path / "out"
     bench.main(["--data", str(data), "--out", str(out), "--runs", str(tmp_path / "runs"), "--smoke",
@@ -54,3 +60,39 @@ def test_gpu_benchmark_out_of_budget_skips_the_optional_groups_and_still_reports
     assert "errors" not in r, r.get("errors")
     assert 0 <= r["dc1000"]["dice"] <= 1 and r["ablation"].startswith("skipped: out of budget")
     assert r["noisy"].startswith("skipped")
+
+
+def test_cpu_ablation_defaults_to_isbi_with_its_budget_and_options_override_it():
+    bench = _load(CPU_SCRIPT)
+    args = bench.parser().parse_args(["--data", "d", "--group", "ablation"])
+    assert args.dataset == "isbi2012" and bench.ablation_budget(args) == bench.ABLATION_BUDGET["isbi2012"]
+    args = bench.parser().parse_args(["--data", "d", "--group", "ablation", "--dataset", "dc1000", "--epochs", "2"])
+    assert bench.ablation_budget(args) == {**bench.ABLATION_BUDGET["dc1000"], "epochs": 2}
+    for bad in (["--dataset", "camvid"], ["--samples", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.parser().parse_args(["--data", "d", "--group", "ablation", *bad])
+        assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_cpu_ablation_on_isbi_writes_one_row_per_change(tmp_path, monkeypatch):
+    """The whole ``--group ablation`` path on a tiny ISBI preset: four rows, each with its one change."""
+    torch.set_num_threads(1)
+    bench = _load(CPU_SCRIPT)
+    tiny = dict(epochs=1, samples=4, batch_size=2, crop=(16, 16), eval_batch_size=2, device="cpu")
+    monkeypatch.setitem(bench.ABLATION_BUDGET, "isbi2012", tiny)
+    data, results = _tiny_presets(tmp_path / "data"), tmp_path / "results.json"
+    results.write_text(json.dumps({"dc1000": {"dice": 0.5}}))
+    bench.main(["--data", str(data), "--group", "ablation", "--runs", str(tmp_path / "runs"),
+                "--results", str(results)])
+    r = json.loads(results.read_text())
+    assert r["dc1000"] == {"dice": 0.5}, "an earlier group's result must be kept"
+    table = r["ablation-isbi2012"]
+    assert table["dataset"] == "isbi2012" and table["budget"]["samples"] == 4
+    rows = table["rows"]
+    assert list(rows) == [name for name, _ in bench.ABLATION]
+    assert [row["loss_name"] for row in rows.values()] == ["bce+dice", "bce+dice", "bce", "bce+dice"]
+    assert [row["pretrained_loaded"] for row in rows.values()] == [True, True, True, False]
+    assert all(row["epochs"] == 1 and 0 <= row["pixel_error"] <= 1 and row["cpu_seconds"] > 0 for row in rows.values())
+    no_skips = json.loads((tmp_path / "runs" / "isbi2012-ablation-no-skips" / "config.json").read_text())
+    assert no_skips["options"]["skips"] is False and rows["no skips"]["params"] < rows[bench.ABLATION[0][0]]["params"]

@@ -80,7 +80,7 @@ def train_classifier(
     """Train a classifier and write a complete run folder; returns the final metrics dict.
 
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
-    ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``init_from``, ``finetune_epochs``,
+    ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``test_subset``, ``init_from``, ``finetune_epochs``,
     ``finetune_lr`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
     from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with ``resume``
     they come from the run's config.json instead (see ``cnnlab.train.rundir``).
@@ -197,6 +197,7 @@ def load_run_splits(dataset: str, data_dir: str | None, config: dict) -> Dataset
     return load_dataset(dataset, data_dir, val_fraction=config.get("val_fraction", 0.1),
                         test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
                         classes=config.get("classes"), subset=config.get("subset"),
+                        test_subset=config.get("test_subset"),
                         **config.get("dataset_kwargs", {}))
 
 

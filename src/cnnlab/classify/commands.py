@@ -51,6 +51,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         label_smoothing=args.label_smoothing, patience=args.patience, device=args.device, seed=args.seed,
         amp=False if args.no_amp else None, tta=args.tta, average=args.average, bn_lr_scale=args.bn_lr_scale,
         compile=args.compile, cpu_amp=args.cpu_amp, loss=args.loss, classes=args.classes, subset=args.subset,
+        test_subset=args.test_subset,
         init_from=args.init_from, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         tensorboard=args.tensorboard, adversarial=args.adversarial)
     if metrics:
@@ -133,7 +134,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "plateau", "none"])
     p.add_argument("--label-smoothing", type=fraction, help="in [0, 1)")
     p.add_argument("--patience", type=nonneg_int, help="early stopping after N epochs without val improvement")
-    p.add_argument("--augment", help="augmentation preset (none, digits, mnist, fashion, cifar, natural)")
+    p.add_argument("--augment", help="augmentation preset (none, digits, mnist, fashion, cifar, natural, "
+                                     "colour-digits, ...; a wrong name lists them all)")
     p.add_argument("--vflip", action="store_true", default=None, help="also flip vertically when augmenting")
     p.add_argument("--val-fraction", type=fraction, help="validation share of train (default 0.1)")
     p.add_argument("--test-fraction", type=open_fraction,
@@ -147,6 +149,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                       "order (two classes: the last is the positive one)")
     p.add_argument("--subset", type=positive_int, help="train on a seeded, stratified subset of this many training "
                                                        "images (val is cut from it; test stays whole)")
+    p.add_argument("--test-subset", type=positive_int, help="test on a seeded, stratified subset of this many test "
+                                                            "images (for runs that must fit a CPU budget)")
     p.add_argument("--init-from", help="start from the weights of this checkpoint (same model and outputs)")
     p.add_argument("--finetune-epochs", type=nonneg_int,
                    help="then a second phase: every weight trainable for N epochs from the first phase's best "

@@ -33,13 +33,13 @@ DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_
 
 
 # run options that are not TrainConfig fields, when neither a recipe nor the user sets them:
-# loss "ce" (K logits, softmax) or "bce" (two classes, one sigmoid logit); classes/subset select
-# classes and a stratified share of the training images; init_from starts from a checkpoint's
+# loss "ce" (K logits, softmax) or "bce" (two classes, one sigmoid logit); classes/subset/test_subset
+# select classes and a stratified share of the training / test images; init_from starts from a checkpoint's
 # weights; finetune_epochs > 0 makes a run two phases (see classify.api.train_classifier);
 # target_recall picks a two-class decision threshold on validation
 RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False,
-                    loss="ce", classes=None, subset=None, init_from=None, finetune_epochs=0, finetune_lr=None,
-                    target_recall=None)
+                    loss="ce", classes=None, subset=None, test_subset=None, init_from=None, finetune_epochs=0,
+                    finetune_lr=None, target_recall=None)
 
 
 @dataclass(frozen=True)

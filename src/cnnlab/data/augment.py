@@ -3,12 +3,14 @@
 Augmenting whole batches with tensor ops (not per-image PIL transforms) is what keeps a GPU busy
 (airbench's lesson): flips are a ``where``, translations are a padded crop gathered with one
 index, rotations one ``affine_grid``. Presets name what suits each dataset; digits and clothes are
-never flipped horizontally where that changes the class (a mirrored 2 is not a 2).
+never flipped horizontally where that changes the class (a mirrored 2 is not a 2). Colour operations
+(negatives, channel permutations) are for data whose colours carry no class information; they work on
+0..255 pixels, which is what ``TensorLoader`` hands them even when it stores normalised images.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,13 @@ class Augment:
     translate: int = 0  # max shift in pixels (reflect-padded random crop)
     rotate: float = 0.0  # max rotation in degrees
     alternate_flip: bool = False  # hflip each image on every other epoch instead of at random (airbench)
+    invert: bool = False  # half the images become their photographic negative (255 - x): ink/paper polarity
+    shuffle_channels: bool = False  # each image's colour channels in a random order (red ink may turn blue)
+
+    @property
+    def recolours(self) -> bool:
+        """Whether this augmentation changes colours, and so needs 0..255 pixels, not normalised ones."""
+        return self.invert or self.shuffle_channels
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None, hflip: Tensor | None = None) -> Tensor:
         """Augment a float batch ``N x C x H x W``; each image gets its own random draw.
@@ -43,6 +52,11 @@ class Augment:
             x = random_translate(x, self.translate, generator)
         if self.rotate:
             x = random_rotate(x, self.rotate, generator)
+        if self.invert:
+            negative = torch.rand(n, generator=generator, device=_device(x, generator)) < 0.5
+            x = torch.where(negative.to(x.device).view(-1, 1, 1, 1), 255 - x, x)
+        if self.shuffle_channels:
+            x = shuffle_channels(x, generator)
         return x
 
 
@@ -90,6 +104,13 @@ def random_rotate(x: Tensor, degrees: float, generator: torch.Generator | None =
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def shuffle_channels(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Each image's channels in its own uniformly random order (one of the C! permutations)."""
+    n, c = x.shape[:2]
+    order = torch.rand(n, c, generator=generator, device=_device(x, generator)).argsort(1).to(x.device)
+    return x.gather(1, order.view(n, c, 1, 1).expand_as(x))
+
+
 PRESETS: dict[str, Augment] = {
     "none": Augment(),
     "digits": Augment(translate=1, rotate=10),
@@ -98,6 +119,9 @@ PRESETS: dict[str, Augment] = {
     "cifar": Augment(hflip=True, translate=4),
     "cifar-fast": Augment(hflip=True, translate=2, alternate_flip=True),  # airbench94's
     "natural": Augment(hflip=True, translate=8, rotate=10),
+    # digits in random colours (003 Q5): shifts, rotations, negatives and channel orders, so every
+    # digit shape is seen in both polarities and many colours
+    "colour-digits": Augment(translate=4, rotate=10, invert=True, shuffle_channels=True),
     "rotate": Augment(rotate=36),  # Keras' RandomRotation(0.1) (001 Sec.3b; add --vflip for its vertical flips)
 }
 
@@ -107,4 +131,4 @@ def get_augment(name: str | Augment, vflip: bool = False) -> Augment:
     if not isinstance(name, Augment) and name not in PRESETS:
         raise CnnlabError(f"unknown augmentation {name!r}; expected one of {sorted(PRESETS)}")
     base = name if isinstance(name, Augment) else PRESETS[name]
-    return Augment(base.hflip, vflip or base.vflip, base.translate, base.rotate, base.alternate_flip)
+    return replace(base, vflip=vflip or base.vflip)

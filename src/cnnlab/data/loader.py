@@ -91,7 +91,9 @@ class TensorLoader:
         """Augmentation (training only) and normalization (unless done once up front) of a batch."""
         x = images if self.prenormalized else images.to(self.dtype)
         if self.augment is not None:
-            x = self.augment(x, self.generator, hflip)
+            back_to_pixels = self.prenormalized and self.augment.recolours  # colour operations want 0..255
+            x = self.augment(x.float() * self.std + self.mean if back_to_pixels else x, self.generator, hflip)
+            x = self._normalize(x) if back_to_pixels else x
         return x if self.prenormalized else ((x - self.mean) / self.std).to(self.dtype)
 
     def sample(self, n: int) -> Tensor:

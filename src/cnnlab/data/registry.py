@@ -51,6 +51,7 @@ def load_dataset(
     seed: int = 42,
     classes: Sequence[str] | None = None,
     subset: int | None = None,
+    test_subset: int | None = None,
     **kwargs,
 ) -> DatasetSplits:
     """Load ``name`` and make its splits deterministic.
@@ -62,7 +63,8 @@ def load_dataset(
     ``classes`` keeps only those classes, relabelled in the order given (a two-class task cut from
     a ten-class dataset: the last name is the positive class). ``subset`` keeps a seeded, stratified
     ``subset`` of the training images (before the validation cut; the test split stays whole), for
-    runs that must fit a CPU budget.
+    runs that must fit a CPU budget; ``test_subset`` likewise keeps a seeded, stratified share of the
+    test images (a run whose test pass alone would overrun such a budget says so in its config).
     """
     entries = {e.name: e for e in list_datasets()}
     key = name.lower()
@@ -77,6 +79,10 @@ def load_dataset(
         if subset < len(splits.train):
             splits.train = seeded_split(splits.train, subset / len(splits.train), seed)[1]
         splits.info["subset"] = subset
+    if test_subset:
+        if test_subset < len(splits.test):
+            splits.test = seeded_split(splits.test, test_subset / len(splits.test), seed)[1]
+        splits.info["test_subset"] = test_subset
     if splits.val is None and val_fraction > 0:
         splits.train, splits.val = seeded_split(splits.train, val_fraction, seed)
     splits.info.update(seed=seed, val_fraction=val_fraction,

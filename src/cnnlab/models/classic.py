@@ -83,8 +83,15 @@ class Mul(nn.Module):
 
 
 @register_model("resnet9", default_input=(3, 32, 32), tags=("classic", "resnet"))
-def resnet9(num_classes: int = 10, in_chans: int = 3, width: int = 64, scale: float = 0.125) -> nn.Module:
-    """ResNet-9 (Page's DAWNBench design): prep, 3 pooled stages, residual blocks after stages 1 and 3."""
+def resnet9(num_classes: int = 10, in_chans: int = 3, width: int = 64, scale: float = 0.125,
+            standardize: bool = False) -> nn.Module:
+    """ResNet-9 (Page's DAWNBench design): prep, 3 pooled stages, residual blocks after stages 1 and 3.
+
+    ``standardize`` first brings each channel of each image to zero mean and unit variance (an
+    InstanceNorm without weights: TensorFlow's per-image standardisation, per channel), so an image's
+    own colours and contrast are gone before the first convolution: for data whose colours carry no
+    class information (003 Q5's random-colour digits).
+    """
     w = width
 
     def stage(c_in: int, c_out: int, residual: bool) -> list[nn.Module]:
@@ -94,6 +101,7 @@ def resnet9(num_classes: int = 10, in_chans: int = 3, width: int = 64, scale: fl
         return layers
 
     return nn.Sequential(
+        *([nn.InstanceNorm2d(in_chans)] if standardize else []),
         ConvBNAct(in_chans, w),
         *stage(w, 2 * w, True),
         *stage(2 * w, 4 * w, False),

@@ -46,9 +46,9 @@ SEG_DEFAULTS: dict = dict(
     skips=True, select=None, threshold="val", tta="", epoch_val=True, train_eval_images=100,
     epochs=30, batch_size=8, optimizer="adamw", lr=2e-3, weight_decay=1e-2, schedule="onecycle",
 )
-# DC1000's CPU recipe is measured on a 2-core CPU (docs/segmentation.md: 20 x 256 crops, about 25
-# minutes, test Dice 0.67); the other CPU recipes are sized from the measured cost per crop and per
-# image, and the GPU recipes spend the same way with more crops and epochs. Pretrained EfficientNet-Lite0 U-Nets: ImageNet features make 70
+# The CPU recipes are measured on a 2-core CPU (docs/segmentation.md: DC1000 20 x 256 crops, about
+# 25 minutes, test Dice 0.67; CamVid 19.5 minutes; ISBI 2012), sized from the measured cost per
+# crop and per image; the GPU recipes spend the same way with more crops and epochs. Pretrained EfficientNet-Lite0 U-Nets: ImageNet features make 70
 # X-rays or 367 street scenes enough, and the Lite encoder is cheap enough for a CPU.
 _LITE = dict(model="efficientnet-lite0-unet", model_kwargs={}, lr=1e-3)
 _CAMVID = dict(_LITE, loss="ce", class_weights="median-frequency", tta="h",
