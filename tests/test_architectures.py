@@ -256,3 +256,18 @@ def test_unknown_stem_is_a_clear_error():
 
     with pytest.raises(CnnlabError, match="stem='tiny'"):
         create_model("resnet18", stem="tiny")
+
+
+def test_resnext29_residual_branches_start_at_zero_so_each_block_is_its_shortcut():
+    from cnnlab.models.layers import ResidualBlock
+
+    torch.manual_seed(0)
+    model = create_model("resnext29-4x16d", num_classes=10)
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 9
+    x = torch.randn(2, 64, 8, 8)
+    first = blocks[0]
+    assert torch.equal(first(x), torch.relu(first.shortcut(x)))  # the branch adds exactly nothing
+    plain = create_model("resnet18", num_classes=10)  # resnet18 keeps random branches (its measured zoo row)
+    block = [m for m in plain.modules() if isinstance(m, ResidualBlock)][0]
+    assert not torch.equal(block(x), torch.relu(block.shortcut(x)))
