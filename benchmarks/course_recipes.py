@@ -34,8 +34,7 @@ PLAN: dict[str, list[str]] = {
     "cifar10-cnn": CIFAR + ["--subset", "5000"],
     "cifar10-cnn-augment": CIFAR + ["--subset", "5000"],
     "resnet9-onecycle": CIFAR + ["--subset", "2500", "--epochs", "10", "--test-subset", "2000"],
-    # at the recipe's lr 0.1 the first steps blow up on a run this short (docs/course.md), hence 0.02
-    "resnext29": CIFAR + ["--subset", "1000", "--epochs", "3", "--test-subset", "1000", "--lr", "0.02"],
+    "resnext29": CIFAR + ["--subset", "2500", "--epochs", "5", "--test-subset", "2000"],
     "cifar10-transfer": CIFAR + ["--subset", "1500", "--epochs", "2", "--finetune-epochs", "1",
                                  "--test-subset", "1000"],
 }
