@@ -4,10 +4,17 @@ from __future__ import annotations
 import argparse
 import math
 
-from cnnlab.argtypes import comma_list, float_range, nonneg_int, one_of, positive_int, seed
-from cnnlab.explain.commands import model_args
+from cnnlab.argtypes import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
 
 ATTACK_NAMES = ("fgsm", "ifgsm", "pgd")  # cnnlab.attack.attacks.ATTACKS, named here so --help needs no torch
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    """--model | --checkpoint and --device: the classifier a command explains or attacks."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--model", help="efficientnet-lite0-imagenet (default, offline) or torchvision:<name>")
+    g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint (runs/<run>/best.ckpt)")
+    p.add_argument("--device", type=device, default="cpu")
 
 
 def parse_eps(text: str) -> float:

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import (comma_list, device, float_range, nonneg_float, nonneg_int, one_of, positive_float,
-                             positive_int, seed)
+from cnnlab.argtypes import comma_list, float_range, nonneg_float, nonneg_int, one_of, positive_float, positive_int, seed
+from cnnlab.attack.commands import ATTACK_NAMES, model_args, parse_eps
 
 METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "shapcam")
 ROBUSTNESS_METHODS = "gradcam,shapcam"  # 003 Q1b asks about these two
-
-
-def model_args(p: argparse.ArgumentParser) -> None:
-    """--model | --checkpoint and --device: the classifier a command explains or attacks."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--model", help="efficientnet-lite0-imagenet (default, offline) or torchvision:<name>")
-    g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint (runs/<run>/best.ckpt)")
-    p.add_argument("--device", type=device, default="cpu")
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -98,7 +90,6 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
 
 def robustness_args(p: argparse.ArgumentParser) -> None:
-    from cnnlab.attack.commands import ATTACK_NAMES, parse_eps
     from cnnlab.classify.commands import adversarial_spec
 
     g = p.add_argument_group("robustness (003 Q1b): cnnlab explain robustness [--checkpoint C --checkpoint-adv C2]")

@@ -49,10 +49,10 @@ def topk_overlap(a: Tensor, b: Tensor, fraction: float = 0.1) -> Tensor:
 
 def map_correlation(a: Tensor, b: Tensor) -> Tensor:
     """Spearman correlation per image; NaN where either map is constant (an all-zero CAM ranks nothing)."""
-    def flat(m: Tensor) -> Tensor:
+    def constant(m: Tensor) -> Tensor:
         return (m.flatten(1).amax(1) == m.flatten(1).amin(1)).cpu()
 
-    return rank_correlation(a, b).masked_fill(flat(a) | flat(b), float("nan"))
+    return rank_correlation(a, b).masked_fill(constant(a) | constant(b), float("nan"))
 
 
 def make_cams(model: nn.Module, methods: Sequence[str], layer: str | None, samples: int, seed: int) -> dict[str, BaseCAM]:
