@@ -37,13 +37,13 @@ from pathlib import Path
 import torch
 
 from airbench_peer import run_legacy_airbench94, write_airbench_data
-from cnnlab import argtypes
+from cnnlab.cli import types as argtypes
 from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import resolve_options, train_config
 from cnnlab.data import load_dataset
-from cnnlab.data.loader import TensorLoader
+from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
-from cnnlab.seeding import seed_everything
+from cnnlab.core.seeding import seed_everything
 from cnnlab.train.engine import evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 

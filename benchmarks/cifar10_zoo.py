@@ -38,15 +38,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.argtypes import device as device_arg
-from cnnlab.argtypes import positive_float, positive_int
+from cnnlab.cli.types import device as device_arg
+from cnnlab.cli.types import positive_float, positive_int
 from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import train_config
 from cnnlab.data import DatasetSplits, load_dataset, seeded_split
 from cnnlab.models.complexity import count_macs, count_params
 from cnnlab.models.zoo import zoo_models, zoo_model, zoo_resolution
 from cnnlab.report.plots import plt, save_figure
-from cnnlab.seeding import seed_everything
+from cnnlab.core.seeding import seed_everything
 from cnnlab.train.engine import TrainConfig, autocast, build_optimizer, evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 

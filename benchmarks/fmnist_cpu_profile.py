@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from cnnlab.argtypes import positive_int
-from cnnlab.cli import keep_freed_memory
+from cnnlab.cli.types import positive_int
+from cnnlab.cli.main import keep_freed_memory
 from cnnlab.data import load_dataset
-from cnnlab.data.loader import TensorLoader
+from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
-from cnnlab.seeding import seed_everything
+from cnnlab.core.seeding import seed_everything
 from cnnlab.train.engine import TrainConfig, fit
 from cnnlab.train.tasks import ClassificationTask
 from fmnist_cpu_speed import host, run_cnnlab

@@ -36,13 +36,13 @@ from types import SimpleNamespace
 
 import torch
 
-from cnnlab.argtypes import positive_int
+from cnnlab.cli.types import positive_int
 from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import RECIPES, resolve_options, train_config
-from cnnlab.cli import keep_freed_memory
+from cnnlab.cli.main import keep_freed_memory
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
-from cnnlab.seeding import seed_everything
+from cnnlab.core.seeding import seed_everything
 from cnnlab.train.engine import cpu_has_native_bf16, evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.scratch.experiments import ArrayData, CNNConfig, load_arrays, make_runner, train_epoch
-from cnnlab.argtypes import nonneg_int, positive_int
-from cnnlab.scratch.threads import compute_threads
+from cnnlab.cli.types import nonneg_int, positive_int
+from cnnlab.core.threads import compute_threads
 
 
 def timed_epoch(runner, data: ArrayData, cfg: CNNConfig, rng, epoch: int) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.scratch.experiments import ArrayData, MLPConfig, load_arrays, make_runner, train_epoch
-from cnnlab.scratch.threads import compute_threads
+from cnnlab.core.threads import compute_threads
 
 CASES = [  # (hidden, activation, optimizer, batch size)
     ((128, 64), "relu", "momentum", 64),

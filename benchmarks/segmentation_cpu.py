@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.argtypes import positive_int
+from cnnlab.cli.types import positive_int
 
 # one change at a time from the default recipe: (row name, options)
 ABLATION = (
@@ -69,7 +69,7 @@ def default_run(dataset: str, data: Path, runs: Path, *extra: str) -> dict:
     (and ``extra`` arguments, for a one-change variant)."""
     out = runs / (f"{dataset}-default" + "".join(extra).replace("--", "-"))
     env = {**os.environ, "CNNLAB_DATA": str(data)}
-    cmd = [sys.executable, "-m", "cnnlab.cli", "segment", "train", "--dataset", dataset, *extra, "--out", str(out)]
+    cmd = [sys.executable, "-m", "cnnlab.cli.main", "segment", "train", "--dataset", dataset, *extra, "--out", str(out)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.argtypes import positive_float
+from cnnlab.cli.types import positive_float
 from cnnlab.segment.api import recipe, train_segmenter
 
 # share of the budget (after calibration) for each default recipe; the rest is for the ablation

@@ -14,7 +14,7 @@ from torch import nn
 from cnnlab.analysis.fold import batchnorm_pairs, fold_batchnorm, fuse_report, randomize_batchnorm
 from cnnlab.analysis.receptive import WHOLE
 from cnnlab.analysis.summary import summarize
-from cnnlab.cli import main
+from cnnlab.cli.main import main
 from cnnlab.models import create_model
 from cnnlab.models.local import LocallyConnected2d
 

@@ -223,7 +223,7 @@ def test_every_registry_model_forward_backward(name):
 def test_family_model_trains_through_the_engine():
     """A registry model fits a tiny separable problem through cnnlab's engine and tensor loader."""
     from cnnlab.data.base import ImageSet
-    from cnnlab.data.loader import TensorLoader
+    from cnnlab.data.tensor_loader import TensorLoader
     from cnnlab.train.engine import TrainConfig, evaluate, fit
     from cnnlab.train.tasks import ClassificationTask
 
@@ -240,7 +240,7 @@ def test_family_model_trains_through_the_engine():
 
 
 def test_cli_models_json_lists_params_and_macs(capsys):
-    from cnnlab.cli import main
+    from cnnlab.cli.main import main
 
     assert main(["models", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
@@ -252,7 +252,7 @@ def test_cli_models_json_lists_params_and_macs(capsys):
 
 
 def test_unknown_stem_is_a_clear_error():
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
 
     with pytest.raises(CnnlabError, match="stem='tiny'"):
         create_model("resnet18", stem="tiny")

@@ -11,8 +11,8 @@ from torch import nn
 
 from cnnlab.attack.attacks import fgsm, ifgsm, pgd
 from cnnlab.attack.sweep import accuracy_vs_eps, iterative_targeted, min_flip_eps, min_targeted_eps, predict
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.explain.source import pixel_wrap
 
 torchattacks = pytest.importorskip("torchattacks")

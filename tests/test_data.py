@@ -13,7 +13,7 @@ from PIL import Image
 from cnnlab.data import ImageSet, load_dataset, seeded_split
 from cnnlab.data import imagefolder
 from cnnlab.data.idx import FILES, read_idx
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 
 def write_idx(path, array: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from cnnlab.demo.server import decode_upload, load_demo, make_server
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.train.checkpoint import pixel_model
 
 

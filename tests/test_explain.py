@@ -13,8 +13,8 @@ from PIL import Image
 from scipy.stats import spearmanr
 from torch import nn
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.explain.cam import ShapCAM, feature_layers, get_cam
 from cnnlab.explain.metrics import noise_stability, perturbation_curve, rank_correlation
 from cnnlab.explain.shapley import exact_shapley, sample_shapley
@@ -318,7 +318,7 @@ def test_torchvision_models_by_name_with_imagenet_class_names():
 # ---------------------------------------------------------------- 003 Q1b: CAMs under attack; 003 Q7
 
 def test_topk_overlap_and_rank_correlation_on_a_hand_made_case():
-    from cnnlab.explain.robustness import map_correlation, topk_overlap
+    from cnnlab.labs.catalog.cam_robustness import map_correlation, topk_overlap
 
     a = torch.arange(10.0).view(1, 2, 5)
     swapped = torch.tensor([0, 1, 2, 3, 4, 5, 6, 9, 8, 7.0]).view(1, 2, 5)  # the 1st and 3rd largest swap places
@@ -332,7 +332,7 @@ def test_topk_overlap_and_rank_correlation_on_a_hand_made_case():
 
 
 def test_unperturbed_maps_have_correlation_and_overlap_one_and_attacks_move_them():
-    from cnnlab.explain.robustness import map_shift
+    from cnnlab.labs.catalog.cam_robustness import map_shift
 
     model = tiny_cnn(channels=4, classes=3, seed=2)
     x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -348,7 +348,7 @@ def test_unperturbed_maps_have_correlation_and_overlap_one_and_attacks_move_them
 
 
 def test_verdicts_say_within_noise_when_the_gap_is_inside_two_standard_errors():
-    from cnnlab.explain.robustness import compare_gap, mean_gap, training_verdict
+    from cnnlab.labs.catalog.cam_robustness import compare_gap, mean_gap, training_verdict
 
     def t(values):
         return torch.tensor(values, dtype=torch.float64)

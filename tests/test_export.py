@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.export.api import export_checkpoint, load_exported
 from cnnlab.segment.api import load_segmenter
 from cnnlab.train.checkpoint import load_checkpoint, pixel_model, save_checkpoint

@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 
 from cnnlab.classify.api import predict_files, train_classifier
-from cnnlab.cli import main
+from cnnlab.cli.main import main
 from cnnlab.data import load_dataset
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.segment.api import train_segmenter
 from tests.test_segment import write_pairs
 
@@ -482,7 +482,7 @@ def test_bad_input_is_one_line_and_changes_nothing(world, capsys, tmp_path, argv
 
 def test_the_table_covers_every_command():
     """Every subcommand appears in the hostile table (a new command must add its cases)."""
-    from cnnlab.cli import build_parser
+    from cnnlab.cli.main import build_parser
 
     commands = set()
     for action in build_parser()._subparsers._group_actions:
@@ -537,7 +537,7 @@ def test_sixteen_bit_images_scale_to_eight_bits_everywhere(tmp_path):
 
 
 def test_sixteen_bit_masks_keep_their_labels(tmp_path):
-    from cnnlab.segment.data import read_mask
+    from cnnlab.data.segmentation import read_mask
 
     labels = np.array([[0, 1], [2, 1]], np.uint16)
     _png(tmp_path / "index16.png", labels)
@@ -547,7 +547,7 @@ def test_sixteen_bit_masks_keep_their_labels(tmp_path):
 
 
 def test_lossy_masks_load_with_a_warning(tmp_path):
-    from cnnlab.segment.data import load_segmentation
+    from cnnlab.data.segmentation import load_segmentation
 
     images, masks = write_pairs(tmp_path, 4, fmt="binary", size=(16, 16))
     for m in list(masks.iterdir()):
@@ -600,7 +600,7 @@ def test_ctrl_c_names_the_epoch_and_how_to_continue(tmp_path):
     """A real SIGINT during training: exit 130, one line with the epoch and the resume command."""
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "cnnlab.cli", "train", "--epochs", "200", "--batch-size", "256", "--out", str(out),
+    cmd = [sys.executable, "-m", "cnnlab.cli.main", "train", "--epochs", "200", "--batch-size", "256", "--out", str(out),
            "--model-kwargs", '{"width": 2}']
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 240

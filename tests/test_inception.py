@@ -119,7 +119,7 @@ def test_residual_scale_multiplies_the_branch_before_the_addition():
 
 
 def test_bad_width_and_blocks_are_clear_errors():
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
 
     with pytest.raises(CnnlabError, match="width"):
         create_model("inception-v4-cifar", width=0)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cnnlab.cli import main
+from cnnlab.cli.main import main
 from cnnlab.labs import get_lab, list_labs, run_lab
 from tests.conftest import real_data
 

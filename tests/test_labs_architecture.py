@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.labs.bottleneck_1x1 import MODULE_3A, formula_macs
+from cnnlab.labs.catalog.bottleneck_1x1 import MODULE_3A, formula_macs
 from cnnlab.labs.common import shift, spread, versus
-from cnnlab.labs.depthwise_separable import GRID, conv_weights, ratios
-from cnnlab.labs.dilation import (footprint_stats, formula_field, gradient_footprint, output_size_check,
+from cnnlab.labs.catalog.depthwise_separable import GRID, conv_weights, ratios
+from cnnlab.labs.catalog.dilation import (footprint_stats, formula_field, gradient_footprint, output_size_check,
                                   summary_field)
-from cnnlab.labs.unet_skips import boundary_f1, edges
+from cnnlab.labs.catalog.unet_skips import boundary_f1, edges
 from cnnlab.models.complexity import count_macs
 from cnnlab.models.layers import DepthwiseSeparable, InceptionModule
 from cnnlab.scratch.conv import conv_output_size

@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.labs import run_lab
 from cnnlab.scratch.checks import digits_arrays
 from cnnlab.scratch.mlp import MLP
 
 
 def test_zero_init_units_output_half_and_stay_identical():
-    from cnnlab.labs.zero_init_symmetry import min_unit_distance, train_steps, unit_spread
+    from cnnlab.labs.catalog.zero_init_symmetry import min_unit_distance, train_steps, unit_spread
 
     x, y = digits_arrays(np.float64)
     keep = np.isin(y, (0, 6))
@@ -37,7 +37,7 @@ def test_zero_init_units_output_half_and_stay_identical():
 
 
 def test_noise_trained_regression_converges_to_ridge_with_lambda_n_s2():
-    from cnnlab.labs.noise_equals_ridge import (noisy_least_squares, regression_data, relative_distance,
+    from cnnlab.labs.catalog.noise_equals_ridge import (noisy_least_squares, regression_data, relative_distance,
                                                 ridge_solution)
     from cnnlab.scratch.linreg import fit_closed_form
 
@@ -59,7 +59,7 @@ def test_noise_trained_regression_converges_to_ridge_with_lambda_n_s2():
 
 
 def test_adam_lab_moments_match_the_formulas(tmp_path):
-    from cnnlab.labs.adam_bias_correction import step_multiplier
+    from cnnlab.labs.catalog.adam_bias_correction import step_multiplier
 
     assert step_multiplier(np.array(1.0)) == pytest.approx(0.1 / math.sqrt(0.001), rel=1e-12)
     numbers = run_lab("adam-bias-correction", tmp_path, quick=True, progress=False)["numbers"]
@@ -72,7 +72,7 @@ def test_adam_lab_moments_match_the_formulas(tmp_path):
 
 def test_gradient_descent_on_the_ravine_follows_the_closed_form():
     """On 0.5(x² + 100y²) a gradient step multiplies x by (1 - lr) and y by (1 - 100 lr), exactly."""
-    from cnnlab.labs.optimisers import descend, ravine
+    from cnnlab.labs.catalog.optimisers import descend, ravine
 
     lr, steps = 0.015, 40
     run = descend(ravine, (-4.0, 1.0), "SGD", lr, steps)
@@ -83,7 +83,7 @@ def test_gradient_descent_on_the_ravine_follows_the_closed_form():
 
 
 def test_batch_statistics_noise_falls_as_one_over_sqrt_batch():
-    from cnnlab.labs.bn_batch_size import batch_stat_noise, loglog_slope
+    from cnnlab.labs.catalog.bn_batch_size import batch_stat_noise, loglog_slope
 
     features = torch.randn(20000, 4, 1, 1, generator=torch.Generator().manual_seed(0))  # independent values
     rows = batch_stat_noise(features, [2, 8, 32, 128], draws=400, seed=0)
@@ -92,7 +92,7 @@ def test_batch_statistics_noise_falls_as_one_over_sqrt_batch():
 
 
 def test_per_feature_batchnorm_counts_and_breaks_translation_equivariance():
-    from cnnlab.labs.bn_dense_vs_conv import equivariance_error, norm_parameters, per_feature_batchnorm
+    from cnnlab.labs.catalog.bn_dense_vs_conv import equivariance_error, norm_parameters, per_feature_batchnorm
     from cnnlab.models import create_model
 
     torch.manual_seed(0)

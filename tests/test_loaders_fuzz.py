@@ -23,9 +23,9 @@ from PIL import Image
 from cnnlab.data.cifar import _read_batch, read_class_names
 from cnnlab.data.idx import read_idx
 from cnnlab.data.imagefolder import load_image_folder, read_image
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.segment.api import load_segmenter
-from cnnlab.segment.data import load_segmentation, read_mask
+from cnnlab.data.segmentation import load_segmentation, read_mask
 from cnnlab.train.checkpoint import load_checkpoint, load_classifier
 from tests.test_segment import _one_thread  # noqa: F401  (autouse: tiny models run fastest on one thread)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.match import bbs, scoring
 from cnnlab.match.features import FeatureSpace, load_feature_net
 from cnnlab.match.matcher import Matcher, MatchConfig, iou

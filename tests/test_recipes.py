@@ -16,13 +16,13 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 from cnnlab.classify.api import evaluate_checkpoint, predict_files, threshold_for_recall, train_classifier
 from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.classify.recipes import NAMED_RECIPES, resolve_options
-from cnnlab.cli import main
+from cnnlab.cli.main import main
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.base import ImageSet
 from cnnlab.data.colour_digits import LABEL_REGEX, write_colour_digits
-from cnnlab.data.loader import TensorLoader
-from cnnlab.errors import CnnlabError
+from cnnlab.data.tensor_loader import TensorLoader
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.layers import TwoClassLogits
 from cnnlab.models.zoo import zoo_model, zoo_models, zoo_resolution

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.report.html import write_report
 
 
@@ -119,7 +119,7 @@ def test_comparison_overlays_curves_and_puts_metrics_side_by_side(digits_run, tm
 
 def test_lab_attack_and_scratch_folders_report(digits_run, tmp_path):
     from cnnlab.attack.api import attack_files
-    from cnnlab.labs.base import summary_markdown
+    from cnnlab.labs.frame import summary_markdown
     from cnnlab.report.plots import plot_curves
 
     lab = tmp_path / "lab"

@@ -65,7 +65,7 @@ def test_float32_twin_computes_the_same_logits(digits):
 def test_runners_agree_when_the_learning_rate_changes(digits, optimizer):
     """The lr schedule rescales the stored momentum the same way in both (PyTorch's form)."""
     from cnnlab.scratch.experiments import MLPConfig, NumpyRunner, TorchRunner
-    from cnnlab.scratch.threads import compute_threads
+    from cnnlab.core.threads import compute_threads
 
     x, y = digits
     cfg = MLPConfig(hidden=(32, 16), optimizer=optimizer, lr=0.1)

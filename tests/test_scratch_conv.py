@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.scratch.checks import digits_arrays, nonzero_biases, run_checks, seeded_batches
 from cnnlab.scratch.cnn import CNN
 from cnnlab.scratch.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, ToChannelsLast, conv_output_size
@@ -17,7 +17,7 @@ from cnnlab.scratch.experiments import CNNConfig, load_arrays, train
 from cnnlab.scratch.gradcheck import gradient_check, relative_error
 from cnnlab.scratch.layers import Dense, ReLU
 from cnnlab.scratch.network import Network
-from cnnlab.scratch.threads import compute_threads
+from cnnlab.core.threads import compute_threads
 from cnnlab.scratch.twin import compare_steps, torch_twin
 
 CONV_CASES = [(3, 1, 1, 1), (3, 2, 1, 1), (5, 2, 2, 1), (3, 1, 2, 2), (1, 1, 0, 1), (4, 3, 0, 1), (3, 2, 0, 3)]

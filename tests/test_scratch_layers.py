@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.scratch.layers import Dense, ReLU, Sigmoid, SoftmaxCrossEntropy, Tanh, init_weights
 from cnnlab.scratch.mlp import MLP
 from cnnlab.scratch.optim import SGD, Adam, Momentum, make_optimizer

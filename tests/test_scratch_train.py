@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.scratch.experiments import MLPConfig, load_arrays, make_runner, run_suite, train, train_epoch
 from cnnlab.scratch.linreg import POWER_ITERS, compare, fit_closed_form, fit_gradient_descent, make_problem
-from cnnlab.scratch.threads import compute_threads
+from cnnlab.core.threads import compute_threads
 from tests.conftest import real_data
 
 

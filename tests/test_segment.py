@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
 
-from cnnlab.cli import main
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models import create_model, list_models
 from cnnlab.models import mobilenet_unet
 from cnnlab.segment.api import infer, predict_masks, train_segmenter
 from cnnlab.segment.augment import JointAugment, SegLoader
-from cnnlab.segment.data import IGNORE, SegSet, load_segmentation, pair_files, read_mask
+from cnnlab.data.segmentation import IGNORE, SegSet, load_segmentation, pair_files, read_mask
 from cnnlab.segment.losses import build_loss
 from cnnlab.segment.metrics import SegmentationMetrics, confusion_matrix, scores
 from cnnlab.segment.noise import corrupt_masks

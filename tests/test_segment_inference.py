@@ -15,7 +15,7 @@ from cnnlab.models import create_model
 from cnnlab.models.efficientnet_unet import EfficientNetLite0UNet
 from cnnlab.segment.api import device_kind, evaluate_segmenter, predict_masks, recipe, train_segmenter
 from cnnlab.segment.augment import SegLoader
-from cnnlab.segment.data import SegSet
+from cnnlab.data.segmentation import SegSet
 from cnnlab.segment.inference import infer
 from cnnlab.segment.metrics import ThresholdSearch, confusion_matrix, predict_classes, scores
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint

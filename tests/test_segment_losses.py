@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.segment.losses import (
     bce,
     build_loss,

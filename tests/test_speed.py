@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.classify.recipes import decoupled_sgd, train_config
 from cnnlab.data.augment import Augment, alternating_flip, get_augment
 from cnnlab.data.base import ImageSet
-from cnnlab.data.loader import TensorLoader
+from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
 from cnnlab.models.layers import PatchWhitening
 from cnnlab.train.averaging import WeightAverage
@@ -258,7 +258,7 @@ def test_cifar10_fast_recipe_is_airbench94s_hyperparameters():
 
 
 def test_cli_trains_with_the_fast_recipe_on_an_image_folder(tmp_path, capsys):
-    from cnnlab.cli import main
+    from cnnlab.cli.main import main
 
     rng = np.random.default_rng(0)
     for c in range(4):

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.cli import main
+from cnnlab.cli.main import main
 from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, random_translate
-from cnnlab.data.loader import TensorLoader
-from cnnlab.errors import CnnlabError
+from cnnlab.data.tensor_loader import TensorLoader
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models import create_model, list_models
 from cnnlab.train import checkpoint as ckpt_mod
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
@@ -219,7 +219,7 @@ def test_ddp_under_torchrun_on_cpu_writes_one_run_folder(tmp_path):
     import sys
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "cnnlab.cli", "train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "cnnlab.cli.main", "train",
            "--epochs", "2", "--out", str(out), "--model-kwargs", '{"width": 8}']
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnlab.argtypes import positive_int, seed
+from cnnlab.cli.types import positive_int, seed
 
 MODEL_HELP = ("a cnnlab model name (cnnlab models), a torchvision name (resnet18, torchvision:vgg11), "
               "path/to/file.py:ClassName (no-argument constructor) or a cnnlab checkpoint (.ckpt)")

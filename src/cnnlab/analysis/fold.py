@@ -28,7 +28,7 @@ from torch import Tensor, fx, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 
 def batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 Size = tuple[int, ...]
 

@@ -28,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis import rules
 from cnnlab.analysis.receptive import WHOLE, Field, State, image, union
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 CONVENTIONS = (
     "MACs: multiply-accumulates at batch 1 in eval mode; conv/linear count weight multiply-adds (bias ignored), "

@@ -1,8 +1,8 @@
 """Adversarial attacks in [0, 1] pixel space (FGSM, I-FGSM, PGD) and robustness sweeps.
 
-The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's parser stays torch-free.
+The names below are imported on first use (:mod:`cnnlab.core.lazy`), so the CLI's parser stays torch-free.
 """
-from cnnlab.lazy import lazy_exports
+from cnnlab.core.lazy import lazy_exports
 
 _FROM = {"cnnlab.attack.attacks": ["ATTACKS", "fgsm", "ifgsm", "pgd", "run_attack"],
          "cnnlab.attack.sweep": ["accuracy_vs_eps", "iterative_targeted", "min_flip_eps", "min_targeted_eps", "smallest_eps"]}

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from cnnlab.attack import figures
 from cnnlab.attack.attacks import check_eps, fgsm, run_attack
 from cnnlab.attack.sweep import accuracy_vs_eps, min_flip_eps, predict
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import refuse_overwriting_inputs, write_json
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.explain.source import load_images, load_model, resolve_class
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from cnnlab.argtypes import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
+from cnnlab.cli.types import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
 
 ATTACK_NAMES = ("fgsm", "ifgsm", "pgd")  # cnnlab.attack.attacks.ATTACKS, named here so --help needs no torch
 
@@ -31,7 +31,7 @@ def parse_eps(text: str) -> float:
 
 def cmd_attack(args: argparse.Namespace) -> None:
     from cnnlab.attack import api
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
 
     if args.images and args.images[0] == "sweep":
         if args.checkpoint is None:

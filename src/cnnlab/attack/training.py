@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.attack.attacks import ATTACKS, check_eps, run_attack
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 
 def parse_adversarial(spec: str) -> tuple[str, float]:

@@ -27,15 +27,15 @@ from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.imagefolder import read_image
-from cnnlab.data.loader import TensorLoader
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import read_json, write_json
+from cnnlab.data.tensor_loader import TensorLoader
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import read_json, write_json
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input
 from cnnlab.report import hooks, plots
-from cnnlab.seeding import seed_everything
-from cnnlab.train import distributed as dist
-from cnnlab.train import rundir
+from cnnlab.core.seeding import seed_everything
+from cnnlab.core import distributed as dist
+from cnnlab.runs import rundir
 from cnnlab.train.checkpoint import load_checkpoint, load_classifier, load_classifier_checkpoint
 from cnnlab.train.engine import TrainConfig, evaluate, fit
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
@@ -83,7 +83,7 @@ def train_classifier(
     ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``test_subset``, ``init_from``, ``finetune_epochs``,
     ``finetune_lr`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
     from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with ``resume``
-    they come from the run's config.json instead (see ``cnnlab.train.rundir``).
+    they come from the run's config.json instead (see ``cnnlab.runs.rundir``).
     ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
 
     With ``finetune_epochs`` > 0 the run has two phases, each a complete run folder: first the model

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import (device, float_range, fraction, int_range, json_object, nonneg_float, nonneg_int,
+from cnnlab.cli.types import (device, float_range, fraction, int_range, json_object, nonneg_float, nonneg_int,
                              positive_float, positive_int, seed)
 
 open_fraction = float_range(0, 1, low_open=True, high_open=True)
@@ -96,7 +96,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
         rows = predict_files(args.checkpoint, args.images, args.topk, args.device)
     else:
-        from cnnlab.errors import CnnlabError
+        from cnnlab.core.errors import CnnlabError
         from cnnlab.export.api import predict_exported
 
         if not args.checkpoint.endswith(".onnx"):

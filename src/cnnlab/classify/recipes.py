@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field, fields
 
 from cnnlab.classify.course import COURSE_RECIPES
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.train.engine import TrainConfig, cpu_has_native_bf16
 
 # Default recipe per dataset: what `cnnlab train --dataset X` uses when an option is not given.

@@ -1,9 +1,9 @@
 """Datasets as names: ``load_dataset("fashion-mnist", data_dir)`` -> uint8 tensors + seeded splits.
 
-The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's parser stays torch-free;
+The names below are imported on first use (:mod:`cnnlab.core.lazy`), so the CLI's parser stays torch-free;
 the registry imports the built-in datasets (``loaders.py``) before its first lookup.
 """
-from cnnlab.lazy import lazy_exports
+from cnnlab.core.lazy import lazy_exports
 
 _FROM = {"cnnlab.data.base": ["DatasetSplits", "ImageSet", "channel_stats", "data_root", "seeded_split"],
          "cnnlab.data.registry": ["list_datasets", "load_dataset", "register_dataset"]}

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, data_root
 from cnnlab.data.imagefolder import load_image_folder
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 RELEASES = {
     "cifar10": ("cifar-10-batches-py", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 FILE_PATTERN = "img_{index:04d}_label_{label}.png"
 LABEL_REGEX = r"_label_(\d+)\."

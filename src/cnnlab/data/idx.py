@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, data_root
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cnnlab.data.base import DatasetSplits, ImageSet, cache_dir, seeded_split
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.train.checkpoint import save_checkpoint
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, channel_stats, seeded_split
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 Loader = Callable[..., DatasetSplits]
 
@@ -37,7 +37,7 @@ def register_dataset(name: str, description: str, needs_files: bool = True) -> C
 
 
 def list_datasets() -> list[DatasetEntry]:
-    import cnnlab.data.loaders  # noqa: F401  (registers the built-in datasets)
+    import cnnlab.data.builtin  # noqa: F401  (registers the built-in datasets)
 
     return sorted(_DATASETS.values(), key=lambda e: e.name)
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import device, int_range
+from cnnlab.cli.types import device, int_range
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from cnnlab.demo.server import load_demo, make_server
 
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
 
     demo = load_demo(args.checkpoint, args.model, args.device)
     try:

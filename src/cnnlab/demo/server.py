@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 PAGE = Path(__file__).with_name("page.html")
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # Shap-CAM takes minutes per image on a CPU: not interactive

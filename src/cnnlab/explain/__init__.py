@@ -1,14 +1,14 @@
 """Explaining classifiers: CAM methods, their faithfulness/stability metrics, class-model visualization.
 
-The names below are imported on first use (:mod:`cnnlab.lazy`), so the CLI's parser stays torch-free.
+The names below are imported on first use (:mod:`cnnlab.core.lazy`), so the CLI's parser stays torch-free.
 """
-from cnnlab.lazy import lazy_exports
+from cnnlab.core.lazy import lazy_exports
 
 _FROM = {
     "cnnlab.explain.cam": ["METHODS", "BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "ShapCAM",
                            "feature_layers", "get_cam", "resolve_layer"],
     "cnnlab.explain.metrics": ["deletion_auc", "insertion_auc", "noise_stability", "perturbation_curve"],
-    "cnnlab.explain.robustness": ["map_correlation", "map_shift", "topk_overlap"],
+    "cnnlab.labs.catalog.cam_robustness": ["map_correlation", "map_shift", "topk_overlap"],
     "cnnlab.explain.shapley": ["exact_shapley", "sample_shapley"],
     "cnnlab.explain.visualize": ["class_model"],
 }

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.explain import figures
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import refuse_overwriting_inputs, write_json
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
 from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
 from cnnlab.explain.source import PixelClassifier, load_images, load_model, resolve_class
@@ -179,7 +179,7 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
     """
     from cnnlab.attack.api import checkpoint_test_set
     from cnnlab.attack.training import parse_adversarial
-    from cnnlab.explain import robustness as rb
+    from cnnlab.labs.catalog import cam_robustness as rb
 
     out = Path(out)
     if out.exists() and not out.is_dir():

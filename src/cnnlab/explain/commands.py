@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import comma_list, float_range, nonneg_float, nonneg_int, one_of, positive_float, positive_int, seed
+from cnnlab.cli.types import comma_list, float_range, nonneg_float, nonneg_int, one_of, positive_float, positive_int, seed
 from cnnlab.attack.commands import ATTACK_NAMES, model_args, parse_eps
 
 METHOD_NAMES = ("gradcam", "gradcam++", "scorecam", "shapcam")
@@ -12,7 +12,7 @@ ROBUSTNESS_METHODS = "gradcam,shapcam"  # 003 Q1b asks about these two
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
     from cnnlab.explain import api
 
     if args.list_layers:
@@ -42,7 +42,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 def robustness(args: argparse.Namespace) -> None:
     """``cnnlab explain robustness``: CAMs on clean vs FGSM/PGD images, for a clean and an adversarially trained model."""
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
     from cnnlab.explain import api
 
     if len(args.images) > 1:

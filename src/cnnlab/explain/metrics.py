@@ -15,7 +15,7 @@ import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 from torchmetrics.functional import spearman_corrcoef
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 BASELINES = ("zero", "blur", "mean")
 

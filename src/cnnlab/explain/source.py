@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models.layers import Normalize
 
 DEFAULT_MODEL = "efficientnet-lite0-imagenet"

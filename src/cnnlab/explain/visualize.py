@@ -19,7 +19,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.explain.cam import frozen
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, refuse_overwriting_inputs
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import atomic_path, refuse_overwriting_inputs
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
 META_KEY = "cnnlab"  # ONNX metadata key / TorchScript extra-file name holding the JSON metadata

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import int_range, positive_int
+from cnnlab.cli.types import int_range, positive_int
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -4,6 +4,6 @@
 and the settings), ``figure.png`` and ``summary.md`` (a conclusion generated from the numbers).
 One module per lab; ``cnnlab lab list`` shows them with their course question.
 """
-from cnnlab.labs.base import LabContext, LabResult, get_lab, list_labs, register_lab, run_lab
+from cnnlab.labs.frame import LabContext, LabResult, get_lab, list_labs, register_lab, run_lab
 
 __all__ = ["LabContext", "LabResult", "get_lab", "list_labs", "register_lab", "run_lab"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import device, nonneg_int, positive_int
+from cnnlab.cli.types import device, nonneg_int, positive_int
 
 
 def cmd_lab(args: argparse.Namespace) -> None:

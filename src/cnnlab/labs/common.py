@@ -13,7 +13,7 @@ from torch import nn
 
 from cnnlab.data import DatasetSplits, ImageSet, data_root, load_dataset
 from cnnlab.data.augment import Augment
-from cnnlab.labs.base import LabContext
+from cnnlab.labs.frame import LabContext
 
 
 def has_files(name: str, data_dir: str | None) -> bool:
@@ -55,7 +55,7 @@ def train_small(ctx: LabContext, model: nn.Module, data: DatasetSplits, *, epoch
     epoch, with dropout, augmentation and batch statistics).
     """
     from cnnlab.classify.api import make_loaders
-    from cnnlab.data.loader import TensorLoader
+    from cnnlab.data.tensor_loader import TensorLoader
     from cnnlab.train.engine import Diverged, TrainConfig, evaluate, fit
     from cnnlab.train.tasks import ClassificationTask
 
@@ -106,7 +106,7 @@ def train_seeds(ctx: LabContext, make_model, data: DatasetSplits, seeds=None, **
     (``runs``: per-seed divergence, ``train_accuracy`` with ``eval_train=True``), and the last
     seed's trained model (for labs that probe a trained network further).
     """
-    from cnnlab.seeding import seed_everything
+    from cnnlab.core.seeding import seed_everything
 
     runs, model = [], None
     for seed in ctx.seeds if seeds is None else seeds:
@@ -149,7 +149,7 @@ def cpu_seconds(fn, repeats: int = 5) -> float:
     CPU time rather than wall time: on a shared machine other processes steal wall-clock time but
     not this process's CPU time; one thread keeps that CPU time the cost of the work itself.
     """
-    from cnnlab.scratch.threads import compute_threads
+    from cnnlab.core.threads import compute_threads
 
     with compute_threads(1):
         fn()

@@ -9,8 +9,8 @@ from typing import Sequence
 
 from torch import Tensor
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, write_json
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import atomic_path, write_json
 from cnnlab.match import bbs, figures
 from cnnlab.match.images import load_image
 from cnnlab.match.matcher import METHODS, Box, Matcher, MatchConfig, iou

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.match.matcher import Box
 
 _IMAGE = re.compile(r"^(pair\d+)_frm([12])_(.+)_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)

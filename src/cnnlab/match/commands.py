@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from cnnlab.argtypes import device, finite_float, int_range, nonneg_float, nonneg_int, positive_int, probability
+from cnnlab.cli.types import device, finite_float, int_range, nonneg_float, nonneg_int, positive_int, probability
 
 METHOD_NAMES = ("zncc-pixel", "zncc", "qatm", "dim")
 DEFAULT_METHOD = "qatm"
@@ -40,7 +40,7 @@ def _config(args: argparse.Namespace, method: str):
 
 
 def cmd_match(args: argparse.Namespace) -> None:
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
 
     if args.inputs and args.inputs[0] == "benchmark":
         _benchmark(args)
@@ -62,7 +62,7 @@ def cmd_match(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from cnnlab.errors import CnnlabError
+    from cnnlab.core.errors import CnnlabError
     from cnnlab.match.api import BENCHMARK_METHODS, markdown_table, run_benchmark
 
     if len(args.inputs) != 2:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 # stride 4, 8 and 16 block outputs of EfficientNet-Lite0: edges, parts, object-level shape

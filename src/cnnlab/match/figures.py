@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from cnnlab.explain.figures import to_rgb  # noqa: E402
-from cnnlab.fileio import atomic_path  # noqa: E402
+from cnnlab.core.fileio import atomic_path  # noqa: E402
 from cnnlab.match.matcher import Match  # noqa: E402
 from cnnlab.report.plots import save_figure  # noqa: E402
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.match import scoring
 from cnnlab.match.features import FeatureNet, FeatureSpace, load_feature_net
 

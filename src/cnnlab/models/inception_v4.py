@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.models.inception_v3 import conv, factorized, set_bn_eps, stem_v3
 from cnnlab.models.layers import ClassifierHead, Concat, ScaledResidual, make_divisible
 from cnnlab.models.registry import register_model

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 
 def make_activation(name: str | None) -> nn.Module:

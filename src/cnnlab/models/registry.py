@@ -17,7 +17,7 @@ from typing import Callable
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 Builder = Callable[..., nn.Module]
 

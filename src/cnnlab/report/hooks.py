@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 # figures a run writes that TensorBoard shows under IMAGES (confusion matrix, prediction panels)
 TB_FIGURES = ("confusion_matrix.png", "pr_curve.png", "samples.png", "misclassified.png", "predictions.png")

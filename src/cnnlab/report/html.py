@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import atomic_path
 from cnnlab.report.runs import RunView, read_run
 
 GENERATOR = "cnnlab report"  # marks files this command wrote, which it may replace

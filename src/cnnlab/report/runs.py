@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 CAM_SUFFIXES = ("_gradcam", "_gradcam++", "_scorecam", "_shapcam")
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.scratch.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, ToChannelsLast
 from cnnlab.scratch.layers import Dense, Layer, ReLU
 from cnnlab.scratch.network import Network

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cnnlab.argtypes import fraction, positive_float, positive_int, seed
+from cnnlab.cli.types import fraction, positive_float, positive_int, seed
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _train(cfg, args: argparse.Namespace, network: str) -> None:
     """Train ``cfg`` on ``args.dataset``, write the run folder, print one line of final figures."""
     from cnnlab.scratch.experiments import load_arrays, run_training
-    from cnnlab.scratch.threads import compute_threads
+    from cnnlab.core.threads import compute_threads
 
     data = load_arrays(args.dataset, args.data_dir)
     with compute_threads(args.threads):
@@ -67,7 +67,7 @@ def _training(p: argparse.ArgumentParser) -> None:
 
 def cmd_suite(args: argparse.Namespace) -> None:
     from cnnlab.scratch.experiments import load_arrays, run_suite, suite_table
-    from cnnlab.scratch.threads import compute_threads
+    from cnnlab.core.threads import compute_threads
 
     data = load_arrays(args.dataset, args.data_dir)
     with compute_threads(args.threads):
@@ -79,7 +79,7 @@ def cmd_suite(args: argparse.Namespace) -> None:
 
 def cmd_linreg(args: argparse.Namespace) -> None:
     from cnnlab.scratch.linreg import linreg_table, run_linreg
-    from cnnlab.scratch.threads import compute_threads
+    from cnnlab.core.threads import compute_threads
 
     with compute_threads(args.threads):
         rows = run_linreg(args.out, args.n, args.d, args.n_fixed, args.d_fixed, args.steps, args.repeats, args.seed)

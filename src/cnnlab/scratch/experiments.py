@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from cnnlab.errors import CnnlabError, Diverged
-from cnnlab.fileio import write_json
+from cnnlab.core.errors import CnnlabError, Diverged
+from cnnlab.core.fileio import write_json
 from cnnlab.report.plots import save_figure
 from cnnlab.scratch.cnn import CNN, check_cnn
 from cnnlab.scratch.mlp import MLP, check_architecture
 from cnnlab.scratch.network import Network
 from cnnlab.scratch.optim import OPTIMIZERS, make_optimizer
-from cnnlab.seeding import seed_everything
+from cnnlab.core.seeding import seed_everything
 
 FRAMEWORKS = ("numpy", "torch")
 SCHEDULES = ("linear", "constant")

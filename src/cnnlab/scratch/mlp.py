@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 from cnnlab.scratch.layers import INITS, Dense, Layer, ReLU, Sigmoid, Tanh
 from cnnlab.scratch.network import Network
 

@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 Params = Iterable[tuple[str, np.ndarray, np.ndarray]]  # (name, value, gradient), e.g. MLP.named_parameters()

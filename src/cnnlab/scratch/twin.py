@@ -16,7 +16,7 @@ from cnnlab.scratch.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, ToChannel
 from cnnlab.scratch.layers import Dense, Layer, ReLU, Sigmoid, Tanh
 from cnnlab.scratch.network import Network
 from cnnlab.scratch.optim import make_optimizer
-from cnnlab.scratch.threads import compute_threads
+from cnnlab.core.threads import compute_threads
 
 # each NumPy layer's PyTorch counterpart (weights are copied separately, see load_numpy_weights)
 _TORCH_LAYER: dict[type, Callable[[Layer], nn.Module]] = {

@@ -18,21 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input, get_entry
 from cnnlab.report import hooks, plots
 from cnnlab.segment.augment import JointAugment, SegLoader
-from cnnlab.segment.data import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
+from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
 from cnnlab.segment.inference import Inference, evaluate_set, infer
 from cnnlab.segment.losses import build_loss, median_frequency_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
 from cnnlab.segment.task import SegmentationTask
-from cnnlab.seeding import seed_everything
-from cnnlab.train import distributed as dist
-from cnnlab.train import rundir
+from cnnlab.core.seeding import seed_everything
+from cnnlab.core import distributed as dist
+from cnnlab.runs import rundir
 from cnnlab.train.checkpoint import (build_from_checkpoint, check_meta, describe, load_checkpoint, load_weights,
                                      save_checkpoint)
 from cnnlab.train.engine import TrainConfig, fit
@@ -175,7 +175,7 @@ def train_segmenter(
     ``TrainConfig`` fields. ``noisy_drop`` switches on small-loss selection after
     ``noisy_warmup`` of the epochs (see ``task``); ``corrupt_fraction`` corrupts that fraction of
     training masks on purpose (experiments). Options left as None take ``RUN_DEFAULTS`` and the
-    recipe's values, or with ``resume`` the run's config.json values (see ``cnnlab.train.rundir``).
+    recipe's values, or with ``resume`` the run's config.json values (see ``cnnlab.runs.rundir``).
     ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
 
     After training, a binary task's decision threshold is chosen on the validation images

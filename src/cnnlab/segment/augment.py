@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.segment.data import IGNORE, SegSet
-from cnnlab.train import distributed as dist
+from cnnlab.data.segmentation import IGNORE, SegSet
+from cnnlab.core import distributed as dist
 
 
 @dataclass

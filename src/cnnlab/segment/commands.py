@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.argtypes import (comma_list, device, float_range, fraction, json_list, json_object, nonneg_float,
+from cnnlab.cli.types import (comma_list, device, float_range, fraction, json_list, json_object, nonneg_float,
                              nonneg_int, positive_float, positive_int, probability, seed, word_or)
 
 class_weights = word_or(("median-frequency",), comma_list(nonneg_float))

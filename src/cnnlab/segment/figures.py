@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from cnnlab.report.plots import save_figure  # noqa: E402
-from cnnlab.segment.data import IGNORE  # noqa: E402
+from cnnlab.data.segmentation import IGNORE  # noqa: E402
 
 # SegNet's CamVid colours for the first 11 classes, then tab20
 _CAMVID = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.errors import CnnlabError
+from cnnlab.core.errors import CnnlabError
 
 LossFn = Callable[..., Tensor]
 EPS = 1e-7

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.errors import CnnlabError
-from cnnlab.segment.data import IGNORE
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data.segmentation import IGNORE
 
 CORRUPTIONS = ("shift", "erase", "dilate")
 

@@ -16,7 +16,7 @@ from typing import Callable
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from cnnlab.segment.data import IGNORE
+from cnnlab.data.segmentation import IGNORE
 from cnnlab.segment.losses import per_sample_loss
 from cnnlab.segment.metrics import SegmentationMetrics
 

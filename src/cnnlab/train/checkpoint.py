@@ -14,8 +14,8 @@ from typing import Callable, TypeVar
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_path
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import atomic_path
 
 T = TypeVar("T")
 

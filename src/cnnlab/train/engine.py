@@ -24,12 +24,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from cnnlab.errors import CnnlabError, Diverged
-from cnnlab.fileio import write_json
-from cnnlab.train import distributed as dist
+from cnnlab.core.errors import CnnlabError, Diverged
+from cnnlab.core.fileio import write_json
+from cnnlab.core import distributed as dist
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
-from cnnlab.train.settings import check_settings
+from cnnlab.train.config import check_settings
 from cnnlab.train.tta import TTA
 
 

@@ -1,0 +1,1 @@
+"""Services every capability uses and none owns: errors, file writing, seeding, lazy exports, runtime."""

@@ -1,0 +1,76 @@
+"""Writes that never leave a half-written file: a temporary file beside the target, then a rename.
+
+A crash, a kill or Ctrl-C during the write leaves the old file (or none), never a truncated one;
+the temporary file is removed on any error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+# what atomic_path's temporary files are called: <target name>.<8 random characters>.tmp
+_TEMP_NAME = re.compile(r"^.+\.[a-z0-9_]{8}\.tmp$")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """A JSON file's content; a missing or malformed file is one :class:`CnnlabError` line naming it."""
+    from cnnlab.core.errors import CnnlabError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CnnlabError(f"{what} {path} not found") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise CnnlabError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
+    """JSON written atomically (``default=str`` for paths and other plain values)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=str))
+    return Path(path)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_path` left in ``folder`` (``kill -9``
+    skips its cleanup); returns what was removed. Only names of its pattern are touched."""
+    removed = [p for p in Path(folder).iterdir() if p.is_file() and _TEMP_NAME.match(p.name)]
+    for p in removed:
+        p.unlink(missing_ok=True)
+    return removed
+
+
+def refuse_overwriting_inputs(targets: Iterable[str | Path], inputs: Iterable[str | Path], option: str = "--out") -> None:
+    """Stop before writing when an output file would replace one of the input files."""
+    from cnnlab.core.errors import CnnlabError
+
+    sources = {Path(p).resolve() for p in inputs}
+    hits = [Path(t) for t in targets if Path(t).resolve() in sources]
+    if hits:
+        more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+        raise CnnlabError(f"{option} {hits[0].parent}: writing {hits[0].name} would overwrite the input file "
+                          f"{hits[0]}{more}; choose another {option}")

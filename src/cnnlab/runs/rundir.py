@@ -1,0 +1,150 @@
+"""Run folders: one rule for every training command, so no run is lost or silently mixed.
+
+- A new run needs a new or empty ``--out``: a folder already holding files is refused unless
+  ``--resume`` (continue it) or ``--overwrite`` (replace it) is given. The checks run before the
+  folder is made, so a refused or invalid command leaves nothing behind.
+- ``--resume`` continues the run *as it was configured*: options left out come from its
+  ``config.json``; options given must agree with it ("runs/x was trained as simple-cnn on digits;
+  you asked for mlp"), and ``config.json`` is never rewritten.
+- Ctrl-C during training becomes one line saying how far the run got and how to continue it.
+- A kill during an atomic write can leave a ``last.ckpt.XXXXXXXX.tmp``; starting or resuming in
+  that folder removes such leftovers.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import read_json, remove_stale_temps, write_json
+
+RUN_FILES = ("config.json", "last.ckpt", "best.ckpt", "history.json", "metrics.json")
+# may differ between a run and its continuation: where it runs and where the data now live
+NOT_COMPARED = frozenset({"device", "amp", "data_dir"})
+NESTED = ("train", "options")  # config.json sections whose keys are options too
+
+
+def stored_config(out: Path) -> dict:
+    """The ``config.json`` a run folder was started with, flattened to one level of options."""
+    path = out / "config.json"
+    config = read_json(path, "run configuration")
+    if not isinstance(config, dict):
+        raise CnnlabError(f"{path} does not hold a run configuration (a JSON object)")
+    flat = {k: v for k, v in config.items() if k not in NESTED}
+    for section in NESTED:
+        if isinstance(config.get(section), dict):
+            flat.update(config[section])
+    return flat
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of a value, so (1, 2) equals [1, 2] and a Path equals its string."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def resume_options(out: str | Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The options to continue the run in ``out`` with: the stored ones, where ``given`` must agree.
+
+    ``given`` maps option names to what the caller asked for (None: not given). Returns the same
+    keys, each None replaced by the stored value. A given value that differs from the stored one
+    (device and data folder aside) is refused, naming both.
+    """
+    if out is None:
+        raise CnnlabError("--resume needs --out: the folder of the run to continue")
+    out = Path(out)
+    if not (out / "last.ckpt").is_file():
+        raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
+    stored = stored_config(out)
+    conflicts = {k: (stored[k], v) for k, v in given.items()
+                 if v is not None and k in stored and k not in NOT_COMPARED and _plain(v) != _plain(stored[k])}
+    if conflicts:
+        raise CnnlabError(_conflict_message(out, stored, conflicts))
+    return {k: stored.get(k) if v is None else v for k, v in given.items()}
+
+
+def _conflict_message(out: Path, stored: dict, conflicts: dict[str, tuple[Any, Any]]) -> str:
+    what = f"{stored.get('model')} on {stored.get('dataset') or 'folder data'}"
+    parts = []
+    if "model" in conflicts or "dataset" in conflicts:
+        asked = conflicts["model"][1] if "model" in conflicts else stored.get("model")
+        parts.append(f"{out} was trained as {what}; you asked for {asked}"
+                     + (f" on {conflicts['dataset'][1]}" if "dataset" in conflicts else ""))
+    others = {k: conflicts[k] for k in sorted(conflicts) if k not in ("model", "dataset")}
+    if others:
+        was = ", ".join(f"{k}={_plain(old)}" for k, (old, _) in others.items())
+        now = ", ".join(f"{k}={_plain(new)}" for k, (_, new) in others.items())
+        parts.append(f"{out} was trained with {was}; you asked for {now}")
+    return "; ".join(parts) + " (--resume continues a run as it was started: leave those options out, " \
+                              "or start a new run in another --out)"
+
+
+def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Refuse what would lose work, without touching the disk: call it before any slow step."""
+    out = Path(out)
+    if resume and overwrite:
+        raise CnnlabError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file; expected a folder for the run")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CnnlabError(f"--out {out}: {blocking} is a file, so the run folder cannot be made there")
+    if resume:
+        if not (out / "last.ckpt").is_file():
+            raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
+        return out
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        what = f"already holds a run ({', '.join(found)})" if found else "is not empty"
+        raise CnnlabError(f"--out {out} {what}: continue it with --resume, replace it with --overwrite, "
+                          f"or choose another --out")
+    return out
+
+
+def prepare_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite: bool = False) -> Path:
+    """Make the run folder and write ``config.json`` (kept as it was on ``resume``).
+
+    ``overwrite`` deletes the previous run's checkpoints, history and metrics first, so nothing
+    of it can be mistaken for the new run's if the new one stops early.
+    """
+    out = check_run_dir(out, resume, overwrite)
+    if out.is_dir():
+        remove_stale_temps(out)
+    if overwrite:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config)
+    return out
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; its text says what was saved and how to continue."""
+
+
+@contextmanager
+def interruptible(out: str | Path | None) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into :class:`Interrupted` with a one-line account of the run."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(interrupt_message(Path(out) if out is not None else None)) from None
+
+
+def interrupt_message(out: Path | None) -> str:
+    """'interrupted after epoch 7; continue with --resume --out runs/x' (from the saved history)."""
+    done = 0
+    if out is not None:
+        try:
+            done = len(json.loads((out / "history.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            done = 0
+    if out is None:
+        return f"interrupted after epoch {done}" if done else "interrupted during the first epoch"
+    if done and (out / "last.ckpt").is_file():
+        return f"interrupted after epoch {done}; continue with --resume --out {out}"
+    return f"interrupted during the first epoch, before anything was saved; start again with --overwrite --out {out}"
