@@ -47,7 +47,8 @@ from cnnlab.models.complexity import count_macs, count_params
 from cnnlab.models.zoo import zoo_models, zoo_model, zoo_resolution
 from cnnlab.report.plots import plt, save_figure
 from cnnlab.core.seeding import seed_everything
-from cnnlab.train.engine import TrainConfig, autocast, build_optimizer, evaluate, fit
+from cnnlab.train.engine import autocast, build_optimizer, evaluate, fit
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.tasks import ClassificationTask
 
 RESULTS = Path(__file__).parent / "results"

@@ -33,7 +33,8 @@ from cnnlab.data import load_dataset
 from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
 from cnnlab.core.seeding import seed_everything
-from cnnlab.train.engine import TrainConfig, fit
+from cnnlab.train.engine import fit
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.tasks import ClassificationTask
 from fmnist_cpu_speed import host, run_cnnlab
 

@@ -224,7 +224,8 @@ def test_family_model_trains_through_the_engine():
     """A registry model fits a tiny separable problem through cnnlab's engine and tensor loader."""
     from cnnlab.data.base import ImageSet
     from cnnlab.data.tensor_loader import TensorLoader
-    from cnnlab.train.engine import TrainConfig, evaluate, fit
+    from cnnlab.train.engine import evaluate, fit
+    from cnnlab.train.config import TrainConfig
     from cnnlab.train.tasks import ClassificationTask
 
     g = torch.Generator().manual_seed(0)

@@ -19,7 +19,8 @@ from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
 from cnnlab.models.layers import PatchWhitening
 from cnnlab.train.averaging import WeightAverage
-from cnnlab.train.engine import TrainConfig, build_optimizer, fit, one_cycle
+from cnnlab.train.engine import build_optimizer, fit, one_cycle
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.tasks import ClassificationTask
 from cnnlab.train.tta import tta_logits
 from tests.test_train import CrashAfter

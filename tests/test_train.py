@@ -19,7 +19,8 @@ from cnnlab.train import checkpoint as ckpt_mod
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.classify.api import train_classifier
 from cnnlab.classify.recipes import train_config
-from cnnlab.train.engine import TrainConfig, fit
+from cnnlab.train.engine import fit
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.tasks import ClassificationTask
 from tests.conftest import real_data
 

@@ -37,7 +37,8 @@ from cnnlab.core.seeding import seed_everything
 from cnnlab.core import distributed as dist
 from cnnlab.runs import rundir
 from cnnlab.train.checkpoint import load_checkpoint, load_classifier, load_classifier_checkpoint
-from cnnlab.train.engine import TrainConfig, evaluate, fit
+from cnnlab.train.engine import evaluate, fit
+from cnnlab.train.config import TrainConfig
 from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
 from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 

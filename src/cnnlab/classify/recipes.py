@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, fields
 
 from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.core.errors import CnnlabError
-from cnnlab.train.engine import TrainConfig, cpu_has_native_bf16
+from cnnlab.train.engine import cpu_has_native_bf16
+from cnnlab.train.config import TrainConfig
 
 # Default recipe per dataset: what `cnnlab train --dataset X` uses when an option is not given.
 # Fashion-MNIST's is chosen for a 2-core CPU budget: with 6-8 epochs the small CNN gains more from

@@ -29,6 +29,13 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> this process's GPU (``cuda:LOCAL_RANK``) when there is one, else ``cpu``."""
+    if device != "auto":
+        return device
+    return f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"
+
+
 def is_main() -> bool:
     """True in a single process and on rank 0 (also after the group was closed)."""
     return int(os.environ.get("RANK", "0")) == 0

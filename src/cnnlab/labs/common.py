@@ -56,7 +56,8 @@ def train_small(ctx: LabContext, model: nn.Module, data: DatasetSplits, *, epoch
     """
     from cnnlab.classify.api import make_loaders
     from cnnlab.data.tensor_loader import TensorLoader
-    from cnnlab.train.engine import Diverged, TrainConfig, evaluate, fit
+    from cnnlab.train.engine import Diverged, evaluate, fit
+    from cnnlab.train.config import TrainConfig
     from cnnlab.train.tasks import ClassificationTask
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,

@@ -9,6 +9,7 @@ from typing import Sequence
 
 from torch import Tensor
 
+from cnnlab.core.distributed import resolve_device
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import atomic_path, write_json
 from cnnlab.match import bbs, figures
@@ -18,15 +19,6 @@ from cnnlab.match.matcher import METHODS, Box, Matcher, MatchConfig, iou
 # the peer the benchmark compares against (not a cnnlab scorer: OpenCV's own code)
 PEER = "opencv"
 BENCHMARK_METHODS = (PEER, *METHODS)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when there is one, else ``cpu``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def match_files(template: str, search: str, out: str | Path, box: Box | None = None,

@@ -35,7 +35,8 @@ from cnnlab.core import distributed as dist
 from cnnlab.runs import rundir
 from cnnlab.train.checkpoint import (build_from_checkpoint, check_meta, describe, load_checkpoint, load_weights,
                                      save_checkpoint)
-from cnnlab.train.engine import TrainConfig, fit
+from cnnlab.train.engine import fit
+from cnnlab.train.config import TrainConfig
 
 # What a run uses when an option is not given: these defaults, then the dataset's recipe for the
 # kind of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``).

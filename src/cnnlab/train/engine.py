@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -29,48 +29,8 @@ from cnnlab.core.fileio import write_json
 from cnnlab.core import distributed as dist
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
-from cnnlab.train.config import check_settings
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.tta import TTA
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.05
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"  # onecycle | cosine | step | plateau | none
-    step_size: int = 10  # epochs between decays for "step"
-    gamma: float = 0.1  # decay factor for "step" and "plateau"
-    warmup: float = 0.25  # fraction of steps rising to the peak lr for "onecycle"
-    lr_start_factor: float = 0.1  # "onecycle" starts at this fraction of the peak lr ...
-    lr_end_factor: float = 0.001  # ... and ends at this one
-    bn_lr_scale: float = 1.0  # lr multiplier for normalisation-layer parameters (airbench: 64)
-    decay_all: bool = False  # weight decay on biases and norm parameters too (default: weights only)
-    average: str = "none"  # none | lookahead | ema (cnnlab.train.averaging)
-    average_every: int = 5  # optimizer steps between weight-averaging updates
-    average_decay: float = 0.95 ** 5  # final decay of the average (ramped up as (step/total)^3)
-    tta: int = 0  # test-time augmentation for validation/test: 0 none, 1 mirror, 2 mirror + 1-px shifts
-    compile: bool = False  # torch.compile the model (compile time reported apart, as compile_seconds)
-    cpu_amp: bool = False  # bf16 autocast on the CPU too (fast with AMX / AVX512-BF16, slow without)
-    label_smoothing: float = 0.0
-    patience: int = 0  # early stopping after this many epochs without improvement (0: off)
-    amp: bool = True  # bf16 autocast, on CUDA only
-    channels_last: bool = True  # NHWC: faster convs on CUDA and with oneDNN on CPU (~15% for simple-cnn)
-    device: str = "auto"
-    seed: int = 42
-    adversarial: str = ""  # "fgsm:EPS" / "pgd:EPS": train on attacked batches (cnnlab.attack.training)
-
-    def __post_init__(self) -> None:
-        check_settings(self)  # bad values stop here, before a run folder exists
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device(f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -429,11 +389,3 @@ def task_loss(task: Any, outputs: Tensor | tuple, targets: Tensor) -> tuple[Tens
 def _format_row(row: dict) -> str:
     keys = [k for k in row if k not in ("epoch", "lr")]
     return f"epoch {row['epoch']:3d}  " + "  ".join(f"{k} {row[k]:.4f}" for k in keys)
-
-
-def predict_batches(model: nn.Module, batches: Iterable[Tensor], device: str | torch.device = "cpu") -> Tensor:
-    """Softmax probabilities for an iterable of input batches (inference helper for predict/report)."""
-    device = torch.device(device)
-    model.eval().to(device)
-    with torch.no_grad():
-        return torch.cat([model(x.to(device)).float().softmax(1).cpu() for x in batches])

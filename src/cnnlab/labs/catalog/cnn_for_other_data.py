@@ -156,7 +156,8 @@ def flat_features(d: dict, split: str) -> np.ndarray:
 
 def train_torch(ctx: LabContext, model: nn.Module, x_tr, y_tr, x_te, y_te, d: dict, seed: int) -> float:
     """Adam + one-cycle on the shared engine; returns test accuracy."""
-    from cnnlab.train.engine import TrainConfig, evaluate, fit
+    from cnnlab.train.engine import evaluate, fit
+    from cnnlab.train.config import TrainConfig
     from cnnlab.train.tasks import ClassificationTask
 
     cfg = TrainConfig(epochs=d["epochs"], batch_size=d["batch_size"], optimizer="adam", lr=3e-3, weight_decay=0.0,
