@@ -25,37 +25,44 @@ def _number(text: str, kind: type) -> float:
     return value
 
 
-def int_range(low: int | None = None, high: int | None = None) -> Check:
-    """An integer in ``[low, high]`` (either bound may be open-ended)."""
-    def check(text: str) -> int:
-        value = int(_number(text, int))
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected an integer {_bounds(low, high, '[', ']')}, got {text!r}")
+def ruled(kind: type, says: str, ok: Callable[[float], bool]) -> Check:
+    """A finite ``kind`` (int or float) that ``ok`` accepts, else "expected {says}, got '...'".
+
+    Every numeric checker is one of these, so a rule written once (``TrainConfig``'s RULES, a
+    range) refuses a bad value on the command line in the same words as everywhere else.
+    """
+    def check(text: str) -> float:
+        value = _number(text, kind)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {says}, got {text!r}")
         return value
     return check
+
+
+def int_range(low: int | None = None, high: int | None = None) -> Check:
+    """An integer in ``[low, high]`` (either bound may be open-ended)."""
+    return ruled(int, f"an integer{_bounds(low, high, '[', ']')}",
+                 lambda v: (low is None or v >= low) and (high is None or v <= high))
 
 
 def float_range(low: float | None = None, high: float | None = None, low_open: bool = False,
                 high_open: bool = False) -> Check:
     """A finite float in the interval from ``low`` to ``high`` (open ends where asked)."""
-    def check(text: str) -> float:
-        value = float(_number(text, float))
-        bad_low = low is not None and (value <= low if low_open else value < low)
-        bad_high = high is not None and (value >= high if high_open else value > high)
-        if bad_low or bad_high:
-            raise argparse.ArgumentTypeError(
-                f"expected a number {_bounds(low, high, '(' if low_open else '[', ')' if high_open else ']')}, "
-                f"got {text!r}")
-        return value
-    return check
+    def inside(v: float) -> bool:
+        above = low is None or (v > low if low_open else v >= low)
+        return above and (high is None or (v < high if high_open else v <= high))
+    return ruled(float, f"a number{_bounds(low, high, '(' if low_open else '[', ')' if high_open else ']')}", inside)
 
 
-def _bounds(low, high, left: str, right: str) -> str:
+def _bounds(low: float | None, high: float | None, left: str, right: str) -> str:
+    """`` >= 1``, `` < 1``, `` in [0, 1)``, or nothing for no bounds (``left``/``right``: ``[`` or ``(``)."""
+    if low is None and high is None:
+        return ""
     if high is None:
-        return f"{'>' if left == '(' else '>='} {low:g}"
+        return f" {'>' if left == '(' else '>='} {low:g}"
     if low is None:
-        return f"{'<' if right == ')' else '<='} {high:g}"
-    return f"in {left}{low:g}, {high:g}{right}"
+        return f" {'<' if right == ')' else '<='} {high:g}"
+    return f" in {left}{low:g}, {high:g}{right}"
 
 
 positive_int = int_range(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from cnnlab.cli.options import PROGRESS
 from cnnlab.cli.types import fraction, positive_float, positive_int, seed
 
 
@@ -16,7 +17,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, default=0, help="initial weights and batch order")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="BLAS/PyTorch threads (default 1: small batches gain nothing from more)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    PROGRESS.add_to(p)
 
 
 def _train(cfg, args: argparse.Namespace, network: str) -> None:
@@ -26,7 +27,7 @@ def _train(cfg, args: argparse.Namespace, network: str) -> None:
 
     data = load_arrays(args.dataset, args.data_dir)
     with compute_threads(args.threads):
-        result = run_training(cfg, data, args.out, progress=not args.no_progress)
+        result = run_training(cfg, data, args.out, progress=args.progress)
     f = result["final"]
     print(f"{args.framework} {network} {cfg.label()} lr={cfg.lr:g}: "
           f"train acc {f['train_accuracy']:.4f} loss {f['train_loss']:.4f} | test acc {f['test_accuracy']:.4f} "
@@ -72,7 +73,7 @@ def cmd_suite(args: argparse.Namespace) -> None:
     data = load_arrays(args.dataset, args.data_dir)
     with compute_threads(args.threads):
         rows = run_suite(data, args.out, args.epochs, args.batch_size, args.seed, args.variants,
-                         progress=not args.no_progress)
+                         progress=args.progress)
     print(suite_table(rows))
     print(f"-> {args.out}/suite.json, suite.md, curves.png, grid.png")
 

@@ -19,8 +19,6 @@ from torch import Tensor, nn
 
 from cnnlab.core.errors import CnnlabError
 
-MODES = ("none", "lookahead", "ema")
-
 
 class WeightAverage:
     """The slow weights of ``model`` and the rule that updates them (see the module docstring)."""

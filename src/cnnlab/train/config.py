@@ -4,8 +4,8 @@ The rules are checked when a ``TrainConfig`` is made, so a bad value (from the A
 resumed config.json) stops before a run folder exists, not epochs later. The module is torch-free:
 the CLI builds its training options from these fields without loading torch.
 
-The CLI's typed checkers (:mod:`cnnlab.cli.types`) refuse the same values one option at a time;
-this is the rule for every other way in.
+The CLI's training flags (:mod:`cnnlab.cli.options`) check each value with its rule here, so the
+command line refuses the same values, in the same words, one option at a time.
 """
 from __future__ import annotations
 
@@ -31,21 +31,27 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "step", "plateau", "none")
+AVERAGES = ("none", "lookahead", "ema")  # cnnlab.train.averaging
+
 RULES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     ("batch_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-    ("optimizer", "sgd, adam or adamw", lambda v: str(v).lower() in ("sgd", "adam", "adamw")),
+    ("optimizer", "sgd, adam or adamw", lambda v: str(v).lower() in OPTIMIZERS),
     ("lr", "a number > 0", lambda v: _finite(v) and v > 0),
     ("momentum", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
     ("weight_decay", "a number >= 0", lambda v: _finite(v) and v >= 0),
-    ("schedule", "onecycle, cosine, step, plateau or none",
-     lambda v: str(v).lower() in ("onecycle", "cosine", "step", "plateau", "none")),
+    ("schedule", "onecycle, cosine, step, plateau or none", lambda v: str(v).lower() in SCHEDULES),
     ("step_size", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
     ("gamma", "a number in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
     ("warmup", "a number in [0, 1]", lambda v: _finite(v) and 0 <= v <= 1),
     ("label_smoothing", "a number in [0, 1)", lambda v: _finite(v) and 0 <= v < 1),
     ("patience", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
     ("seed", "an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    ("bn_lr_scale", "a number > 0", lambda v: _finite(v) and v > 0),
+    ("average", "none, lookahead or ema", lambda v: v in AVERAGES),
+    ("tta", "an integer in [0, 2]", lambda v: _is_int(v) and 0 <= v <= 2),
 )
 
 
