@@ -500,10 +500,12 @@ def test_failed_resume_keeps_config_json_and_a_resume_continues_the_run(world, c
     config = (run / "config.json").read_bytes()
     code, err = run_cli(["train", "--resume", "--out", str(run), "--model", "mlp"], capsys)
     assert code == 2 and (run / "config.json").read_bytes() == config
-    (run / "last.ckpt.abcd1234.tmp").write_bytes(b"")  # what a kill -9 during the write leaves
+    (run / ".last.ckpt.abcd1234.cnnlab-tmp").write_bytes(b"")  # what a kill -9 during the write leaves
+    (run / "notes.abcd1234.tmp").write_text("mine")  # a user's file of a similar name is not ours
     code, err = run_cli(["train", "--resume", "--out", str(run)], capsys)  # everything from config.json
     assert code == 0, err
-    assert not list(run.glob("*.tmp")) and (run / "config.json").read_bytes() == config
+    assert not list(run.glob(".*.cnnlab-tmp")) and (run / "config.json").read_bytes() == config
+    assert (run / "notes.abcd1234.tmp").read_text() == "mine"
 
 
 def test_overwrite_replaces_the_run(world, capsys, tmp_path):

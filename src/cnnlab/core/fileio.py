@@ -1,7 +1,8 @@
 """Writes that never leave a half-written file: a temporary file beside the target, then a rename.
 
 A crash, a kill or Ctrl-C during the write leaves the old file (or none), never a truncated one;
-the temporary file is removed on any error.
+the temporary file is removed on any error. Files get the permissions the user's umask gives any new
+file (``mkstemp`` alone would leave them 0600: a report nobody else could read).
 """
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
-# what atomic_path's temporary files are called: <target name>.<8 random characters>.tmp
-_TEMP_NAME = re.compile(r"^.+\.[a-z0-9_]{8}\.tmp$")
+# what atomic_path's temporary files are called: .<target name>.<8 random characters>.cnnlab-tmp
+# (hidden, and with a suffix no other program writes, so a cleanup never takes a user's own file)
+_TEMP_SUFFIX = ".cnnlab-tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX) + "$")
+_UMASK = os.umask(0o022)  # read once, at import (os.umask is the only portable way to read it) ...
+os.umask(_UMASK)  # ... and put back at once
 
 
 @contextmanager
@@ -23,7 +28,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         yield Path(tmp)

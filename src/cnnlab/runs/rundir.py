@@ -7,8 +7,8 @@
   ``config.json``; options given must agree with it ("runs/x was trained as simple-cnn on digits;
   you asked for mlp"), and ``config.json`` is never rewritten.
 - Ctrl-C during training becomes one line saying how far the run got and how to continue it.
-- A kill during an atomic write can leave a ``last.ckpt.XXXXXXXX.tmp``; starting or resuming in
-  that folder removes such leftovers.
+- A kill during an atomic write can leave a ``.last.ckpt.XXXXXXXX.cnnlab-tmp``; starting or resuming
+  in that folder removes such leftovers (and nothing else).
 """
 from __future__ import annotations
 
