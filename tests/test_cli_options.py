@@ -117,3 +117,12 @@ def test_cli_values_reach_the_trainconfig_of_a_segmentation_run(tmp_path):
     assert (train["epochs"], train["batch_size"], train["lr"], train["schedule"], train["seed"]) == (1, 2, 0.003,
                                                                                                     "none", 7)
     assert train["optimizer"] == "adamw"  # left out: the segmentation recipe's, not TrainConfig's sgd
+
+
+def test_version_prints_the_package_version(capsys):
+    import cnnlab
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cnnlab {cnnlab.__version__}"

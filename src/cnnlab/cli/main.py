@@ -12,6 +12,7 @@ import importlib
 import sys
 import warnings
 
+from cnnlab import __version__
 from cnnlab.cli.types import Parser
 from cnnlab.core.errors import CnnlabError
 
@@ -35,6 +36,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cnnlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
