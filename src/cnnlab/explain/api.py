@@ -186,7 +186,7 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
         raise CnnlabError(f"--out {out} is a file; expected a folder")
     parse_adversarial(adversarial)
     if dataset is None:
-        from cnnlab.labs.common import has_files
+        from cnnlab.data.base import has_files
 
         dataset = "fashion-mnist" if has_files("fashion-mnist", data_dir) else "digits"
     train = dict(dataset=dataset, adversarial=adversarial, epochs=epochs, subset=subset, width=width, seed=seed)

@@ -153,7 +153,7 @@ def mean_gap(a: Tensor, b: Tensor, paired: bool = True) -> dict:
 
 def compare_gap(gap: dict) -> str:
     """``"higher"``, ``"lower"`` or ``"same"`` (within twice the standard error): the wording of every verdict."""
-    from cnnlab.labs.common import versus
+    from cnnlab.core.text import versus
 
     return versus(gap["difference"], gap["se"])
 
