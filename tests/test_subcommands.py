@@ -135,3 +135,10 @@ def test_call_passes_the_options_a_function_names_and_the_given_ones_win():
     args = argparse.Namespace(images=["a"], out="o", steps=3, func=print, explain_command="image", extra="no")
     assert call(api, args) == (["a"], "o", 3, {})
     assert call(api, args, steps=7) == (["a"], "o", 7, {})
+
+
+def test_lab_list_shows_cam_robustness_beside_the_frame_labs(capsys):
+    assert main(["lab", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("cam-robustness") and "003 Q1b" in line for line in lines)
+    assert any(line.startswith("bn-learning-rate") for line in lines) and lines == sorted(lines)

@@ -17,13 +17,13 @@ from cnnlab.explain.catalog import METHOD_NAMES
 
 def cmd_list(args: argparse.Namespace) -> None:
     from cnnlab.labs import list_labs
+    from cnnlab.labs.catalog.cam_robustness import QUESTION, TITLE
 
-    entries = list_labs()
-    width = max(len(e.name) for e in entries)
-    for e in entries:
-        print(f"{e.name:{width}s}  {e.question:18s} {e.title}")
-    print(f"{'cam-robustness':{width}s}  {'003 Q1b':18s} how far do CAMs move under attack? "
-          f"(cnnlab lab cam-robustness --help)")
+    rows = [(e.name, e.question, e.title) for e in list_labs()]
+    rows.append(("cam-robustness", QUESTION, f"{TITLE} (its options: cnnlab lab cam-robustness --help)"))
+    width = max(len(name) for name, _, _ in rows)
+    for name, question, title in sorted(rows):
+        print(f"{name:{width}s}  {question:18s} {title}")
 
 
 def _run(name: str, out: str | None, args: argparse.Namespace) -> None:

@@ -67,6 +67,9 @@ def compare_gap(gap: dict) -> str:
     return versus(gap["difference"], gap["se"])
 
 
+QUESTION, TITLE = "003 Q1b", "How far do CAMs move under attack, and does adversarial training steady them?"
+"""What ``cnnlab lab list`` shows for this lab (it has a sub-command of its own, not the frame's ``run``)."""
+
 QUICK = {"epochs": 1, "subset": 200, "width": 4, "n": 6, "eps": (0.1,), "attacks": ("fgsm",), "samples": 2, "steps": 4}
 """A seconds-long run (``cnnlab lab cam-robustness --quick``, what the tests run): tiny models, one attack."""
 
