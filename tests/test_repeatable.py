@@ -62,7 +62,7 @@ def test_a_lab_repeats_exactly(tmp_path):
 
 def test_the_parser_loads_no_torch():
     """`cnnlab --help` builds every command's parser: it must not import torch (seconds of start-up)."""
-    code = ("import sys, cnnlab.cli.main; cnnlab.cli.build_parser(); "
+    code = ("import sys, cnnlab.cli.main; cnnlab.cli.main.build_parser(); "
             "heavy = [m for m in ('torch', 'torchvision', 'numpy', 'PIL', 'matplotlib') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "src")})

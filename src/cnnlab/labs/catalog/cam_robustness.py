@@ -17,6 +17,9 @@ moves after a flip is expected, one that moves while the decision holds is not.
 
 Differences between methods and models are judged against their per-image standard error: a gap
 within twice the standard error is reported as "within noise", never as a win.
+
+The measures are explain's (:func:`cnnlab.explain.metrics.map_shift`); this module is the course
+lab around them, ``cnnlab lab cam-robustness``: the models, the verdicts and the files.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ from cnnlab.core.fileio import write_json
 from cnnlab.core.text import versus
 from cnnlab.data.base import has_files
 from cnnlab.explain import figures
-from cnnlab.explain.metrics import map_shift
+from cnnlab.explain.metrics import DEFAULT_ATTACKS, DEFAULT_EPS, DEFAULT_METHODS, map_shift
+
 
 def per_image_mean(rows: list[dict], method: str, measure: str = "spearman", held_only: bool = False) -> Tensor:
     """Each image's ``measure`` averaged over every attack and budget (NaN where a map was constant).
@@ -181,8 +185,8 @@ def _robustness_models(checkpoint: str | None, checkpoint_adv: str | None, out: 
 def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None = None, *,
                      dataset: str | None = None, adversarial: str = "fgsm:0.1", epochs: int = 3,
                      subset: int | None = 6000, width: int = 16, n: int = 100,
-                     methods: Sequence[str] = ("gradcam", "shapcam"), attacks: Sequence[str] = ("fgsm", "pgd"),
-                     eps: Sequence[float] = (0.01, 0.03, 0.1), topk: float = 0.1, pgd_steps: int = 10,
+                     methods: Sequence[str] = DEFAULT_METHODS, attacks: Sequence[str] = DEFAULT_ATTACKS,
+                     eps: Sequence[float] = DEFAULT_EPS, topk: float = 0.1, pgd_steps: int = 10,
                      steps: int = 20, samples: int = 16, layer: str | None = None, data_dir: str | None = None,
                      out: str | Path = "runs/lab-cam-robustness", device: str = "cpu", seed: int = 0,
                      progress: bool = True) -> dict:
@@ -216,7 +220,7 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
     for key, pc in loaded.items():
         path = paths[key]
         results[key] = map_shift(pc.model, images, methods, attacks, eps, topk=topk, pgd_steps=pgd_steps,
-                                    deletion_steps=steps, samples=samples, layer=layer, seed=seed)
+                                 deletion_steps=steps, samples=samples, layer=layer, seed=seed)
         models[key] = dict(checkpoint=path, clean_accuracy=float((torch.tensor(results[key]["clean_prediction"])
                                                                   == labels).float().mean()))
     numbers, conclusions = conclude(results, methods, paired=True)
