@@ -38,6 +38,10 @@ def _run(name: str, out: str | None, args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    if args.name == "cam-robustness":  # listed beside the frame's labs, but not run by the frame
+        from cnnlab.core.errors import CnnlabError
+
+        raise CnnlabError("cam-robustness has options of its own: run it as `cnnlab lab cam-robustness [--quick]`")
     _run(args.name, args.out, args)
 
 
@@ -121,7 +125,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _lab_options(s)
     s.set_defaults(func=cmd_run)
 
-    s = commands.add_parser("all", help="run every lab, one folder each")
+    s = commands.add_parser("all", help="run every lab of `lab run`, one folder each (not cam-robustness)")
     s.add_argument("--out", default="runs/labs", help="parent folder: one NAME/ per lab (default runs/labs)")
     _lab_options(s)
     s.set_defaults(func=cmd_all)
