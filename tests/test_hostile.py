@@ -298,7 +298,6 @@ CASES: list[tuple[str, str]] = [
     ("scratch suite --dataset digits --variants xyz --out {out}", "--variants: unknown xyz"),
     ("lab nosuch", "unknown lab 'nosuch'"),
     ("lab run nosuch", "unknown lab 'nosuch'"),
-    ("lab run cam-robustness --quick", "run it as `cnnlab lab cam-robustness [--quick]`"),
     ("explain compare {img} --methods gradcam,foo", "argument --methods: expected one of gradcam"),
     ("explain {img} --checkpoint {run}/best.ckpt --layer nosuch --out {out}", "--layer 'nosuch' does not exist"),
     ("explain {img} --checkpoint {run}/best.ckpt --target zebra --out {out}", "--target 'zebra' is not one of"),

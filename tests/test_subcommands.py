@@ -46,7 +46,7 @@ OWN_OPTIONS = [
     ("lab all", ["--quick", "--threads"], ["--checkpoint", "--eps"]),
     ("lab list", [], ["--seed", "--quick", "--out"]),
     ("lab cam-robustness", ["--quick", "--checkpoint-adv", "--adversarial", "--eps", "--topk", "--methods"],
-     ["--threads", "--model", "--target", "--noise"]),
+     ["--model", "--target", "--noise", "--method"]),
 ]
 
 

@@ -48,6 +48,7 @@ class LabContext:
     data_dir: str | None = None
     device: str = "cpu"
     progress: bool = True
+    options: dict = field(default_factory=dict)  # a lab's own options (its CLI sub-command's), e.g. checkpoints
 
     def pick(self, quick: Any, full: Any) -> Any:
         """``quick`` in a quick run, ``full`` otherwise (sizes, epochs, grids)."""
@@ -135,10 +136,12 @@ def get_lab(name: str) -> LabEntry:
 
 
 def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, seed: int = 0,
-            data_dir: str | None = None, device: str = "cpu", progress: bool = True, threads: int | None = 1) -> dict:
+            data_dir: str | None = None, device: str = "cpu", progress: bool = True, threads: int | None = 1,
+            options: dict | None = None) -> dict:
     """Run lab ``name`` and write ``result.json``, ``figure.png`` and ``summary.md`` to ``out``.
 
-    Returns the content of ``result.json``. ``out`` defaults to ``runs/lab-<name>``. ``threads``
+    Returns the content of ``result.json``. ``out`` defaults to ``runs/lab-<name>``. ``options`` are
+    the lab's own (``cnnlab lab cam-robustness --checkpoint ...``); most labs take none. ``threads``
     (NumPy's BLAS and PyTorch; None leaves them as they are) defaults to 1: the labs' networks and
     batches are small, and a second thread waiting at every tiny op costs more than it brings.
     """
@@ -151,7 +154,8 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"--out {out} is a file; expected a folder for the lab's files")
     out.mkdir(parents=True, exist_ok=True)
-    ctx = LabContext(out=out, quick=quick, seed=seed, data_dir=data_dir, device=device, progress=progress)
+    ctx = LabContext(out=out, quick=quick, seed=seed, data_dir=data_dir, device=device, progress=progress,
+                     options=dict(options or {}))
     seed_everything(seed)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     with compute_threads(threads):
