@@ -142,3 +142,20 @@ def test_lab_list_shows_cam_robustness_beside_the_frame_labs(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("cam-robustness") and "003 Q1b" in line for line in lines)
     assert any(line.startswith("bn-learning-rate") for line in lines) and lines == sorted(lines)
+
+
+def test_cam_robustness_passes_only_the_options_given_so_quick_and_defaults_fill_the_rest(monkeypatch, capsys):
+    import cnnlab.labs
+
+    seen = {}
+
+    def fake_run_lab(name, out=None, *, quick=False, seed=0, data_dir=None, device="cpu", progress=True, threads=1,
+                     options=None):  # run_lab's parameters: the handler passes the options each one names
+        seen.update(name=name, out=out, quick=quick, options=options)
+        return {"question": "003 Q1b", "seconds": 0.0, "cpu_seconds": 0.0, "conclusion": ["-"],
+                "settings": {"models": {}, "images": 0}}
+
+    monkeypatch.setattr(cnnlab.labs, "run_lab", fake_run_lab, raising=False)
+    assert main(["lab", "cam-robustness", "--quick", "--n", "4", "--eps", "0.1,8/255", "--out", "o"]) == 0
+    assert seen["name"] == "cam-robustness" and seen["out"] == "o" and seen["quick"] is True
+    assert seen["options"] == {"n": 4, "eps": [0.1, 8 / 255]}
