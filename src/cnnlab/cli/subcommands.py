@@ -12,10 +12,12 @@ import argparse
 import inspect
 from typing import Any, Callable
 
+from cnnlab.cli.types import Parser
+
 HELP = ("-h", "--help")
 
 
-def add_subcommands(parser: argparse.ArgumentParser, dest: str, default: str | None = None,
+def add_subcommands(parser: Parser, dest: str, default: str | None = None,
                     moved: dict[str, str] | None = None) -> argparse._SubParsersAction:
     """Sub-commands of ``parser``; ``default`` runs when none is named, ``moved`` maps old words to new commands."""
     command = parser.prog.split()[-1]
@@ -30,7 +32,7 @@ def add_subcommands(parser: argparse.ArgumentParser, dest: str, default: str | N
                 parser.error(f"`cnnlab {command} {word}` is now `{moved[word]}`")
         return [default, *args] if default else args
 
-    parser.respell = respell  # type: ignore[attr-defined]
+    parser.respell = respell
     return sub
 
 
