@@ -110,7 +110,7 @@ def noise_stability(explain: Callable[[Tensor, Tensor], Tensor], images: Tensor,
 
 # ---------------------------------------------------------------- maps under attack
 
-DEFAULT_METHODS = ("gradcam", "shapcam")
+DEFAULT_METHODS = ("gradcam", "shapcam")  # the two 003 Q1b asks about
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 DEFAULT_EPS = (0.01, 0.03, 0.1)
 
