@@ -291,7 +291,7 @@ def test_cli_explain_compare_and_bad_input(tiny_checkpoint, tmp_path, capsys):
     assert [r["method"] for r in rows] == ["gradcam", "gradcam++", "scorecam", "shapcam"]
     assert all(0 <= r["deletion_auc"] <= 1 and -1 <= r["stability"] <= 1 for r in rows)
     assert (tmp_path / "cmp" / "compare.png").is_file() and (tmp_path / "cmp" / "compare.md").is_file()
-    assert main(["explain", "--list-layers", "--checkpoint", str(ckpt)]) == 0
+    assert main(["explain", "layers", "--checkpoint", str(ckpt)]) == 0
     assert "net." in capsys.readouterr().out
     assert main(["explain", str(image), "--checkpoint", str(ckpt), "--layer", "net.nope"]) == 2
     assert "Valid layers" in capsys.readouterr().err
@@ -318,7 +318,7 @@ def test_torchvision_models_by_name_with_imagenet_class_names():
 # ---------------------------------------------------------------- 003 Q1b: CAMs under attack; 003 Q7
 
 def test_topk_overlap_and_rank_correlation_on_a_hand_made_case():
-    from cnnlab.labs.catalog.cam_robustness import map_correlation, topk_overlap
+    from cnnlab.explain.metrics import map_correlation, topk_overlap
 
     a = torch.arange(10.0).view(1, 2, 5)
     swapped = torch.tensor([0, 1, 2, 3, 4, 5, 6, 9, 8, 7.0]).view(1, 2, 5)  # the 1st and 3rd largest swap places
@@ -332,7 +332,7 @@ def test_topk_overlap_and_rank_correlation_on_a_hand_made_case():
 
 
 def test_unperturbed_maps_have_correlation_and_overlap_one_and_attacks_move_them():
-    from cnnlab.labs.catalog.cam_robustness import map_shift
+    from cnnlab.explain.metrics import map_shift
 
     model = tiny_cnn(channels=4, classes=3, seed=2)
     x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -363,9 +363,11 @@ def test_verdicts_say_within_noise_when_the_gap_is_inside_two_standard_errors():
     def rows(values):
         return [{"method": "gradcam", "per_image": {"spearman": values, "flipped": [False] * len(values)}}]
 
-    _, text = training_verdict("gradcam", rows([0.9, 0.1, 0.8, 0.2]), rows([0.2, 0.8, 0.1, 0.8]), paired=True)
+    gap, template = training_verdict("gradcam", rows([0.9, 0.1, 0.8, 0.2]), rows([0.2, 0.8, 0.1, 0.8]), paired=True)
+    text = template.format(**gap)  # the lab fills the sentence from the numbers it quotes
     assert "only within noise" in text
-    _, text = training_verdict("gradcam", rows([0.5, 0.4, 0.3, 0.5]), rows([0.9, 0.8, 0.7, 0.9]), paired=True)
+    gap, template = training_verdict("gradcam", rows([0.5, 0.4, 0.3, 0.5]), rows([0.9, 0.8, 0.7, 0.9]), paired=True)
+    text = template.format(**gap)
     assert "made the maps steadier" in text and "+0.400" in text
 
 
@@ -378,11 +380,10 @@ def test_pearson_matches_numpy():
     assert pearson(a, 2 * a - 1) == pytest.approx(1)
 
 
-def test_cli_explain_robustness_trains_both_models_and_writes_files_that_parse(tmp_path, capsys):
+def test_cli_lab_cam_robustness_trains_both_models_and_writes_files_that_parse(tmp_path, capsys):
     out = tmp_path / "rb"
-    assert main(["explain", "robustness", "--dataset", "digits", "--epochs", "1", "--subset", "200", "--width", "4",
-                 "--n", "6", "--eps", "0.1", "--attacks", "fgsm", "--samples", "2", "--steps", "4",
-                 "--out", str(out)]) == 0
+    # --quick: what these options spelled out before (digits, 1 epoch on 200 images, width 4, 6 images, FGSM 0.1)
+    assert main(["lab", "cam-robustness", "--quick", "--dataset", "digits", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "adversarial model" in text and "adversarial training" in text
     r = json.loads((out / "robustness.json").read_text())
@@ -391,6 +392,7 @@ def test_cli_explain_robustness_trains_both_models_and_writes_files_that_parse(t
     assert [(x["method"], x["eps"]) for x in r["results"]["clean"]["rows"]] == [("gradcam", 0.1), ("shapcam", 0.1)]
     assert len(r["conclusions"]) == 9 and "| clean | gradcam | fgsm | 0.1 |" in (out / "robustness.md").read_text()
     assert (out / "maps.png").stat().st_size > 0 and (out / "stability.png").stat().st_size > 0
+    assert r["trained_here"]["epochs"] == 1 and r["trained_here"]["subset"] == 200 and r["images"] == 6
 
 
 def test_cli_visualize_compare_attack_writes_figure_and_json(tiny_checkpoint, tmp_path, capsys):

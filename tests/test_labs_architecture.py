@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from cnnlab.labs.catalog.bottleneck_1x1 import MODULE_3A, formula_macs
-from cnnlab.labs.common import shift, spread, versus
+from cnnlab.core.text import spread, versus
+from cnnlab.labs.frame import shift
 from cnnlab.labs.catalog.depthwise_separable import GRID, conv_weights, ratios
 from cnnlab.labs.catalog.dilation import (footprint_stats, formula_field, gradient_footprint, output_size_check,
                                   summary_field)

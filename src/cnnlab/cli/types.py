@@ -149,7 +149,18 @@ def device(text: str) -> str:
 
 
 class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line (sub-commands inherit it)."""
+    """An ``ArgumentParser`` whose usage errors are one line (sub-commands inherit it).
+
+    ``respell`` (set by :func:`cnnlab.cli.subcommands.add_subcommands`) turns a command's older
+    spellings into today's before parsing, so ``cnnlab explain IMAGE`` keeps meaning ``explain image``.
+    """
+
+    respell: Callable[[list[str]], list[str]] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self.respell is not None and args is not None:
+            args = self.respell(list(args))
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

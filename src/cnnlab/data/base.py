@@ -111,6 +111,12 @@ def data_root(name: str, data_dir: str | os.PathLike | None) -> Path:
     return cache_dir() / "data" / name
 
 
+def has_files(name: str, data_dir: str | os.PathLike | None) -> bool:
+    """Whether dataset ``name`` has files where :func:`data_root` looks (callers fall back to embedded data if not)."""
+    root = data_root(name, data_dir)
+    return root.is_dir() and any(root.iterdir())
+
+
 def _looks_like_dataset(root: Path) -> bool:
     return any(root.glob("*.gz")) or (root / "train").is_dir() or any(root.glob("*-ubyte*"))
 

@@ -7,8 +7,8 @@ from cnnlab.core.lazy import lazy_exports
 _FROM = {
     "cnnlab.explain.cam": ["METHODS", "BaseCAM", "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "ShapCAM",
                            "feature_layers", "get_cam", "resolve_layer"],
-    "cnnlab.explain.metrics": ["deletion_auc", "insertion_auc", "noise_stability", "perturbation_curve"],
-    "cnnlab.labs.catalog.cam_robustness": ["map_correlation", "map_shift", "topk_overlap"],
+    "cnnlab.explain.metrics": ["deletion_auc", "insertion_auc", "map_correlation", "map_shift", "noise_stability",
+                               "perturbation_curve", "topk_overlap"],
     "cnnlab.explain.shapley": ["exact_shapley", "sample_shapley"],
     "cnnlab.explain.visualize": ["class_model"],
 }

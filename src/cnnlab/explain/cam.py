@@ -66,7 +66,7 @@ def resolve_layer(model: nn.Module, name: str | None, example: Tensor) -> tuple[
         close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         shown = list(layers)[-12:]
-        more = f" (last {len(shown)} of {len(layers)}; `cnnlab explain --list-layers` shows all)" \
+        more = f" (last {len(shown)} of {len(layers)}; `cnnlab explain layers` shows all)" \
             if len(layers) > len(shown) else ""
         what = "does not exist" if name not in dict(model.named_modules()) else "does not output a feature map"
         raise CnnlabError(f"--layer {name!r} {what}.{hint} Valid layers{more}: {', '.join(shown)}")

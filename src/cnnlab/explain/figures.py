@@ -106,6 +106,11 @@ def save_robustness_maps(images: Tensor, results: dict[str, dict], classes: Sequ
 
 
 def plot_map_stability(results: dict[str, dict], path: str | Path) -> Path:
+    """:func:`map_stability` written to ``path``."""
+    return save_figure(map_stability(results), path)
+
+
+def map_stability(results: dict[str, dict]) -> plt.Figure:
     """Mean Spearman and top-k overlap with the clean map against the budget, per model, method and attack."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     styles = {"clean": "-", "adversarial": "--"}
@@ -120,7 +125,7 @@ def plot_map_stability(results: dict[str, dict], path: str | Path) -> Path:
         ax.set(xlabel="eps (L-inf, [0, 1] pixels)", ylabel=name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
 
 
 def save_attack_vs_class_model(image: Tensor, delta: Tensor, target_model: Tensor, baseline_model: Tensor,

@@ -5,17 +5,24 @@
 - Insertion: start from a blurred image and put pixels back most-important-first; *higher* is better.
 - Stability: how much a map changes when the input gets a little noise, as the Spearman rank
   correlation between the clean and noisy maps (1 = same ranking of pixels; higher is more stable).
+- Shift under attack (:func:`map_shift`): how far a map moves when an FGSM/PGD perturbation moves
+  the input, as rank correlation and top-k overlap with the clean map, and whether the moved map is
+  still faithful (deletion AUC). The course lab that compares methods and models with it is
+  ``cnnlab lab cam-robustness`` (:mod:`cnnlab.labs.catalog.cam_robustness`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 from torchmetrics.functional import spearman_corrcoef
 
+from cnnlab.attack.attacks import run_attack
+from cnnlab.attack.sweep import predict
 from cnnlab.core.errors import CnnlabError
+from cnnlab.explain.cam import BaseCAM, get_cam
 
 BASELINES = ("zero", "blur", "mean")
 
@@ -99,3 +106,98 @@ def noise_stability(explain: Callable[[Tensor, Tensor], Tensor], images: Tensor,
         noise = torch.randn(images.shape, generator=g).to(images.device)
         scores.append(rank_correlation(clean, explain((images + sigma * noise).clamp(0, 1), targets)))
     return torch.stack(scores).mean(0)
+
+
+# ---------------------------------------------------------------- maps under attack
+
+DEFAULT_METHODS = ("gradcam", "shapcam")  # the two 003 Q1b asks about
+DEFAULT_ATTACKS = ("fgsm", "pgd")
+DEFAULT_EPS = (0.01, 0.03, 0.1)
+
+
+def topk_overlap(a: Tensor, b: Tensor, fraction: float = 0.1) -> Tensor:
+    """Per image, the share of ``a[i]``'s top ``fraction`` of pixels that are also in ``b[i]``'s top ``fraction``."""
+    fa, fb = a.flatten(1), b.flatten(1)
+    k = max(1, round(fraction * fa.shape[1]))
+
+    def top(f: Tensor) -> Tensor:
+        return torch.zeros_like(f, dtype=torch.bool).scatter_(1, f.topk(k, dim=1).indices, True)
+
+    return (top(fa) & top(fb)).sum(1).float() / k
+
+
+def map_correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman correlation per image; NaN where either map is constant (an all-zero CAM ranks nothing)."""
+    def constant(m: Tensor) -> Tensor:
+        return (m.flatten(1).amax(1) == m.flatten(1).amin(1)).cpu()
+
+    return rank_correlation(a, b).masked_fill(constant(a) | constant(b), float("nan"))
+
+
+def make_cams(model: nn.Module, methods: Sequence[str], layer: str | None, samples: int, seed: int) -> dict[str, BaseCAM]:
+    """One CAM per method on the same layer; Shap-CAM's channel orders are seeded, so its maps are repeatable."""
+    return {m: get_cam(m, model, layer, **({"samples": samples, "seed": seed} if m == "shapcam" else {}))
+            for m in methods}
+
+
+def attack_images(model: nn.Module, images: Tensor, labels: Tensor, attack: str, eps: float, pgd_steps: int,
+                  seed: int) -> Tensor:
+    """The untargeted ``attack`` of each image's ``labels`` (its clean prediction) at budget ``eps``."""
+    kwargs: dict = {}
+    if attack in ("pgd", "ifgsm"):
+        kwargs["steps"] = pgd_steps
+    if attack == "pgd":
+        kwargs["generator"] = torch.Generator().manual_seed(seed)
+    return run_attack(attack, model, images, labels, eps, **kwargs)
+
+
+def _mean(values: Tensor) -> float | None:
+    """Mean over the finite values (a constant map has no rank correlation), None when there are none."""
+    finite = values[torch.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def group_summary(spearman: Tensor, overlap: Tensor, deletion: Tensor, keep: Tensor) -> dict:
+    """Means of the three measures over the images selected by the boolean ``keep``."""
+    return {"n": int(keep.sum()), "spearman": _mean(spearman[keep]), "topk_overlap": _mean(overlap[keep]),
+            "deletion_auc": _mean(deletion[keep]), "undefined": int((~torch.isfinite(spearman[keep])).sum())}
+
+
+def map_shift(model: nn.Module, images: Tensor, methods: Sequence[str] = DEFAULT_METHODS,
+              attacks: Sequence[str] = DEFAULT_ATTACKS, eps: Sequence[float] = DEFAULT_EPS, *,
+              topk: float = 0.1, pgd_steps: int = 10, deletion_steps: int = 20, samples: int = 16,
+              layer: str | None = None, seed: int = 0) -> dict:
+    """Every method's maps on clean and attacked ``images`` (pixels in [0, 1]); how far they moved.
+
+    Returns ``{"clean": ..., "rows": [...], "last": ...}``: per method the clean maps' deletion AUC,
+    one row per (method, attack, eps) with per-image values and held/flipped summaries, and the
+    tensors of the first attack at its largest budget (for the figure).
+    """
+    model.eval()
+    clean_pred = predict(model, images).argmax(1)
+    cams = make_cams(model, methods, layer, samples, seed)
+    clean_maps = {m: cam(images, clean_pred) for m, cam in cams.items()}
+    clean = {m: {"deletion_auc": _mean(deletion_auc(model, images, clean_maps[m], clean_pred, deletion_steps)),
+                 "layer": cams[m].layer_name} for m in methods}
+    rows, last = [], None
+    for attack in attacks:
+        for e in eps:
+            adv = attack_images(model, images, clean_pred, attack, e, pgd_steps, seed)
+            pred = predict(model, adv).argmax(1)
+            flipped = pred != clean_pred
+            maps = {}
+            for m, cam in cams.items():
+                maps[m] = cam(adv, pred)
+                rho = map_correlation(clean_maps[m], maps[m])
+                overlap = topk_overlap(clean_maps[m], maps[m], topk)
+                dele = deletion_auc(model, adv, maps[m], pred, deletion_steps)
+                rows.append({"method": m, "attack": attack, "eps": float(e), "flip_rate": float(flipped.float().mean()),
+                             "all": group_summary(rho, overlap, dele, torch.ones_like(flipped)),
+                             "held": group_summary(rho, overlap, dele, ~flipped),
+                             "flipped": group_summary(rho, overlap, dele, flipped),
+                             "per_image": {"flipped": flipped.tolist(), "spearman": rho.tolist(),
+                                           "topk_overlap": overlap.tolist(), "deletion_auc": dele.tolist()}})
+            if attack == attacks[0] and e == max(eps):
+                last = {"attack": attack, "eps": float(e), "adv": adv, "pred": pred, "maps": maps}
+    return {"clean": clean, "clean_prediction": clean_pred.tolist(), "clean_maps": clean_maps, "rows": rows,
+            "last": last}

@@ -1,13 +1,16 @@
-"""CLI: ``cnnlab match TEMPLATE SEARCH --out DIR`` and ``cnnlab match benchmark DATA_DIR --out DIR``."""
+"""CLI: ``cnnlab match find TEMPLATE SEARCH --out DIR`` and ``cnnlab match benchmark DATA_DIR --out DIR``.
+
+``cnnlab match TEMPLATE SEARCH`` (no sub-command) still means ``match find``.
+"""
 from __future__ import annotations
 
 import argparse
 import math
 
-from cnnlab.cli.types import device, finite_float, int_range, nonneg_float, nonneg_int, positive_int, probability
-
-METHOD_NAMES = ("zncc-pixel", "zncc", "qatm", "dim")
-DEFAULT_METHOD = "qatm"
+from cnnlab.cli.subcommands import add_subcommands, call
+from cnnlab.cli.types import (comma_list, device, finite_float, int_range, nonneg_float, nonneg_int, positive_int,
+                             probability)
+from cnnlab.match.catalog import DEFAULT_METHOD, METHOD_NAMES
 
 
 def scales(text: str) -> tuple[float, ...]:
@@ -30,29 +33,18 @@ def scales(text: str) -> tuple[float, ...]:
 
 
 def _config(args: argparse.Namespace, method: str):
+    """The :class:`MatchConfig` of the feature and search options given."""
     from cnnlab.match.matcher import MatchConfig
 
-    return MatchConfig(method=method, backbone=args.backbone, checkpoint=args.checkpoint,
-                       layers=args.layers.split(",") if args.layers else None, scales=args.scales,
-                       template_size=args.template_size, pca=args.pca, whiten=args.whiten, top_k=args.top_k,
-                       min_score=args.min_score, nms_iou=args.nms_iou, tile=args.tile, alpha=args.alpha,
-                       iterations=args.iterations, lookalikes=args.lookalikes, device=args.device)
+    return call(MatchConfig, args, method=method)
 
 
-def cmd_match(args: argparse.Namespace) -> None:
-    from cnnlab.core.errors import CnnlabError
-
-    if args.inputs and args.inputs[0] == "benchmark":
-        _benchmark(args)
-        return
-    if len(args.inputs) != 2:
-        raise CnnlabError(f"expected TEMPLATE SEARCH (two images) or 'benchmark DATA_DIR', got {len(args.inputs)} "
-                          f"argument(s): {' '.join(args.inputs) or '(none)'}")
+def cmd_find(args: argparse.Namespace) -> None:
     from cnnlab.match.api import match_files
     from cnnlab.match.images import parse_box
 
     box = parse_box(args.box) if args.box else None
-    r = match_files(args.inputs[0], args.inputs[1], args.out, box, _config(args, args.method or DEFAULT_METHOD))
+    r = match_files(args.template, args.search, args.out, box, _config(args, args.method))
     for i, m in enumerate(r["matches"], 1):
         x, y, w, h = m["box"]
         print(f"{i}: box [{x:g}, {y:g}, {w:g}, {h:g}] score {m['score']:.4f} scale {m['scale']:g}")
@@ -61,41 +53,28 @@ def cmd_match(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}/result.json, heatmap.png, boxes.png ({r['seconds']:.2f} s)")
 
 
-def _benchmark(args: argparse.Namespace) -> None:
+def cmd_benchmark(args: argparse.Namespace) -> None:
     from cnnlab.core.errors import CnnlabError
     from cnnlab.match.api import BENCHMARK_METHODS, markdown_table, run_benchmark
 
-    if len(args.inputs) != 2:
-        raise CnnlabError("expected: cnnlab match benchmark DATA_DIR --out DIR")
-    methods = [m.strip() for m in (args.methods or args.method or DEFAULT_METHOD).split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in BENCHMARK_METHODS:
             raise CnnlabError(f"--methods {m!r}: expected a comma-separated list of {', '.join(BENCHMARK_METHODS)}")
-    rows = run_benchmark(args.inputs[1], args.out, methods, _config(args, methods[0]), args.limit)
+    rows = run_benchmark(args.data_dir, args.out, methods, _config(args, methods[0]), args.limit)
     print(markdown_table(rows))
     print(f"wrote {args.out}/boxes.json ({methods[0]}), <method>/boxes.json, results.json, table.md")
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "match", help="template matching on CNN features (ZNCC, QATM, DIM), and the BBS benchmark",
-        description="cnnlab match TEMPLATE SEARCH --out DIR finds the template (an image file, skimage:<name>, "
-                    "or --box x,y,w,h of it) in SEARCH and writes result.json, heatmap.png (score map over the "
-                    "search image) and boxes.png. cnnlab match benchmark DATA_DIR --out DIR runs a folder in the "
-                    "BBS layout and writes boxes.json and a table of methods. Methods: zncc-pixel (colour "
-                    "pixels, OpenCV's TM_CCOEFF_NORMED), zncc, qatm, dim (on CNN features; qatm is the default).")
-    p.add_argument("inputs", nargs="*", metavar="TEMPLATE SEARCH | benchmark DATA_DIR")
+def _match_options(p: argparse.ArgumentParser) -> None:
+    """What both sub-commands share: the output folder, the features and the search."""
     p.add_argument("--out", default="runs/match", help="output folder (default runs/match)")
-    p.add_argument("--box", help="x,y,w,h: the template is this box of TEMPLATE (its features see the context)")
-    p.add_argument("--method", choices=METHOD_NAMES, help=f"scorer (default {DEFAULT_METHOD})")
-    p.add_argument("--methods", help="benchmark: comma-separated methods, the first one's boxes go to boxes.json; "
-                                     "'opencv' adds OpenCV's TM_CCOEFF_NORMED as the peer (default: --method)")
-    p.add_argument("--limit", type=positive_int, help="benchmark: only the first N pairs")
     g = p.add_argument_group("features")
     g.add_argument("--backbone", help="efficientnet-lite0 (default, offline) or torchvision:<name> (downloads)")
     g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint whose layers give the features")
-    g.add_argument("--layers", help="comma-separated layer names (or unique suffixes, e.g. _blocks.2,_blocks.4); "
-                                    "`cnnlab explain --list-layers` lists them")
+    g.add_argument("--layers", type=comma_list(str),
+                   help="comma-separated layer names (or unique suffixes, e.g. _blocks.2,_blocks.4); "
+                        "`cnnlab explain layers` lists them")
     g.add_argument("--template-size", type=nonneg_float, default=64.0,
                    help="resize both images so the template is about this many pixels a side (0: no resize)")
     g.add_argument("--pca", type=nonneg_int, default=64, help="keep this many principal components of the search "
@@ -115,4 +94,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--iterations", type=positive_int, default=10, help="dim: explaining-away rounds")
     g.add_argument("--lookalikes", type=nonneg_int, default=5,
                    help="dim: look-alike windows of the template's image that compete with it (needs --box)")
-    p.set_defaults(func=cmd_match)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "match", help="template matching on CNN features (ZNCC, QATM, DIM), and the BBS benchmark",
+        description="cnnlab match find TEMPLATE SEARCH --out DIR finds the template (an image file, skimage:<name>, "
+                    "or --box x,y,w,h of it) in SEARCH and writes result.json, heatmap.png (score map over the "
+                    "search image) and boxes.png (`find` may be left out). cnnlab match benchmark DATA_DIR --out DIR "
+                    "runs a folder in the BBS layout and writes boxes.json and a table of methods. Methods: "
+                    "zncc-pixel (colour pixels, OpenCV's TM_CCOEFF_NORMED), zncc, qatm, dim (on CNN features; "
+                    "qatm is the default).")
+    commands = add_subcommands(p, "match_command", default="find")
+
+    s = commands.add_parser("find", help="find a template in a search image")
+    s.add_argument("template", metavar="TEMPLATE", help="image file or skimage:<name>")
+    s.add_argument("search", metavar="SEARCH", help="image file or skimage:<name>")
+    s.add_argument("--box", help="x,y,w,h: the template is this box of TEMPLATE (its features see the context)")
+    s.add_argument("--method", choices=METHOD_NAMES, default=DEFAULT_METHOD, help=f"scorer (default {DEFAULT_METHOD})")
+    _match_options(s)
+    s.set_defaults(func=cmd_find)
+
+    s = commands.add_parser("benchmark", help="every pair of a folder in the BBS layout; a table of methods")
+    s.add_argument("data_dir", metavar="DATA_DIR", help="folder in the BBS layout")
+    s.add_argument("--methods", default=DEFAULT_METHOD,
+                   help="comma-separated methods, the first one's boxes go to boxes.json; 'opencv' adds OpenCV's "
+                        f"TM_CCOEFF_NORMED as the peer (default {DEFAULT_METHOD})")
+    s.add_argument("--limit", type=positive_int, help="only the first N pairs")
+    _match_options(s)
+    s.set_defaults(func=cmd_benchmark)

@@ -141,7 +141,7 @@ def load_feature_net(backbone: str | None = None, checkpoint: str | None = None,
                      layers: list[str] | None = None, device: str = "cpu") -> FeatureNet:
     """The backbone (``efficientnet-lite0``, ``torchvision:<name>`` or a checkpoint) and its layers.
 
-    Layer names are the module names ``cnnlab explain --list-layers`` prints; any unique dotted
+    Layer names are the module names ``cnnlab explain layers`` prints; any unique dotted
     suffix works (``_blocks.4`` for ``net.0.net._blocks.4``).
     """
     from cnnlab.explain.cam import feature_layers
@@ -200,7 +200,7 @@ def _resolve(name: str, available: dict[str, tuple[int, ...]]) -> str:
     close = difflib.get_close_matches(name, [n.split(".", 3)[-1] for n in available], n=3, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise CnnlabError(f"--layers {name!r}: no such layer producing a feature map.{hint} "
-                      f"`cnnlab explain --list-layers` lists them")
+                      f"`cnnlab explain layers` lists them")
 
 
 def _halo(net: FeatureNet, device: str) -> int:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes, lab_arrays, spread
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, finish_axes, lab_arrays, register_lab
 from cnnlab.scratch.experiments import MLPConfig, make_runner
 
 BETA1, BETA2 = 0.9, 0.999

@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, finish_axes, lab_data, spread, train_seeds
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, as_float, finish_axes, lab_data, register_lab, train_seeds
 from cnnlab.models import create_model
 
 NORMS = ("batch", "group", "none")

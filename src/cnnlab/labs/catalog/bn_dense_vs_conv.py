@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data, spread, train_small, versus
+from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, train_small
 from cnnlab.models import create_model
 from cnnlab.models.layers import FeatureBatchNorm
 

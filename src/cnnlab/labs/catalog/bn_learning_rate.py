@@ -10,8 +10,8 @@ learning rate (mean and spread over seeds) and the largest rate that still train
 """
 from __future__ import annotations
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_data, train_seeds, trained_bar
+from cnnlab.core.text import markdown_table
+from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, trained_bar
 from cnnlab.models import create_model
 
 NORMS = ("none", "batch")

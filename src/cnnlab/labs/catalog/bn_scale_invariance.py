@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data
+from cnnlab.core.text import markdown_table
+from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab
 
 SCALES = (0.01, 0.1, 0.5, 2.0, 10.0, 100.0)
 EXACT_EPS = 1e-30  # PyTorch refuses eps = 0 in training; in float64 this is 0 beside any variance here

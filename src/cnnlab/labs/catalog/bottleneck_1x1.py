@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_data, train_seeds, train_step_seconds, versus
+from cnnlab.core.text import markdown_table, versus
+from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, train_step_seconds
 from cnnlab.models.complexity import count_macs, count_params
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, InceptionModule
 

@@ -17,111 +17,28 @@ moves after a flip is expected, one that moves while the decision holds is not.
 
 Differences between methods and models are judged against their per-image standard error: a gap
 within twice the standard error is reported as "within noise", never as a win.
+
+The measures are explain's (:func:`cnnlab.explain.metrics.map_shift`); this module is the course
+lab around them, ``cnnlab lab cam-robustness`` (a lab of the frame with options of its own): the
+models, the verdicts and the files.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cnnlab.attack.attacks import run_attack
-from cnnlab.attack.sweep import predict
-from cnnlab.explain.cam import BaseCAM, get_cam
-from cnnlab.explain.metrics import deletion_auc, rank_correlation
-
-DEFAULT_METHODS = ("gradcam", "shapcam")
-DEFAULT_ATTACKS = ("fgsm", "pgd")
-DEFAULT_EPS = (0.01, 0.03, 0.1)
-
-
-def topk_overlap(a: Tensor, b: Tensor, fraction: float = 0.1) -> Tensor:
-    """Per image, the share of ``a[i]``'s top ``fraction`` of pixels that are also in ``b[i]``'s top ``fraction``."""
-    fa, fb = a.flatten(1), b.flatten(1)
-    k = max(1, round(fraction * fa.shape[1]))
-
-    def top(f: Tensor) -> Tensor:
-        return torch.zeros_like(f, dtype=torch.bool).scatter_(1, f.topk(k, dim=1).indices, True)
-
-    return (top(fa) & top(fb)).sum(1).float() / k
-
-
-def map_correlation(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman correlation per image; NaN where either map is constant (an all-zero CAM ranks nothing)."""
-    def constant(m: Tensor) -> Tensor:
-        return (m.flatten(1).amax(1) == m.flatten(1).amin(1)).cpu()
-
-    return rank_correlation(a, b).masked_fill(constant(a) | constant(b), float("nan"))
-
-
-def make_cams(model: nn.Module, methods: Sequence[str], layer: str | None, samples: int, seed: int) -> dict[str, BaseCAM]:
-    """One CAM per method on the same layer; Shap-CAM's channel orders are seeded, so its maps are repeatable."""
-    return {m: get_cam(m, model, layer, **({"samples": samples, "seed": seed} if m == "shapcam" else {}))
-            for m in methods}
-
-
-def attack_images(model: nn.Module, images: Tensor, labels: Tensor, attack: str, eps: float, pgd_steps: int,
-                  seed: int) -> Tensor:
-    """The untargeted ``attack`` of each image's ``labels`` (its clean prediction) at budget ``eps``."""
-    kwargs: dict = {}
-    if attack in ("pgd", "ifgsm"):
-        kwargs["steps"] = pgd_steps
-    if attack == "pgd":
-        kwargs["generator"] = torch.Generator().manual_seed(seed)
-    return run_attack(attack, model, images, labels, eps, **kwargs)
-
-
-def _mean(values: Tensor) -> float | None:
-    """Mean over the finite values (a constant map has no rank correlation), None when there are none."""
-    finite = values[torch.isfinite(values)]
-    return float(finite.mean()) if len(finite) else None
-
-
-def group_summary(spearman: Tensor, overlap: Tensor, deletion: Tensor, keep: Tensor) -> dict:
-    """Means of the three measures over the images selected by the boolean ``keep``."""
-    return {"n": int(keep.sum()), "spearman": _mean(spearman[keep]), "topk_overlap": _mean(overlap[keep]),
-            "deletion_auc": _mean(deletion[keep]), "undefined": int((~torch.isfinite(spearman[keep])).sum())}
-
-
-def map_shift(model: nn.Module, images: Tensor, methods: Sequence[str] = DEFAULT_METHODS,
-              attacks: Sequence[str] = DEFAULT_ATTACKS, eps: Sequence[float] = DEFAULT_EPS, *,
-              topk: float = 0.1, pgd_steps: int = 10, deletion_steps: int = 20, samples: int = 16,
-              layer: str | None = None, seed: int = 0) -> dict:
-    """Every method's maps on clean and attacked ``images`` (pixels in [0, 1]); how far they moved.
-
-    Returns ``{"clean": ..., "rows": [...], "last": ...}``: per method the clean maps' deletion AUC,
-    one row per (method, attack, eps) with per-image values and held/flipped summaries, and the
-    tensors of the first attack at its largest budget (for the figure).
-    """
-    model.eval()
-    clean_pred = predict(model, images).argmax(1)
-    cams = make_cams(model, methods, layer, samples, seed)
-    clean_maps = {m: cam(images, clean_pred) for m, cam in cams.items()}
-    clean = {m: {"deletion_auc": _mean(deletion_auc(model, images, clean_maps[m], clean_pred, deletion_steps)),
-                 "layer": cams[m].layer_name} for m in methods}
-    rows, last = [], None
-    for attack in attacks:
-        for e in eps:
-            adv = attack_images(model, images, clean_pred, attack, e, pgd_steps, seed)
-            pred = predict(model, adv).argmax(1)
-            flipped = pred != clean_pred
-            maps = {}
-            for m, cam in cams.items():
-                maps[m] = cam(adv, pred)
-                rho = map_correlation(clean_maps[m], maps[m])
-                overlap = topk_overlap(clean_maps[m], maps[m], topk)
-                dele = deletion_auc(model, adv, maps[m], pred, deletion_steps)
-                rows.append({"method": m, "attack": attack, "eps": float(e), "flip_rate": float(flipped.float().mean()),
-                             "all": group_summary(rho, overlap, dele, torch.ones_like(flipped)),
-                             "held": group_summary(rho, overlap, dele, ~flipped),
-                             "flipped": group_summary(rho, overlap, dele, flipped),
-                             "per_image": {"flipped": flipped.tolist(), "spearman": rho.tolist(),
-                                           "topk_overlap": overlap.tolist(), "deletion_auc": dele.tolist()}})
-            if attack == attacks[0] and e == max(eps):
-                last = {"attack": attack, "eps": float(e), "adv": adv, "pred": pred, "maps": maps}
-    return {"clean": clean, "clean_prediction": clean_pred.tolist(), "clean_maps": clean_maps, "rows": rows,
-            "last": last}
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import write_json
+from cnnlab.core.text import versus
+from cnnlab.data.base import has_files
+from cnnlab.explain import figures
+from cnnlab.explain.metrics import DEFAULT_ATTACKS, DEFAULT_EPS, DEFAULT_METHODS, map_shift
+from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 
 def per_image_mean(rows: list[dict], method: str, measure: str = "spearman", held_only: bool = False) -> Tensor:
@@ -138,93 +55,110 @@ def per_image_mean(rows: list[dict], method: str, measure: str = "spearman", hel
 
 
 def mean_gap(a: Tensor, b: Tensor, paired: bool = True) -> dict:
-    """``mean(a) - mean(b)`` and its standard error (paired: over per-image differences)."""
+    """``mean(a) - mean(b)``, its standard error and twice it (the noise a verdict allows; paired: over
+    per-image differences)."""
     if paired:
         ok = torch.isfinite(a) & torch.isfinite(b)
         d = (a - b)[ok]
         se = float(d.std() / math.sqrt(len(d))) if len(d) > 1 else float("inf")
         return {"a": float(a[ok].mean()), "b": float(b[ok].mean()), "difference": float(d.mean()), "se": se,
-                "n": int(len(d))}
+                "two_se": 2 * se, "n": int(len(d))}
     a, b = a[torch.isfinite(a)], b[torch.isfinite(b)]
     se = math.sqrt(float(a.var()) / len(a) + float(b.var()) / len(b)) if min(len(a), len(b)) > 1 else float("inf")
     return {"a": float(a.mean()), "b": float(b.mean()), "difference": float(a.mean() - b.mean()), "se": se,
-            "n": int(min(len(a), len(b)))}
+            "two_se": 2 * se, "n": int(min(len(a), len(b)))}
 
 
 def compare_gap(gap: dict) -> str:
     """``"higher"``, ``"lower"`` or ``"same"`` (within twice the standard error): the wording of every verdict."""
-    from cnnlab.labs.common import versus
-
     return versus(gap["difference"], gap["se"])
 
+
+QUICK = {"epochs": 1, "subset": 200, "width": 4, "n": 6, "eps": (0.1,), "attacks": ("fgsm",), "samples": 2, "steps": 4}
+"""A seconds-long run (``cnnlab lab cam-robustness --quick``, what the tests run): tiny models, one attack."""
 
 NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM", "shapcam": "Shap-CAM"}
 
 
-def _gap_text(gap: dict) -> str:
-    return f"{gap['a']:.3f} vs {gap['b']:.3f}, difference {gap['difference']:+.3f} +- {2 * gap['se']:.3f} (2 SE, n={gap['n']})"
+GAP = "{a:.3f} vs {b:.3f}, difference {difference:+.3f} +- {two_se:.3f} (2 SE, n={n})"
+"""How a verdict quotes its gap: placeholders named like the fields of :func:`mean_gap`."""
+
+
+def _gap_paths(prefix: str) -> dict[str, str]:
+    """Where the numbers of :data:`GAP` are, for the gap stored at ``prefix`` of the lab's numbers."""
+    return {field: f"{prefix}.{field}" for field in ("a", "b", "difference", "two_se", "n")}
 
 
 def method_verdict(model_name: str, rows: list[dict], methods: Sequence[str]) -> tuple[dict, str]:
-    """The two most stable methods of one model compared on the same images (paired over images)."""
+    """The two most stable methods of one model compared on the same images (paired over images).
+
+    Returns the gap and the verdict as a sentence template over the gap's fields (:data:`GAP`).
+    """
     means = {m: per_image_mean(rows, m) for m in methods}
     order = sorted(methods, key=lambda m: -float(means[m][torch.isfinite(means[m])].mean()))
     a, b = order[0], order[1]
     gap = dict(mean_gap(means[a], means[b]), methods=[a, b])
     if compare_gap(gap) == "same":
-        text = (f"{model_name}: {NAMES.get(a, a)} and {NAMES.get(b, b)} moved equally within noise "
-                f"(mean Spearman with the clean map over all attacks and budgets {_gap_text(gap)}).")
+        template = (f"{model_name}: {NAMES.get(a, a)} and {NAMES.get(b, b)} moved equally within noise "
+                    f"(mean Spearman with the clean map over all attacks and budgets {GAP}).")
     else:
-        text = (f"{model_name}: {NAMES.get(a, a)}'s maps moved less than {NAMES.get(b, b)}'s "
-                f"(mean Spearman with the clean map over all attacks and budgets {_gap_text(gap)}).")
-    return gap, text
+        template = (f"{model_name}: {NAMES.get(a, a)}'s maps moved less than {NAMES.get(b, b)}'s "
+                    f"(mean Spearman with the clean map over all attacks and budgets {GAP}).")
+    return gap, template
 
 
 def training_verdict(method: str, clean_rows: list[dict], adv_rows: list[dict], paired: bool,
                      held_only: bool = False) -> tuple[dict, str]:
-    """Adversarially trained vs clean model, one method: are the maps steadier (higher Spearman)?"""
+    """Adversarially trained vs clean model, one method: are the maps steadier (higher Spearman)?
+
+    Returns the gap and the verdict as a sentence template over the gap's fields (:data:`GAP`).
+    """
     gap = mean_gap(per_image_mean(adv_rows, method, held_only=held_only),
                    per_image_mean(clean_rows, method, held_only=held_only), paired)
     where = "on images whose prediction held" if held_only else "over all images"
     word = {"higher": "made the maps steadier", "lower": "made the maps LESS steady",
             "same": "changed the maps' stability only within noise"}
-    text = (f"{NAMES.get(method, method)} {where}: adversarial training {word[compare_gap(gap)]} "
-            f"(mean Spearman adversarially trained vs clean model {_gap_text(gap)}).")
-    return gap, text
+    template = (f"{NAMES.get(method, method)} {where}: adversarial training {word[compare_gap(gap)]} "
+                f"(mean Spearman adversarially trained vs clean model {GAP}).")
+    return gap, template
 
 
-def conclude(results: dict[str, dict], methods: Sequence[str], paired: bool) -> tuple[dict, list[str]]:
-    """Verdicts and their numbers for ``results`` = {"clean": map_shift(...), "adversarial": map_shift(...)}."""
-    numbers: dict = {"methods": {}, "training": {}, "training_held": {}}
-    lines = []
+def conclude(result: LabResult, results: dict[str, dict], methods: Sequence[str], paired: bool) -> None:
+    """The verdicts on ``results`` = {"clean": map_shift(...), "adversarial": map_shift(...)}.
+
+    Their numbers go into ``result.numbers`` and their sentences through :meth:`LabResult.conclude`,
+    so each sentence quotes the numbers it states.
+    """
+    numbers = result.numbers
+    numbers.update(methods={}, training={}, training_held={}, constant_map_share={})
     labels = {"clean": "Clean model", "adversarial": "Adversarially trained model"}
     if len(methods) > 1:
         for key, res in results.items():
-            numbers["methods"][key], text = method_verdict(labels.get(key, key), res["rows"], methods)
-            lines.append(text)
+            numbers["methods"][key], template = method_verdict(labels.get(key, key), res["rows"], methods)
+            result.conclude(template, **_gap_paths(f"methods.{key}"))
     for key, res in results.items():
-        shares = {m: sum(r["all"]["undefined"] for r in res["rows"] if r["method"] == m)
-                  / sum(r["all"]["n"] for r in res["rows"] if r["method"] == m) for m in methods}
-        numbers.setdefault("constant_map_share", {})[key] = shares
-        lines.append(f"{labels.get(key, key)}: share of (image, attack, budget) cases whose clean or attacked map was "
-                     f"constant (all zero after the ReLU, so its ranking is undefined and left out of every mean): "
-                     + ", ".join(f"{NAMES.get(m, m)} {v:.0%}" for m, v in shares.items()) + ".")
+        numbers["constant_map_share"][key] = {
+            m: sum(r["all"]["undefined"] for r in res["rows"] if r["method"] == m)
+            / sum(r["all"]["n"] for r in res["rows"] if r["method"] == m) for m in methods}
+        result.conclude(f"{labels.get(key, key)}: share of (image, attack, budget) cases whose clean or attacked map "
+                        f"was constant (all zero after the ReLU, so its ranking is undefined and left out of every "
+                        f"mean): " + ", ".join(f"{NAMES.get(m, m)} {{m{i}:.0%}}" for i, m in enumerate(methods)) + ".",
+                        **{f"m{i}": f"constant_map_share.{key}.{m}" for i, m in enumerate(methods)})
     if {"clean", "adversarial"} <= set(results):
+        clean, adversarial = results["clean"]["rows"], results["adversarial"]["rows"]
         for m in methods:
-            numbers["training"][m], text = training_verdict(m, results["clean"]["rows"], results["adversarial"]["rows"], paired)
-            lines.append(text)
-            numbers["training_held"][m], text = training_verdict(m, results["clean"]["rows"],
-                                                                 results["adversarial"]["rows"], paired, held_only=True)
-            lines.append(text)
-        flips = {k: max(r["flip_rate"] for r in res["rows"]) for k, res in results.items()}
-        numbers["largest_flip_rate"] = flips
-        lines.append(f"At the largest budget the attacks flipped up to {flips['clean']:.0%} of the clean model's "
-                     f"predictions and {flips['adversarial']:.0%} of the adversarially trained model's; a map that "
-                     f"explains a new, wrong class is expected to move, so the held-only lines are the fairer test.")
-    return numbers, lines
+            numbers["training"][m], template = training_verdict(m, clean, adversarial, paired)
+            result.conclude(template, **_gap_paths(f"training.{m}"))
+            numbers["training_held"][m], template = training_verdict(m, clean, adversarial, paired, held_only=True)
+            result.conclude(template, **_gap_paths(f"training_held.{m}"))
+        numbers["largest_flip_rate"] = {k: max(r["flip_rate"] for r in res["rows"]) for k, res in results.items()}
+        result.conclude("At the largest budget the attacks flipped up to {clean:.0%} of the clean model's predictions "
+                        "and {adversarial:.0%} of the adversarially trained model's; a map that explains a new, wrong "
+                        "class is expected to move, so the held-only lines are the fairer test.",
+                        clean="largest_flip_rate.clean", adversarial="largest_flip_rate.adversarial")
 
 
-def markdown_table(results: dict[str, dict]) -> str:
+def results_table(results: dict[str, dict]) -> str:
     """One row per model, method, attack and budget; held and flipped images apart."""
     def f(v) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -241,3 +175,94 @@ def markdown_table(results: dict[str, dict]) -> str:
                          f"{f(h['spearman'])} | {f(h['topk_overlap'])} | {f(h['deletion_auc'])} | {fl['n']} | "
                          f"{f(fl['spearman'])} | {f(fl['topk_overlap'])} | {f(fl['deletion_auc'])} |")
     return "\n".join(lines)
+
+
+def _robustness_models(checkpoint: str | None, checkpoint_adv: str | None, out: Path, train: dict,
+                       data_dir: str | None, progress: bool) -> dict[str, str]:
+    """The checkpoints to study: the given ones, or a clean and an adversarially trained simple-cnn
+    trained here into ``<out>/models/`` on the same data with the same settings."""
+    if checkpoint_adv is not None and checkpoint is None:
+        raise CnnlabError("--checkpoint-adv needs --checkpoint too (the clean model it is compared with)")
+    if checkpoint is not None:
+        return {"clean": checkpoint, **({"adversarial": checkpoint_adv} if checkpoint_adv else {})}
+    from cnnlab.classify.api import train_classifier
+
+    paths = {}
+    for key, spec in (("clean", ""), ("adversarial", train["adversarial"])):
+        run = out / "models" / key
+        train_classifier(train["dataset"], data_dir=data_dir, out=run, overwrite=True, progress=progress,
+                         model="simple-cnn", model_kwargs={"width": train["width"]}, epochs=train["epochs"],
+                         subset=train["subset"], seed=train["seed"], adversarial=spec)
+        paths[key] = str(run / "best.ckpt")
+    return paths
+
+
+def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None = None, *,
+                     dataset: str | None = None, adversarial: str = "fgsm:0.1", epochs: int = 3,
+                     subset: int | None = 6000, width: int = 16, n: int = 100,
+                     methods: Sequence[str] = DEFAULT_METHODS, attacks: Sequence[str] = DEFAULT_ATTACKS,
+                     eps: Sequence[float] = DEFAULT_EPS, topk: float = 0.1, pgd_steps: int = 10,
+                     steps: int = 20, samples: int = 16, layer: str | None = None, data_dir: str | None = None,
+                     out: str | Path = "runs/lab-cam-robustness", device: str = "cpu", seed: int = 0,
+                     progress: bool = True) -> LabResult:
+    """003 Q1b on files: ``map_shift`` for a clean and an adversarially trained model on the same test images.
+
+    Without checkpoints both models are trained here (simple-cnn, ``epochs`` on a seeded ``subset``
+    of ``dataset``, 0 or None: all of it; Fashion-MNIST when its files are found, else the embedded
+    digits). Writes robustness.json (every number, per image too), robustness.md (table and
+    conclusions), maps.png (example maps side by side) and stability.png (Spearman and top-k
+    overlap vs eps). Returns the verdicts as the lab's result (numbers, conclusions, table, figure).
+    """
+    from cnnlab.attack.api import checkpoint_test_set
+    from cnnlab.attack.training import parse_adversarial
+    from cnnlab.explain.source import load_model
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out} is a file; expected a folder")
+    parse_adversarial(adversarial)
+    if dataset is None:
+        dataset = "fashion-mnist" if has_files("fashion-mnist", data_dir) else "digits"
+    train = dict(dataset=dataset, adversarial=adversarial, epochs=epochs, subset=subset or None, width=width, seed=seed)
+    paths = _robustness_models(checkpoint, checkpoint_adv, out, train, data_dir, progress)
+    images, labels, classes = checkpoint_test_set(paths["clean"], data_dir, n, seed)
+    images = images.to(device)
+    loaded = {key: load_model(checkpoint=path, device=device) for key, path in paths.items()}  # all checked first
+    for key, pc in loaded.items():
+        if list(pc.classes) != list(classes) or tuple(pc.input_size) != tuple(images.shape[1:]):
+            raise CnnlabError(f"--checkpoint-adv {paths[key]}: its classes/input size differ from --checkpoint's "
+                              f"({pc.input_size} vs {tuple(images.shape[1:])}); both must classify the same images")
+    results, models = {}, {}
+    for key, pc in loaded.items():
+        path = paths[key]
+        results[key] = map_shift(pc.model, images, methods, attacks, eps, topk=topk, pgd_steps=pgd_steps,
+                                 deletion_steps=steps, samples=samples, layer=layer, seed=seed)
+        models[key] = dict(checkpoint=path, clean_accuracy=float((torch.tensor(results[key]["clean_prediction"])
+                                                                  == labels).float().mean()))
+    setup = dict(models=models, trained_here=checkpoint is None and train or None, images=len(images),
+                 methods=list(methods), attacks=list(attacks), eps=list(eps), topk_fraction=topk, pgd_steps=pgd_steps,
+                 deletion_steps=steps, shapcam_samples=samples, layer=results["clean"]["clean"][methods[0]]["layer"],
+                 seed=seed, target="each image's top-1 class (the new class on a flipped image)")
+    result = LabResult(numbers={"clean_accuracy": {key: m["clean_accuracy"] for key, m in models.items()}},
+                       figure=figures.map_stability(results), settings=setup, table=results_table(results))
+    conclude(result, results, methods, paired=True)
+    out.mkdir(parents=True, exist_ok=True)
+    figures.save_robustness_maps(images, results, classes, out / "maps.png")
+    figures.plot_map_stability(results, out / "stability.png")
+    write_json(out / "robustness.json", dict(
+        setup, verdicts=result.numbers, conclusions=result.conclusions,
+        results={k: {"clean": r["clean"], "clean_prediction": r["clean_prediction"], "rows": r["rows"]}
+                 for k, r in results.items()}))
+    (out / "robustness.md").write_text(f"{result.table}\n\n" + "\n".join(f"- {c}" for c in result.conclusions)
+                                       + f"\n\n{json.dumps(setup)}\n")
+    return result
+
+
+@register_lab("cam-robustness", "003 Q1b",
+              "How far do CAMs move under attack, and does adversarial training steady them?")
+def cam_robustness(ctx: LabContext) -> LabResult:
+    """The lab: :func:`robustness_files` with the run's size, seed, data and device, and the lab's own options
+    (``ctx.options``: checkpoints, attacks, budgets...) over :data:`QUICK` in a quick run."""
+    options = {**(QUICK if ctx.quick else {}), **ctx.options}
+    return robustness_files(**options, data_dir=ctx.data_dir, out=ctx.out, device=ctx.device, seed=ctx.seed,
+                            progress=ctx.progress)

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import spread, versus
+from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 LANGUAGES = ("en", "de", "fr", "es", "it")
 WORD_LEN = 12

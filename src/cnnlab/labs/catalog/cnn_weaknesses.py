@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, background, lab_data, predict, shift, train_seeds
+from cnnlab.core.text import markdown_table
+from cnnlab.labs.frame import (LabContext, LabResult, as_float, background, lab_data, predict, register_lab, shift,
+                                 train_seeds)
 from cnnlab.models import create_model
 
 SHIFTS = (0, 2, 4, 6, 8)

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.summary import summarize
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_data, train_seeds, versus
+from cnnlab.core.text import markdown_table, versus
+from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds
 from cnnlab.models.layers import ClassifierHead, ConvBNAct
 from cnnlab.scratch.conv import conv_output_size
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 
 from cnnlab.data.augment import Augment
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes, lab_data, spread, train_seeds
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, finish_axes, lab_data, register_lab, train_seeds
 from cnnlab.models import create_model
 
 DROPOUT = 0.5

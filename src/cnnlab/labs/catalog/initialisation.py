@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from cnnlab.core.errors import Diverged
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes, lab_arrays, spread
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, finish_axes, lab_arrays, register_lab
 from cnnlab.labs.catalog.vanishing_gradients import attenuation, layer_gradient_norms
 from cnnlab.scratch.experiments import MLPConfig, train
 from cnnlab.scratch.mlp import MLP

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_arrays, spread
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, lab_arrays, register_lab
 from cnnlab.scratch.experiments import MLPConfig, train
 
 NEAR_ZERO = 1e-3

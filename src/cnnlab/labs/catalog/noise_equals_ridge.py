@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes
+from cnnlab.core.text import markdown_table
+from cnnlab.labs.frame import LabContext, LabResult, finish_axes, register_lab
 from cnnlab.scratch.linreg import fit_closed_form
 
 

@@ -17,8 +17,8 @@ import math
 import numpy as np
 import torch
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes, lab_data, spread, train_small
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, finish_axes, lab_data, register_lab, train_small
 from cnnlab.models import create_model
 
 TOL = 1e-4

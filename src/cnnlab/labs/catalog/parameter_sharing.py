@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, background, lab_data, predict, shift, spread, train_seeds, versus
+from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.labs.frame import (LabContext, LabResult, as_float, background, lab_data, predict, register_lab, shift,
+                                 train_seeds)
 from cnnlab.models.complexity import count_macs
 from cnnlab.models.local import LocallyConnected2d
 from cnnlab.scratch.conv import conv_output_size

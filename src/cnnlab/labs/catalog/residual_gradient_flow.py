@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data, resized, spread, train_seeds
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_seeds
 from cnnlab.models.layers import BasicBlock, ConvBNAct
 from cnnlab.models.resnet import ResNet
 from cnnlab.core.seeding import seed_everything

@@ -21,8 +21,8 @@ import math
 import torch
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data, resized, train_small
+from cnnlab.core.text import markdown_table
+from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_small
 from cnnlab.models import create_model
 from cnnlab.models.complexity import count_macs, count_params
 from cnnlab.models.layers import ScaledResidual

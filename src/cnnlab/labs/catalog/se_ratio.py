@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import as_float, lab_data, resized, train_seeds, versus
+from cnnlab.core.text import markdown_table, versus
+from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_seeds
 from cnnlab.models.layers import SqueezeExcite
 from cnnlab.models.resnet import ResNet, _basic
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import spread, versus
+from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 TOLERANCE = 1  # pixel: a predicted edge this close to a true one counts as right (edges are dense in EM)
 

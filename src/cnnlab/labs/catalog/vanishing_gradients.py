@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from cnnlab.core.errors import Diverged
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import lab_arrays, spread, trained_bar
+from cnnlab.core.text import markdown_table, spread
+from cnnlab.labs.frame import LabContext, LabResult, lab_arrays, register_lab, trained_bar
 from cnnlab.scratch.experiments import MLPConfig, train
 from cnnlab.scratch.mlp import DEFAULT_INIT, MLP
 

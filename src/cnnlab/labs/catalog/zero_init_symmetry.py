@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
-from cnnlab.labs.common import finish_axes, lab_arrays
+from cnnlab.core.text import markdown_table
+from cnnlab.labs.frame import LabContext, LabResult, finish_axes, lab_arrays, register_lab
 from cnnlab.scratch.mlp import MLP
 from cnnlab.scratch.optim import make_optimizer
 

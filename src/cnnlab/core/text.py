@@ -1,0 +1,43 @@
+"""Text every report shares: markdown tables, and the verdict wording of the labs.
+
+A lab or a study reports a difference between two settings only when it is larger than the
+noise of its seeds: a difference is real only beyond twice its seed standard error, else it is
+"within noise". :func:`versus` is that rule, once; :func:`spread` gives the spread it is judged by.
+Both are plain Python, so any layer (labs, explain, reports) may use them without torch.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Iterable, Sequence
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; floats with 4 significant digits."""
+    def cell(v: Any) -> str:
+        return (f"{v:.4g}" if isinstance(v, float) else str(v)).replace("|", "\\|")
+
+    out = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def spread(values: Iterable[float]) -> dict:
+    """Mean, standard deviation over runs, and the values themselves (the seeds' answers side by side).
+
+    The standard deviation is the sample one (n - 1); a single run has none, so it is 0.
+    """
+    v = [float(x) for x in values]
+    return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
+
+
+def versus(difference: float, noise: float) -> str:
+    """``"higher"``, ``"lower"`` or ``"same"``: is ``difference`` outside twice the seed ``noise``?
+
+    Labs pick their sentence with it, so a gap the seeds' spread could explain is never reported
+    as a win (a single seed has no spread: then any nonzero gap counts).
+    """
+    if difference > 2 * noise:
+        return "higher"
+    if difference < -2 * noise:
+        return "lower"
+    return "same"
