@@ -45,6 +45,7 @@ from cnnlab.train.engine import evaluate
 from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 
 RESIDENT_BYTES = 1 << 30  # a split whose normalised copy fits in this is normalised once, up front
+OPTIONS = frozenset({*RUN_DEFAULTS, *TRAIN_FIELDS, "model"})  # a run's options (``resume`` reads each back)
 
 
 def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment | None = None, vflip: bool = False):
@@ -98,13 +99,13 @@ def train_classifier(
     started = time.perf_counter()
     two_phase_run = out is not None and (Path(out) / "frozen").is_dir()
     continues = resume and not two_phase_run  # a two-phase run's phases resume from the options given
-    run = lifecycle.continued(out, continues, TRAIN_FIELDS, dict(
+    run = lifecycle.continued(out, continues, OPTIONS, dict(
         dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
         dataset_kwargs=dataset_kwargs or None, **options))
     dataset, recipe, data_dir, target_recall, dataset_kwargs = (
         run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
     dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **run)
-    refuse_unknown(opts, {*RUN_DEFAULTS, *TRAIN_FIELDS, "model"}, "training")
+    refuse_unknown(opts, OPTIONS, "training")
     out = lifecycle.run_folder(out, f"{dataset}-{opts['model'].replace(':', '-')}", continues, overwrite)
     common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
                   tensorboard=tensorboard)
