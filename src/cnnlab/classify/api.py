@@ -24,7 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
-from cnnlab.classify.recipes import RUN_DEFAULTS, resolve_options
+from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
@@ -37,7 +37,7 @@ from cnnlab.models.registry import check_input
 from cnnlab.report import plots
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
-from cnnlab.runs.recipe import TRAIN_FIELDS, engine_config, refuse_unknown
+from cnnlab.runs.recipe import engine_config, refuse_unknown
 from cnnlab.runs.restore import checkpoint_splits, load_classifier, load_run_splits
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
@@ -45,7 +45,6 @@ from cnnlab.train.engine import evaluate
 from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 
 RESIDENT_BYTES = 1 << 30  # a split whose normalised copy fits in this is normalised once, up front
-OPTIONS = frozenset({*RUN_DEFAULTS, *TRAIN_FIELDS, "model"})  # a run's options (``resume`` reads each back)
 
 
 def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment | None = None, vflip: bool = False):
@@ -165,23 +164,29 @@ class ClassifierRun:
                               f"({', '.join(splits.classes)})")
         if opts["target_recall"] is not None and splits.num_classes != 2:
             raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
-        self.task = make_task(opts["loss"], splits.num_classes, cfg.label_smoothing)
+        net, meta = self._model(splits)
+        train_loader, self.val_loader, self.test_loader = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
+        self.splits = splits
+        perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
+        return Prepared(net, train_loader, self.val_loader, self.task, cfg, meta, self.config, perturb)
+
+    def _model(self, splits: DatasetSplits) -> tuple[torch.nn.Module, dict]:
+        """The task (its loss fixes the outputs), the seeded model, and the meta it is restored from."""
+        opts = self.opts
+        self.task = make_task(opts["loss"], splits.num_classes, self.cfg.label_smoothing)
         outputs = 1 if isinstance(self.task, BinaryTask) else splits.num_classes
         kwargs = dict(opts["model_kwargs"] or {})
         if opts["model"] == "mlp":
             kwargs.setdefault("image_size", splits.image_size[0])
-        seed_everything(cfg.seed)  # before the model draws its initial weights
+        seed_everything(self.cfg.seed)  # before the model draws its initial weights
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
         check_input(net, (splits.in_chans, *splits.image_size), opts["model"])
         if opts["init_from"]:
             init_weights(net, opts["init_from"])
-        train_loader, self.val_loader, self.test_loader = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
-        self.splits = splits
         meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
-                    std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset,
+                    std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=self.dataset,
                     outputs=outputs)
-        perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
-        return Prepared(net, train_loader, self.val_loader, self.task, cfg, meta, self.config, perturb)
+        return net, meta
 
     def report(self, model: torch.nn.Module, history: list[dict]) -> dict:
         """The test split's figures and plots, robust accuracy under ``adversarial``, the best epoch."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.core.errors import CnnlabError
-from cnnlab.runs.recipe import engine_config, given, layered
+from cnnlab.runs.recipe import TRAIN_FIELDS, engine_config, given, layered
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import cpu_has_native_bf16
 
@@ -42,6 +42,8 @@ DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_
 RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False,
                     loss="ce", classes=None, subset=None, test_subset=None, init_from=None, finetune_epochs=0,
                     finetune_lr=None, target_recall=None)
+# every option a classification run takes (``--resume`` reads each back from config.json)
+OPTIONS = frozenset({*RUN_DEFAULTS, *TRAIN_FIELDS, "model"})
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,10 @@ from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
 from cnnlab.runs.restore import build_model, load_segmenter
 from cnnlab.segment.augment import JointAugment, SegLoader
 from cnnlab.segment.inference import Inference, evaluate_set, infer
-from cnnlab.segment.losses import build_loss, median_frequency_weights
+from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
-from cnnlab.segment.recipes import RECIPES, RUN_DEFAULTS, SEG_DEFAULTS, TRAIN_FIELDS, device_kind, recipe
+from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, device_kind, recipe
 from cnnlab.segment.task import SegmentationTask
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.config import TrainConfig
@@ -107,14 +107,14 @@ def train_segmenter(
     ``tta`` flips, and these settings are stored in the reported checkpoint for predict/evaluate.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
-    run = lifecycle.continued(out, resume, set(SEG_DEFAULTS) | TRAIN_FIELDS, dict(
+    run = lifecycle.continued(out, resume, OPTIONS, dict(
         options, dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
         test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
         corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode))
     options = {k: run.pop(k) for k in list(run) if k not in {*RUN_DEFAULTS, "dataset", "data_dir", "folder"}}
     run.update({k: v for k, v in RUN_DEFAULTS.items() if run.get(k) is None})
     kind = device_kind(TrainConfig(device=options.get("device") or "auto").resolved_device())
-    refuse_unknown(options, {*SEG_DEFAULTS, *TRAIN_FIELDS}, "segmentation")
+    refuse_unknown(options, OPTIONS, "segmentation")
     opts = layered(recipe(run["dataset"], kind), given(options))
     cfg = engine_config(opts, TRAIN_FIELDS)
     out = lifecycle.run_folder(out, f"segment-{run['dataset'] or 'folder'}-{opts['model']}", resume, overwrite)
@@ -134,30 +134,15 @@ class SegmenterRun:
     def prepare(self) -> Prepared:
         """Data (with masks corrupted on purpose if asked), loss, seeded model, loaders, task."""
         run, opts, cfg = self.run, self.opts, self.cfg
-        data = load_data(run["dataset"], run["data_dir"], run["folder"], opts["size"], run["val_fraction"],
-                         run["test_fraction"], run["split_seed"])
-        corrupted: list[int] = []
-        if run["corrupt_fraction"] > 0:
-            data.train.masks, corrupted = corrupt_masks(data.train.masks, run["corrupt_fraction"],
-                                                        run["corrupt_mode"], run["split_seed"])
-        self.class_weights = _class_weights(opts["class_weights"], data)
-        self.pos_weight = _pos_weight(opts["pos_weight"], data)
-        self.loss_name = opts["loss"] or ("bce" if data.num_classes == 2 else "ce")
-        criterion = build_loss(self.loss_name, IGNORE, self.class_weights, self.pos_weight, opts["focal_gamma"],
-                               opts["tversky_alpha"], opts["tversky_beta"])
+        data, corrupted = self._data()
+        criterion = self._criterion(data)
         model_kwargs = dict(opts["model_kwargs"], **({} if opts["skips"] else {"skips": False}))
         seed_everything(cfg.seed)  # before the model draws its initial weights
         net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
         for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
             check_input(net, (data.in_chans, *shape), opts["model"])
         mean, std = _normalization(net, data)
-        device = cfg.resolved_device()
-        train_loader = SegLoader(data.train, cfg.batch_size, mean, std, shuffle=True,
-                                 augment=_augment(opts["augment"]), crop=opts["crop"], device=device, seed=cfg.seed,
-                                 repeat=opts["repeat"], focus=opts["focus"], samples=opts["samples"])
-        val_set = data.val if data.val is not None and len(data.val) else None
-        val_loader = SegLoader(val_set, opts["eval_batch_size"], mean, std, device=device) \
-            if val_set is not None and opts["epoch_val"] else None
+        train_loader, val_loader = self._loaders(data, mean, std)
         self.split = "test" if data.test is not None and len(data.test) else "val"
         if (data.test if self.split == "test" else data.val) is None:
             raise CnnlabError("no validation or test images to report on: raise val_fraction/test_fraction")
@@ -167,16 +152,46 @@ class SegmenterRun:
         self.reported = f"{select}.ckpt"
         self.task = SegmentationTask(data.num_classes, criterion, IGNORE, run["noisy_drop"],
                                      warmup_steps=round(run["noisy_warmup"] * cfg.epochs) * len(train_loader))
-        name = run["dataset"] or "folder"
         meta = dict(task="segmentation", model=opts["model"], model_kwargs=model_kwargs, classes=data.classes,
                     mean=list(mean), std=list(std), in_chans=data.in_chans,
-                    size=list(opts["size"]) if opts["size"] else None, dataset=name)
+                    size=list(opts["size"]) if opts["size"] else None, dataset=run["dataset"] or "folder")
         config = dict(dataset=run["dataset"], data_dir=str(run["data_dir"]) if run["data_dir"] else None,
                       folder=run["folder"], **{k: run[k] for k in RUN_DEFAULTS},
                       corrupted=[data.train.names[i] for i in corrupted], recipe=self.recipe,
                       options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
         self.data, self.net, self.mean, self.std, self.corrupted = data, net, mean, std, len(corrupted)
         return Prepared(net, train_loader, val_loader, self.task, cfg, meta, config, reported=self.reported)
+
+    def _data(self) -> tuple[SegData, list[int]]:
+        """The run's seeded splits, and which training masks were corrupted on purpose."""
+        run = self.run
+        data = load_data(run["dataset"], run["data_dir"], run["folder"], self.opts["size"], run["val_fraction"],
+                         run["test_fraction"], run["split_seed"])
+        if run["corrupt_fraction"] <= 0:
+            return data, []
+        data.train.masks, corrupted = corrupt_masks(data.train.masks, run["corrupt_fraction"], run["corrupt_mode"],
+                                                    run["split_seed"])
+        return data, corrupted
+
+    def _criterion(self, data: SegData) -> LossFn:
+        """The loss the options name (by default BCE for two classes, else CE), weighted as asked."""
+        opts = self.opts
+        self.class_weights = _class_weights(opts["class_weights"], data)
+        self.pos_weight = _pos_weight(opts["pos_weight"], data)
+        self.loss_name = opts["loss"] or ("bce" if data.num_classes == 2 else "ce")
+        return build_loss(self.loss_name, IGNORE, self.class_weights, self.pos_weight, opts["focal_gamma"],
+                          opts["tversky_alpha"], opts["tversky_beta"])
+
+    def _loaders(self, data: SegData, mean, std) -> tuple[SegLoader, SegLoader | None]:
+        """Training batches (crops, augmentation, focus) and, when validating each epoch, val batches."""
+        opts, cfg = self.opts, self.cfg
+        device = cfg.resolved_device()
+        train = SegLoader(data.train, cfg.batch_size, mean, std, shuffle=True, augment=_augment(opts["augment"]),
+                          crop=opts["crop"], device=device, seed=cfg.seed, repeat=opts["repeat"], focus=opts["focus"],
+                          samples=opts["samples"])
+        if data.val is None or not len(data.val) or not opts["epoch_val"]:
+            return train, None
+        return train, SegLoader(data.val, opts["eval_batch_size"], mean, std, device=device)
 
     def report(self, model: nn.Module, history: list[dict]) -> dict:
         """Held-out and training-image scores with the chosen inference settings, stored in the
@@ -198,7 +213,8 @@ class SegmenterRun:
             "noisy": {"drop": run["noisy_drop"], "warmup": run["noisy_warmup"], "images_dropped": self.task.dropped,
                       "corrupt_fraction": run["corrupt_fraction"], "corrupt_mode": run["corrupt_mode"],
                       "corrupted": self.corrupted},
-            "sizes": {s: len(getattr(data, s)) if getattr(data, s) is not None else 0 for s in ("train", "val", "test")},
+            "sizes": {s: len(getattr(data, s)) if getattr(data, s) is not None else 0
+                      for s in ("train", "val", "test")},
             "pretrained_loaded": getattr(self.net, "pretrained_loaded", None), "recipe": self.recipe,
             "train_seconds": round(sum(r["seconds"] for r in history), 2),
             "cpu_seconds": round(time.process_time() - self.cpu_started, 2), "threads": torch.get_num_threads(),

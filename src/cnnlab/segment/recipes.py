@@ -49,6 +49,8 @@ TRAIN_FIELDS = ENGINE_FIELDS - {"tta"}
 # train_segmenter's own options (not recipe or engine ones) and their defaults
 RUN_DEFAULTS: dict = dict(val_fraction=0.1, test_fraction=0.2, split_seed=42, noisy_drop=0.0, noisy_warmup=0.3,
                           corrupt_fraction=0.0, corrupt_mode="shift")
+# the recipe and engine options of a run (``--resume`` reads each back from config.json)
+OPTIONS = frozenset({*SEG_DEFAULTS, *TRAIN_FIELDS})
 
 
 def device_kind(device: torch.device) -> str:
