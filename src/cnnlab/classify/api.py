@@ -144,6 +144,8 @@ class ClassifierRun:
     """Classification's side of a run (``cnnlab.runs.lifecycle``): a dataset's seeded splits, a
     registry model with one output per class (one for ``--loss bce``), and the held-out test report."""
 
+    data_parallel = True
+
     def __init__(self, dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None,
                  dataset_kwargs: dict | None) -> None:
         self.dataset, self.opts, self.out = dataset, opts, out

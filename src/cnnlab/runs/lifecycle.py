@@ -40,7 +40,11 @@ class Prepared:
 
 
 class TaskRun(Protocol):
-    """A task's side of a run (see the module docstring)."""
+    """A task's side of a run (see the module docstring). ``data_parallel``: under ``torchrun``
+    its processes join one group and each trains on a shard of every batch (else each process
+    would train the whole run alone, and rank 0 alone writes it)."""
+
+    data_parallel: bool
 
     def prepare(self) -> Prepared: ...
 
@@ -71,7 +75,8 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     ``evaluate`` and ``predict`` will load later. ``started`` is when the run's clock started
     (``time.perf_counter()``), for ``wall_seconds``.
     """
-    dist.init()
+    if run.data_parallel:
+        dist.init()
     job = run.prepare()
     if dist.is_main():
         rundir.prepare_run_dir(out, job.config, resume, overwrite)

@@ -126,6 +126,8 @@ class SegmenterRun:
     """Segmentation's side of a run (``cnnlab.runs.lifecycle``): a preset or image/mask folders, the
     loss the options name, a U-Net-family model, and the held-out scores at the chosen threshold."""
 
+    data_parallel = False  # not yet: its loaders, whole-set metrics and threshold search are per process
+
     def __init__(self, run: dict, opts: dict, cfg: TrainConfig, kind: str, out: Path, cpu_started: float) -> None:
         self.run, self.opts, self.cfg, self.out, self.cpu_started = run, opts, cfg, out, cpu_started
         dataset = run["dataset"]
