@@ -2,7 +2,9 @@
 
 ``train_classifier`` loads a dataset by name, builds a registry model adapted to it, fits it,
 then reports honest numbers on the held-out test split (never used for model selection) and
-writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the plots.
+writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the plots. The run
+goes through the lifecycle every task shares (``cnnlab.runs.lifecycle``); ``ClassifierRun`` is
+classification's side of it.
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 ``train_segmenter`` reads a preset or image/mask folders, builds a registry model with one output
 channel per class (a single channel for binary tasks: sigmoid, not a two-way softmax), fits it
-with the shared engine and writes the run folder: config.json, metrics.json (per-epoch history,
-held-out scores, per-class table), best.ckpt, last.ckpt, curves.png and predictions.png.
+through the run lifecycle every task shares (``cnnlab.runs.lifecycle``; ``SegmenterRun`` is
+segmentation's side of it) and writes the run folder: config.json, metrics.json (per-epoch
+history, held-out scores, per-class table), best.ckpt, last.ckpt, curves.png and predictions.png.
 """
 from __future__ import annotations
 
