@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from cnnlab.cli.types import positive_float
-from cnnlab.segment.api import recipe, train_segmenter
+from cnnlab.segment.api import train_segmenter
+from cnnlab.segment.recipes import recipe
 
 # share of the budget (after calibration) for each default recipe; the rest is for the ablation
 SHARES = {"dc1000": 0.22, "camvid": 0.42, "isbi2012": 0.08}

@@ -17,7 +17,7 @@ from sklearn.datasets import load_digits
 
 from cnnlab.demo.server import decode_upload, load_demo, make_server
 from cnnlab.core.errors import CnnlabError
-from cnnlab.train.checkpoint import pixel_model
+from cnnlab.runs.restore import pixel_model
 
 
 def png_bytes(arr: np.ndarray) -> bytes:
@@ -83,7 +83,8 @@ def test_an_upload_that_is_not_an_image_is_one_clear_message(digits_run, serve):
 
 
 def test_segmenter_demo_paints_the_predicted_mask(tmp_path, serve):
-    from cnnlab.segment.api import build_model, load_segmenter, segment_image
+    from cnnlab.runs.restore import build_model, load_segmenter
+    from cnnlab.segment.api import segment_image
     from cnnlab.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)

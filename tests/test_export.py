@@ -13,8 +13,8 @@ from sklearn.datasets import load_digits
 from cnnlab.cli.main import main
 from cnnlab.core.errors import CnnlabError
 from cnnlab.export.api import export_checkpoint, load_exported
-from cnnlab.segment.api import load_segmenter
-from cnnlab.train.checkpoint import load_checkpoint, pixel_model, save_checkpoint
+from cnnlab.runs.restore import load_segmenter, pixel_model
+from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def real_digits(n: int = 32) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_torchscript_export_runs_without_cnnlab_code(digits_run, tmp_path):
 
 
 def test_segmenter_exports_at_a_given_size(tmp_path):
-    from cnnlab.segment.api import build_model
+    from cnnlab.runs.restore import build_model
 
     torch.manual_seed(0)
     net = build_model("unet", 3, 3, width=4, depth=2)

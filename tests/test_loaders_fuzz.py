@@ -24,9 +24,9 @@ from cnnlab.data.cifar import _read_batch, read_class_names
 from cnnlab.data.idx import read_idx
 from cnnlab.data.imagefolder import load_image_folder, read_image
 from cnnlab.core.errors import CnnlabError
-from cnnlab.segment.api import load_segmenter
 from cnnlab.data.segmentation import load_segmentation, read_mask
-from cnnlab.train.checkpoint import load_checkpoint, load_classifier
+from cnnlab.runs.restore import load_classifier, load_segmenter
+from cnnlab.train.checkpoint import load_checkpoint
 from tests.test_segment import _one_thread  # noqa: F401  (autouse: tiny models run fastest on one thread)
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -327,7 +327,7 @@ def test_cli_adversarial_training_reports_robust_beside_clean_accuracy(tmp_path,
     # clean accuracy is what adversarial training gives up (measured 0.816 here)
     assert adv["adversarial"] == "fgsm:0.05" and 0 <= adv["test_robust_accuracy"] <= 1 and adv["test_accuracy"] > 0.7
     from cnnlab.attack.training import robust_accuracy
-    from cnnlab.train.checkpoint import pixel_model
+    from cnnlab.runs.restore import pixel_model
 
     clean_model, _ = pixel_model(tmp_path / "clean" / "best.ckpt")
     test = load_dataset("digits").test

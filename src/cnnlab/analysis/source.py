@@ -3,7 +3,7 @@
 ``MODEL`` is resolved in that order of precedence:
 
 - ``path/to/file.py:ClassName``: the class is imported from the file and built with no arguments;
-- ``runs/x/best.ckpt``: a cnnlab classifier checkpoint (:func:`cnnlab.train.checkpoint.load_classifier`);
+- ``runs/x/best.ckpt``: a cnnlab classifier checkpoint (:func:`cnnlab.runs.restore.load_classifier`);
 - a cnnlab registry name (``cnnlab models``), built with ``in_chans`` = the ``--input`` channels;
 - a torchvision classifier name, optionally prefixed ``torchvision:``, built without weights.
 """
@@ -30,7 +30,7 @@ def load_model(spec: str, input_size: Size | None = None, num_classes: int | Non
             raise CnnlabError(f"{spec}: give --input C,H,W for a model defined in a file")
         return _from_file(Path(path), cls), input_size
     if spec.endswith((".ckpt", ".pt", ".pth")):
-        from cnnlab.train.checkpoint import load_classifier
+        from cnnlab.runs.restore import load_classifier
 
         if not Path(spec).is_file():
             raise CnnlabError(f"checkpoint {spec}: no such file")

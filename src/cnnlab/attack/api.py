@@ -80,7 +80,7 @@ def checkpoint_test_set(checkpoint: str | Path, data_dir: str | None = None, n: 
 
     ``n`` draws a seeded random subset, so a quick sweep is still a fair sample of all classes.
     """
-    from cnnlab.classify.api import checkpoint_splits
+    from cnnlab.runs.restore import checkpoint_splits
 
     _, _, splits = checkpoint_splits(checkpoint, data_dir)
     test = splits.test

@@ -2,7 +2,9 @@
 
 ``train_classifier`` loads a dataset by name, builds a registry model adapted to it, fits it,
 then reports honest numbers on the held-out test split (never used for model selection) and
-writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the plots.
+writes the run folder: config.json, metrics.json, best.ckpt, last.ckpt and the plots. The run
+goes through the lifecycle every task shares (``cnnlab.runs.lifecycle``); ``ClassifierRun`` is
+classification's side of it.
 """
 from __future__ import annotations
 
@@ -24,22 +26,24 @@ from torchmetrics.functional.classification import (
 )
 
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
+from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
+from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import read_json, write_json
+from cnnlab.core.seeding import seed_everything
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.imagefolder import read_image
 from cnnlab.data.tensor_loader import TensorLoader
-from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import read_json, write_json
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input
-from cnnlab.report import hooks, plots
-from cnnlab.core.seeding import seed_everything
-from cnnlab.core import distributed as dist
-from cnnlab.runs import rundir
-from cnnlab.train.checkpoint import load_checkpoint, load_classifier, load_classifier_checkpoint
-from cnnlab.train.engine import evaluate, fit
+from cnnlab.report import plots
+from cnnlab.runs import lifecycle
+from cnnlab.runs.lifecycle import Prepared
+from cnnlab.runs.recipe import engine_config, refuse_unknown
+from cnnlab.runs.restore import checkpoint_splits, load_classifier, load_run_splits
+from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
-from cnnlab.classify.recipes import RUN_DEFAULTS, TRAIN_FIELDS, resolve_options
+from cnnlab.train.engine import evaluate
 from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 
 RESIDENT_BYTES = 1 << 30  # a split whose normalised copy fits in this is normalised once, up front
@@ -95,20 +99,15 @@ def train_classifier(
     """
     started = time.perf_counter()
     two_phase_run = out is not None and (Path(out) / "frozen").is_dir()
-    if resume and not two_phase_run:  # a two-phase run's phases resume from the options given
-        run = rundir.resume_options(out, dict(
-            dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
-            dataset_kwargs=dataset_kwargs or None, **{**dict.fromkeys(TRAIN_FIELDS), **options}))
-        dataset, recipe, data_dir, target_recall, dataset_kwargs = (
-            run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
-        options = run
-    dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **options)
-    unknown = set(opts) - set(RUN_DEFAULTS) - TRAIN_FIELDS - {"model"}
-    if unknown:
-        raise CnnlabError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    out = Path(out) if out else Path("runs") / f"{dataset}-{opts['model'].replace(':', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
-        rundir.check_run_dir(out, resume and not two_phase_run, overwrite)
+    continues = resume and not two_phase_run  # a two-phase run's phases resume from the options given
+    run = lifecycle.continued(out, continues, OPTIONS, dict(
+        dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
+        dataset_kwargs=dataset_kwargs or None, **options))
+    dataset, recipe, data_dir, target_recall, dataset_kwargs = (
+        run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
+    dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **run)
+    refuse_unknown(opts, OPTIONS, "training")
+    out = lifecycle.run_folder(out, f"{dataset}-{opts['model'].replace(':', '-')}", continues, overwrite)
     common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
                   tensorboard=tensorboard)
     if not opts["finetune_epochs"]:
@@ -138,68 +137,72 @@ def train_classifier(
 def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None, resume: bool,
            overwrite: bool, dataset_kwargs: dict | None, progress: bool, tensorboard: bool, started: float) -> dict:
     """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``)."""
-    dist.init()
-    cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
-    if cfg.adversarial:
-        parse_adversarial(cfg.adversarial)  # a bad spec fails before any data is loaded
-    model_name, model_kwargs, augment, vflip = opts["model"], opts["model_kwargs"], opts["augment"], opts["vflip"]
-    config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None, model=model_name,
-                  **{k: opts[k] for k in RUN_DEFAULTS if k not in ("finetune_epochs", "finetune_lr")},
-                  dataset_kwargs=dataset_kwargs or {}, train=asdict(cfg))
-    target_recall = opts["target_recall"]
-    splits = load_run_splits(dataset, data_dir, config)
-    if splits.num_classes < 2:
-        raise CnnlabError(f"classification needs >= 2 classes; {dataset} has {splits.num_classes} "
-                          f"({', '.join(splits.classes)})")
-    if target_recall is not None and splits.num_classes != 2:
-        raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
-    task = make_task(opts["loss"], splits.num_classes, cfg.label_smoothing)
-    outputs = 1 if isinstance(task, BinaryTask) else splits.num_classes
-    kwargs = dict(model_kwargs or {})
-    if model_name == "mlp":
-        kwargs.setdefault("image_size", splits.image_size[0])
-    seed_everything(cfg.seed)  # before the model draws its initial weights
-    net = create_model(model_name, num_classes=outputs, in_chans=splits.in_chans, **kwargs)
-    check_input(net, (splits.in_chans, *splits.image_size), model_name)
-    if opts["init_from"]:
-        init_weights(net, opts["init_from"])
-    train_loader, val_loader, test_loader = make_loaders(splits, cfg, augment, vflip)
-    meta = dict(model=model_name, model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
-                std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=dataset,
-                outputs=outputs)
-    if dist.is_main():
-        rundir.prepare_run_dir(out, config, resume, overwrite)
-    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
-    perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
-    with rundir.interruptible(out):
-        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
-                      on_epoch=logger, perturb=perturb)
-    dist.close()
-    if not dist.is_main():
-        return {}
-    best, _ = load_classifier(out / "best.ckpt", cfg.resolved_device())
-    metrics = {"history": history, **report(best, splits, test_loader, val_loader, out, cfg, target_recall)}
-    if history and "compile_seconds" in history[0]:
-        metrics["compile_seconds"] = history[0]["compile_seconds"]
-    if cfg.adversarial:
-        metrics.update(adversarial=cfg.adversarial, test_robust_accuracy=robust_test_accuracy(best, splits, cfg))
-    metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(cfg.resolved_device()),
-                   model=model_name, params=sum(p.numel() for p in net.parameters()),
-                   best_epoch=_best_epoch(history, task.monitor), loss_name=opts["loss"],
-                   train_size=len(splits.train))
-    write_json(out / "metrics.json", metrics)
-    plots.plot_curves(history, out / "curves.png")
-    hooks.finish_run(out, logger)
-    return metrics
+    run = ClassifierRun(dataset, opts, out, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs)
+    return lifecycle.train(run, out, resume=resume, overwrite=overwrite, progress=progress, tensorboard=tensorboard,
+                           started=started)
 
 
-def load_run_splits(dataset: str, data_dir: str | None, config: dict) -> DatasetSplits:
-    """The seeded splits a run's ``config`` names (classes, subset, fractions, seed, dataset kwargs)."""
-    return load_dataset(dataset, data_dir, val_fraction=config.get("val_fraction", 0.1),
-                        test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
-                        classes=config.get("classes"), subset=config.get("subset"),
-                        test_subset=config.get("test_subset"),
-                        **config.get("dataset_kwargs", {}))
+class ClassifierRun:
+    """Classification's side of a run (``cnnlab.runs.lifecycle``): a dataset's seeded splits, a
+    registry model with one output per class (one for ``--loss bce``), and the held-out test report."""
+
+    data_parallel = True
+
+    def __init__(self, dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None,
+                 dataset_kwargs: dict | None) -> None:
+        self.dataset, self.opts, self.out = dataset, opts, out
+        self.cfg = engine_config(opts)
+        self.config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None,
+                           model=opts["model"],
+                           **{k: opts[k] for k in RUN_DEFAULTS if k not in ("finetune_epochs", "finetune_lr")},
+                           dataset_kwargs=dataset_kwargs or {}, train=asdict(self.cfg))
+
+    def prepare(self) -> Prepared:
+        """Splits, task, seeded model (from ``init_from`` if given) and the device-resident loaders."""
+        cfg, opts, dataset = self.cfg, self.opts, self.dataset
+        if cfg.adversarial:
+            parse_adversarial(cfg.adversarial)  # a bad spec fails before any data is loaded
+        splits = load_run_splits(dataset, self.config["data_dir"], self.config)
+        if splits.num_classes < 2:
+            raise CnnlabError(f"classification needs >= 2 classes; {dataset} has {splits.num_classes} "
+                              f"({', '.join(splits.classes)})")
+        if opts["target_recall"] is not None and splits.num_classes != 2:
+            raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
+        net, meta = self._model(splits)
+        train_loader, self.val_loader, self.test_loader = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
+        self.splits = splits
+        perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
+        return Prepared(net, train_loader, self.val_loader, self.task, cfg, meta, self.config, perturb)
+
+    def _model(self, splits: DatasetSplits) -> tuple[torch.nn.Module, dict]:
+        """The task (its loss fixes the outputs), the seeded model, and the meta it is restored from."""
+        opts = self.opts
+        self.task = make_task(opts["loss"], splits.num_classes, self.cfg.label_smoothing)
+        outputs = 1 if isinstance(self.task, BinaryTask) else splits.num_classes
+        kwargs = dict(opts["model_kwargs"] or {})
+        if opts["model"] == "mlp":
+            kwargs.setdefault("image_size", splits.image_size[0])
+        seed_everything(self.cfg.seed)  # before the model draws its initial weights
+        net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
+        check_input(net, (splits.in_chans, *splits.image_size), opts["model"])
+        if opts["init_from"]:
+            init_weights(net, opts["init_from"])
+        meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
+                    std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=self.dataset,
+                    outputs=outputs)
+        return net, meta
+
+    def report(self, model: torch.nn.Module, history: list[dict]) -> dict:
+        """The test split's figures and plots, robust accuracy under ``adversarial``, the best epoch."""
+        cfg, splits = self.cfg, self.splits
+        metrics = report(model, splits, self.test_loader, self.val_loader, self.out, cfg, self.opts["target_recall"])
+        if history and "compile_seconds" in history[0]:
+            metrics["compile_seconds"] = history[0]["compile_seconds"]
+        if cfg.adversarial:
+            metrics.update(adversarial=cfg.adversarial, test_robust_accuracy=robust_test_accuracy(model, splits, cfg))
+        metrics.update(best_epoch=_best_epoch(history, self.task.monitor), loss_name=self.opts["loss"],
+                       train_size=len(splits.train))
+        return metrics
 
 
 def init_weights(net: torch.nn.Module, checkpoint: str | Path) -> None:
@@ -304,22 +307,6 @@ def _sample_plots(splits: DatasetSplits, preds, targets, probs, out: Path, n: in
                      colors=["green" if preds[i] == targets[i] else "red" for i in idx])
     wrong = torch.nonzero(preds != targets).flatten()[:n]
     plots.image_grid(splits.test.images[wrong], titles(wrong), out / "misclassified.png", colors=["red"] * len(wrong))
-
-
-def checkpoint_splits(checkpoint: str | Path, data_dir: str | None = None) -> tuple[dict, dict, DatasetSplits]:
-    """A checkpoint, its run's config.json, and the same seeded splits it was trained with.
-
-    Later tools (evaluate, attacks) must use the run's own test split, never images it trained on.
-    """
-    ckpt = load_classifier_checkpoint(checkpoint)
-    config_path = Path(checkpoint).parent / "config.json"
-    config = read_json(config_path, "run configuration") if config_path.exists() else {}
-    if not isinstance(config, dict):
-        raise CnnlabError(f"{config_path} does not hold a run configuration (a JSON object)")
-    dataset = ckpt.get("dataset") or config.get("dataset")
-    if dataset is None:
-        raise CnnlabError(f"{checkpoint}: no dataset recorded, so there is no test split to use")
-    return ckpt, config, load_run_splits(dataset, data_dir or config.get("data_dir"), config)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,

@@ -9,12 +9,13 @@ the user gave. :func:`resolve_options` does the layering; :func:`train_config` p
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.core.errors import CnnlabError
-from cnnlab.train.engine import cpu_has_native_bf16
+from cnnlab.runs.recipe import TRAIN_FIELDS, engine_config, given, layered
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import cpu_has_native_bf16
 
 # Default recipe per dataset: what `cnnlab train --dataset X` uses when an option is not given.
 # Fashion-MNIST's is chosen for a 2-core CPU budget: with 6-8 epochs the small CNN gains more from
@@ -41,6 +42,8 @@ DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_
 RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False,
                     loss="ce", classes=None, subset=None, test_subset=None, init_from=None, finetune_epochs=0,
                     finetune_lr=None, target_recall=None)
+# every option a classification run takes (``--resume`` reads each back from config.json)
+OPTIONS = frozenset({*RUN_DEFAULTS, *TRAIN_FIELDS, "model"})
 
 
 @dataclass(frozen=True)
@@ -77,31 +80,23 @@ def get_recipe(name: str) -> NamedRecipe:
     return NAMED_RECIPES[name]
 
 
-def resolve_options(dataset: str | None = None, recipe: str | None = None, **given) -> tuple[str, dict]:
+def resolve_options(dataset: str | None = None, recipe: str | None = None, **options_given) -> tuple[str, dict]:
     """The dataset and every run option, layered: defaults < dataset recipe < named recipe < given.
 
-    ``given`` options that are None count as not given. A model chosen in a later layer than the
-    ``model_kwargs`` does not inherit them (a recipe's width belongs to the recipe's model).
+    ``options_given`` that are None count as not given; the layering and its ``model_kwargs`` rule
+    are ``cnnlab.runs.recipe``'s, shared with segmentation.
     """
     named = get_recipe(recipe) if recipe else None
     dataset = dataset or (named.dataset if named else "digits")
-    given = {k: v for k, v in given.items() if v is not None}
-    layers = [RUN_DEFAULTS, DEFAULT_RECIPE, RECIPES.get(dataset, {}), named.options if named else {}, given]
-    options: dict = {}
-    for layer in layers:
-        if "model" in layer and "model_kwargs" not in layer and layer["model"] != options.get("model"):
-            options["model_kwargs"] = {}
-        options.update(layer)
+    options = layered(RUN_DEFAULTS, DEFAULT_RECIPE, RECIPES.get(dataset, {}), named.options if named else {},
+                      given(options_given))
     return dataset, options
 
 
 def train_config(dataset: str, recipe: str | None = None, **overrides) -> TrainConfig:
     """The engine settings of ``dataset`` (and named ``recipe``) with the given (non-None) overrides."""
     _, options = resolve_options(dataset, recipe, **overrides)
-    return TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
-
-
-TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+    return engine_config(options)
 
 
 def decoupled_sgd(lr: float, weight_decay: float, momentum: float, batch_size: int) -> dict:

@@ -174,7 +174,7 @@ def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
         from cnnlab.train.checkpoint import load_checkpoint
 
         if load_checkpoint(checkpoint).get("task") == "segmentation":
-            from cnnlab.segment.api import load_segmenter
+            from cnnlab.runs.restore import load_segmenter
 
             net, meta = load_segmenter(checkpoint, device)
             return SegmenterDemo(net, meta, str(checkpoint))

@@ -47,7 +47,7 @@ def load_model(model: str | None = None, checkpoint: str | Path | None = None, d
     if checkpoint is not None:
         if model is not None:
             raise CnnlabError("give --model or --checkpoint, not both")
-        from cnnlab.train.checkpoint import load_classifier
+        from cnnlab.runs.restore import load_classifier
 
         net, meta = load_classifier(checkpoint, device)
         return PixelClassifier(pixel_wrap(net, meta["mean"], meta["std"]).to(device), list(meta["classes"]),

@@ -47,12 +47,11 @@ def from_checkpoint(checkpoint: str | Path, size: Sequence[int] | None = None) -
     default the size they were trained at (fully convolutional, but the exported graph fixes H, W).
     """
     from cnnlab.models.layers import Normalize
-    from cnnlab.train.checkpoint import load_checkpoint, pixel_model
+    from cnnlab.runs.restore import load_segmenter, pixel_model
+    from cnnlab.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     if ckpt.get("task") == "segmentation":
-        from cnnlab.segment.api import load_segmenter
-
         net, meta = load_segmenter(checkpoint)
         hw = list(size or meta.get("size") or [])
         if len(hw) != 2:

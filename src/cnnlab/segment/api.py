@@ -2,14 +2,14 @@
 
 ``train_segmenter`` reads a preset or image/mask folders, builds a registry model with one output
 channel per class (a single channel for binary tasks: sigmoid, not a two-way softmax), fits it
-with the shared engine and writes the run folder: config.json, metrics.json (per-epoch history,
-held-out scores, per-class table), best.ckpt, last.ckpt, curves.png and predictions.png.
+through the run lifecycle every task shares (``cnnlab.runs.lifecycle``; ``SegmenterRun`` is
+segmentation's side of it) and writes the run folder: config.json, metrics.json (per-epoch
+history, held-out scores, per-class table), best.ckpt, last.ckpt, curves.png and predictions.png.
 """
 from __future__ import annotations
 
-import inspect
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,98 +20,22 @@ from torch import nn
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
-from cnnlab.models import create_model
-from cnnlab.models.registry import check_input, get_entry
-from cnnlab.report import hooks, plots
-from cnnlab.segment.augment import JointAugment, SegLoader
+from cnnlab.core.seeding import seed_everything
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
+from cnnlab.models.registry import check_input
+from cnnlab.runs import lifecycle
+from cnnlab.runs.lifecycle import Prepared
+from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
+from cnnlab.runs.restore import build_model, load_segmenter
+from cnnlab.segment.augment import JointAugment, SegLoader
 from cnnlab.segment.inference import Inference, evaluate_set, infer
-from cnnlab.segment.losses import build_loss, median_frequency_weights
+from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
+from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, device_kind, recipe
 from cnnlab.segment.task import SegmentationTask
-from cnnlab.core.seeding import seed_everything
-from cnnlab.core import distributed as dist
-from cnnlab.runs import rundir
-from cnnlab.train.checkpoint import (build_from_checkpoint, check_meta, describe, load_checkpoint, load_weights,
-                                     save_checkpoint)
-from cnnlab.train.engine import fit
+from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.config import TrainConfig
-
-# What a run uses when an option is not given: these defaults, then the dataset's recipe for the
-# kind of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``).
-SEG_DEFAULTS: dict = dict(
-    model="unet", model_kwargs={"width": 32}, loss=None, class_weights=None, pos_weight=None,
-    focal_gamma=2.0, tversky_alpha=0.3, tversky_beta=0.7,
-    size=None, crop=None, repeat=1, samples=None, focus=0.0, augment={}, eval_window=None, eval_batch_size=4,
-    skips=True, select=None, threshold="val", tta="", epoch_val=True, train_eval_images=100,
-    epochs=30, batch_size=8, optimizer="adamw", lr=2e-3, weight_decay=1e-2, schedule="onecycle",
-)
-# The CPU recipes are measured on a 2-core CPU (docs/segmentation.md: DC1000 20 x 256 crops, about
-# 25 minutes, test Dice 0.67; CamVid 19.5 minutes; ISBI 2012), sized from the measured cost per
-# crop and per image; the GPU recipes spend the same way with more crops and epochs. Pretrained EfficientNet-Lite0 U-Nets: ImageNet features make 70
-# X-rays or 367 street scenes enough, and the Lite encoder is cheap enough for a CPU.
-_LITE = dict(model="efficientnet-lite0-unet", model_kwargs={}, lr=1e-3)
-_CAMVID = dict(_LITE, loss="ce", class_weights="median-frequency", tta="h",
-               augment={"scale": (0.75, 1.5), "rotate": 5.0})
-_ISBI = dict(_LITE, loss="bce+dice", crop=(256, 256), tta="hv",
-             augment={"vflip": True, "rotate": 15.0, "scale": (0.8, 1.25)})
-_DC1000 = dict(_LITE, loss="bce+dice", crop=(256, 256), focus=0.5, tta="h",
-               augment={"scale": (0.8, 1.25), "rotate": 10.0, "jitter": 0.2})
-_CARLA = dict(loss="ce", size=(192, 256), augment={"scale": (0.8, 1.25), "rotate": 5.0})
-RECIPES: dict[str, dict[str, dict]] = {
-    # CamVid has no test split: the reported val set is never used to choose, so no per-epoch val on a CPU
-    "camvid": {"cpu": dict(_CAMVID, epochs=8, batch_size=8, epoch_val=False),
-               "gpu": dict(_CAMVID, epochs=100, batch_size=8)},
-    "isbi2012": {"cpu": dict(_ISBI, epochs=12, batch_size=8, samples=192),
-                 "gpu": dict(_ISBI, epochs=40, batch_size=16, samples=512)},
-    "dc1000": {"cpu": dict(_DC1000, epochs=20, batch_size=8, samples=256),
-               "gpu": dict(_DC1000, epochs=40, batch_size=16, samples=1024)},
-    "carla": {"cpu": _CARLA, "gpu": _CARLA},
-}
-# The engine's ``tta`` is classification's flip/translate level; segmentation's own ``tta`` (flips
-# applied at inference and stored in the checkpoint) is a recipe option, not an engine one.
-TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"tta"}
-# train_segmenter's own options (not recipe or engine ones) and their defaults
-RUN_DEFAULTS: dict = dict(val_fraction=0.1, test_fraction=0.2, split_seed=42, noisy_drop=0.0, noisy_warmup=0.3,
-                          corrupt_fraction=0.0, corrupt_mode="shift")
-
-
-def device_kind(device: torch.device) -> str:
-    """Which recipe a device gets: ``cpu``, or ``gpu`` for CUDA and Apple MPS."""
-    return "cpu" if device.type == "cpu" else "gpu"
-
-
-def recipe(dataset: str | None, kind: str = "cpu") -> dict:
-    """The options a run of ``dataset`` on a ``kind`` device starts from (before the user's)."""
-    return {**SEG_DEFAULTS, **RECIPES.get((dataset or "").lower(), {}).get(kind, {})}
-
-
-def out_channels(num_classes: int) -> int:
-    """Binary tasks predict one logit per pixel; K-class tasks K logits."""
-    return 1 if num_classes == 2 else num_classes
-
-
-def build_model(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
-    return create_model(name, num_classes=out_channels(num_classes), in_chans=in_chans, **kwargs)
-
-
-def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a trained segmentation model from its checkpoint: ``(model in eval mode, meta)``."""
-    ckpt = load_checkpoint(path)
-    if ckpt.get("task") != "segmentation":
-        raise CnnlabError(f"checkpoint {path} is not a cnnlab segmentation checkpoint")
-    check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "in_chans", "state_dict"),
-               "segmentation")
-    kwargs = dict(ckpt["model_kwargs"])
-    entry, _ = build_from_checkpoint(path, ckpt["model"], lambda: get_entry(ckpt["model"]))
-    if "pretrained" in inspect.signature(entry.builder).parameters:
-        kwargs["pretrained"] = False  # the checkpoint holds the weights; never download
-    model = build_from_checkpoint(path, ckpt["model"], lambda: build_model(
-        ckpt["model"], len(ckpt["classes"]), ckpt["in_chans"], **kwargs))
-    load_weights(model, ckpt["state_dict"], path, describe(ckpt), describe(ckpt))
-    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
-    return model.to(device).eval(), meta
 
 
 def _class_weights(spec, data: SegData) -> list[float] | None:
@@ -172,7 +96,7 @@ def train_segmenter(
 
     ``dataset`` is a preset (camvid, isbi2012, dc1000, carla) or None with ``folder`` =
     ``dict(images=, masks=, classes=, mask_format=, palette=, mask_suffix=)``. ``options``
-    override the recipe for the run's device (see ``SEG_DEFAULTS`` and ``RECIPES``) and the
+    override the recipe for the run's device (see ``cnnlab.segment.recipes``) and the
     ``TrainConfig`` fields. ``noisy_drop`` switches on small-loss selection after
     ``noisy_warmup`` of the epochs (see ``task``); ``corrupt_fraction`` corrupts that fraction of
     training masks on purpose (experiments). Options left as None take ``RUN_DEFAULTS`` and the
@@ -184,102 +108,120 @@ def train_segmenter(
     ``tta`` flips, and these settings are stored in the reported checkpoint for predict/evaluate.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
-    run = dict(dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
-               test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
-               corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode)
-    if resume:
-        run = rundir.resume_options(out, {**dict.fromkeys(set(SEG_DEFAULTS) | TRAIN_FIELDS), **options, **run})
-        options = {k: run.pop(k) for k in list(run) if k not in {*RUN_DEFAULTS, "dataset", "data_dir", "folder"}}
+    run = lifecycle.continued(out, resume, OPTIONS, dict(
+        options, dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
+        test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
+        corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode))
+    options = {k: run.pop(k) for k in list(run) if k not in {*RUN_DEFAULTS, "dataset", "data_dir", "folder"}}
     run.update({k: v for k, v in RUN_DEFAULTS.items() if run.get(k) is None})
-    dataset, data_dir, folder = run["dataset"], run["data_dir"], run["folder"]
-    val_fraction, test_fraction, split_seed = run["val_fraction"], run["test_fraction"], run["split_seed"]
-    noisy_drop, noisy_warmup = run["noisy_drop"], run["noisy_warmup"]
-    corrupt_fraction, corrupt_mode = run["corrupt_fraction"], run["corrupt_mode"]
     kind = device_kind(TrainConfig(device=options.get("device") or "auto").resolved_device())
-    opts = recipe(dataset, kind)
-    unknown = set(options) - set(opts) - TRAIN_FIELDS
-    if unknown:
-        raise CnnlabError(f"unknown segmentation option(s): {', '.join(sorted(unknown))}")
-    if options.get("model") not in (None, opts["model"]) and options.get("model_kwargs") is None:
-        opts["model_kwargs"] = {}  # the recipe's kwargs (e.g. a U-Net width) belong to the recipe's model
-    opts.update({k: v for k, v in options.items() if v is not None})
-    cfg = TrainConfig(**{k: v for k, v in opts.items() if k in TRAIN_FIELDS})
-    device = cfg.resolved_device()
-    name = dataset or "folder"
-    out = Path(out) if out else Path("runs") / f"segment-{name}-{opts['model']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if dist.is_main():  # before the slow steps (other ranks would see rank 0's new folder)
-        rundir.check_run_dir(out, resume, overwrite)
-    data = load_data(dataset, data_dir, folder, opts["size"], val_fraction, test_fraction, split_seed)
-    corrupted: list[int] = []
-    if corrupt_fraction > 0:
-        data.train.masks, corrupted = corrupt_masks(data.train.masks, corrupt_fraction, corrupt_mode, split_seed)
-    class_weights, pos_weight = _class_weights(opts["class_weights"], data), _pos_weight(opts["pos_weight"], data)
-    loss_name = opts["loss"] or ("bce" if data.num_classes == 2 else "ce")
-    criterion = build_loss(loss_name, IGNORE, class_weights, pos_weight, opts["focal_gamma"],
-                           opts["tversky_alpha"], opts["tversky_beta"])
-    model_kwargs = dict(opts["model_kwargs"], **({} if opts["skips"] else {"skips": False}))
-    seed_everything(cfg.seed)  # before the model draws its initial weights
-    net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
-    for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
-        check_input(net, (data.in_chans, *shape), opts["model"])
-    mean, std = _normalization(net, data)
-    train_loader = SegLoader(data.train, cfg.batch_size, mean, std, shuffle=True,
-                             augment=_augment(opts["augment"]), crop=opts["crop"], device=device, seed=cfg.seed,
-                             repeat=opts["repeat"], focus=opts["focus"], samples=opts["samples"])
-    val_set = data.val if data.val is not None and len(data.val) else None
-    val_loader = SegLoader(val_set, opts["eval_batch_size"], mean, std, device=device) \
-        if val_set is not None and opts["epoch_val"] else None
-    report_split = "test" if data.test is not None and len(data.test) else "val"
-    held_out = data.test if report_split == "test" else data.val
-    if held_out is None:
-        raise CnnlabError("no validation or test images to report on: raise val_fraction/test_fraction")
-    # with no separate test split the reported set is the validation set: report the last
-    # epoch's weights then, so no choice was made by looking at the reported images
-    select = opts["select"] or ("best" if report_split == "test" and val_loader is not None else "last")
-    task = SegmentationTask(data.num_classes, criterion, IGNORE, noisy_drop,
-                            warmup_steps=round(noisy_warmup * cfg.epochs) * len(train_loader))
-    meta = dict(task="segmentation", model=opts["model"], model_kwargs=model_kwargs, classes=data.classes,
-                mean=list(mean), std=list(std), in_chans=data.in_chans,
-                size=list(opts["size"]) if opts["size"] else None, dataset=name)
-    config = dict(dataset=dataset, data_dir=str(data_dir) if data_dir else None, folder=folder,
-                  val_fraction=val_fraction, test_fraction=test_fraction, split_seed=split_seed,
-                  noisy_drop=noisy_drop, noisy_warmup=noisy_warmup, corrupt_fraction=corrupt_fraction,
-                  corrupt_mode=corrupt_mode, corrupted=[data.train.names[i] for i in corrupted],
-                  recipe=f"{dataset.lower()}/{kind}" if dataset and dataset.lower() in RECIPES else None,
-                  options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
-    if dist.is_main():
-        rundir.prepare_run_dir(out, config, resume, overwrite)
-    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
-    with rundir.interruptible(out):
-        history = fit(net, train_loader, val_loader, task, cfg, out, meta, resume=resume, progress=progress,
-                      on_epoch=logger)
-    if not dist.is_main():
-        return {}
-    model, _ = load_segmenter(out / f"{select}.ckpt", device)
-    inference, choice = _choose_inference(model, data, mean, std, device, opts, report_split == "test")
-    bs = opts["eval_batch_size"]
-    result = evaluate_set(model, held_out, mean, std, data.classes, device, inference, bs, out / "predictions.png")
-    train_scores = evaluate_set(model, _spread(data.train, opts["train_eval_images"]), mean, std, data.classes,
-                                device, inference, bs)
-    _store_inference(out / f"{select}.ckpt", inference)
-    metrics = {
-        "history": history, "split": report_split, "checkpoint": f"{select}.ckpt", **result,
-        "train": {k: v for k, v in train_scores.items() if k != "confusion_matrix"}, "threshold_choice": choice,
-        "loss_name": loss_name, "class_weights": class_weights, "pos_weight": pos_weight,
-        "noisy": {"drop": noisy_drop, "warmup": noisy_warmup, "images_dropped": task.dropped,
-                  "corrupt_fraction": corrupt_fraction, "corrupt_mode": corrupt_mode, "corrupted": len(corrupted)},
-        "sizes": {s: len(getattr(data, s)) if getattr(data, s) is not None else 0 for s in ("train", "val", "test")},
-        "model": opts["model"], "params": sum(p.numel() for p in net.parameters()),
-        "pretrained_loaded": getattr(net, "pretrained_loaded", None), "recipe": config["recipe"],
-        "train_seconds": round(sum(r["seconds"] for r in history), 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "cpu_seconds": round(time.process_time() - cpu_started, 2), "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    write_json(out / "metrics.json", metrics)
-    plots.plot_curves(history, out / "curves.png", metric=task.monitor)
-    hooks.finish_run(out, logger)
-    return metrics
+    refuse_unknown(options, OPTIONS, "segmentation")
+    opts = layered(recipe(run["dataset"], kind), given(options))
+    cfg = engine_config(opts, TRAIN_FIELDS)
+    out = lifecycle.run_folder(out, f"segment-{run['dataset'] or 'folder'}-{opts['model']}", resume, overwrite)
+    return lifecycle.train(SegmenterRun(run, opts, cfg, kind, out, cpu_started), out, resume=resume,
+                           overwrite=overwrite, progress=progress, tensorboard=tensorboard, started=started)
+
+
+class SegmenterRun:
+    """Segmentation's side of a run (``cnnlab.runs.lifecycle``): a preset or image/mask folders, the
+    loss the options name, a U-Net-family model, and the held-out scores at the chosen threshold."""
+
+    data_parallel = False  # not yet: its loaders, whole-set metrics and threshold search are per process
+
+    def __init__(self, run: dict, opts: dict, cfg: TrainConfig, kind: str, out: Path, cpu_started: float) -> None:
+        self.run, self.opts, self.cfg, self.out, self.cpu_started = run, opts, cfg, out, cpu_started
+        dataset = run["dataset"]
+        self.recipe = f"{dataset.lower()}/{kind}" if dataset and dataset.lower() in RECIPES else None
+
+    def prepare(self) -> Prepared:
+        """Data (with masks corrupted on purpose if asked), loss, seeded model, loaders, task."""
+        run, opts, cfg = self.run, self.opts, self.cfg
+        data, corrupted = self._data()
+        criterion = self._criterion(data)
+        model_kwargs = dict(opts["model_kwargs"], **({} if opts["skips"] else {"skips": False}))
+        seed_everything(cfg.seed)  # before the model draws its initial weights
+        net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
+        for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
+            check_input(net, (data.in_chans, *shape), opts["model"])
+        mean, std = _normalization(net, data)
+        train_loader, val_loader = self._loaders(data, mean, std)
+        self.split = "test" if data.test is not None and len(data.test) else "val"
+        if (data.test if self.split == "test" else data.val) is None:
+            raise CnnlabError("no validation or test images to report on: raise val_fraction/test_fraction")
+        # with no separate test split the reported set is the validation set: report the last
+        # epoch's weights then, so no choice was made by looking at the reported images
+        select = opts["select"] or ("best" if self.split == "test" and val_loader is not None else "last")
+        self.reported = f"{select}.ckpt"
+        self.task = SegmentationTask(data.num_classes, criterion, IGNORE, run["noisy_drop"],
+                                     warmup_steps=round(run["noisy_warmup"] * cfg.epochs) * len(train_loader))
+        meta = dict(task="segmentation", model=opts["model"], model_kwargs=model_kwargs, classes=data.classes,
+                    mean=list(mean), std=list(std), in_chans=data.in_chans,
+                    size=list(opts["size"]) if opts["size"] else None, dataset=run["dataset"] or "folder")
+        config = dict(dataset=run["dataset"], data_dir=str(run["data_dir"]) if run["data_dir"] else None,
+                      folder=run["folder"], **{k: run[k] for k in RUN_DEFAULTS},
+                      corrupted=[data.train.names[i] for i in corrupted], recipe=self.recipe,
+                      options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
+        self.data, self.net, self.mean, self.std, self.corrupted = data, net, mean, std, len(corrupted)
+        return Prepared(net, train_loader, val_loader, self.task, cfg, meta, config, reported=self.reported)
+
+    def _data(self) -> tuple[SegData, list[int]]:
+        """The run's seeded splits, and which training masks were corrupted on purpose."""
+        run = self.run
+        data = load_data(run["dataset"], run["data_dir"], run["folder"], self.opts["size"], run["val_fraction"],
+                         run["test_fraction"], run["split_seed"])
+        if run["corrupt_fraction"] <= 0:
+            return data, []
+        data.train.masks, corrupted = corrupt_masks(data.train.masks, run["corrupt_fraction"], run["corrupt_mode"],
+                                                    run["split_seed"])
+        return data, corrupted
+
+    def _criterion(self, data: SegData) -> LossFn:
+        """The loss the options name (by default BCE for two classes, else CE), weighted as asked."""
+        opts = self.opts
+        self.class_weights = _class_weights(opts["class_weights"], data)
+        self.pos_weight = _pos_weight(opts["pos_weight"], data)
+        self.loss_name = opts["loss"] or ("bce" if data.num_classes == 2 else "ce")
+        return build_loss(self.loss_name, IGNORE, self.class_weights, self.pos_weight, opts["focal_gamma"],
+                          opts["tversky_alpha"], opts["tversky_beta"])
+
+    def _loaders(self, data: SegData, mean, std) -> tuple[SegLoader, SegLoader | None]:
+        """Training batches (crops, augmentation, focus) and, when validating each epoch, val batches."""
+        opts, cfg = self.opts, self.cfg
+        device = cfg.resolved_device()
+        train = SegLoader(data.train, cfg.batch_size, mean, std, shuffle=True, augment=_augment(opts["augment"]),
+                          crop=opts["crop"], device=device, seed=cfg.seed, repeat=opts["repeat"], focus=opts["focus"],
+                          samples=opts["samples"])
+        if data.val is None or not len(data.val) or not opts["epoch_val"]:
+            return train, None
+        return train, SegLoader(data.val, opts["eval_batch_size"], mean, std, device=device)
+
+    def report(self, model: nn.Module, history: list[dict]) -> dict:
+        """Held-out and training-image scores with the chosen inference settings, stored in the
+        reported checkpoint for predict and evaluate."""
+        data, opts, run, out = self.data, self.opts, self.run, self.out
+        device = self.cfg.resolved_device()
+        held_out = data.test if self.split == "test" else data.val
+        inference, choice = _choose_inference(model, data, self.mean, self.std, device, opts, self.split == "test")
+        bs = opts["eval_batch_size"]
+        result = evaluate_set(model, held_out, self.mean, self.std, data.classes, device, inference, bs,
+                              out / "predictions.png")
+        train_scores = evaluate_set(model, _spread(data.train, opts["train_eval_images"]), self.mean, self.std,
+                                    data.classes, device, inference, bs)
+        _store_inference(out / self.reported, inference)
+        return {
+            "split": self.split, "checkpoint": self.reported, **result,
+            "train": {k: v for k, v in train_scores.items() if k != "confusion_matrix"}, "threshold_choice": choice,
+            "loss_name": self.loss_name, "class_weights": self.class_weights, "pos_weight": self.pos_weight,
+            "noisy": {"drop": run["noisy_drop"], "warmup": run["noisy_warmup"], "images_dropped": self.task.dropped,
+                      "corrupt_fraction": run["corrupt_fraction"], "corrupt_mode": run["corrupt_mode"],
+                      "corrupted": self.corrupted},
+            "sizes": {s: len(getattr(data, s)) if getattr(data, s) is not None else 0
+                      for s in ("train", "val", "test")},
+            "pretrained_loaded": getattr(self.net, "pretrained_loaded", None), "recipe": self.recipe,
+            "train_seconds": round(sum(r["seconds"] for r in history), 2),
+            "cpu_seconds": round(time.process_time() - self.cpu_started, 2), "threads": torch.get_num_threads(),
+        }
 
 
 def _normalization(net: nn.Module, data: SegData) -> tuple[tuple[float, ...], tuple[float, ...]]:

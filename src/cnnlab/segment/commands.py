@@ -128,7 +128,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ssub = seg.add_subparsers(dest="segment_command", metavar="<segment command>", required=True)
 
     p = ssub.add_parser("train", help="train a segmentation model and write a run folder",
-                        description="Options left out come from the dataset's recipe (cnnlab.segment.api.RECIPES).")
+                        description="Options left out come from the dataset's recipe (cnnlab.segment.recipes.RECIPES).")
     p.add_argument("--dataset", help="preset: camvid, isbi2012, dc1000, carla (or give --images/--masks/--classes)")
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>)")
     add_groups(p, (_FOLDER, *_TRAIN_GROUPS))

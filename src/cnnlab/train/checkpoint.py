@@ -1,5 +1,8 @@
 """Checkpoints: plain dicts of tensors and JSON-able values, written atomically.
 
+This module saves and loads them and builds no model (that needs the model registry, which sits
+above the engine: see ``cnnlab.runs.restore``).
+
 Plain dicts load with ``torch.load(weights_only=True)`` (no pickled code runs on load), and a
 checkpoint is written to a temporary file in the same folder and renamed over the old one, so a
 crash mid-write never leaves a truncated ``last.ckpt`` behind.
@@ -9,15 +12,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import atomic_path
-
-T = TypeVar("T")
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
@@ -85,40 +85,6 @@ def load_weights(model: nn.Module, state_dict: object, path: str | Path, holds: 
         raise CnnlabError(f"checkpoint {path}: its weights do not fit {who}: {detail}") from None
 
 
-def load_classifier_checkpoint(path: str | Path) -> dict:
-    """A checkpoint's dict, refusing a segmentation checkpoint with the command that takes it."""
-    ckpt = load_checkpoint(path)
-    if ckpt.get("task") == "segmentation":
-        raise CnnlabError(f"checkpoint {path} holds a segmentation model ({ckpt.get('model')}); "
-                          f"use it with `cnnlab segment evaluate|predict`")
-    return ckpt
-
-
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a trained classifier from its checkpoint; returns ``(model in eval mode, meta)``.
-
-    ``meta`` holds what the model needs to be used: ``model``, ``model_kwargs``, ``classes``,
-    ``mean``, ``std``, ``input_size`` (C, H, W). A one-output (sigmoid, ``--loss bce``) binary model
-    comes back behind ``TwoClassLogits``, so it gives two logits like every other classifier.
-    """
-    from cnnlab.models import create_model
-    from cnnlab.models.layers import TwoClassLogits
-
-    ckpt = load_classifier_checkpoint(path)
-    check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"),
-               "classifier")
-    kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
-        else dict(ckpt["model_kwargs"])
-    outputs = ckpt.get("outputs", len(ckpt["classes"]))
-    model = build_from_checkpoint(path, ckpt["model"], lambda: create_model(
-        ckpt["model"], num_classes=outputs, in_chans=ckpt["input_size"][0], **kwargs))
-    load_weights(model, ckpt["state_dict"], path, describe(ckpt), describe(ckpt))
-    if outputs == 1:
-        model = nn.Sequential(model, TwoClassLogits())
-    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng", "loader")}
-    return model.to(device).eval(), meta
-
-
 def describe(meta: dict) -> str:
     """``simple-cnn {'width': 8}``: a model as a checkpoint or run names it."""
     kwargs = meta.get("model_kwargs") or {}
@@ -128,43 +94,3 @@ def describe(meta: dict) -> str:
 def _identity(meta: dict) -> str:
     """The model name and arguments, compared by value (key order, tuples vs JSON lists aside)."""
     return json.dumps([meta.get("model"), meta.get("model_kwargs") or {}], sort_keys=True, default=str)
-
-
-def check_meta(path: str | Path, ckpt: dict, required: tuple[str, ...], what: str) -> None:
-    """The settings a model is rebuilt from are there and have the types they must have (a
-    hand-edited or foreign file fails here, in one line, not inside a model constructor)."""
-    missing = [k for k in required if k not in ckpt]
-    if missing:
-        raise CnnlabError(f"checkpoint {path} has no {', '.join(map(repr, missing))}: not a cnnlab {what} checkpoint")
-    rules = {"model": str, "model_kwargs": dict, "classes": list, "mean": list, "std": list, "input_size": list,
-             "in_chans": int}
-    for key, kind in rules.items():
-        if key in ckpt and not isinstance(ckpt[key], (kind, tuple) if kind is list else kind):
-            raise CnnlabError(f"checkpoint {path}: {key!r} is a {type(ckpt[key]).__name__}, expected a {kind.__name__}")
-    size = ckpt.get("input_size")
-    if size is not None and (len(size) != 3 or not all(isinstance(v, int) and v > 0 for v in size)):
-        raise CnnlabError(f"checkpoint {path}: input_size {size} is not three positive integers (C, H, W)")
-    if "in_chans" in ckpt and ckpt["in_chans"] < 1:
-        raise CnnlabError(f"checkpoint {path}: in_chans {ckpt['in_chans']} is not a channel count")
-    if "classes" in ckpt and len(ckpt["classes"]) < (2 if what == "segmentation" else 1):
-        raise CnnlabError(f"checkpoint {path}: too few class names ({ckpt['classes']})")
-
-
-def build_from_checkpoint(path: str | Path, name: str, build: Callable[[], T]) -> T:
-    """``build()`` (a registry lookup or a model), with a model the registry cannot make from the
-    file's settings reported as one line naming the file."""
-    try:
-        return build()
-    except CnnlabError as exc:
-        raise CnnlabError(f"checkpoint {path}: {exc}") from None
-    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise CnnlabError(f"checkpoint {path}: model {name!r} cannot be built from its settings "
-                          f"({type(exc).__name__}: {exc})") from None
-
-
-def pixel_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """A checkpoint's classifier taking [0, 1] pixel images (normalization inside the model)."""
-    from cnnlab.models.layers import Normalize
-
-    model, meta = load_classifier(path, device)
-    return nn.Sequential(Normalize(meta["mean"], meta["std"]), model).to(device).eval(), meta

@@ -47,7 +47,8 @@ def sharpness(prob: torch.Tensor, true: torch.Tensor) -> float:
 @torch.no_grad()
 def probabilities(checkpoint, images: torch.Tensor, mean, std) -> torch.Tensor:
     """P(cell) per pixel from a binary segmentation checkpoint (one logit channel)."""
-    from cnnlab.segment.api import infer, load_segmenter
+    from cnnlab.runs.restore import load_segmenter
+    from cnnlab.segment.inference import infer
 
     model, _ = load_segmenter(checkpoint)
     x = (images.float() / 255 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)

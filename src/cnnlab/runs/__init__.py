@@ -1,0 +1,1 @@
+"""What every training command does once: run folders, their config and checkpoint schema, restoring."""
