@@ -92,7 +92,7 @@ _FOLDER = OptionGroup("a folder of images and masks (instead of --dataset)", (
     Option("--mask-suffix", dict(default="", help="mask stem = image stem + this (e.g. _mask)")),
 ))
 
-# what train_segmenter takes besides TrainConfig fields (left out: the recipe's; see segment.api.RECIPES)
+# what train_segmenter takes besides TrainConfig fields (left out: the recipe's; see segment.recipes.RECIPES)
 _SEGMENTER = OptionGroup("segmenter and data", (
     Option("--model", dict(help="unet, resunet, mobilenetv2-unet or efficientnet-lite0-unet")),
     Option("--model-kwargs", dict(type=json_object,
