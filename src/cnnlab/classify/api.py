@@ -26,7 +26,7 @@ from torchmetrics.functional.classification import (
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
-from cnnlab.data.imagefolder import read_image
+from cnnlab.data.images import load_image
 from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import read_json, write_json
@@ -337,12 +337,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     if out_dir is not None:
         write_json(out_dir / "eval_metrics.json", metrics)
     return metrics
-
-
-def load_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
-    """Read any image file as a uint8 ``C x H x W`` tensor with the model's channels and size."""
-    arr = read_image(path, channels, (size[0], size[1]))
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int = 3, device: str = "auto") -> list[dict]:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.data.images import to_rgb
 
 PAGE = Path(__file__).with_name("page.html")
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # Shap-CAM takes minutes per image on a CPU: not interactive
@@ -69,7 +70,7 @@ def _top(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[list]:
 
 @dataclass
 class ClassifierDemo:
-    """Top-5, CAM and FGSM for a classifier on [0, 1] pixels (``explain.source.PixelClassifier``)."""
+    """Top-5, CAM and FGSM for a classifier on [0, 1] pixels (``runs.sources.PixelClassifier``)."""
 
     model: nn.Module
     classes: list[str]
@@ -115,12 +116,12 @@ class ClassifierDemo:
         probs = self.predict(adv)
         diff = (adv - x)[0]
         shown = (diff / (2 * eps) + 0.5) if eps > 0 else torch.full_like(diff, 0.5)
-        return {"eps": eps, "adversarial": png_uri(_hwc(adv[0])), "perturbation": png_uri(_hwc(shown)),
+        return {"eps": eps, "adversarial": png_uri(to_rgb(adv[0])), "perturbation": png_uri(to_rgb(shown)),
                 "adversarial_top": _top(probs, self.classes), "flipped": bool(probs.argmax() != label[0])}
 
     def analyze(self, image: np.ndarray, method: str, eps: float) -> dict:
         x = self.pixels(image)
-        return {"task": self.task, "input": png_uri(_hwc(x[0])), "top": _top(self.predict(x), self.classes),
+        return {"task": self.task, "input": png_uri(to_rgb(x[0])), "top": _top(self.predict(x), self.classes),
                 **self.cam(image, method), **self.fgsm(image, eps)}
 
 
@@ -157,16 +158,11 @@ class SegmenterDemo:
         return {"task": self.task, "input": png_uri(rgb), "overlay": png_uri(painted), "legend": legend}
 
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
-    arr = image.detach().clamp(0, 1).numpy().transpose(1, 2, 0)
-    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
-
-
 def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
               device: str = "cpu") -> ClassifierDemo | SegmenterDemo:
     """The demo of a classifier checkpoint, a segmenter checkpoint, or a named model (default
     ``efficientnet-lite0-imagenet``, offline ImageNet weights)."""
-    from cnnlab.explain.source import load_model
+    from cnnlab.runs.sources import load_model
 
     if checkpoint is not None and model is not None:
         raise CnnlabError("give --checkpoint or --model, not both")
