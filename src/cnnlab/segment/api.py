@@ -23,7 +23,8 @@ from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input, get_entry
 from cnnlab.report import hooks, plots
-from cnnlab.segment.augment import JointAugment, SegLoader
+from cnnlab.data.augment import JointAugment
+from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
 from cnnlab.segment.inference import Inference, evaluate_set, infer
 from cnnlab.segment.losses import build_loss, median_frequency_weights
