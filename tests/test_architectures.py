@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.models import create_model, get_entry, list_models
-from cnnlab.models.complexity import count_macs, count_params, model_complexity
+from cnnlab.analysis.complexity import count_macs, count_params, model_complexity
 from cnnlab.models.efficientnet import ALPHA, BETA, GAMMA, compound_scale
 from cnnlab.models.layers import BasicBlock, SqueezeExcite
 from cnnlab.models.mobilenet import mobilenet_v2_encoder

@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
 from cnnlab.labs.common import lab_data, resized, train_seeds, versus
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.efficientnet import ALPHA, BETA, GAMMA, scale_repeats
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, make_divisible
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
 from cnnlab.labs.common import as_float, background, lab_data, predict, shift, spread, train_seeds, versus
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.local import LocallyConnected2d
 from cnnlab.scratch.conv import conv_output_size
 

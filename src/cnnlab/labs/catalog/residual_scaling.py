@@ -24,7 +24,7 @@ from torch import nn
 from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
 from cnnlab.labs.common import as_float, lab_data, resized, train_small
 from cnnlab.models import create_model
-from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.layers import ScaledResidual
 from cnnlab.core.seeding import seed_everything
 

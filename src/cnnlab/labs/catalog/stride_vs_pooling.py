@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.labs.frame import LabContext, LabResult, markdown_table, register_lab
 from cnnlab.labs.common import (as_float, background, lab_data, predict, shift, train_seeds, train_step_seconds,
                                 spread, versus)
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.layers import ClassifierHead, ConvBNAct
 
 KINDS = ("strided", "maxpool", "avgpool")
