@@ -24,13 +24,13 @@ import torch
 from torch import Tensor
 
 from cnnlab.data.base import channel_stats, data_root
+from cnnlab.data.catalog import MASK_FORMATS
 from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, warn_files, read_image
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import did_you_mean
 from cnnlab.data.registry import DATASETS, DatasetEntry
 
 IGNORE = 255
-MASK_FORMATS = ("auto", "index", "binary", "palette", "red")
 RAW_MASK_MODES = ("L", "P", "RGB", "I", "F")  # read as stored; other modes are converted to RGB first
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 

@@ -5,6 +5,8 @@ import argparse
 
 from cnnlab.cli.types import (comma_list, device, float_range, fraction, json_list, json_object, nonneg_float,
                              nonneg_int, positive_float, positive_int, probability, seed, word_or)
+from cnnlab.data.catalog import MASK_FORMATS, SEGMENTATION_DATASETS
+from cnnlab.models.catalog import SEGMENTATION_MODELS
 
 class_weights = word_or(("median-frequency",), comma_list(nonneg_float))
 pos_weight = word_or(("balanced", "sqrt"), positive_float)
@@ -97,15 +99,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = ssub.add_parser("train", help="train a segmentation model and write a run folder",
                         description="Options left out come from the dataset's recipe (cnnlab.segment.api.RECIPES).")
-    p.add_argument("--dataset", help="preset: camvid, isbi2012, dc1000, carla (or give --images/--masks/--classes)")
+    p.add_argument("--dataset", help=f"preset: {', '.join(SEGMENTATION_DATASETS)} (or give --images/--masks/--classes)")
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>)")
     p.add_argument("--images", help="folder of images (paired with --masks by file stem)")
     p.add_argument("--masks", help="folder of masks")
     p.add_argument("--classes", help="comma-separated class names, e.g. background,road,car")
-    p.add_argument("--mask-format", default="auto", choices=["auto", "index", "binary", "palette", "red"])
+    p.add_argument("--mask-format", default="auto", choices=MASK_FORMATS)
     p.add_argument("--palette", type=json_list, help='JSON list of RGB colours, one per class, e.g. "[[0,0,0],[128,64,128]]"')
     p.add_argument("--mask-suffix", default="", help="mask stem = image stem + this (e.g. _mask)")
-    p.add_argument("--model", help="unet, resunet, mobilenetv2-unet or efficientnet-lite0-unet")
+    p.add_argument("--model", help=", ".join(SEGMENTATION_MODELS))
     p.add_argument("--model-kwargs", type=json_object, help='JSON, e.g. \'{"width": 64, "depth": 4, "up": "bilinear"}\'')
     p.add_argument("--no-skips", action="store_true",
                    help="the same U-Net without skip connections (what the skips add: 000 Q8)")
