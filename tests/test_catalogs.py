@@ -73,6 +73,7 @@ def test_registry_suggests_close_names_and_refuses_a_name_twice():
     with pytest.raises(ValueError, match="'red' is registered twice"):
         reg.register("red", 3)
     assert did_you_mean("xyz", ["red", "green"]) == ""
+    assert did_you_mean("gren", ["red", "green"], show=str.upper) == " Did you mean: GREEN?"
 
 
 def test_model_and_dataset_registries_share_the_error_line():

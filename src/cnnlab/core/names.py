@@ -14,10 +14,14 @@ from cnnlab.core.errors import CnnlabError
 T = TypeVar("T")
 
 
-def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
-    """``" Did you mean: a, b?"`` with the known names closest to ``name``, or ``""`` when none is close."""
+def did_you_mean(name: str, known: Iterable[str], n: int = 3, cutoff: float = 0.6,
+                 show: Callable[[str], str] = str) -> str:
+    """``" Did you mean: a, b?"`` with the known names closest to ``name``, or ``""`` when none is close.
+
+    ``show`` writes a match as the user should type it (matched lowercased, shown in its own case, say).
+    """
     close = difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
+    return f" Did you mean: {', '.join(map(show, close))}?" if close else ""
 
 
 class Registry(Generic[T]):

@@ -12,7 +12,6 @@ Their images come from :mod:`cnnlab.data.images`.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import did_you_mean
 from cnnlab.models.pixel import pixel_wrap
 
 DEFAULT_MODEL = "efficientnet-lite0-imagenet"
@@ -65,8 +65,7 @@ def _torchvision(arch: str, device: str, pretrained: bool) -> PixelClassifier:
     try:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
     except (ValueError, KeyError) as exc:
-        close = difflib.get_close_matches(arch, torchvision.models.list_models(torchvision.models), n=3)
-        hint = f" Did you mean: {', '.join('torchvision:' + c for c in close)}?" if close else ""
+        hint = did_you_mean(arch, torchvision.models.list_models(torchvision.models), show="torchvision:{}".format)
         raise CnnlabError(f"--model torchvision:{arch}: not a torchvision classifier.{hint}") from exc
     try:
         net = torchvision.models.get_model(arch, weights=weights if pretrained else None)
@@ -89,7 +88,6 @@ def resolve_class(name: str | int, classes: Sequence[str], what: str = "--target
     key = str(name).strip().lower()
     if key in lowered:
         return lowered.index(key)
-    close = difflib.get_close_matches(key, lowered, n=5, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(classes[lowered.index(c)] for c in close)}?" if close else ""
+    hint = did_you_mean(key, lowered, n=5, show=lambda c: classes[lowered.index(c)])
     raise CnnlabError(f"{what} {name!r} is not one of the model's {len(classes)} classes.{hint}")
 
