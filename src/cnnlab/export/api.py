@@ -213,13 +213,12 @@ def load_exported(path: str | Path, threads: int | None = None) -> ExportedModel
 def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 3) -> list[dict]:
     """``cnnlab predict --backend onnx``: top-k classes per image file from an exported classifier."""
     from cnnlab.classify.api import top_classes
-    from cnnlab.data.images import load_image
+    from cnnlab.data.images import load_images
 
     model = load_exported(path)
     if model.meta.get("task") != "classification":
         raise CnnlabError(f"{path}: not an exported cnnlab classifier (export one with `cnnlab export CKPT`)")
-    c, h, w = model.meta["input_size"]
-    images = np.stack([load_image(f, c, (h, w)).numpy() for f in files]).astype(np.float32) / 255
+    images = load_images(files, model.meta["input_size"]).numpy()
     # a graph exported without --dynamic-batch takes one image at a time
     logits = model(images) if model.meta.get("dynamic_batch") else np.concatenate([model(x[None]) for x in images])
     probs = torch.from_numpy(logits).float().softmax(1)
