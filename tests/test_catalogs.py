@@ -86,3 +86,13 @@ def test_model_and_dataset_registries_share_the_error_line():
         load_dataset("digit")
     entry, args = get_entry("transfer:resnet18")
     assert entry.name == "transfer:" and args == ("resnet18",)
+
+
+@pytest.mark.parametrize("package", ["cnnlab.data", "cnnlab.models"])
+def test_every_lazy_export_resolves_to_its_module(package):
+    import importlib
+
+    pkg = importlib.import_module(package)
+    for name in pkg.__all__:
+        value = getattr(pkg, name)
+        assert getattr(value, "__name__", name) == name and name in dir(pkg), (package, name)
