@@ -214,10 +214,10 @@ def init_weights(net: torch.nn.Module, checkpoint: str | Path) -> None:
 
 def robust_test_accuracy(model, splits: DatasetSplits, cfg: TrainConfig) -> float:
     """Test accuracy under the training attack (``cfg.adversarial``), beside the clean ``test_accuracy``."""
-    from cnnlab.models.layers import Normalize
+    from cnnlab.models.pixel import pixel_wrap
 
     device = cfg.resolved_device()
-    pixel = torch.nn.Sequential(Normalize(tuple(splits.mean), tuple(splits.std)), model).to(device).eval()
+    pixel = pixel_wrap(model, splits.mean, splits.std).to(device)
     images = splits.test.images.to(device).float() / 255
     return robust_accuracy(pixel, images, splits.test.labels.to(device), cfg.adversarial, seed=cfg.seed)
 
