@@ -28,12 +28,12 @@ class DatasetEntry:
     task: str = "classification"  # or "segmentation" (its loader returns SegData)
 
 
-def _load_builtin() -> None:
+def _register_all() -> None:
     import cnnlab.data.builtin  # noqa: F401  (registers the built-in datasets)
     import cnnlab.data.segmentation  # noqa: F401  (registers the segmentation presets)
 
 
-DATASETS: Registry[DatasetEntry] = Registry("dataset", _load_builtin)
+DATASETS: Registry[DatasetEntry] = Registry("dataset", _register_all)
 
 
 def register_dataset(name: str, description: str, needs_files: bool = True) -> Callable[[Loader], Loader]:
