@@ -29,7 +29,7 @@ from torch import nn
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.images import to_rgb
-from cnnlab.explain.commands import METHOD_NAMES
+from cnnlab.explain.catalog import METHOD_NAMES
 
 PAGE = Path(__file__).with_name("page.html")
 CAM_METHODS = tuple(m for m in METHOD_NAMES if m != "shapcam")  # Shap-CAM takes minutes per image on a CPU

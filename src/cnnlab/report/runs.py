@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.explain.commands import METHOD_NAMES
+from cnnlab.explain.catalog import METHOD_NAMES
 
 CAM_SUFFIXES = tuple(f"_{method}" for method in METHOD_NAMES)  # explain writes <image>_<method>.png
 
