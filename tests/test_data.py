@@ -206,3 +206,14 @@ def test_single_images_read_files_and_skimage_photos_alike(tmp_path):
         load_image("skimage:nosuch", 3)
     with pytest.raises(CnnlabError, match="missing.png: no such image file"):
         load_image(tmp_path / "missing.png", 3)
+
+
+def test_decode_cache_writes_are_atomic(tmp_path):
+    from cnnlab.core.fileio import save_torch
+
+    target = save_torch(tmp_path / "c.pt", {"images": torch.arange(3)})
+    assert torch.equal(torch.load(target, weights_only=True)["images"], torch.arange(3))
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        save_torch(tmp_path / "c.pt", {"bad": lambda: 0})  # cannot be pickled: fails mid-write
+    assert torch.equal(torch.load(target, weights_only=True)["images"], torch.arange(3))  # the old file stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left
