@@ -30,6 +30,7 @@ from torch import nn
 from cnnlab.core.errors import CnnlabError
 from cnnlab.data.images import to_rgb
 from cnnlab.explain.catalog import METHOD_NAMES
+from cnnlab.runs.sources import PixelClassifier, load_model
 
 PAGE = Path(__file__).with_name("page.html")
 CAM_METHODS = tuple(m for m in METHOD_NAMES if m != "shapcam")  # Shap-CAM takes minutes per image on a CPU
@@ -70,13 +71,9 @@ def _top(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[list]:
 
 
 @dataclass
-class ClassifierDemo:
-    """Top-5, CAM and FGSM for a classifier on [0, 1] pixels (``runs.sources.PixelClassifier``)."""
+class ClassifierDemo(PixelClassifier):
+    """Top-5, CAM and FGSM for a pixel classifier (whatever its source: checkpoint, offline or torchvision)."""
 
-    model: nn.Module
-    classes: list[str]
-    input_size: tuple[int, int, int]
-    name: str
     task: str = "classification"
 
     def pixels(self, image: np.ndarray) -> torch.Tensor:
@@ -163,8 +160,6 @@ def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
               device: str = "cpu") -> ClassifierDemo | SegmenterDemo:
     """The demo of a classifier checkpoint, a segmenter checkpoint, or a named model (default
     ``efficientnet-lite0-imagenet``, offline ImageNet weights)."""
-    from cnnlab.runs.sources import load_model
-
     if checkpoint is not None and model is not None:
         raise CnnlabError("give --checkpoint or --model, not both")
     if checkpoint is not None:
@@ -175,8 +170,7 @@ def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
 
             net, meta = load_segmenter(checkpoint, device)
             return SegmenterDemo(net, meta, str(checkpoint))
-    pc = load_model(model, checkpoint, device)
-    return ClassifierDemo(pc.model, pc.classes, tuple(pc.input_size), pc.name)
+    return ClassifierDemo(**vars(load_model(model, checkpoint, device)))
 
 
 def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHandler]:
