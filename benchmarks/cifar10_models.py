@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import load_dataset
-from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.zoo import zoo_model
 from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import train_config

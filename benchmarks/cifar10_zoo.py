@@ -43,7 +43,7 @@ from cnnlab.cli.types import positive_float, positive_int
 from cnnlab.classify.api import make_loaders
 from cnnlab.classify.recipes import train_config
 from cnnlab.data import DatasetSplits, load_dataset, seeded_split
-from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.zoo import zoo_models, zoo_model, zoo_resolution
 from cnnlab.report.plots import plt, save_figure
 from cnnlab.core.seeding import seed_everything

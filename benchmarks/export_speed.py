@@ -40,7 +40,7 @@ from torch import nn
 
 from cnnlab.export.api import Exportable, export_model, load_exported
 from cnnlab.models import create_model
-from cnnlab.models.layers import Normalize
+from cnnlab.models.pixel import pixel_wrap
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
 
@@ -86,7 +86,7 @@ def dataset_images(name: str, n: int, size: tuple[int, int], channels: int) -> t
 
 def cases(smoke: bool):
     """``(name, Exportable, images, image source)`` for each model of the table."""
-    from cnnlab.explain.source import load_model
+    from cnnlab.runs.sources import load_model
 
     n = 4 if smoke else 64
     torch.manual_seed(0)
@@ -110,8 +110,7 @@ def cases(smoke: bool):
 
 
 def _pixels(net: nn.Module, mean, std, task: str, input_size: list[int]) -> Exportable:
-    module = nn.Sequential(Normalize(mean, std), net).eval()
-    return Exportable(module, dict(task=task, classes=[], input_size=input_size, model=type(net).__name__,
+    return Exportable(pixel_wrap(net, mean, std), dict(task=task, classes=[], input_size=input_size, model=type(net).__name__,
                                    source="seeded random initialisation"))
 
 

@@ -26,7 +26,8 @@ import torch
 def models():
     import torchvision
 
-    from cnnlab.explain.source import load_model, pixel_wrap
+    from cnnlab.models.pixel import pixel_wrap
+    from cnnlab.runs.sources import load_model
 
     lite = load_model("efficientnet-lite0-imagenet").model
     yield "efficientnet-lite0", lite, "net.0", lite.net[0]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.models import create_model, get_entry, list_models
-from cnnlab.models.complexity import count_macs, count_params, model_complexity
+from cnnlab.analysis.complexity import count_macs, count_params, model_complexity
 from cnnlab.models.efficientnet import ALPHA, BETA, GAMMA, compound_scale
 from cnnlab.models.layers import BasicBlock, SqueezeExcite
 from cnnlab.models.mobilenet import mobilenet_v2_encoder
@@ -272,3 +272,16 @@ def test_resnext29_residual_branches_start_at_zero_so_each_block_is_its_shortcut
     plain = create_model("resnet18", num_classes=10)  # resnet18 keeps random branches (its measured zoo row)
     block = [m for m in plain.modules() if isinstance(m, ResidualBlock)][0]
     assert not torch.equal(block(x), torch.relu(block.shortcut(x)))
+
+
+def test_pixel_wrap_normalises_then_runs_the_model_in_eval_mode():
+    from cnnlab.models.pixel import pixel_wrap
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5)).train()
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    wrapped = pixel_wrap(net, mean, std)
+    x = torch.rand(2, 3, 8, 8)
+    expected = net((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    assert not wrapped.training and not net.training  # running statistics, no dropout
+    torch.testing.assert_close(wrapped(x), expected)
+    assert [n for n, _ in wrapped.named_children()] == ["normalize", "net"] and "net.1" in dict(wrapped.named_modules())

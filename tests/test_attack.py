@@ -13,7 +13,7 @@ from cnnlab.attack.attacks import fgsm, ifgsm, pgd
 from cnnlab.attack.sweep import accuracy_vs_eps, iterative_targeted, min_flip_eps, min_targeted_eps, predict
 from cnnlab.cli.main import main
 from cnnlab.core.errors import CnnlabError
-from cnnlab.explain.source import pixel_wrap
+from cnnlab.models.pixel import pixel_wrap
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -150,7 +150,7 @@ def digits_run(tmp_path_factory):
 
 def test_sweep_clean_accuracy_matches_training_and_pgd_is_at_least_as_strong(digits_run):
     from cnnlab.attack.api import checkpoint_test_set
-    from cnnlab.explain.source import load_model
+    from cnnlab.runs.sources import load_model
 
     out, metrics = digits_run
     pc = load_model(checkpoint=out / "best.ckpt")

@@ -186,3 +186,34 @@ def test_decoded_images_are_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(imagefolder, "_decode", no_decoding)
     second = load_dataset("imagefolder", tmp_path, val_fraction=0)
     assert torch.equal(first.train.images, second.train.images)
+
+
+def test_single_images_read_files_and_skimage_photos_alike(tmp_path):
+    from cnnlab.data.images import load_image, load_images, skimage_photo, to_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    assert torch.equal(load_image(tmp_path / "a.png", 3), torch.from_numpy(rgb).permute(2, 0, 1))
+    assert load_image(tmp_path / "a.png", 1, (6, 8)).shape == (1, 6, 8)
+    chelsea = load_image("skimage:chelsea", 3)
+    assert chelsea.dtype == torch.uint8 and chelsea.shape == (3, *skimage_photo("chelsea", 3).shape[:2])
+    batch = load_images([tmp_path / "a.png", "skimage:camera"], (3, 5, 7))
+    assert batch.shape == (2, 3, 5, 7) and batch.dtype == torch.float32 and 0 <= batch.min() and batch.max() <= 1
+    assert torch.equal(batch[1, 0], batch[1, 2])  # a grey photo asked in RGB: three equal channels
+    grey = torch.rand(1, 4, 5)
+    assert to_rgb(grey).shape == (4, 5, 3) and np.array_equal(to_rgb(grey)[..., 2], grey[0].numpy())
+    with pytest.raises(CnnlabError, match="skimage:nosuch: not an image in skimage.data"):
+        load_image("skimage:nosuch", 3)
+    with pytest.raises(CnnlabError, match="missing.png: no such image file"):
+        load_image(tmp_path / "missing.png", 3)
+
+
+def test_decode_cache_writes_are_atomic(tmp_path):
+    from cnnlab.core.fileio import save_torch
+
+    target = save_torch(tmp_path / "c.pt", {"images": torch.arange(3)})
+    assert torch.equal(torch.load(target, weights_only=True)["images"], torch.arange(3))
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        save_torch(tmp_path / "c.pt", {"bad": lambda: 0})  # cannot be pickled: fails mid-write
+    assert torch.equal(torch.load(target, weights_only=True)["images"], torch.arange(3))  # the old file stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left

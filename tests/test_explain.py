@@ -18,7 +18,8 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.explain.cam import ShapCAM, feature_layers, get_cam
 from cnnlab.explain.metrics import noise_stability, perturbation_curve, rank_correlation
 from cnnlab.explain.shapley import exact_shapley, sample_shapley
-from cnnlab.explain.source import pixel_wrap, resolve_class
+from cnnlab.models.pixel import pixel_wrap
+from cnnlab.runs.sources import resolve_class
 from cnnlab.explain.visualize import class_model
 from cnnlab.models import create_model
 from cnnlab.train.checkpoint import save_checkpoint
@@ -247,7 +248,8 @@ def test_unknown_class_name_suggests_close_names():
 
 
 def test_efficientnet_lite0_on_a_photo_matches_the_peer_and_its_map_is_faithful():
-    from cnnlab.explain.source import load_images, load_model
+    from cnnlab.data.images import load_images
+    from cnnlab.runs.sources import load_model
 
     pc = load_model()  # offline ImageNet weights
     x = load_images(["skimage:chelsea"], pc.input_size)
@@ -304,7 +306,7 @@ def test_cli_explain_compare_and_bad_input(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_torchvision_models_by_name_with_imagenet_class_names():
-    from cnnlab.explain.source import load_model
+    from cnnlab.runs.sources import load_model
 
     pc = load_model("torchvision:resnet18", pretrained=False)
     assert len(pc.classes) == 1000 and pc.classes[130] == "flamingo" and pc.input_size == (3, 224, 224)
@@ -396,7 +398,8 @@ def test_cli_lab_cam_robustness_trains_both_models_and_writes_files_that_parse(t
 
 
 def test_cli_visualize_compare_attack_writes_figure_and_json(tiny_checkpoint, tmp_path, capsys):
-    from cnnlab.explain.source import load_images, load_model
+    from cnnlab.data.images import load_images
+    from cnnlab.runs.sources import load_model
 
     ckpt, image = tiny_checkpoint
     pc = load_model(checkpoint=ckpt)

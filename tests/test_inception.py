@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnlab.models import create_model
-from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.layers import ScaledResidual
 from tests.test_architectures import _meta, _one_thread  # noqa: F401  (one thread, meta-device builds)
 

@@ -18,7 +18,7 @@ from cnnlab.labs.catalog.depthwise_separable import GRID, conv_weights, ratios
 from cnnlab.labs.catalog.dilation import (footprint_stats, formula_field, gradient_footprint, output_size_check,
                                   summary_field)
 from cnnlab.labs.catalog.unet_skips import boundary_f1, edges
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.layers import DepthwiseSeparable, InceptionModule
 from cnnlab.scratch.conv import conv_output_size
 

@@ -243,7 +243,7 @@ def test_cli_lists_recipes_and_validates_new_options(capsys):
 
 
 def test_zoo_is_every_scratch_classifier_and_each_fits_32_pixels():
-    from cnnlab.models.complexity import count_macs
+    from cnnlab.analysis.complexity import count_macs
 
     assert set(zoo_models()) == {
         "dilated-cnn", "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "googlenet",

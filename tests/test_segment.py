@@ -16,7 +16,8 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.models import create_model, list_models
 from cnnlab.models import mobilenet_unet
 from cnnlab.segment.api import infer, predict_masks, train_segmenter
-from cnnlab.segment.augment import JointAugment, SegLoader
+from cnnlab.data.augment import JointAugment
+from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.data.segmentation import IGNORE, SegSet, load_segmentation, pair_files, read_mask
 from cnnlab.segment.losses import build_loss
 from cnnlab.segment.metrics import SegmentationMetrics, confusion_matrix, scores

@@ -15,7 +15,7 @@ from cnnlab.models import create_model
 from cnnlab.models.efficientnet_unet import EfficientNetLite0UNet
 from cnnlab.segment.api import evaluate_segmenter, predict_masks, train_segmenter
 from cnnlab.segment.recipes import device_kind, recipe
-from cnnlab.segment.augment import SegLoader
+from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.data.segmentation import SegSet
 from cnnlab.segment.inference import infer
 from cnnlab.segment.metrics import ThresholdSearch, confusion_matrix, predict_classes, scores

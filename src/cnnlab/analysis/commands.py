@@ -1,4 +1,4 @@
-"""CLI: ``cnnlab summary MODEL --input C,H,W`` and ``cnnlab fuse MODEL``."""
+"""CLI: ``cnnlab summary MODEL --input C,H,W``, ``cnnlab fuse MODEL`` and ``cnnlab models`` (the registry's costs)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,13 @@ from cnnlab.cli.types import positive_int, seed
 
 MODEL_HELP = ("a cnnlab model name (cnnlab models), a torchvision name (resnet18, torchvision:vgg11), "
               "path/to/file.py:ClassName (no-argument constructor) or a cnnlab checkpoint (.ckpt)")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from cnnlab.analysis.complexity import format_table, registry_complexity
+
+    rows = registry_complexity()
+    print(json.dumps(rows, indent=1) if args.format == "json" else format_table(rows))
 
 
 def _load(args: argparse.Namespace):
@@ -63,6 +70,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the registered models with params and MACs at their default input")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser(
         "summary", help="per-layer output shape, parameters, MACs and receptive field of any model",
         description="One forward at batch 1 (eval mode): every layer in execution order, including add/concat "

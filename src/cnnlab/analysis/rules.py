@@ -138,6 +138,16 @@ ELEMENTWISE_MODULES = (
 )
 
 
+def weighted_module(m: nn.Module) -> bool:
+    """Whether a module's MACs are weight multiply-adds (convolutions, linear layers): the papers' count."""
+    return isinstance(m, (_ConvNd, LocallyConnected2d, nn.Linear))
+
+
+def weighted_function(name: str) -> bool:
+    """Whether a torch function's MACs are weight multiply-adds: ``conv1d..3d``, ``conv_transpose*``, ``linear``."""
+    return name == "linear" or (name.startswith("conv") and name[-2:] in ("1d", "2d", "3d"))
+
+
 def module_rule(m: nn.Module) -> Callable[[State, Tensor, Tensor], Result] | None:
     """The rule for a leaf module, or None when cnnlab has none (the layer is then analysed
     through the torch functions it calls, or reported as unknown)."""

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import inspect
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import did_you_mean
 
 Size = tuple[int, ...]
 
@@ -60,9 +60,7 @@ def _torchvision(spec: str, input_size: Size | None, num_classes: int | None) ->
     name = spec.removeprefix("torchvision:")
     known = torchvision.models.list_models()
     if name not in known:
-        names = [e.name for e in list_models()] + known
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, [e.name for e in list_models()] + known)
         raise CnnlabError(f"unknown model {spec!r}: not a cnnlab model (`cnnlab models`), a torchvision model, "
                           f"a file.py:Class or a checkpoint.{hint}")
     if input_size is None:

@@ -48,6 +48,7 @@ class Layer:
     trainable: int
     macs: int | None  # None: unknown layer
     state: State
+    weight_macs: int = 0  # the part of macs that is conv/linear weight multiply-adds (see Summary.weight_macs)
 
 
 @dataclass
@@ -62,6 +63,12 @@ class Summary:
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers if layer.macs is not None)
+
+    @property
+    def weight_macs(self) -> int:
+        """Conv and linear multiply-adds only: the papers' FLOP columns and fvcore's conv + linear counts
+        (``cnnlab models``, the labs' cost tables); :attr:`macs` adds norms, pooling and interpolation."""
+        return sum(layer.weight_macs for layer in self.layers)
 
     @property
     def flops(self) -> int:
@@ -150,7 +157,7 @@ class _Tracer(TorchFunctionMode):
         return [(t, self.states[id(t)]) for t in _tensors(value) if id(t) in self.states]
 
     def _row(self, name: str, kind: str, outs: list[Tensor], macs: int | None, state: State,
-             module: nn.Module | None = None) -> None:
+             module: nn.Module | None = None, weight_macs: int = 0) -> None:
         params = trainable = 0
         for p in (module.parameters(recurse=False) if module is not None else ()):
             if id(p) not in self.seen:
@@ -161,7 +168,7 @@ class _Tracer(TorchFunctionMode):
             self.tag(o, state)
         self.outputs.extend(outs)
         shape = tuple(outs[0].shape[1:]) if outs else ()
-        self.layers.append(Layer(name, kind, shape, params, trainable, macs, state))
+        self.layers.append(Layer(name, kind, shape, params, trainable, macs, state, weight_macs))
 
     def _pre(self, name: str, kind: str):
         def hook(m: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -195,7 +202,7 @@ class _Tracer(TorchFunctionMode):
             self._row(name, type(m).__name__, outs, None, None, m)
             return
         macs, state = rule(union(s for _, s in ins) if ins else None, x, outs[0])
-        self._row(name, type(m).__name__, outs, macs, state, m)
+        self._row(name, type(m).__name__, outs, macs, state, m, macs if rules.weighted_module(m) else 0)
 
     def _merge(self, name: str, m: nn.Module, out: Any) -> None:
         """A leaf without a rule: one row made of the function rows recorded while it ran."""
@@ -206,7 +213,7 @@ class _Tracer(TorchFunctionMode):
         known = bool(outs) and all(id(o) in self.states for o in outs) and all(r.macs is not None for r in inner)
         macs = sum(r.macs for r in inner) if known else None
         state = union(self.states[id(o)] for o in outs) if known else None
-        self._row(name, type(m).__name__, outs, macs, state, m)
+        self._row(name, type(m).__name__, outs, macs, state, m, sum(r.weight_macs for r in inner))
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -222,7 +229,8 @@ class _Tracer(TorchFunctionMode):
             macs, state, row = rule if rule is not None else (None, None, True)
             if row:
                 owner = self.stack[-1][0] if self.stack else ""
-                self._row(f"{owner}.{name}" if owner else name, f"{name}()", outs, macs, state)
+                weight = macs if macs is not None and rules.weighted_function(name) else 0
+                self._row(f"{owner}.{name}" if owner else name, f"{name}()", outs, macs, state, weight_macs=weight)
             else:
                 for o in outs:
                     self.tag(o, state)

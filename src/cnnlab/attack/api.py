@@ -14,7 +14,8 @@ from cnnlab.attack.attacks import check_eps, fgsm, run_attack
 from cnnlab.attack.sweep import accuracy_vs_eps, min_flip_eps, predict
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import refuse_overwriting_inputs, write_json
-from cnnlab.explain.source import load_images, load_model, resolve_class
+from cnnlab.data.images import load_images
+from cnnlab.runs.sources import load_model, resolve_class
 
 
 def attack_files(images: Sequence[str], model: str | None = None, checkpoint: str | None = None,

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from cnnlab.explain.figures import to_rgb  # noqa: E402
+from cnnlab.data.images import to_rgb  # noqa: E402
 from cnnlab.report.plots import save_figure  # noqa: E402
 
 

@@ -55,12 +55,11 @@ class AdversarialBatches:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        from cnnlab.models.layers import Normalize
+        from cnnlab.models.pixel import pixel_wrap
 
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         pixels = (x * std + mean).clamp(0, 1)
-        wrapped = nn.Sequential(Normalize(tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist())),
-                                model).to(x.device)
+        wrapped = pixel_wrap(model, self.mean.flatten().tolist(), self.std.flatten().tolist()).to(x.device)
         kw = {"generator": self.generator} if self.method == "pgd" else {}
         adv = run_attack(self.method, wrapped, pixels, y, self.eps, **kw)
         return ((adv - mean) / std).detach()

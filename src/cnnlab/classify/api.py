@@ -32,7 +32,7 @@ from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
-from cnnlab.data.imagefolder import read_image
+from cnnlab.data.images import load_image
 from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input
@@ -217,10 +217,10 @@ def init_weights(net: torch.nn.Module, checkpoint: str | Path) -> None:
 
 def robust_test_accuracy(model, splits: DatasetSplits, cfg: TrainConfig) -> float:
     """Test accuracy under the training attack (``cfg.adversarial``), beside the clean ``test_accuracy``."""
-    from cnnlab.models.layers import Normalize
+    from cnnlab.models.pixel import pixel_wrap
 
     device = cfg.resolved_device()
-    pixel = torch.nn.Sequential(Normalize(tuple(splits.mean), tuple(splits.std)), model).to(device).eval()
+    pixel = pixel_wrap(model, splits.mean, splits.std).to(device)
     images = splits.test.images.to(device).float() / 255
     return robust_accuracy(pixel, images, splits.test.labels.to(device), cfg.adversarial, seed=cfg.seed)
 
@@ -324,12 +324,6 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     if out_dir is not None:
         write_json(out_dir / "eval_metrics.json", metrics)
     return metrics
-
-
-def load_image(path: str | Path, channels: int, size: Sequence[int]) -> torch.Tensor:
-    """Read any image file as a uint8 ``C x H x W`` tensor with the model's channels and size."""
-    arr = read_image(path, channels, (size[0], size[1]))
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int = 3, device: str = "auto") -> list[dict]:

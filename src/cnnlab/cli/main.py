@@ -20,7 +20,6 @@ from cnnlab.core.errors import CnnlabError
 COMMAND_MODULES = (
     "cnnlab.classify.commands",
     "cnnlab.data.commands",
-    "cnnlab.models.commands",
     "cnnlab.labs.commands",
     "cnnlab.scratch.commands",
     "cnnlab.explain.commands",

@@ -41,6 +41,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def save_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` written atomically: checkpoints and caches are never left half-written.
+
+    torch is imported here, on first save, so that the CLI's parser (which imports this module) stays torch-free.
+    """
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
 def read_json(path: str | Path, what: str = "file") -> Any:
     """A JSON file's content; a missing or malformed file is one :class:`CnnlabError` line naming it."""
     from cnnlab.core.errors import CnnlabError

@@ -6,6 +6,12 @@ index, rotations one ``affine_grid``. Presets name what suits each dataset; digi
 never flipped horizontally where that changes the class (a mirrored 2 is not a 2). Colour operations
 (negatives, channel permutations) are for data whose colours carry no class information; they work on
 0..255 pixels, which is what ``TensorLoader`` hands them even when it stores normalised images.
+
+Segmentation's :class:`JointAugment` moves image and mask together: geometry (flip, scale,
+rotation, crop position) is one affine map per sample, sampled once and applied twice with
+``grid_sample``: bilinear for the image, nearest for the mask (a blend of two labels is no label).
+Pixels the map pulls from outside the image become ``IGNORE`` in the mask, so no loss is spent on
+padding. Colour jitter touches the image only.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.data.segmentation import IGNORE
 
 
 @dataclass(frozen=True)
@@ -132,3 +139,76 @@ def get_augment(name: str | Augment, vflip: bool = False) -> Augment:
         raise CnnlabError(f"unknown augmentation {name!r}; expected one of {sorted(PRESETS)}")
     base = name if isinstance(name, Augment) else PRESETS[name]
     return replace(base, vflip=vflip or base.vflip)
+
+
+@dataclass
+class JointAugment:
+    hflip: bool = True
+    vflip: bool = False
+    scale: tuple[float, float] = (0.75, 1.5)  # zoom factor range (log-uniform); > 1 zooms in
+    rotate: float = 10.0  # maximum rotation in degrees
+    jitter: float = 0.2  # brightness/contrast/saturation factors in [1 - jitter, 1 + jitter]
+
+    @classmethod
+    def crop_only(cls) -> "JointAugment":
+        return cls(hflip=False, vflip=False, scale=(1.0, 1.0), rotate=0.0, jitter=0.0)
+
+    def affine(self, n: int, in_size: tuple[int, int], out_size: tuple[int, int], g: torch.Generator,
+               focus: Tensor | None = None) -> Tensor:
+        """``n x 2 x 3`` maps from output-crop coordinates to input coordinates (``affine_grid`` units).
+
+        In pixels: input = centre + R(angle) @ flip * (output offset from the crop centre) / scale.
+        The centre is drawn so the crop stays inside the image whenever it fits; ``focus``
+        (``n x 2`` pixel (x, y), NaN for none) puts it near a given pixel instead.
+        """
+        (H, W), (h, w) = in_size, out_size
+        u = lambda: torch.rand(n, generator=g, dtype=torch.float64)  # noqa: E731
+        lo, hi = math.log(self.scale[0]), math.log(self.scale[1])
+        s = torch.exp(lo + (hi - lo) * u())
+        angle = (2 * u() - 1) * math.radians(self.rotate)
+        fx = torch.where(u() < 0.5, -1.0, 1.0) if self.hflip else torch.ones(n, dtype=torch.float64)
+        fy = torch.where(u() < 0.5, -1.0, 1.0) if self.vflip else torch.ones(n, dtype=torch.float64)
+        room_x, room_y = (W / 2 - w / (2 * s)).clamp(min=0), (H / 2 - h / (2 * s)).clamp(min=0)
+        cx, cy = W / 2 + (2 * u() - 1) * room_x, H / 2 + (2 * u() - 1) * room_y
+        if focus is not None:  # near the focus pixel (within a quarter crop), still inside the image
+            f = focus.double()
+            fx_, fy_ = f[:, 0] + (2 * u() - 1) * w / (4 * s), f[:, 1] + (2 * u() - 1) * h / (4 * s)
+            has = ~torch.isnan(f[:, 0])
+            cx = torch.where(has, torch.maximum(torch.minimum(fx_, W / 2 + room_x), W / 2 - room_x), cx)
+            cy = torch.where(has, torch.maximum(torch.minimum(fy_, H / 2 + room_y), H / 2 - room_y), cy)
+        # whole-pixel crop offsets: without zoom or rotation a crop is then an exact copy (no blur)
+        cx = (torch.round(cx - w / (2 * s)) + w / (2 * s)).clamp(W / 2 - room_x, W / 2 + room_x)
+        cy = (torch.round(cy - h / (2 * s)) + h / (2 * s)).clamp(H / 2 - room_y, H / 2 + room_y)
+        c, sn = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack([
+            torch.stack([c * fx * w / (s * W), -sn * fy * h / (s * W), 2 * cx / W - 1], 1),
+            torch.stack([sn * fx * w / (s * H), c * fy * h / (s * H), 2 * cy / H - 1], 1)], 1)
+        return theta.float()
+
+    def colour(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """Brightness, contrast and (RGB) saturation jitter on 0..255 images."""
+        if self.jitter <= 0:
+            return x
+        n = len(x)
+
+        def factor() -> Tensor:
+            return (1 + self.jitter * (2 * torch.rand(n, 1, 1, 1, generator=g) - 1)).to(x.device)
+
+        x = x * factor()
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = (x - mean) * factor() + mean
+        if x.shape[1] == 3:
+            grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            x = (x - grey) * factor() + grey
+        return x.clamp(0, 255)
+
+    def __call__(self, x: Tensor, y: Tensor, out_size: tuple[int, int], g: torch.Generator,
+                 focus: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        theta = self.affine(len(x), x.shape[-2:], out_size, g, focus).to(x.device)
+        grid = F.affine_grid(theta, [len(x), 1, *out_size], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # shift labels by one so that 0 marks "outside the image" after zero padding
+        y = F.grid_sample((y.float() + 1).unsqueeze(1), grid, mode="nearest", padding_mode="zeros",
+                          align_corners=False)[:, 0].long()
+        y = torch.where(y == 0, IGNORE, y - 1)
+        return self.colour(x, g), y

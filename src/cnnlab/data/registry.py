@@ -1,11 +1,12 @@
 """Dataset registry: a name -> loader, plus the seeded validation (and test) split every run uses.
 
-The built-in datasets register in ``loaders.py``, imported before the first lookup (not at import
-time: ``loaders`` imports this module to register).
+The built-in datasets register in ``builtin.py`` and the segmentation presets in ``segmentation.py``,
+both imported before the first lookup (not at import time: they import this module to register).
+Every dataset has a task: ``cnnlab datasets`` lists them all, and each is loaded by its task's loader
+(:func:`load_dataset` for classification, :func:`cnnlab.data.segmentation.load_segmentation`).
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -13,6 +14,7 @@ import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, channel_stats, seeded_split
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import Registry
 
 Loader = Callable[..., DatasetSplits]
 
@@ -23,23 +25,27 @@ class DatasetEntry:
     loader: Loader
     description: str
     needs_files: bool  # False for datasets shipped inside an installed package
+    task: str = "classification"  # or "segmentation" (its loader returns SegData)
 
 
-_DATASETS: dict[str, DatasetEntry] = {}
+def _register_all() -> None:
+    import cnnlab.data.builtin  # noqa: F401  (registers the built-in datasets)
+    import cnnlab.data.segmentation  # noqa: F401  (registers the segmentation presets)
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset", _register_all)
 
 
 def register_dataset(name: str, description: str, needs_files: bool = True) -> Callable[[Loader], Loader]:
     def wrap(fn: Loader) -> Loader:
-        _DATASETS[name] = DatasetEntry(name, fn, description, needs_files)
+        DATASETS.register(name, DatasetEntry(name, fn, description, needs_files))
         return fn
 
     return wrap
 
 
 def list_datasets() -> list[DatasetEntry]:
-    import cnnlab.data.builtin  # noqa: F401  (registers the built-in datasets)
-
-    return sorted(_DATASETS.values(), key=lambda e: e.name)
+    return DATASETS.entries()
 
 
 def load_dataset(
@@ -66,13 +72,11 @@ def load_dataset(
     runs that must fit a CPU budget; ``test_subset`` likewise keeps a seeded, stratified share of the
     test images (a run whose test pass alone would overrun such a budget says so in its config).
     """
-    entries = {e.name: e for e in list_datasets()}
-    key = name.lower()
-    if key not in entries:
-        close = difflib.get_close_matches(key, list(entries), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise CnnlabError(f"unknown dataset {name!r}.{hint} Known: {', '.join(entries)}")
-    splits = entries[key].loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
+    entry = DATASETS.get(name)
+    if entry.task != "classification":
+        raise CnnlabError(f"dataset {entry.name!r} is a {entry.task} dataset: use `cnnlab segment train --dataset "
+                          f"{entry.name}` (or load_segmentation)")
+    splits = entry.loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
     if classes:
         select_classes(splits, classes)
     if subset:

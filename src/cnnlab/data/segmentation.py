@@ -15,6 +15,7 @@ naming the file, never a silently wrong label.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -23,11 +24,13 @@ import torch
 from torch import Tensor
 
 from cnnlab.data.base import channel_stats, data_root
+from cnnlab.data.catalog import MASK_FORMATS
 from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, warn_files, read_image
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import did_you_mean
+from cnnlab.data.registry import DATASETS, DatasetEntry
 
 IGNORE = 255
-MASK_FORMATS = ("auto", "index", "binary", "palette", "red")
 RAW_MASK_MODES = ("L", "P", "RGB", "I", "F")  # read as stored; other modes are converted to RGB first
 LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
@@ -302,8 +305,8 @@ def load_segmentation(
     if dataset is not None:
         key = dataset.lower()
         if key not in PRESETS:
-            raise CnnlabError(f"unknown segmentation dataset {dataset!r}; presets: {', '.join(PRESETS)} "
-                              f"(or give --images and --masks folders)")
+            raise CnnlabError(f"unknown segmentation dataset {dataset!r}.{did_you_mean(key, PRESETS)} Presets: "
+                              f"{', '.join(PRESETS)} (or give --images and --masks folders)")
         preset = PRESETS[key]
         root = dataset_folder(key, data_dir)
         layout = {s: (root / a, root / b) for s, (a, b) in preset.splits.items()
@@ -323,3 +326,8 @@ def load_segmentation(
                 "test": read["all"].subset(te) if te else None}
     mean, std = channel_stats(read["train"].images)
     return SegData(read["train"], read.get("val"), read.get("test"), names, mean, std, key)
+
+
+for _name, _preset in PRESETS.items():  # listed by `cnnlab datasets` beside the classification sets
+    DATASETS.register(_name, DatasetEntry(_name, partial(load_segmentation, _name), _preset.description,
+                                          needs_files=True, task="segmentation"))

@@ -3,6 +3,8 @@
 Small image datasets fit in memory (CIFAR-10 is 150 MB as uint8), so instead of a
 ``DataLoader`` with worker processes decoding and collating, the whole set is moved to the
 device once; each batch is an index, a cast, augmentation and normalization on that device.
+:class:`TensorLoader` serves classification (image, label), :class:`SegLoader` segmentation
+(image, mask, with crops).
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from cnnlab.data.augment import Augment, alternating_flip
+from cnnlab.data.augment import Augment, JointAugment, alternating_flip
 from cnnlab.data.base import ImageSet
+from cnnlab.data.segmentation import IGNORE, SegSet
 from cnnlab.core import distributed as dist
 
 
@@ -107,3 +110,85 @@ class TensorLoader:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.epoch = state.get("epoch", self.epoch)
+
+
+class SegLoader:
+    """``(x, y)`` batches: ``x`` float normalized ``N x C x h x w``, ``y`` int64 ``N x h x w``.
+
+    The whole set lives on ``device`` as uint8; training batches get ``augment`` and, with
+    ``crop``, a random ``crop``-sized window (a crop-only transform when ``augment`` is None).
+    Without either, batches are whole images. An epoch visits every image ``repeat`` times (many
+    random crops of few large images), or draws exactly ``samples`` crops when given: an epoch
+    then costs the same whatever the size of the set (nnU-Net's fixed iterations per epoch), so
+    a recipe's run time does not grow with the data. ``focus`` is the fraction of the epoch's
+    crops centred near a random foreground pixel (exactly ``round(focus * crops)`` of them, at
+    random places in the epoch; nnU-Net forces a third): with lesions under 1% of the image,
+    uniform crops would rarely show the network one. Seeded and resumable like ``TensorLoader``.
+    """
+
+    def __init__(self, data: SegSet, batch_size: int, mean, std, *, shuffle: bool = False,
+                 augment: JointAugment | None = None, crop: tuple[int, int] | None = None,
+                 device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
+                 repeat: int = 1, focus: float = 0.0, samples: int | None = None) -> None:
+        if not 0 <= focus <= 1:
+            raise ValueError(f"focus must be a fraction in [0, 1], got {focus}")
+        self.device = torch.device(device)
+        self.images, self.masks = data.images.to(self.device), data.masks.to(self.device)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.repeat, self.focus, self.samples = repeat, focus, samples
+        self.augment = augment if augment is not None or crop is None else JointAugment.crop_only()
+        self.crop = tuple(crop) if crop is not None else tuple(self.images.shape[-2:])
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _epoch_size(self) -> int:
+        return self.samples if self.samples else len(self.masks) * self.repeat
+
+    def _shard_size(self) -> int:
+        return math.ceil((self._epoch_size() - dist.rank()) / dist.world_size())
+
+    def __len__(self) -> int:
+        n = self._shard_size()
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def _order(self) -> Tensor:
+        """The epoch's image indices: whole shuffled passes over the set, cut to the epoch size."""
+        n, total = len(self.masks), self._epoch_size()
+        passes = [torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+                  for _ in range(math.ceil(total / n))]
+        return torch.cat(passes)[:total]
+
+    def __iter__(self):
+        order = self._order()
+        focused = torch.zeros(len(order), dtype=torch.bool)
+        if self.focus > 0:
+            focused[torch.randperm(len(order), generator=self.generator)[:round(self.focus * len(order))]] = True
+        order = order[dist.rank()::dist.world_size()].to(self.device)
+        focused = focused[dist.rank()::dist.world_size()]
+        for i in range(len(self)):
+            batch = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = order[batch]
+            x, y = self.images[idx].float(), self.masks[idx].long()
+            if self.augment is not None:
+                focus = self._focus(y, focused[batch]) if self.focus > 0 else None
+                x, y = self.augment(x, y, self.crop, self.generator, focus)
+            yield (x - self.mean) / self.std, y
+
+    def _focus(self, y: Tensor, pick: Tensor) -> Tensor:
+        """A random foreground pixel (x, y) of each mask marked in ``pick`` that has one, NaN elsewhere."""
+        n, h, w = y.shape
+        fg = ((y > 0) & (y != IGNORE)).flatten(1).float()
+        pick = pick.to(y.device) & (fg.sum(1) > 0)
+        weights = fg + (fg.sum(1, keepdim=True) == 0).float()
+        # the loader's seeded generator on a CPU run (repeatable); the device's own on a GPU
+        generator = self.generator if weights.device.type == "cpu" else None
+        flat = torch.multinomial(weights, 1, generator=generator)[:, 0]
+        xy = torch.stack([flat % w, flat // w], 1).double() + 0.5
+        return torch.where(pick[:, None], xy, torch.full_like(xy, float("nan"))).cpu()
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])

@@ -28,9 +28,12 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.data.images import to_rgb
+from cnnlab.explain.catalog import METHOD_NAMES
+from cnnlab.runs.sources import PixelClassifier, load_model
 
 PAGE = Path(__file__).with_name("page.html")
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam")  # Shap-CAM takes minutes per image on a CPU: not interactive
+CAM_METHODS = tuple(m for m in METHOD_NAMES if m != "shapcam")  # Shap-CAM takes minutes per image on a CPU
 MAX_UPLOAD = 32 << 20
 MAX_EPS = 0.1
 
@@ -68,13 +71,9 @@ def _top(probs: torch.Tensor, classes: list[str], k: int = 5) -> list[list]:
 
 
 @dataclass
-class ClassifierDemo:
-    """Top-5, CAM and FGSM for a classifier on [0, 1] pixels (``explain.source.PixelClassifier``)."""
+class ClassifierDemo(PixelClassifier):
+    """Top-5, CAM and FGSM for a pixel classifier (whatever its source: checkpoint, offline or torchvision)."""
 
-    model: nn.Module
-    classes: list[str]
-    input_size: tuple[int, int, int]
-    name: str
     task: str = "classification"
 
     def pixels(self, image: np.ndarray) -> torch.Tensor:
@@ -115,12 +114,12 @@ class ClassifierDemo:
         probs = self.predict(adv)
         diff = (adv - x)[0]
         shown = (diff / (2 * eps) + 0.5) if eps > 0 else torch.full_like(diff, 0.5)
-        return {"eps": eps, "adversarial": png_uri(_hwc(adv[0])), "perturbation": png_uri(_hwc(shown)),
+        return {"eps": eps, "adversarial": png_uri(to_rgb(adv[0])), "perturbation": png_uri(to_rgb(shown)),
                 "adversarial_top": _top(probs, self.classes), "flipped": bool(probs.argmax() != label[0])}
 
     def analyze(self, image: np.ndarray, method: str, eps: float) -> dict:
         x = self.pixels(image)
-        return {"task": self.task, "input": png_uri(_hwc(x[0])), "top": _top(self.predict(x), self.classes),
+        return {"task": self.task, "input": png_uri(to_rgb(x[0])), "top": _top(self.predict(x), self.classes),
                 **self.cam(image, method), **self.fgsm(image, eps)}
 
 
@@ -157,17 +156,10 @@ class SegmenterDemo:
         return {"task": self.task, "input": png_uri(rgb), "overlay": png_uri(painted), "legend": legend}
 
 
-def _hwc(image: torch.Tensor) -> np.ndarray:
-    arr = image.detach().clamp(0, 1).numpy().transpose(1, 2, 0)
-    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
-
-
 def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
               device: str = "cpu") -> ClassifierDemo | SegmenterDemo:
     """The demo of a classifier checkpoint, a segmenter checkpoint, or a named model (default
     ``efficientnet-lite0-imagenet``, offline ImageNet weights)."""
-    from cnnlab.explain.source import load_model
-
     if checkpoint is not None and model is not None:
         raise CnnlabError("give --checkpoint or --model, not both")
     if checkpoint is not None:
@@ -178,8 +170,7 @@ def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
 
             net, meta = load_segmenter(checkpoint, device)
             return SegmenterDemo(net, meta, str(checkpoint))
-    pc = load_model(model, checkpoint, device)
-    return ClassifierDemo(pc.model, pc.classes, tuple(pc.input_size), pc.name)
+    return ClassifierDemo(**vars(load_model(model, checkpoint, device)))
 
 
 def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHandler]:

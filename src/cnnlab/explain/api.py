@@ -14,7 +14,8 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
 from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
-from cnnlab.explain.source import PixelClassifier, load_images, load_model, resolve_class
+from cnnlab.data.images import load_images
+from cnnlab.runs.sources import PixelClassifier, load_model, resolve_class
 from cnnlab.explain.visualize import class_model
 
 

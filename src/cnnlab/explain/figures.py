@@ -12,13 +12,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from cnnlab.data.images import to_rgb  # noqa: E402
 from cnnlab.report.plots import save_figure  # noqa: E402
-
-
-def to_rgb(image: Tensor) -> np.ndarray:
-    """C x H x W float image in [0, 1] -> H x W x 3 array (grey images repeated)."""
-    arr = image.detach().cpu().float().clamp(0, 1).numpy().transpose(1, 2, 0)
-    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
 def overlay(image: Tensor, cam: Tensor, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:

@@ -46,7 +46,7 @@ def from_checkpoint(checkpoint: str | Path, size: Sequence[int] | None = None) -
     Classifiers are exported at their training input size; segmenters at ``size`` (H, W), by
     default the size they were trained at (fully convolutional, but the exported graph fixes H, W).
     """
-    from cnnlab.models.layers import Normalize
+    from cnnlab.models.pixel import pixel_wrap
     from cnnlab.runs.restore import load_segmenter, pixel_model
     from cnnlab.train.checkpoint import load_checkpoint
 
@@ -57,7 +57,7 @@ def from_checkpoint(checkpoint: str | Path, size: Sequence[int] | None = None) -
         if len(hw) != 2:
             raise CnnlabError(f"{checkpoint}: this segmenter was trained at full image size; give --size H W "
                               f"for the exported graph")
-        module = nn.Sequential(Normalize(tuple(meta["mean"]), tuple(meta["std"])), net).eval()
+        module = pixel_wrap(net, meta["mean"], meta["std"])
         return Exportable(module, dict(task="segmentation", classes=list(meta["classes"]),
                                        input_size=[meta["in_chans"], *map(int, hw)], model=meta["model"],
                                        source=str(checkpoint)))
@@ -211,13 +211,13 @@ def load_exported(path: str | Path, threads: int | None = None) -> ExportedModel
 
 def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 3) -> list[dict]:
     """``cnnlab predict --backend onnx``: top-k classes per image file from an exported classifier."""
-    from cnnlab.classify.api import load_image, top_classes
+    from cnnlab.classify.api import top_classes
+    from cnnlab.data.images import load_images
 
     model = load_exported(path)
     if model.meta.get("task") != "classification":
         raise CnnlabError(f"{path}: not an exported cnnlab classifier (export one with `cnnlab export CKPT`)")
-    c, h, w = model.meta["input_size"]
-    images = np.stack([load_image(f, c, (h, w)).numpy() for f in files]).astype(np.float32) / 255
+    images = load_images(files, model.meta["input_size"]).numpy()
     # a graph exported without --dynamic-batch takes one image at a time
     logits = model(images) if model.meta.get("dynamic_batch") else np.concatenate([model(x[None]) for x in images])
     probs = torch.from_numpy(logits).float().softmax(1)

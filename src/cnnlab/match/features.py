@@ -1,7 +1,7 @@
 """Features for matching: chosen layers of a pretrained CNN, brought to one grid, normalised.
 
 A :class:`FeatureNet` wraps a classifier on [0, 1] pixels (the offline EfficientNet-Lite0, a
-torchvision model, or a cnnlab checkpoint: see :func:`cnnlab.explain.source.load_model`) and
+torchvision model, or a cnnlab checkpoint: see :func:`cnnlab.runs.sources.load_model`) and
 records the outputs of a few named layers in one forward pass, stopping after the deepest. Each
 layer's map is resized to the grid of the finest layer (``stride`` input pixels per cell) and the
 layers are concatenated: shallow layers localise, deep layers survive appearance changes.
@@ -145,7 +145,7 @@ def load_feature_net(backbone: str | None = None, checkpoint: str | None = None,
     suffix works (``_blocks.4`` for ``net.0.net._blocks.4``).
     """
     from cnnlab.explain.cam import feature_layers
-    from cnnlab.explain.source import DEFAULT_MODEL, load_model
+    from cnnlab.runs.sources import DEFAULT_MODEL, load_model
 
     name = backbone or DEFAULT_BACKBONE
     if checkpoint is not None:

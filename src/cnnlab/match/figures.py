@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from cnnlab.explain.figures import to_rgb  # noqa: E402
+from cnnlab.data.images import to_rgb  # noqa: E402
 from cnnlab.core.fileio import atomic_path  # noqa: E402
 from cnnlab.match.matcher import Match  # noqa: E402
 from cnnlab.report.plots import save_figure  # noqa: E402

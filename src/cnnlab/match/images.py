@@ -3,26 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.data import images
 
 
 def load_image(spec: str | Path) -> Tensor:
-    """``3 x H x W`` float in [0, 1] from an image file or ``skimage:<name>`` (grey becomes RGB)."""
-    text = str(spec)
-    if text.startswith("skimage:"):
-        from cnnlab.explain.source import _skimage
-
-        return _skimage(text[8:], 3).float() / 255
-    from cnnlab.data.imagefolder import read_image
-
-    path = Path(text)
-    if not path.is_file():
-        raise CnnlabError(f"{path}: no such image file")
-    arr = read_image(path, channels=3)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+    """``3 x H x W`` float in [0, 1] at the image's own size (boxes are in its pixels), from an image file
+    or ``skimage:<name>`` (grey becomes RGB)."""
+    return images.load_image(spec, 3).float() / 255
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:

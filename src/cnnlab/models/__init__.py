@@ -5,5 +5,7 @@ the registry imports every family (``families.py``) before its first lookup.
 """
 from cnnlab.core.lazy import lazy_exports
 
-__all__ = ["create_model", "get_entry", "list_models", "register_model"]
-__getattr__, __dir__ = lazy_exports(__name__, {name: "cnnlab.models.registry" for name in __all__})
+_FROM = {"cnnlab.models.registry": ["create_model", "get_entry", "list_models", "register_model"],
+         "cnnlab.models.pixel": ["pixel_wrap"]}
+__all__ = [name for names in _FROM.values() for name in names]
+__getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _FROM.items() for name in names})

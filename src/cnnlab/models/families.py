@@ -2,7 +2,7 @@
 
 Add one import per family module here; ``cnnlab.models`` imports this module.
 """
-from cnnlab.models import classic, pretrained, speed  # noqa: F401
+from cnnlab.models import classic, pretrained  # noqa: F401
 from cnnlab.models import resnet  # noqa: F401
 from cnnlab.models import inception  # noqa: F401
 from cnnlab.models import inception_v3, inception_v4  # noqa: F401

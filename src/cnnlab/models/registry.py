@@ -10,7 +10,6 @@ The families register themselves on import; every lookup here first imports them
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
@@ -18,6 +17,7 @@ from typing import Callable
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import Registry
 
 Builder = Callable[..., nn.Module]
 
@@ -31,9 +31,6 @@ class ModelEntry:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
 def register_model(
     name: str,
     description: str = "",
@@ -43,10 +40,8 @@ def register_model(
     """Decorator adding a builder under ``name`` (use a trailing ``:`` for prefix families)."""
 
     def wrap(fn: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
         doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-        _REGISTRY[name] = ModelEntry(name, fn, doc, default_input, tuple(tags))
+        MODELS.register(name, ModelEntry(name, fn, doc, default_input, tuple(tags)))
         return fn
 
     return wrap
@@ -56,20 +51,19 @@ def _load_families() -> None:
     import cnnlab.models.families  # noqa: F401  (each family module registers its models)
 
 
+MODELS: Registry[ModelEntry] = Registry("model", _load_families, "Run `cnnlab models` to list them.")
+
+
 def get_entry(name: str) -> tuple[ModelEntry, tuple[str, ...]]:
     """Resolve ``name`` (or ``prefix:arg``) to its entry and the positional args it implies."""
-    _load_families()
-    key = name.strip().lower()
-    if key in _REGISTRY:
-        return _REGISTRY[key], ()
-    if ":" in key:
-        prefix, arg = key.split(":", 1)
-        entry = _REGISTRY.get(prefix + ":")
-        if entry is not None and arg:
-            return entry, (name.split(":", 1)[1],)
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise CnnlabError(f"unknown model {name!r}.{hint} Run `cnnlab models` to list them.")
+    entry = MODELS.find(name)
+    if entry is not None:
+        return entry, ()
+    prefix, _, arg = name.strip().partition(":")
+    family = MODELS.find(prefix + ":") if arg else None
+    if family is not None:
+        return family, (arg,)
+    return MODELS.get(name), ()
 
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
@@ -115,6 +109,4 @@ def check_input(model: nn.Module, input_size: tuple[int, ...], name: str) -> Non
 
 def list_models(tag: str | None = None) -> list[ModelEntry]:
     """All registered entries, sorted by name (optionally only those carrying ``tag``)."""
-    _load_families()
-    entries = sorted(_REGISTRY.values(), key=lambda e: e.name)
-    return [e for e in entries if tag is None or tag in e.tags]
+    return [e for e in MODELS.entries() if tag is None or tag in e.tags]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.explain.catalog import METHOD_NAMES
 
-CAM_SUFFIXES = ("_gradcam", "_gradcam++", "_scorecam", "_shapcam")
+CAM_SUFFIXES = tuple(f"_{method}" for method in METHOD_NAMES)  # explain writes <image>_<method>.png
 
 
 @dataclass

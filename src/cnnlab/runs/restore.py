@@ -18,7 +18,8 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import read_json
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.models import create_model
-from cnnlab.models.layers import Normalize, TwoClassLogits
+from cnnlab.models.layers import TwoClassLogits
+from cnnlab.models.pixel import pixel_wrap
 from cnnlab.models.registry import get_entry
 from cnnlab.train.checkpoint import describe, load_checkpoint, load_weights
 
@@ -111,7 +112,7 @@ def build_model(name: str, num_classes: int, in_chans: int, **kwargs) -> nn.Modu
 def pixel_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """A checkpoint's classifier taking [0, 1] pixel images (normalization inside the model)."""
     model, meta = load_classifier(path, device)
-    return nn.Sequential(Normalize(meta["mean"], meta["std"]), model).to(device).eval(), meta
+    return pixel_wrap(model, meta["mean"], meta["std"]).to(device), meta
 
 
 def check_meta(path: str | Path, ckpt: dict, required: tuple[str, ...], what: str) -> None:

@@ -27,7 +27,8 @@ from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
 from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
 from cnnlab.runs.restore import build_model, load_segmenter
-from cnnlab.segment.augment import JointAugment, SegLoader
+from cnnlab.data.augment import JointAugment
+from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.segment.inference import Inference, evaluate_set, infer
 from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes

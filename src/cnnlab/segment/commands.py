@@ -6,6 +6,8 @@ import argparse
 from cnnlab.cli.options import CHECKPOINT, DEVICE, RUN, TRAINING, Option, OptionGroup, add_groups, values
 from cnnlab.cli.types import (comma_list, float_range, fraction, json_list, json_object, nonneg_float, positive_float,
                              positive_int, probability, word_or)
+from cnnlab.data.catalog import MASK_FORMATS, SEGMENTATION_DATASETS
+from cnnlab.models.catalog import SEGMENTATION_MODELS
 
 class_weights = word_or(("median-frequency",), comma_list(nonneg_float))
 pos_weight = word_or(("balanced", "sqrt"), positive_float)
@@ -86,7 +88,7 @@ _FOLDER = OptionGroup("a folder of images and masks (instead of --dataset)", (
     Option("--masks", dict(help="folder of masks")),
     Option("--classes", dict(help="comma-separated class names, e.g. background,road,car"),
            to_api=lambda text: text.split(",") if text else None),
-    Option("--mask-format", dict(default="auto", choices=["auto", "index", "binary", "palette", "red"])),
+    Option("--mask-format", dict(default="auto", choices=MASK_FORMATS)),
     Option("--palette", dict(type=json_list,
                              help='JSON list of RGB colours, one per class, e.g. "[[0,0,0],[128,64,128]]"')),
     Option("--mask-suffix", dict(default="", help="mask stem = image stem + this (e.g. _mask)")),
@@ -94,7 +96,7 @@ _FOLDER = OptionGroup("a folder of images and masks (instead of --dataset)", (
 
 # what train_segmenter takes besides TrainConfig fields (left out: the recipe's; see segment.recipes.RECIPES)
 _SEGMENTER = OptionGroup("segmenter and data", (
-    Option("--model", dict(help="unet, resunet, mobilenetv2-unet or efficientnet-lite0-unet")),
+    Option("--model", dict(help=", ".join(SEGMENTATION_MODELS))),
     Option("--model-kwargs", dict(type=json_object,
                                   help='JSON, e.g. \'{"width": 64, "depth": 4, "up": "bilinear"}\'')),
     Option("--no-skips", dict(dest="skips", action="store_const", const=False,
@@ -129,7 +131,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = ssub.add_parser("train", help="train a segmentation model and write a run folder",
                         description="Options left out come from the dataset's recipe (cnnlab.segment.recipes.RECIPES).")
-    p.add_argument("--dataset", help="preset: camvid, isbi2012, dc1000, carla (or give --images/--masks/--classes)")
+    p.add_argument("--dataset", help=f"preset: {', '.join(SEGMENTATION_DATASETS)} (or give --images/--masks/--classes)")
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>)")
     add_groups(p, (_FOLDER, *_TRAIN_GROUPS))
     p.set_defaults(func=cmd_train)

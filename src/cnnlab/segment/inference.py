@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.segment import figures
-from cnnlab.segment.augment import SegLoader
+from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.data.segmentation import IGNORE, SegSet
 from cnnlab.segment.metrics import ThresholdSearch, confusion_matrix, per_class_table, predict_classes, scores
 from cnnlab.train.engine import autocast

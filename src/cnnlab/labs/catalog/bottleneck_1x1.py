@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnlab.core.text import markdown_table, versus
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, train_step_seconds
-from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, InceptionModule
 
 MODULE_3A = (192, 64, 96, 128, 16, 32, 32)  # in, c1, c3 reduce, c3, c5 reduce, c5, pool proj (Szegedy et al. Table 1)

@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.core.text import markdown_table, versus
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, resized, train_seeds
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.efficientnet import ALPHA, BETA, GAMMA, scale_repeats
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, make_divisible
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.core.text import markdown_table, versus
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, train_step_seconds
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, DepthwiseSeparable
 
 GRID = [(c_in, c_out, k) for c_in in (16, 64) for c_out in (16, 64, 256) for k in (3, 5)]

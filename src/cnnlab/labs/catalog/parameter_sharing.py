@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.core.text import markdown_table, spread, versus
 from cnnlab.labs.frame import (LabContext, LabResult, as_float, background, lab_data, predict, register_lab, shift,
                                  train_seeds)
-from cnnlab.models.complexity import count_macs
+from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.local import LocallyConnected2d
 from cnnlab.scratch.conv import conv_output_size
 

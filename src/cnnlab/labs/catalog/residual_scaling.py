@@ -24,7 +24,7 @@ from torch import nn
 from cnnlab.core.text import markdown_table
 from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_small
 from cnnlab.models import create_model
-from cnnlab.models.complexity import count_macs, count_params
+from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.layers import ScaledResidual
 from cnnlab.core.seeding import seed_everything
 

@@ -1,59 +1,33 @@
-"""Parameters and multiply-accumulates (MACs) of a model, for ``cnnlab models`` and benchmarks.
+"""Parameters and multiply-accumulates (MACs) of a model, for ``cnnlab models``, the labs and benchmarks.
 
-MACs are counted where nearly all of a CNN's arithmetic is: convolutions (``HW_out * C_out *
-C_in/groups * k_h * k_w``) and linear layers (``out * in``), one image at the given input size.
-BatchNorm, activations, pooling and additions are left out (the convention of the papers' FLOP
-columns and of fvcore/ptflops' conv+linear counts). The forward pass runs on PyTorch's "meta"
-device, which propagates shapes without allocating or computing anything, so even a 224x224
-EfficientNet is counted in milliseconds.
+cnnlab counts MACs once, in :mod:`cnnlab.analysis.summary` (one traced forward, a rule per layer);
+this module only totals it. The MACs here are the papers' convention: convolutions
+(``HW_out * C_out * C_in/groups * k_h * k_w``) and linear layers (``out * in``), one image at the
+given input size, BatchNorm, activations, pooling and additions left out (the FLOP columns of the
+papers, fvcore's conv + linear counts). ``cnnlab summary`` reports the same layers and adds the rest
+(:attr:`~cnnlab.analysis.summary.Summary.macs` vs :attr:`~cnnlab.analysis.summary.Summary.weight_macs`).
+The forward runs on PyTorch's "meta" device, which propagates shapes without allocating or
+computing anything, so even a 224x224 EfficientNet is counted in milliseconds.
 """
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 
 import torch
 from torch import nn
 
-from cnnlab.models.local import LocallyConnected2d
-
-COUNTED = (nn.modules.conv._ConvNd, nn.Linear, LocallyConnected2d)
+from cnnlab.analysis.summary import summarize
+from cnnlab.core.errors import CnnlabError
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
-    if isinstance(module, LocallyConnected2d):  # a conv's arithmetic, unshared weights
-        return output.numel() * module.in_channels * math.prod(module.kernel_size)
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
-    if isinstance(module, nn.Linear):
-        return output.numel() * module.in_features
-    return 0
-
-
 def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
     """Conv + linear MACs of one forward pass on a single ``input_size`` (C, H, W) image."""
-    total = 0
-
-    def hook(module: nn.Module, _inputs, output) -> None:
-        nonlocal total
-        total += _layer_macs(module, output)
-
-    device = next(model.parameters(), torch.empty(0)).device
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, COUNTED)]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=device))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return total
+    return summarize(model, input_size).weight_macs
 
 
 def model_complexity(name: str, input_size: tuple[int, int, int] | None = None, **kwargs) -> dict:
@@ -78,7 +52,7 @@ def model_complexity(name: str, input_size: tuple[int, int, int] | None = None, 
             warnings.simplefilter("ignore")  # loading pretrained weights into meta tensors is a no-op
             model = create_model(name, **kwargs)
             macs = count_macs(model, size)
-    except (NotImplementedError, RuntimeError):
+    except (NotImplementedError, RuntimeError, CnnlabError):  # summarize reports a failed forward as CnnlabError
         model = create_model(name, **kwargs)
         macs = count_macs(model, size)
     return {"name": name, "input": list(size), "classes": kwargs["num_classes"], "params": count_params(model),
@@ -107,11 +81,13 @@ def _human(n: int | None) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Fixed-width table: name, input, classes, params, MACs, description."""
+    """Fixed-width table: name, input, classes, params, MACs (conv + linear, the papers' convention), description."""
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'model':{width}s}  {'input':>11s}  {'classes':>7s}  {'params':>8s}  {'MACs':>8s}  description"]
     for r in rows:
         size = "x".join(map(str, r["input"]))
         lines.append(f"{r['name']:{width}s}  {size:>11s}  {str(r['classes'] or '-'):>7s}  {_human(r['params']):>8s}  "
                      f"{_human(r['macs']):>8s}  {r['description']}")
+    lines.append("MACs: convolutions and linear layers (the papers' convention); `cnnlab summary MODEL` counts "
+                 "every layer the same way and adds norms and pooling.")
     return "\n".join(lines)
