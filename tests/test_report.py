@@ -150,6 +150,27 @@ def test_lab_attack_and_scratch_folders_report(digits_run, tmp_path):
     assert "NumPy MLP" in text and re.search(r"test_accuracy</th><td class=\"num\">0.5<", text)
 
 
+def test_explain_overlays_are_the_ones_its_manifest_names_inside_the_folder(digits_run, tmp_path):
+    from cnnlab.explain.api import explain_files
+
+    digit = tmp_path / "digit.png"
+    Image.fromarray((load_digits().images[0] * 255 / 16).astype("uint8")).save(digit)
+    out = tmp_path / "explain"
+    for method in ("gradcam", "gradcam++"):  # two calls into one folder: the manifest keeps both
+        explain_files([str(digit)], checkpoint=str(digits_run / "best.ckpt"), method=method, out=out)
+    rows = json.loads((out / "explain.json").read_text())
+    assert sorted(r["method"] for r in rows) == ["gradcam", "gradcam++"]
+    page = Page(write_report([out]).read_text())
+    assert sorted(i["alt"] for i in page.images) == ["digit_gradcam", "digit_gradcam++"]
+    assert len(decoded_images(page)) == 2
+
+    shutil.copy(digit, tmp_path / "outside.png")  # a hand-edited manifest naming a file outside the folder
+    rows.append({"overlay": "../outside.png"})
+    (out / "explain.json").write_text(json.dumps(rows))
+    page = Page(write_report([out]).read_text())
+    assert sorted(i["alt"] for i in page.images) == ["digit_gradcam", "digit_gradcam++"]
+
+
 def test_report_refuses_a_folder_that_is_not_a_run_and_a_file_it_did_not_write(digits_run, tmp_path, capsys):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.png").write_bytes(b"")

@@ -30,9 +30,10 @@ from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
+from cnnlab.core.text import top_classes
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
-from cnnlab.data.images import load_image
+from cnnlab.data.images import load_images
 from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input
@@ -40,7 +41,7 @@ from cnnlab.report import plots
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
 from cnnlab.runs.recipe import engine_config, refuse_unknown
-from cnnlab.runs.restore import checkpoint_splits, load_classifier, load_run_splits
+from cnnlab.runs.restore import checkpoint_splits, load_classifier, load_run_splits, pixel_model
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import evaluate
@@ -328,22 +329,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
 
 def predict_files(checkpoint: str | Path, files: Sequence[str | Path], topk: int = 3, device: str = "auto") -> list[dict]:
     """Top-k classes with probabilities for each image file."""
-    cfg = TrainConfig(device=device)
-    model, meta = load_classifier(checkpoint, cfg.resolved_device())
-    c, h, w = meta["input_size"]
-    images = torch.stack([load_image(f, c, (h, w)) for f in files])
-    mean = torch.tensor(meta["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(meta["std"]).view(1, -1, 1, 1)
+    device = TrainConfig(device=device).resolved_device()
+    model, meta = pixel_model(checkpoint, device)
     with torch.no_grad():
-        probs = model((images.float() / 255 - mean).div(std).to(cfg.resolved_device())).float().softmax(1).cpu()
+        probs = model(load_images(files, meta["input_size"]).to(device)).float().softmax(1).cpu()
     return top_classes(probs, meta["classes"], files, topk)
-
-
-def top_classes(probs: torch.Tensor, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:
-    """``[{"file": f, "top": [(class, probability), ...]}]``: the k most probable classes per image."""
-    top = probs.topk(min(topk, probs.shape[1]), dim=1)
-    return [{"file": str(f), "top": [(classes[j], float(p)) for p, j in zip(top.values[i], top.indices[i])]}
-            for i, f in enumerate(files)]
 
 
 def show_samples(dataset: str, data_dir: str | None = None, out: str | Path = "samples.png", n: int = 4,

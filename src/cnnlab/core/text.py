@@ -1,4 +1,4 @@
-"""Text every report shares: markdown tables, and the verdict wording of the labs.
+"""Text every report shares: markdown tables, top-k class listings, and the verdict wording of the labs.
 
 A lab or a study reports a difference between two settings only when it is larger than the
 noise of its seeds: a difference is real only beyond twice its seed standard error, else it is
@@ -41,3 +41,16 @@ def versus(difference: float, noise: float) -> str:
     if difference < -2 * noise:
         return "lower"
     return "same"
+
+
+def top_classes(probs: Any, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:
+    """``[{"file": f, "top": [(class, probability), ...]}]``: the k most probable classes per image.
+
+    ``probs`` is any 2-D array with ``tolist`` (NumPy or a CPU tensor), so a prediction through
+    onnxruntime lists its classes without torch.
+    """
+    rows = []
+    for f, p in zip(files, probs.tolist()):
+        order = sorted(range(len(p)), key=lambda j: -p[j])[:topk]
+        rows.append({"file": str(f), "top": [(classes[j], float(p[j])) for j in order]})
+    return rows

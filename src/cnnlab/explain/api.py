@@ -11,12 +11,14 @@ from torch import Tensor, nn
 
 from cnnlab.explain import figures
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import refuse_overwriting_inputs, write_json
+from cnnlab.core.fileio import read_json, refuse_overwriting_inputs, write_json
 from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
 from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
 from cnnlab.data.images import load_images
 from cnnlab.runs.sources import PixelClassifier, load_model, resolve_class
 from cnnlab.explain.visualize import class_model
+
+MANIFEST = "explain.json"  # the overlays of an explain output folder (read by cnnlab report)
 
 
 def _targets(pc: PixelClassifier, target: str | None, probs: Tensor) -> Tensor:
@@ -57,7 +59,18 @@ def explain_files(images: Sequence[str], model: str | None = None, checkpoint: s
             f"{method} on {cam.layer_name}: {row['target']} (p={row['target_probability']:.2f}); "
             f"top-1 {row['prediction']} ({row['probability']:.2f})"))
         rows.append(row)
+    _record_overlays(Path(out), rows)
     return rows
+
+
+def _record_overlays(out: Path, rows: list[dict]) -> None:
+    """``out/explain.json`` lists every overlay written to ``out`` (kept across calls): what a report
+    shows as this folder's CAMs, named by cnnlab rather than guessed from file names."""
+    path = out / MANIFEST
+    known = read_json(path, "explain manifest") if path.is_file() else []
+    kept = {r["overlay"]: r for r in known if isinstance(r, dict) and "overlay" in r}
+    kept.update({r["overlay"]: r for r in rows})
+    write_json(path, list(kept.values()))
 
 
 def _stem(image: str | Path) -> str:

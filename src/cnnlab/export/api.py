@@ -211,7 +211,7 @@ def load_exported(path: str | Path, threads: int | None = None) -> ExportedModel
 
 def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 3) -> list[dict]:
     """``cnnlab predict --backend onnx``: top-k classes per image file from an exported classifier."""
-    from cnnlab.classify.api import top_classes
+    from cnnlab.core.text import top_classes
     from cnnlab.data.images import load_images
 
     model = load_exported(path)
@@ -220,5 +220,5 @@ def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 
     images = load_images(files, model.meta["input_size"]).numpy()
     # a graph exported without --dynamic-batch takes one image at a time
     logits = model(images) if model.meta.get("dynamic_batch") else np.concatenate([model(x[None]) for x in images])
-    probs = torch.from_numpy(logits).float().softmax(1)
-    return top_classes(probs, model.meta["classes"], files, topk)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, stable
+    return top_classes(shifted / shifted.sum(axis=1, keepdims=True), model.meta["classes"], files, topk)

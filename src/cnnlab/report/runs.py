@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.explain.catalog import METHOD_NAMES
-
-CAM_SUFFIXES = tuple(f"_{method}" for method in METHOD_NAMES)  # explain writes <image>_<method>.png
 
 
 @dataclass
@@ -201,7 +198,12 @@ def _explain_compare(folder: Path) -> RunView | None:
 
 
 def _explain_overlays(folder: Path) -> RunView | None:
-    overlays = sorted(p for p in folder.glob("*.png") if p.stem.endswith(CAM_SUFFIXES))
+    """The overlays ``explain.json`` names (``cnnlab explain image`` writes it), files of this folder only."""
+    if not (folder / "explain.json").is_file():
+        return None
+    rows = _json(folder / "explain.json")
+    names = {Path(str(r.get("overlay", ""))).name for r in rows if isinstance(r, dict)} if isinstance(rows, list) else set()
+    overlays = sorted(folder / n for n in names if n.endswith(".png") and (folder / n).is_file())
     if not overlays:
         return None
     view = RunView(folder, "explain", "Class activation maps")
@@ -254,7 +256,7 @@ def _attack(folder: Path) -> RunView | None:
 READERS: list[Callable[[Path], RunView | None]] = [
     _trained, _lab, _scratch_suite, _linreg, _explain_compare, _attack, _visualize, _explain_overlays]
 KNOWN = ("metrics.json (train, segment train, scratch mlp), eval_metrics.json, result.json (lab), suite.json, "
-         "linreg.json, compare.json or *_gradcam.png (explain), attack.json or sweep.json (attack), "
+         "linreg.json, compare.json or explain.json (explain), attack.json or sweep.json (attack), "
          "a visualize .json")
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from cnnlab.core.errors import CnnlabError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _holds(rule: Callable[[Any], bool], value: Any) -> bool:
@@ -97,7 +100,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_settings(self)  # bad values stop here, before a run folder exists
 
-    def resolved_device(self) -> "torch.device":
+    def resolved_device(self) -> torch.device:
         """``auto`` is this process's GPU when there is one (its local rank under torchrun), else the CPU."""
         import torch
 

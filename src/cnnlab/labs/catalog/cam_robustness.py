@@ -215,7 +215,7 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
     """
     from cnnlab.attack.api import checkpoint_test_set
     from cnnlab.attack.training import parse_adversarial
-    from cnnlab.explain.source import load_model
+    from cnnlab.runs.sources import load_model
 
     out = Path(out)
     if out.exists() and not out.is_dir():
