@@ -193,6 +193,22 @@ def test_evaluate_prints_real_numbers_and_top5_on_the_split_and_batch_size_asked
     assert "invalid choice: 'holdout'" in capsys.readouterr().err
 
 
+def test_train_prints_the_run_folder_it_wrote_and_records_the_versions(tmp_path, capsys, monkeypatch):
+    import platform
+
+    import cnnlab
+
+    monkeypatch.chdir(tmp_path)  # the default folder, runs/<dataset>-<time>, is one the user has not named
+    assert main(["train", "--epochs", "1", "--model-kwargs", '{"width": 4}']) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run folder: ")]
+    assert len(said) == 1
+    run = tmp_path / said[0].removeprefix("run folder: ")
+    assert run.parent == tmp_path / "runs" and (run / "best.ckpt").is_file()
+    versions = {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    assert json.loads((run / "config.json").read_text())["versions"] == versions
+    assert load_checkpoint(run / "best.ckpt")["versions"] == load_checkpoint(run / "last.ckpt")["versions"] == versions
+
+
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     assert main(["train", "--dataset", "fashion-mnst"]) == 2
     assert "Did you mean: fashion-mnist" in capsys.readouterr().err
