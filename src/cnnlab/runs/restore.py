@@ -99,9 +99,10 @@ def _renamed(path: str | Path, ckpt: dict) -> dict:
     if name not in RENAMED_CIFAR or {"stem", "image_size"} & set(ckpt["model_kwargs"]):
         return ckpt  # no old name, or one create_model resolves from its old arguments
     with torch.device("meta"):
-        keys = create_model(name, num_classes=ckpt.get("outputs", len(ckpt["classes"])),
-                            in_chans=ckpt["input_size"][0], **ckpt["model_kwargs"]).state_dict().keys()
-    if set(keys) == set(ckpt["state_dict"]):
+        model = build_from_checkpoint(path, name, lambda: create_model(
+            name, num_classes=ckpt.get("outputs", len(ckpt["classes"])), in_chans=ckpt["input_size"][0],
+            **ckpt["model_kwargs"]))
+    if set(model.state_dict()) == set(ckpt["state_dict"]):
         return ckpt
     warn_renamed(name, f"checkpoint {path} names {name!r} but holds the CIFAR-stem model's weights")
     return dict(ckpt, model=RENAMED_CIFAR[name])
