@@ -16,7 +16,7 @@ its one-thread figures show.
     python benchmarks/export_speed.py [--threads 2] [--repeats 20] [--out FILE]   # real data from $CNNLAB_DATA
     python benchmarks/export_speed.py --smoke                                      # tiny, seconds, any machine
 
-Models and images: simple-cnn (1x28x28) on Fashion-MNIST test images, resnet18 (cnnlab's, CIFAR
+Models and images: simple-cnn (1x28x28) on Fashion-MNIST test images, resnet18-cifar (cnnlab's, CIFAR
 stem, 3x32x32) on CIFAR-10 test images, efficientnet-lite0-imagenet (its ImageNet weights,
 3x224x224) on scikit-image's photographs (random crops and flips to fill a batch of 64), and a
 U-Net (width 32, depth 4, 12 classes) on CamVid images downscaled to 96x128. The models other
@@ -93,9 +93,9 @@ def cases(smoke: bool):
     net = create_model("simple-cnn", num_classes=10, in_chans=1)
     images, source = dataset_images("fashion-mnist", n, (28, 28), 1)
     yield "simple-cnn", _pixels(net, (0.2860,), (0.3530,), "classification", [1, 28, 28]), images, source
-    net = create_model("resnet18", num_classes=10, in_chans=3)
+    net = create_model("resnet18-cifar", num_classes=10, in_chans=3)
     images, source = dataset_images("cifar10", n, (32, 32), 3)
-    yield "resnet18", _pixels(net, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), "classification", [3, 32, 32]), \
+    yield "resnet18-cifar", _pixels(net, (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), "classification", [3, 32, 32]), \
         images, source
     lite = load_model("efficientnet-lite0-imagenet").model
     size = (64, 64) if smoke else (224, 224)

@@ -319,12 +319,12 @@ def test_cli_fuse(capsys):
 
 
 def test_one_counter_gives_the_papers_macs_and_the_whole_total():
-    """resnet18 (32x32, 10 classes): conv + linear 555.42 M (the papers', `cnnlab models`), 556.66 M with BN, pooling."""
+    """resnet18-cifar (32x32, 10 classes): conv + linear 555.42 M (the papers', `cnnlab models`), 556.66 M with BN, pooling."""
     from cnnlab.analysis.complexity import count_macs, model_complexity
 
-    s = summarize(create_model("resnet18"), (3, 32, 32))
+    s = summarize(create_model("resnet18-cifar"), (3, 32, 32))
     assert s.weight_macs == 555_422_720 and s.macs == 556_659_712
-    assert model_complexity("resnet18")["macs"] == s.weight_macs
+    assert model_complexity("resnet18-cifar")["macs"] == s.weight_macs
     bn_relu = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
     assert count_macs(bn_relu, (2, 6, 6)) == 16 * 3 * 2 * 9  # the conv alone
     assert summarize(bn_relu, (2, 6, 6)).macs == 16 * 3 * 2 * 9 + 2 * 16 * 3  # + BatchNorm's 2 per element

@@ -33,9 +33,9 @@ def _meta(name: str, **kw) -> nn.Module:
 
 # (name, kwargs, published parameter count, source)
 PUBLISHED = [
-    ("resnet18", dict(num_classes=10), 11.17e6, "ResNet-18 for CIFAR-10 (kuangliu/pytorch-cifar)"),
-    ("resnet18", dict(num_classes=1000, stem="imagenet"), 11.69e6, "He et al. 2016 / torchvision"),
-    ("resnet50", dict(num_classes=1000, stem="imagenet"), 25.56e6, "He et al. 2016 / torchvision"),
+    ("resnet18-cifar", dict(num_classes=10), 11.17e6, "ResNet-18 for CIFAR-10 (kuangliu/pytorch-cifar)"),
+    ("resnet18", dict(num_classes=1000), 11.69e6, "He et al. 2016 / torchvision"),
+    ("resnet50", dict(num_classes=1000), 25.56e6, "He et al. 2016 / torchvision"),
     ("resnext29-8x64d", dict(num_classes=10), 34.4e6, "Xie et al. 2017, Table 7"),
     ("mobilenet-v1", dict(num_classes=1000), 4.2e6, "Howard et al. 2017, Table 8"),
     ("mobilenet-v2", dict(num_classes=1000), 3.5e6, "Sandler et al. 2018 (3.4M in Table 4; 3.50M in torchvision)"),
@@ -50,8 +50,9 @@ def test_parameter_counts_match_published(name, kw, published, source):
 
 
 @pytest.mark.parametrize("ours,kw,theirs", [
-    ("resnet18", dict(num_classes=1000, stem="imagenet"), "resnet18"),
-    ("resnet50", dict(num_classes=1000, stem="imagenet"), "resnet50"),
+    ("resnet18", dict(num_classes=1000), "resnet18"),
+    ("resnet34", dict(num_classes=1000), "resnet34"),
+    ("resnet50", dict(num_classes=1000), "resnet50"),
     ("mobilenet-v2", dict(num_classes=1000), "mobilenet_v2"),
     ("efficientnet-b0", dict(num_classes=1000), "efficientnet_b0"),
 ])
@@ -73,7 +74,7 @@ def test_googlenet_is_torchvisions_with_true_5x5_convs():
     with torch.device("meta"):
         peer = torchvision.models.googlenet(aux_logits=False, init_weights=False)
     extra = 16 * sum(cfg[3] * cfg[4] for cfg in GOOGLENET_CFG if cfg != "M")
-    ours = count_params(_meta("googlenet", num_classes=1000, stem="imagenet"))
+    ours = count_params(_meta("googlenet", num_classes=1000))
     assert ours == count_params(peer) + extra == 7_005_832
 
 
@@ -89,7 +90,7 @@ def test_se_resnet18_cost_is_the_sum_over_its_blocks():
     r = 16
     widths = [64, 64, 128, 128, 256, 256, 512, 512]  # output channels of the 8 basic blocks
     expected = sum(2 * c * c // r + c // r + c for c in widths)
-    assert count_params(_meta("se-resnet18", r=r)) - count_params(_meta("resnet18")) == expected == 89_080
+    assert count_params(_meta("se-resnet18", r=r)) - count_params(_meta("resnet18-cifar")) == expected == 89_080
 
 
 def test_se_gate_rescales_channels_by_sigmoid():
@@ -129,8 +130,8 @@ def test_compound_coefficients_are_parameters():
 def test_macs_match_fvcore_conv_and_linear_counts():
     from fvcore.nn import FlopCountAnalysis
 
-    for name, kw, size in [("resnet18", {}, (3, 32, 32)), ("mobilenet-v2", dict(image_size=32), (3, 32, 32)),
-                           ("googlenet", {}, (3, 16, 16))]:
+    for name, kw, size in [("resnet18-cifar", {}, (3, 32, 32)), ("mobilenet-v2", dict(image_size=32), (3, 32, 32)),
+                           ("googlenet-cifar", {}, (3, 16, 16))]:
         model = create_model(name, **kw).eval()
         flops = FlopCountAnalysis(model, torch.zeros(1, *size))
         flops.unsupported_ops_warnings(False)
@@ -141,7 +142,7 @@ def test_macs_match_fvcore_conv_and_linear_counts():
 
 def test_published_macs():
     """MACs at 224 (1000 classes) as the papers report them (ResNet-18 CIFAR: 0.56G in pytorch-cifar)."""
-    cases = [("resnet18", {}, 0.556e9), ("mobilenet-v1", dict(num_classes=1000), 569e6),
+    cases = [("resnet18-cifar", {}, 0.556e9), ("mobilenet-v1", dict(num_classes=1000), 569e6),
              ("mobilenet-v2", dict(num_classes=1000), 300e6), ("efficientnet-b0", dict(num_classes=1000), 0.39e9)]
     for name, kw, published in cases:
         macs = model_complexity(name, **kw)["macs"]
@@ -160,12 +161,12 @@ def test_dilated_cnn_keeps_resolution():
     assert features.shape == (1, 8, 20, 20)
 
 
-@pytest.mark.parametrize("name,stem,size,final", [
-    ("resnet18", "cifar", 32, 4), ("resnet18", "imagenet", 224, 7), ("resnet50", "imagenet", 224, 7),
-    ("googlenet", "cifar", 32, 8), ("googlenet", "imagenet", 224, 7),
+@pytest.mark.parametrize("name,size,final", [
+    ("resnet18-cifar", 32, 4), ("resnet18", 224, 7), ("resnet50", 224, 7),
+    ("googlenet-cifar", 32, 8), ("googlenet", 224, 7),
 ])
-def test_stems_set_the_final_resolution(name, stem, size, final):
-    model = _meta(name, stem=stem)
+def test_stems_set_the_final_resolution(name, size, final):
+    model = _meta(name)
     trunk = nn.Sequential(*list(model.children())[:-1])  # everything but the classifier head
     assert trunk(torch.zeros(1, 3, size, size, device="meta")).shape[-1] == final
 
@@ -173,7 +174,7 @@ def test_stems_set_the_final_resolution(name, stem, size, final):
 def test_auto_stem_follows_image_size():
     assert count_macs(_meta("mobilenet-v2", image_size=32), (3, 32, 32)) > 10 * count_macs(
         _meta("mobilenet-v2", stem="imagenet"), (3, 32, 32))  # stride 8 instead of 32: 16x the positions
-    assert count_params(_meta("resnet18", image_size=224)) == count_params(_meta("resnet18", stem="imagenet"))
+    assert count_params(_meta("se-resnet18", image_size=224)) == count_params(_meta("se-resnet18", stem="imagenet"))
 
 
 def test_mobilenet_v2_encoder_levels():
@@ -245,7 +246,7 @@ def test_cli_models_json_lists_params_and_macs(capsys):
 
     assert main(["models", "--format", "json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert rows["resnet18"]["params"] == 11_173_962 and rows["dilated-cnn"]["macs"] == 303_760_000
+    assert rows["resnet18-cifar"]["params"] == 11_173_962 and rows["resnet50"]["params"] == 25_557_032 and rows["dilated-cnn"]["macs"] == 303_760_000
     assert rows["efficientnet-b1"]["input"] == [3, 258, 258]
     assert main(["models"]) == 0
     table = capsys.readouterr().out
@@ -256,7 +257,9 @@ def test_unknown_stem_is_a_clear_error():
     from cnnlab.core.errors import CnnlabError
 
     with pytest.raises(CnnlabError, match="stem='tiny'"):
-        create_model("resnet18", stem="tiny")
+        create_model("se-resnet18", stem="tiny")
+    with pytest.raises(CnnlabError, match="stem='tiny'"):
+        create_model("resnet18", stem="tiny")  # the deprecated argument of a renamed name is checked as before
 
 
 def test_resnext29_residual_branches_start_at_zero_so_each_block_is_its_shortcut():
@@ -269,7 +272,7 @@ def test_resnext29_residual_branches_start_at_zero_so_each_block_is_its_shortcut
     x = torch.randn(2, 64, 8, 8)
     first = blocks[0]
     assert torch.equal(first(x), torch.relu(first.shortcut(x)))  # the branch adds exactly nothing
-    plain = create_model("resnet18", num_classes=10)  # resnet18 keeps random branches (its measured zoo row)
+    plain = create_model("resnet18-cifar", num_classes=10)  # resnet18-cifar keeps random branches (its measured zoo row)
     block = [m for m in plain.modules() if isinstance(m, ResidualBlock)][0]
     assert not torch.equal(block(x), torch.relu(block.shortcut(x)))
 
@@ -285,3 +288,60 @@ def test_pixel_wrap_normalises_then_runs_the_model_in_eval_mode():
     assert not wrapped.training and not net.training  # running statistics, no dropout
     torch.testing.assert_close(wrapped(x), expected)
     assert [n for n, _ in wrapped.named_children()] == ["normalize", "net"] and "net.1" in dict(wrapped.named_modules())
+
+
+def test_resnet50_is_torchvisions_params_and_macs():
+    """The torchvision name means torchvision's model: its parameters and MACs at 224, not the CIFAR stem's."""
+    import torchvision
+
+    from cnnlab.analysis.summary import summarize
+
+    ours = summarize(create_model("resnet50", num_classes=1000), (3, 224, 224))
+    theirs = summarize(torchvision.models.resnet50(weights=None), (3, 224, 224))
+    assert ours.params == theirs.params == 25_557_032
+    assert ours.macs == theirs.macs and abs(ours.macs - 4.1e9) < 0.02e9
+
+
+def test_cli_summary_resnet50_prints_torchvisions_counts(capsys):
+    from cnnlab.cli.main import main
+
+    assert main(["summary", "resnet50", "--input", "3,224,224"]) == 0
+    out = capsys.readouterr().out
+    assert "Params 25,557,032" in out and "(4.11 G)" in out
+
+
+@pytest.mark.parametrize("old,kw", [("resnet18", dict(stem="cifar")), ("resnet18", dict(image_size=32)),
+                                    ("googlenet", dict(stem="auto"))])
+def test_old_stem_arguments_still_build_the_cifar_variant_with_a_warning(old, kw):
+    with pytest.warns(FutureWarning, match=f"'{old}-cifar'"):
+        model = _meta(old, **kw)
+    assert count_params(model) == count_params(_meta(f"{old}-cifar"))
+    with pytest.warns(FutureWarning):
+        assert count_params(_meta(old, stem="imagenet")) == count_params(_meta(old, num_classes=10))
+
+
+def test_small_inputs_to_a_renamed_name_say_the_cifar_name():
+    from cnnlab.models.registry import check_input
+
+    model = create_model("resnet18", num_classes=10)
+    with pytest.warns(FutureWarning, match="32x32 inputs to model 'resnet18'.*'resnet18-cifar'"):
+        check_input(model, (3, 32, 32), "resnet18")
+
+
+def test_old_checkpoint_naming_resnet18_with_cifar_weights_restores_the_cifar_model(tmp_path):
+    from cnnlab.runs.restore import load_classifier
+    from cnnlab.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    old = create_model("resnet18-cifar", num_classes=3)
+    meta = dict(model="resnet18", model_kwargs={}, classes=["a", "b", "c"], mean=[0.5] * 3, std=[0.5] * 3,
+                input_size=[3, 32, 32])
+    save_checkpoint(tmp_path / "old.ckpt", dict(meta, state_dict=old.state_dict()))
+    with pytest.warns(FutureWarning, match="holds the CIFAR-stem model's weights.*'resnet18-cifar'"):
+        model, restored = load_classifier(tmp_path / "old.ckpt")
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(model(x), old.eval()(x))
+    assert restored["model"] == "resnet18-cifar"
+    new = create_model("resnet18", num_classes=3)
+    save_checkpoint(tmp_path / "new.ckpt", dict(meta, state_dict=new.state_dict()))
+    assert load_classifier(tmp_path / "new.ckpt")[1]["model"] == "resnet18"  # the ImageNet model stays itself

@@ -60,6 +60,31 @@ def test_predict_backend_onnx_agrees_with_pytorch(digits_run, onnx_file, tmp_pat
     assert onnx_lines == torch_lines  # same classes, same probabilities to 3 decimals
 
 
+def test_cli_export_leaves_the_batch_axis_dynamic_unless_static_batch(digits_run, tmp_path, capsys):
+    """By default (as timm's export) the graph runs a batch of 3 though traced with 2; --static-batch: batch 1 only."""
+    import onnxruntime
+
+    x = real_digits(3)
+    model, _ = pixel_model(digits_run / "best.ckpt")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    assert main(["export", str(digits_run / "best.ckpt"), "--out", str(tmp_path / "any.onnx")]) == 0
+    assert "input N x 1 x 8 x 8" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(tmp_path / "any.onnx"), providers=["CPUExecutionProvider"])
+    assert isinstance(session.get_inputs()[0].shape[0], str)  # a named, free dimension
+    got = session.run(None, {"pixels": x})[0]
+    assert got.shape == (3, 10) and np.abs(got - expected).max() < 1e-4
+    assert main(["export", str(digits_run / "best.ckpt"), "--out", str(tmp_path / "one.onnx"), "--static-batch"]) == 0
+    assert "input 1 x 1 x 8 x 8" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(tmp_path / "one.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == 1
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        session.run(None, {"pixels": x})
+    with pytest.raises(SystemExit):
+        main(["export", str(digits_run / "best.ckpt"), "--static-batch", "--dynamic-batch"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_torchscript_export_runs_without_cnnlab_code(digits_run, tmp_path):
     meta = export_checkpoint(digits_run / "best.ckpt", tmp_path / "m.ts", fmt="torchscript")
     assert meta["max_abs_diff"] < 1e-5

@@ -166,6 +166,49 @@ def test_cli_train_evaluate_predict_show(tmp_path, capsys):
     assert Image.open(tmp_path / "grid.png").size[0] > 100
 
 
+def test_evaluate_prints_real_numbers_and_top5_on_the_split_and_batch_size_asked(tmp_path, capsys):
+    from cnnlab.classify.api import evaluate_checkpoint
+    from cnnlab.runs.restore import checkpoint_splits, pixel_model
+
+    out = tmp_path / "run"
+    train_classifier("digits", out=out, epochs=2, model_kwargs={"width": 8}, progress=False)
+    best = out / "best.ckpt"
+    assert main(["evaluate", "--checkpoint", str(best), "--split", "val", "--batch-size", "7", "--device", "cpu"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("val accuracy ") and "(Acc@1; Acc@5 " in line
+    assert f"checkpoint of epoch {load_checkpoint(best)['epoch']}, " in line and " s on cpu)" in line
+    _, _, splits = checkpoint_splits(best)
+    model, _ = pixel_model(best)
+    with torch.no_grad():
+        top5 = model(splits.val.images.float() / 255).topk(5, 1).indices
+    labels = splits.val.labels
+    m = evaluate_checkpoint(best, split="val", batch_size=7, device="cpu")
+    assert m["split"] == "val" and m["test_size"] == len(labels) and m["wall_seconds"] > 0
+    assert m["test_accuracy"] == pytest.approx(float((top5[:, 0] == labels).float().mean()), abs=1e-6)
+    assert m["test_top5_accuracy"] == pytest.approx(float((top5 == labels[:, None]).any(1).float().mean()), abs=1e-6)
+    assert evaluate_checkpoint(best, split="val", device="cpu")["test_accuracy"] == m["test_accuracy"]  # batch 512
+    assert evaluate_checkpoint(best, split="train", device="cpu")["test_size"] == len(splits.train)
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--checkpoint", str(best), "--split", "holdout"])
+    assert "invalid choice: 'holdout'" in capsys.readouterr().err
+
+
+def test_train_prints_the_run_folder_it_wrote_and_records_the_versions(tmp_path, capsys, monkeypatch):
+    import platform
+
+    import cnnlab
+
+    monkeypatch.chdir(tmp_path)  # the default folder, runs/<dataset>-<time>, is one the user has not named
+    assert main(["train", "--epochs", "1", "--model-kwargs", '{"width": 4}']) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run folder: ")]
+    assert len(said) == 1
+    run = tmp_path / said[0].removeprefix("run folder: ")
+    assert run.parent == tmp_path / "runs" and (run / "best.ckpt").is_file()
+    versions = {"cnnlab": cnnlab.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    assert json.loads((run / "config.json").read_text())["versions"] == versions
+    assert load_checkpoint(run / "best.ckpt")["versions"] == load_checkpoint(run / "last.ckpt")["versions"] == versions
+
+
 def test_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     assert main(["train", "--dataset", "fashion-mnst"]) == 2
     assert "Did you mean: fashion-mnist" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import (
     binary_precision_recall_curve,
+    multiclass_accuracy,
     multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
@@ -50,8 +51,10 @@ from cnnlab.train.tasks import BinaryTask, ClassificationTask, make_task
 RESIDENT_BYTES = 1 << 30  # a split whose normalised copy fits in this is normalised once, up front
 
 
-def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment | None = None, vflip: bool = False):
-    """Train (augmented: a preset name or an ``Augment``; shuffled), val and test loaders on the training device.
+def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment | None = None, vflip: bool = False,
+                 eval_batch_size: int = 512):
+    """Train (augmented: a preset name or an ``Augment``; shuffled), val and test loaders on the training device
+    (the last two in batches of ``eval_batch_size``: no gradients, so larger than training's fit).
 
     The images stay on the device; a dataset whose normalised copy is small (CIFAR, Fashion-MNIST)
     is normalised once up front, in half precision on a GPU with autocast, so a batch is an index
@@ -64,8 +67,8 @@ def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment
     small = largest * splits.train.images[0].numel() * dtype.itemsize <= RESIDENT_BYTES
     common = dict(mean=splits.mean, std=splits.std, device=device, dtype=dtype, prenormalize=small)
     train = TensorLoader(splits.train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed, **common)
-    val = TensorLoader(splits.val, 512, **common) if splits.val is not None and len(splits.val) else None
-    test = TensorLoader(splits.test, 512, **common)
+    val = TensorLoader(splits.val, eval_batch_size, **common) if splits.val is not None and len(splits.val) else None
+    test = TensorLoader(splits.test, eval_batch_size, **common)
     return train, val, test
 
 
@@ -233,7 +236,8 @@ def _best_epoch(history: list[dict], monitor: str) -> int:
 
 def report(model, splits: DatasetSplits, test_loader, val_loader, out: Path | None,
            cfg: TrainConfig, target_recall: float | None = None) -> dict:
-    """Held-out test figures (accuracy, loss, per-class P/R/F1, confusion matrix) and their plots."""
+    """Held-out test figures (accuracy, loss, per-class P/R/F1, confusion matrix) and their plots;
+    with more than 5 classes also top-5 accuracy (Acc@5: the label among the 5 highest scores)."""
     device = cfg.resolved_device()
     task = ClassificationTask(splits.num_classes)
     res = evaluate(model, test_loader, task, device, collect=True, tta=cfg.tta, cpu_amp=cfg.cpu_amp)
@@ -251,6 +255,8 @@ def report(model, splits: DatasetSplits, test_loader, val_loader, out: Path | No
     cm = multiclass_confusion_matrix(preds, targets, k).numpy()
     metrics = {"test_accuracy": res["accuracy"], "test_loss": res["loss"], "per_class": per_class,
                "confusion_matrix": cm.tolist(), "classes": splits.classes, "test_size": len(targets)}
+    if k > 5:
+        metrics["test_top5_accuracy"] = float(multiclass_accuracy(probs, targets, k, top_k=5, average="micro"))
     if k == 2:
         metrics["binary"] = binary_report(model, val_loader, probs[:, 1], targets, device, target_recall, out, cfg.tta)
     if out is not None:
@@ -310,18 +316,32 @@ def _sample_plots(splits: DatasetSplits, preds, targets, probs, out: Path, n: in
     plots.image_grid(splits.test.images[wrong], titles(wrong), out / "misclassified.png", colors=["red"] * len(wrong))
 
 
+EVAL_SPLITS = ("test", "val", "train")
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
-                        device: str = "auto") -> dict:
-    """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
+                        device: str = "auto", batch_size: int = 512, split: str = "test") -> dict:
+    """Re-evaluate a saved model on one split of its dataset (the same seeded splits it trained with;
+    ``test`` by default, the only one the model was never selected on). The figures keep their
+    ``test_`` names whatever the split (``split`` says which); ``epoch`` is the checkpoint's,
+    ``wall_seconds`` the evaluation's own time, ``device`` where it ran."""
+    if split not in EVAL_SPLITS:
+        raise CnnlabError(f"--split {split!r}: expected one of {', '.join(EVAL_SPLITS)}")
+    started = time.perf_counter()
     model, meta = load_classifier(checkpoint, TrainConfig(device=device).resolved_device())  # first: it checks the file
     _, config, splits = checkpoint_splits(checkpoint, data_dir)
     if list(splits.classes) != list(meta["classes"]):
         raise CnnlabError(f"{checkpoint}: classes {meta['classes']} differ from the dataset's {splits.classes}")
+    chosen = getattr(splits, split)
+    if chosen is None or not len(chosen):
+        raise CnnlabError(f"--split {split}: the run of {checkpoint} has no {split} images (its val_fraction is 0)")
     cfg = TrainConfig(device=device, tta=config.get("train", {}).get("tta", 0))  # as the run was tested
-    splits.mean, splits.std = tuple(meta["mean"]), tuple(meta["std"])
-    _, val_loader, test_loader = make_loaders(splits, cfg)
+    splits.mean, splits.std, splits.test = tuple(meta["mean"]), tuple(meta["std"]), chosen
+    _, val_loader, test_loader = make_loaders(splits, cfg, eval_batch_size=batch_size)
     out_dir = Path(out) if out else None
     metrics = report(model, splits, test_loader, val_loader, out_dir, cfg, config.get("target_recall"))
+    metrics.update(split=split, epoch=meta.get("epoch"), device=str(cfg.resolved_device()),
+                   wall_seconds=round(time.perf_counter() - started, 2))
     if out_dir is not None:
         write_json(out_dir / "eval_metrics.json", metrics)
     return metrics

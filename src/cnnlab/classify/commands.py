@@ -92,10 +92,13 @@ def _list_recipes() -> None:
         print(f"{r.name:{width}s}  {r.dataset:14s} {r.description}{where}{note}")
 
 
-def _print_summary(m: dict) -> None:
-    print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
-          f"({m.get('test_size')} images; best epoch {m.get('best_epoch', '-')}, "
-          f"{m.get('wall_seconds', 0):.1f} s on {m.get('device', '?')})")
+def _print_summary(m: dict, split: str = "test", epoch: str = "best epoch") -> None:
+    """The headline figures; ``epoch`` says what ``m["epoch"]`` or ``m["best_epoch"]`` is (training's
+    best epoch, or the evaluated checkpoint's), ``split`` which images the figures are of."""
+    top5 = f" (Acc@1; Acc@5 {m['test_top5_accuracy']:.4f})" if "test_top5_accuracy" in m else ""
+    print(f"{split} accuracy {m['test_accuracy']:.4f}{top5}  {split} loss {m['test_loss']:.4f}  "
+          f"({m['test_size']} images; {epoch} {m.get('best_epoch', m.get('epoch'))}, "
+          f"{m['wall_seconds']:.1f} s on {m['device']})")
     if "test_robust_accuracy" in m:
         print(f"robust test accuracy {m['test_robust_accuracy']:.4f} under {m['adversarial']} (clean {m['test_accuracy']:.4f})")
     if "binary" in m and "threshold" in m["binary"]:
@@ -107,8 +110,8 @@ def _print_summary(m: dict) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cnnlab.classify.api import evaluate_checkpoint
 
-    m = evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, args.device)
-    _print_summary(m)
+    m = evaluate_checkpoint(args.checkpoint, args.data_dir, args.out, args.device, args.batch_size, args.split)
+    _print_summary(m, m["split"], "checkpoint of epoch")
     width = max(len(c) for c in m["per_class"])
     for name, r in m["per_class"].items():
         print(f"  {name:{width}s}  precision {r['precision']:.3f}  recall {r['recall']:.3f}  f1 {r['f1']:.3f}")
@@ -153,6 +156,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     CHECKPOINT.add_to(p)
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write eval_metrics.json and plots here")
+    p.add_argument("--batch-size", type=positive_int, default=512, help="images per forward pass (default 512)")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="the run's own seeded split to evaluate on (default test: never used to pick the model)")
     DEVICE.add_to(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -74,8 +74,11 @@ def default_path(checkpoint: str | Path, fmt: str) -> Path:
 
 
 def export_model(item: Exportable, path: str | Path, fmt: str = "onnx", opset: int = DEFAULT_OPSET,
-                 dynamic_batch: bool = False, batch: int = 1, overwrite: bool = False) -> dict:
+                 dynamic_batch: bool = True, batch: int = 1, overwrite: bool = False) -> dict:
     """Write ``item`` to ``path``; returns the file's metadata plus the parity check of the written file.
+
+    ``dynamic_batch`` (the default, as timm's export does) leaves the batch axis free, so a server
+    can batch requests; without it the graph takes exactly ``batch`` images.
 
     The parity check runs the written file and the PyTorch model on the same random pixels and
     reports the largest absolute difference of their outputs.
@@ -107,7 +110,7 @@ def export_model(item: Exportable, path: str | Path, fmt: str = "onnx", opset: i
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, fmt: str = "onnx",
-                      opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
+                      opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
                       size: Sequence[int] | None = None, overwrite: bool = False) -> dict:
     """``cnnlab export``: a checkpoint to ``out`` (default: beside it, ``.onnx`` / ``.ts``)."""
     target = Path(out or default_path(checkpoint, fmt))
@@ -218,7 +221,7 @@ def predict_exported(path: str | Path, files: Sequence[str | Path], topk: int = 
     if model.meta.get("task") != "classification":
         raise CnnlabError(f"{path}: not an exported cnnlab classifier (export one with `cnnlab export CKPT`)")
     images = load_images(files, model.meta["input_size"]).numpy()
-    # a graph exported without --dynamic-batch takes one image at a time
+    # a graph exported with --static-batch takes one image at a time
     logits = model(images) if model.meta.get("dynamic_batch") else np.concatenate([model(x[None]) for x in images])
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))  # softmax, stable
     return top_classes(shifted / shifted.sum(axis=1, keepdims=True), model.meta["classes"], files, topk)

@@ -9,7 +9,7 @@ from cnnlab.cli.types import int_range, positive_int
 def cmd_export(args: argparse.Namespace) -> None:
     from cnnlab.export.api import export_checkpoint
 
-    m = export_checkpoint(args.checkpoint, args.out, args.format, args.opset, args.dynamic_batch, args.size,
+    m = export_checkpoint(args.checkpoint, args.out, args.format, args.opset, not args.static_batch, args.size,
                           args.overwrite)
     c, h, w = m["input_size"]
     batch = "N" if m["dynamic_batch"] else "1"
@@ -27,7 +27,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output file (default: beside the checkpoint, .onnx or .ts)")
     p.add_argument("--opset", type=int_range(18, 23), default=18,
                    help="ONNX opset version, 18 (default) to 23: PyTorch's exporter writes no older opset reliably")
-    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch of 1)")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--static-batch", action="store_true",
+                       help="a fixed batch of 1 (default: any batch size, the batch axis left dynamic as timm's export does)")
+    batch.add_argument("--dynamic-batch", action="store_true",
+                       help="any batch size: the default now; accepted so that older commands still run")
     p.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"),
                    help="segmenters: input height and width of the graph (default: the training size)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -6,13 +6,14 @@ AlexNet). BatchNorm after each conv replaces the paper's local response normaliz
 
 ``stem="imagenet"``: 7x7/2 conv, pool, 1x1 and 3x3 convs, pool (224 -> 28 before module 3a).
 ``stem="cifar"``: one 3x3 conv to 192 channels at full resolution (32 -> 32, then 16 and 8 after the
-two inner pools). ``"auto"`` (default) picks by ``image_size``; the registered default is 32x32.
+two inner pools). ``googlenet`` is torchvision's architecture (ImageNet stem, what the name means to
+a PyTorch user); ``googlenet-cifar`` carries the CIFAR stem.
 """
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnlab.models.layers import ClassifierHead, ConvBNAct, InceptionModule, resolve_stem
+from cnnlab.models.layers import ClassifierHead, ConvBNAct, InceptionModule
 from cnnlab.models.registry import register_model
 
 # (c1, c3_reduce, c3, c5_reduce, c5, pool_proj) per module, Table 1 of the paper; "M" = 3x3/2 max-pool
@@ -49,8 +50,13 @@ class GoogLeNet(nn.Module):
         return self.head(self.inception(self.stem(x)))
 
 
-@register_model("googlenet", default_input=(3, 32, 32), tags=("inception",))
-def googlenet(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32,
-              dropout: float = 0.4) -> nn.Module:
-    """GoogLeNet (Inception v1, no auxiliary heads): 9 Inception modules, 7.0M params at 224 (1000 classes)."""
-    return GoogLeNet(num_classes, in_chans, resolve_stem(stem, image_size), dropout)
+@register_model("googlenet", default_input=(3, 224, 224), tags=("inception", "imagenet-size"))
+def googlenet(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.4) -> nn.Module:
+    """GoogLeNet (Inception v1, no auxiliary heads), torchvision's ImageNet stem and 1000 classes: 7.0M params."""
+    return GoogLeNet(num_classes, in_chans, "imagenet", dropout)
+
+
+@register_model("googlenet-cifar", default_input=(3, 32, 32), tags=("inception",))
+def googlenet_cifar(num_classes: int = 10, in_chans: int = 3, dropout: float = 0.4) -> nn.Module:
+    """GoogLeNet with the CIFAR stem (one 3x3 conv to 192 channels at full resolution)."""
+    return GoogLeNet(num_classes, in_chans, "cifar", dropout)

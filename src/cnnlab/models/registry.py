@@ -11,6 +11,7 @@ The families register themselves on import; every lookup here first imports them
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import Registry
+from cnnlab.models.layers import resolve_stem
 
 Builder = Callable[..., nn.Module]
 
@@ -53,6 +55,32 @@ def _load_families() -> None:
 
 MODELS: Registry[ModelEntry] = Registry("model", _load_families, "Run `cnnlab models` to list them.")
 
+# Until issue 26 these torchvision names built cnnlab's CIFAR-stem variants (their "auto" stem at the
+# default 32 px); now they mean torchvision's architecture, ImageNet stem. For one release the old
+# ways of getting the CIFAR variant (a ``stem``/``image_size`` argument, a checkpoint holding its
+# weights) still get it, and small inputs given the ImageNet one are told the new name.
+RENAMED_CIFAR = {name: f"{name}-cifar" for name in ("resnet18", "resnet34", "resnet50", "googlenet")}
+
+
+def warn_renamed(name: str, why: str, stacklevel: int = 3) -> None:
+    """One line: the CIFAR-stem model ``name`` used to mean is now ``name-cifar`` (``stacklevel``:
+    the frame the warning points at, the caller of the public function by default)."""
+    warnings.warn(f"{why}: the CIFAR-stem {name} is now {RENAMED_CIFAR[name]!r} ({name!r} is torchvision's "
+                  f"ImageNet-stem architecture); the old form is deprecated and goes in the next release",
+                  FutureWarning, stacklevel=stacklevel)
+
+
+def _legacy_stem(name: str, kwargs: dict) -> tuple[str, dict]:
+    """``name`` and ``kwargs`` with a renamed model's old ``stem``/``image_size`` arguments resolved
+    as they were (``"auto"``: CIFAR up to 64 px, default 32) into the model they now name."""
+    key = name.strip().lower()
+    if key not in RENAMED_CIFAR or not {"stem", "image_size"} & set(kwargs):
+        return name, kwargs
+    kwargs = dict(kwargs)
+    stem = resolve_stem(kwargs.pop("stem", "auto"), kwargs.pop("image_size", 32))
+    warn_renamed(key, f"model {key!r} with a stem/image_size argument", stacklevel=4)
+    return (RENAMED_CIFAR[key] if stem == "cifar" else key), kwargs
+
 
 def get_entry(name: str) -> tuple[ModelEntry, tuple[str, ...]]:
     """Resolve ``name`` (or ``prefix:arg``) to its entry and the positional args it implies."""
@@ -72,6 +100,7 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
     ``kwargs`` come from the user (``--model-kwargs``): an argument the model does not take, or a
     value it cannot be built with (``{"width": "x"}``), is one :class:`CnnlabError` naming both.
     """
+    name, kwargs = _legacy_stem(name, kwargs)
     entry, args = get_entry(name)
     params = inspect.signature(entry.builder).parameters
     named = [p for p in list(params)[len(args):] if params[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -91,8 +120,12 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
 
 def check_input(model: nn.Module, input_size: tuple[int, ...], name: str) -> None:
     """Run one blank image through ``model``: an input it cannot take (too small for its pooling,
-    wrong channels) fails here in one line, before a run folder exists, not in the first batch."""
+    wrong channels) fails here in one line, before a run folder exists, not in the first batch.
+    A renamed torchvision name given small images (<= 64 px) says which model it used to mean."""
     import torch
+
+    if name.strip().lower() in RENAMED_CIFAR and max(input_size[1:]) <= 64:
+        warn_renamed(name.strip().lower(), f"{'x'.join(map(str, input_size))} inputs to model {name!r}")
 
     training = model.training
     model.eval()

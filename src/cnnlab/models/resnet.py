@@ -5,8 +5,9 @@ first halves the resolution), and a global-pool classifier. The families differ 
 
 Stems: ``stem="cifar"`` is one 3x3 conv at full resolution (the CIFAR ResNets of the papers'
 CIFAR experiments and of kuangliu/pytorch-cifar); ``stem="imagenet"`` is the 7x7/2 conv and 3x3/2
-max-pool for 224x224 input. ``stem="auto"`` (default) chooses from ``image_size``; these models are
-registered with a 32x32 default input, so they are the CIFAR variants unless told otherwise.
+max-pool for 224x224 input. ``resnet18/34/50`` are torchvision's architectures (ImageNet stem, as
+the name means to a PyTorch user); ``resnet18/34/50-cifar`` carry the CIFAR stem. SE-ResNet and
+ResNeXt-29 (CIFAR models by origin) keep ``stem="auto"``, chosen from ``image_size``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from cnnlab.models.layers import (BasicBlock, Bottleneck, ClassifierHead, ConvBNAct, ResidualBlock, ResNeXtBlock,
                                   resolve_stem)
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import Builder, register_model
 
 BlockFactory = Callable[[int, int, int, int], nn.Module]  # (in_ch, out_ch, stride, stage index) -> block
 
@@ -65,23 +66,29 @@ def _bottleneck(c_in: int, c_out: int, stride: int, _: int) -> nn.Module:
 RESNET_WIDTHS = [64, 128, 256, 512]
 
 
-@register_model("resnet18", default_input=(3, 32, 32), tags=("resnet",))
-def resnet18(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
-    """ResNet-18: basic blocks [2, 2, 2, 2] (11.17M params with the CIFAR stem, 10 classes)."""
-    return ResNet(_basic(), [2, 2, 2, 2], RESNET_WIDTHS, num_classes, in_chans, resolve_stem(stem, image_size))
+# depth -> (block, blocks per stage, stage widths, what the docstring says of them)
+RESNETS = {18: (_basic(), [2, 2, 2, 2], RESNET_WIDTHS, "basic blocks [2, 2, 2, 2]"),
+           34: (_basic(), [3, 4, 6, 3], RESNET_WIDTHS, "basic blocks [3, 4, 6, 3]"),
+           50: (_bottleneck, [3, 4, 6, 3], [4 * w for w in RESNET_WIDTHS],
+                "bottleneck blocks [3, 4, 6, 3], outputs 4x the 3x3 width")}
 
 
-@register_model("resnet34", default_input=(3, 32, 32), tags=("resnet",))
-def resnet34(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
-    """ResNet-34: basic blocks [3, 4, 6, 3]."""
-    return ResNet(_basic(), [3, 4, 6, 3], RESNET_WIDTHS, num_classes, in_chans, resolve_stem(stem, image_size))
+def _resnet(depth: int, stem: str) -> Builder:
+    """Register ``resnet<depth>`` (torchvision's architecture and defaults: ImageNet stem, 224x224,
+    1000 classes) or, for ``stem="cifar"``, ``resnet<depth>-cifar`` (3x3 full-resolution stem, 32x32, 10)."""
+    block, depths, widths, layout = RESNETS[depth]
+    cifar = stem == "cifar"
+
+    def builder(num_classes: int = 10 if cifar else 1000, in_chans: int = 3) -> nn.Module:
+        return ResNet(block, depths, widths, num_classes, in_chans, stem)
+
+    builder.__doc__ = f"ResNet-{depth}, {stem} stem: {layout}"
+    return register_model(f"resnet{depth}{'-cifar' if cifar else ''}", default_input=(3, 32, 32) if cifar else
+                          (3, 224, 224), tags=("resnet",) if cifar else ("resnet", "imagenet-size"))(builder)
 
 
-@register_model("resnet50", default_input=(3, 32, 32), tags=("resnet",))
-def resnet50(num_classes: int = 10, in_chans: int = 3, stem: str = "auto", image_size: int = 32) -> nn.Module:
-    """ResNet-50: bottleneck blocks [3, 4, 6, 3], outputs 4x the 3x3 width (25.56M at 224, 1000 classes)."""
-    return ResNet(_bottleneck, [3, 4, 6, 3], [4 * w for w in RESNET_WIDTHS], num_classes, in_chans,
-                  resolve_stem(stem, image_size))
+resnet18, resnet34, resnet50 = (_resnet(d, "imagenet") for d in RESNETS)  # 11.69M, 21.80M, 25.56M at 1000 classes
+resnet18_cifar, resnet34_cifar, resnet50_cifar = (_resnet(d, "cifar") for d in RESNETS)  # 11.17M ... at 10
 
 
 @register_model("se-resnet18", default_input=(3, 32, 32), tags=("resnet", "se"))

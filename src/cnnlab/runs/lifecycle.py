@@ -68,8 +68,9 @@ def run_folder(out: str | Path | None, name: str, resume: bool, overwrite: bool)
 
 def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: bool, tensorboard: bool,
           started: float) -> dict:
-    """Train ``run`` into ``out`` (checked by :func:`run_folder`) and write metrics.json, curves.png
-    and the finish hooks' files; returns metrics.json's dict ({} on a non-zero torchrun rank).
+    """Train ``run`` into ``out`` (checked by :func:`run_folder`), write metrics.json, curves.png
+    and the finish hooks' files, and print the folder's path (by default a new name the user has
+    not seen); returns metrics.json's dict ({} on a non-zero torchrun rank).
 
     The reported model is reloaded from its checkpoint, so the report scores exactly what
     ``evaluate`` and ``predict`` will load later. ``started`` is when the run's clock started
@@ -95,4 +96,5 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     write_json(out / "metrics.json", metrics)
     plots.plot_curves(history, out / "curves.png", metric=job.task.monitor)
     hooks.finish_run(out, logger)
+    print(f"run folder: {out}")  # the next commands (evaluate, predict, report) need it
     return metrics

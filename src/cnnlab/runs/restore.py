@@ -20,7 +20,7 @@ from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.models import create_model
 from cnnlab.models.layers import TwoClassLogits
 from cnnlab.models.pixel import pixel_wrap
-from cnnlab.models.registry import get_entry
+from cnnlab.models.registry import RENAMED_CIFAR, get_entry, warn_renamed
 from cnnlab.train.checkpoint import describe, load_checkpoint, load_weights
 
 T = TypeVar("T")
@@ -66,6 +66,7 @@ def load_classifier_checkpoint(path: str | Path) -> dict:
 def _classifier(path: str | Path, ckpt: dict, device: str | torch.device) -> tuple[nn.Module, dict]:
     check_meta(path, ckpt, ("model", "model_kwargs", "classes", "mean", "std", "input_size", "state_dict"),
                "classifier")
+    ckpt = _renamed(path, ckpt)
     kwargs = dict(ckpt["model_kwargs"], pretrained=False) if ckpt["model"].startswith("transfer:") \
         else dict(ckpt["model_kwargs"])
     outputs = ckpt.get("outputs", len(ckpt["classes"]))
@@ -88,6 +89,23 @@ def _segmenter(path: str | Path, ckpt: dict, device: str | torch.device) -> tupl
         ckpt["model"], len(ckpt["classes"]), ckpt["in_chans"], **kwargs))
     load_weights(model, ckpt["state_dict"], path, describe(ckpt), describe(ckpt))
     return model.to(device).eval(), _meta(ckpt)
+
+
+def _renamed(path: str | Path, ckpt: dict) -> dict:
+    """``ckpt`` naming its model as the registry now does: a checkpoint written before the
+    torchvision names meant torchvision's models (``resnet18`` for the CIFAR-stem ResNet-18) whose
+    weights do not fit the ImageNet-stem model gets the ``-cifar`` name, with the deprecation warning."""
+    name = ckpt["model"].strip().lower()
+    if name not in RENAMED_CIFAR or {"stem", "image_size"} & set(ckpt["model_kwargs"]):
+        return ckpt  # no old name, or one create_model resolves from its old arguments
+    with torch.device("meta"):
+        model = build_from_checkpoint(path, name, lambda: create_model(
+            name, num_classes=ckpt.get("outputs", len(ckpt["classes"])), in_chans=ckpt["input_size"][0],
+            **ckpt["model_kwargs"]))
+    if set(model.state_dict()) == set(ckpt["state_dict"]):
+        return ckpt
+    warn_renamed(name, f"checkpoint {path} names {name!r} but holds the CIFAR-stem model's weights")
+    return dict(ckpt, model=RENAMED_CIFAR[name])
 
 
 REBUILD: dict[str, Callable[[str | Path, dict, str | torch.device], tuple[nn.Module, dict]]] = {

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import read_json, remove_stale_temps, write_json
+from cnnlab.core.versions import software_versions
 
 RUN_FILES = ("config.json", "last.ckpt", "best.ckpt", "history.json", "metrics.json")
 # may differ between a run and its continuation: where it runs and where the data now live
@@ -103,7 +104,8 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
 
 
 def prepare_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite: bool = False) -> Path:
-    """Make the run folder and write ``config.json`` (kept as it was on ``resume``).
+    """Make the run folder and write ``config.json`` (kept as it was on ``resume``) with the cnnlab,
+    torch and Python versions that started the run (``versions``).
 
     ``overwrite`` deletes the previous run's checkpoints, history and metrics first, so nothing
     of it can be mistaken for the new run's if the new one stops early.
@@ -116,7 +118,7 @@ def prepare_run_dir(out: str | Path, config: dict, resume: bool = False, overwri
             (out / name).unlink(missing_ok=True)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", config)
+        write_json(out / "config.json", {**config, "versions": software_versions()})
     return out
 
 

@@ -18,11 +18,14 @@ from torch import nn
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import atomic_path
+from cnnlab.core.versions import software_versions
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Write ``state`` atomically, with the cnnlab, torch and Python versions that wrote it
+    (``versions``; a ``versions`` already in ``state`` is kept)."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save({"versions": software_versions(), **state}, tmp)
     return Path(path)
 
 
