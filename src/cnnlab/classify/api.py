@@ -28,6 +28,7 @@ from torchmetrics.functional.classification import (
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import output
 from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.core.text import top_classes
@@ -313,6 +314,9 @@ def _sample_plots(splits: DatasetSplits, preds, targets, probs, out: Path, n: in
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out: str | Path | None = None,
                         device: str = "auto") -> dict:
     """Re-evaluate a saved model on its dataset's test split (the same seeded split it trained with)."""
+    if out is not None:
+        output.check_folder(out, ("eval_metrics.json", "confusion_matrix.png", "pr_curve.png", "samples.png",
+                                  "misclassified.png"))
     model, meta = load_classifier(checkpoint, TrainConfig(device=device).resolved_device())  # first: it checks the file
     _, config, splits = checkpoint_splits(checkpoint, data_dir)
     if list(splits.classes) != list(meta["classes"]):

@@ -9,10 +9,12 @@ go (``**TRAINING.values(args)``) instead of naming 40 keywords. Torch-free, like
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from dataclasses import dataclass, field, fields, replace
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from cnnlab.cli.types import device, fraction, ruled, seed
+from cnnlab.core import output
 from cnnlab.train.config import AVERAGES, OPTIMIZERS, RULES, SCHEDULES, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -82,6 +84,31 @@ DEVICE = Option("--device", dict(type=device, default=_DEFAULTS["device"],
                                  help=f"auto, cpu, cuda, cuda:1 ... (default: {_DEFAULTS['device']})"))
 CHECKPOINT = Option("--checkpoint", dict(required=True, help="a run's checkpoint, e.g. runs/<run>/best.ckpt"))
 PROGRESS = Option("--no-progress", dict(dest="progress", action="store_false", help="no progress bars"))
+# every command that writes takes it: without it, no existing file the command did not write itself is
+# replaced (cnnlab.core.output; the CLI guards the command's writes when its parser has this option)
+OVERWRITE = Option("--overwrite", dict(action="store_true",
+                                       help="replace files already in --out (without it, the command stops "
+                                            "before writing)"))
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")  # what a figure's --out may end in (matplotlib)
+
+
+@contextmanager
+def guarded_command(args: argparse.Namespace) -> Iterator[None]:
+    """Run a command that writes (its parser has ``--overwrite``) under the output guard, its ``--out``
+    checked first: never inside ``--data-dir``; a file of the declared extensions where the parser set
+    ``out_suffixes``; a folder otherwise, except a run folder (``run_folder``, checked by runs.rundir)."""
+    if not hasattr(args, "overwrite"):
+        yield
+        return
+    with output.guarded(args.overwrite):
+        out = getattr(args, "out", None)
+        if out is not None:
+            output.refuse_inside_data(out, getattr(args, "data_dir", None))
+            if getattr(args, "out_suffixes", None):
+                output.check_file(out, args.out_suffixes)
+            elif not getattr(args, "run_folder", False):
+                output.check_folder(out)
+        yield
 
 # the run folder and the data split: where a training run goes and what it holds out
 RUN = OptionGroup("run folder and split", (
@@ -89,7 +116,7 @@ RUN = OptionGroup("run folder and split", (
     Option("--resume", dict(action="store_true",
                             help="continue the run in --out from its last.ckpt (options left out come from its "
                                  "config.json)")),
-    Option("--overwrite", dict(action="store_true", help="replace the run already in --out")),
+    replace(OVERWRITE, settings={**OVERWRITE.settings, "help": "replace the run already in --out"}),
     Option("--tensorboard", dict(action="store_true",
                                  help="log scalars per epoch and the final figures to OUT/tb "
                                       "(tensorboard --logdir OUT/tb)")),
