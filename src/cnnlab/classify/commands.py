@@ -169,7 +169,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="random training samples in a grid (2x2 by default)")
     p.add_argument("--dataset", default="digits")
     _data_args(p)
-    p.add_argument("--out", default="samples.png", help=f"image file ({', '.join(FIGURE_SUFFIXES)})")
+    p.add_argument("--out", default="samples.png", help=f"image file ({', '.join(filter(None, FIGURE_SUFFIXES))})")
     OVERWRITE.add_to(p)
     p.add_argument("-n", type=positive_int, default=4, help="number of images")
     p.add_argument("--seed", type=seed, help="fix the draw (default: new samples each run)")

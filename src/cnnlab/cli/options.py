@@ -89,7 +89,8 @@ PROGRESS = Option("--no-progress", dict(dest="progress", action="store_false", h
 OVERWRITE = Option("--overwrite", dict(action="store_true",
                                        help="replace files already in --out (without it, the command stops "
                                             "before writing)"))
-FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")  # what a figure's --out may end in (matplotlib)
+# what a figure's --out may end in (matplotlib's formats; no extension: PNG)
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", "")
 
 
 @contextmanager

@@ -107,15 +107,17 @@ def refuse_inside_data(path: str | Path, data_dir: str | Path | None, option: st
 def check_file(path: str | Path, suffixes: Iterable[str], option: str = "--out") -> Path:
     """Refuse an output file of the wrong kind or one already there, before anything is written.
 
-    ``suffixes`` are the extensions the command can write (``.png``); the check of the extension
-    comes first, so ``--overwrite`` never replaces a file the command would then refuse.
+    ``suffixes`` are the extensions the command can write (``.png``; ``""``: a name without one);
+    the check of the extension comes first, so ``--overwrite`` never replaces a file the command
+    would then refuse.
     """
     path = Path(path)
     allowed = tuple(s.lower() for s in suffixes)
     if path.is_dir():
-        raise CnnlabError(f"{option} {path} is a folder; expected a file such as {path / ('out' + allowed[0])}")
+        raise CnnlabError(f"{option} {path} is a folder; expected a file such as {path / ('out' + max(allowed))}")
     if path.suffix.lower() not in allowed:
-        raise CnnlabError(f"{option} {path}: expected a file ending in {' or '.join(allowed)}")
+        named = " or ".join(s for s in allowed if s)
+        raise CnnlabError(f"{option} {path}: expected a file ending in {named}")
     _refuse_file_parents(path, option)
     refuse_existing([path], option)
     return path
