@@ -325,6 +325,8 @@ CASES: list[tuple[str, str]] = [
     ("train --data-dir {twocls} --out {twocls}/runs --epochs 1", "--out {twocls}/runs is inside --data-dir {twocls}"),
     ("lab run bn-scale-invariance --quick --data-dir {root} --out {root}/lab --overwrite", "is inside --data-dir"),
     ("match find {img} {img} --out {file}", "--out {file} is a file; expected a folder"),
+    ("explain image {img} --checkpoint {run}/best.ckpt --out=", "--out is empty; give a path"),
+    ("train --epochs 1 --out=", "--out is empty; give a path"),
     ("attack sweep --checkpoint {run}/best.ckpt --out {file}/sub", "plain.txt is a file"),
     # -- run folders: nothing lost, nothing half-made, conflicts named
     ("train --out {run} --epochs 1", "--out {run} already holds a run (config.json, last.ckpt, best.ckpt"),

@@ -96,7 +96,7 @@ FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", "")
 @contextmanager
 def guarded_command(args: argparse.Namespace) -> Iterator[None]:
     """Run a command that writes (its parser has ``--overwrite``) under the output guard, its ``--out``
-    checked first: never inside ``--data-dir``; a file of the declared extensions where the parser set
+    checked first: not empty, never inside ``--data-dir``; a file of the declared extensions where the parser set
     ``out_suffixes``; a folder otherwise, except a run folder (``run_folder``, checked by runs.rundir)."""
     if not hasattr(args, "overwrite"):
         yield
@@ -104,6 +104,7 @@ def guarded_command(args: argparse.Namespace) -> Iterator[None]:
     with output.guarded(args.overwrite):
         out = getattr(args, "out", None)
         if out is not None:
+            output.refuse_empty(out)
             output.refuse_inside_data(out, getattr(args, "data_dir", None))
             if getattr(args, "out_suffixes", None):
                 output.check_file(out, args.out_suffixes)

@@ -96,6 +96,12 @@ def _refuse_file_parents(path: Path, option: str) -> None:
         raise CnnlabError(f"{option} {path}: {blocking} is a file, so nothing can be written under it")
 
 
+def refuse_empty(path: str | Path, option: str = "--out") -> None:
+    """An empty ``--out ""`` would write into the current folder: refuse it rather than guess."""
+    if not str(path).strip():
+        raise CnnlabError(f"{option} is empty; give a path (leave {option} out for the default)")
+
+
 def refuse_inside_data(path: str | Path, data_dir: str | Path | None, option: str = "--out") -> None:
     """Refuse an output inside the data folder: it would become a class or an image of the next run,
     so not even ``--overwrite`` allows it."""
