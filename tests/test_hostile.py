@@ -323,6 +323,8 @@ CASES: list[tuple[str, str]] = [
     ("explain image {segimages}/s00.png {seg255images}/s00.png --checkpoint {run}/best.ckpt --out {out}",
      "would both be written to {out}/s00_gradcam.png"),
     ("train --data-dir {twocls} --out {twocls}/runs --epochs 1", "--out {twocls}/runs is inside --data-dir {twocls}"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --out {segmasks}/run",
+     "--out {segmasks}/run is inside --masks {segmasks}"),
     ("lab run bn-scale-invariance --quick --data-dir {root} --out {root}/lab --overwrite", "is inside --data-dir"),
     ("match find {img} {img} --out {file}", "--out {file} is a file; expected a folder"),
     ("explain image {img} --checkpoint {run}/best.ckpt --out=", "--out is empty; give a path"),

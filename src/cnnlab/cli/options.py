@@ -93,10 +93,13 @@ OVERWRITE = Option("--overwrite", dict(action="store_true",
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", "")
 
 
+DATA_OPTIONS = ("data_dir", "images", "masks")  # folders of data an --out must not lie inside
+
+
 @contextmanager
 def guarded_command(args: argparse.Namespace) -> Iterator[None]:
     """Run a command that writes (its parser has ``--overwrite``) under the output guard, its ``--out``
-    checked first: not empty, never inside ``--data-dir``; a file of the declared extensions where the parser set
+    checked first: not empty, never inside a data folder (``DATA_OPTIONS``); a file of the declared extensions where the parser set
     ``out_suffixes``; a folder otherwise, except a run folder (``run_folder``, checked by runs.rundir)."""
     if not hasattr(args, "overwrite"):
         yield
@@ -105,7 +108,10 @@ def guarded_command(args: argparse.Namespace) -> Iterator[None]:
         out = getattr(args, "out", None)
         if out is not None:
             output.refuse_empty(out)
-            output.refuse_inside_data(out, getattr(args, "data_dir", None))
+            for data in DATA_OPTIONS:
+                folder = getattr(args, data, None)  # a list: the IMAGE arguments of explain/attack, not a folder
+                if isinstance(folder, str):
+                    output.refuse_inside_data(out, folder, data_option="--" + data.replace("_", "-"))
             if getattr(args, "out_suffixes", None):
                 output.check_file(out, args.out_suffixes)
             elif not getattr(args, "run_folder", False):

@@ -102,12 +102,13 @@ def refuse_empty(path: str | Path, option: str = "--out") -> None:
         raise CnnlabError(f"{option} is empty; give a path (leave {option} out for the default)")
 
 
-def refuse_inside_data(path: str | Path, data_dir: str | Path | None, option: str = "--out") -> None:
-    """Refuse an output inside the data folder: it would become a class or an image of the next run,
+def refuse_inside_data(path: str | Path, data_dir: str | Path | None, option: str = "--out",
+                       data_option: str = "--data-dir") -> None:
+    """Refuse an output inside a data folder: it would become a class or an image of the next run,
     so not even ``--overwrite`` allows it."""
     if data_dir is not None and _absolute(path).resolve().is_relative_to(_absolute(data_dir).resolve()):
-        raise CnnlabError(f"{option} {path} is inside --data-dir {data_dir}: what is written there would become "
-                          f"data of the next run; choose a place outside it")
+        raise CnnlabError(f"{option} {path} is inside {data_option} {data_dir}: what is written there would "
+                          f"become data of the next run; choose a place outside it")
 
 
 def check_file(path: str | Path, suffixes: Iterable[str], option: str = "--out") -> Path:
