@@ -164,3 +164,13 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(world, capsys, tmp_path):  # 
                          "--out", str(out)], capsys)
     assert code == 0, err
     assert (out / "metrics.json").is_file() and not (out / ".cnnlab-run.lock").exists()
+
+
+def test_a_lock_held_by_a_running_process_refuses_the_run(world, capsys, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".cnnlab-run.lock").write_text(str(os.getppid()))  # a process that runs: this test's parent
+    code, err = run_cli(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--no-progress",
+                         "--out", str(out)], capsys)
+    assert code == 2 and f"is in use by another cnnlab run (process {os.getppid()})" in err, err
+    assert sorted(p.name for p in out.iterdir()) == [".cnnlab-run.lock"], "the refused run wrote into the folder"

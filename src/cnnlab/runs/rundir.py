@@ -142,7 +142,7 @@ def _locked(out: Path) -> Iterator[None]:
     except FileExistsError:
         holder = _lock_holder(lock)
         if holder is not None:
-            raise CnnlabError(f"--out {out} is in use by another cnnlab run (process {holder}); wait for it to "
+            raise CnnlabError(f"--out {out} is in use by another cnnlab run ({holder}); wait for it to "
                               f"finish, or choose another --out") from None
         lock.unlink(missing_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
@@ -154,16 +154,21 @@ def _locked(out: Path) -> Iterator[None]:
         lock.unlink(missing_ok=True)
 
 
-def _lock_holder(lock: Path) -> int | None:
-    """The running process that holds ``lock``, or None when it has ended (killed, machine restarted)."""
+def _lock_holder(lock: Path) -> str | None:
+    """Who holds ``lock`` ('process 123'), or None when that process has ended (killed, machine restarted)."""
     try:
-        pid = int(lock.read_text() or 0)
-        os.kill(pid, 0)
-    except PermissionError:  # a process of another user
-        return pid
-    except (OSError, ValueError):  # no such process, or an unreadable lock: nobody holds it
+        text = lock.read_text().strip()
+    except OSError:  # gone meanwhile: nobody holds it
         return None
-    return pid
+    if not text:  # made by exclusive creation, its process id not yet written
+        return "a run starting"
+    try:
+        os.kill(int(text), 0)
+    except PermissionError:  # a process of another user
+        return f"process {text}"
+    except (OSError, ValueError, OverflowError):  # no such process, or not a lock of ours: nobody holds it
+        return None
+    return f"process {text}"
 
 
 class Interrupted(KeyboardInterrupt):
