@@ -119,6 +119,7 @@ def held_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite:
         check_run_dir(out, resume, overwrite)  # again: another run may have filled it since the first check
         remove_stale_temps(out)
         if overwrite:
+            output.refuse_existing([out / name for name in RUN_FILES])  # a command's own --overwrite decides
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         output.own(out)  # checked above: this run may replace what it finds in its folder
