@@ -317,7 +317,8 @@ CASES: list[tuple[str, str]] = [
     # -- the output guard (issue 29): no user file replaced without --overwrite, outputs checked first
     ("show --out {img}", "--out {img} already exists; pass --overwrite to replace it"),
     ("show --out {img}.txt --overwrite", "digit.png.txt: expected a file ending in .png"),
-    ("scratch mlp --dataset digits --epochs 1 --out {run}", "--out {run}/metrics.json already exists (and 1 more); pass --overwrite"),
+    ("scratch mlp --dataset digits --epochs 1 --out {run}",
+     "--out {run}/metrics.json already exists (and 1 more); pass --overwrite"),
     ("segment predict --checkpoint {seg}/best.ckpt {segimages}/s00.png --out {segmasks}",
      "--out {segmasks}/s00.png already exists; pass --overwrite"),
     ("explain image {segimages}/s00.png {seg255images}/s00.png --checkpoint {run}/best.ckpt --out {out}",

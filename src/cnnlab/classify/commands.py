@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.options import (CHECKPOINT, CLASSIFY_TRAINING, DEVICE, FIGURE_SUFFIXES, OVERWRITE, RUN, TRAINING, Option, OptionGroup,
-                                add_groups, values)
+from cnnlab.cli.options import (CHECKPOINT, CLASSIFY_TRAINING, DEVICE, FIGURE_SUFFIXES, OVERWRITE, RUN, TRAINING,
+                                Option, OptionGroup, add_groups, values)
 from cnnlab.cli.types import float_range, json_object, nonneg_int, positive_float, positive_int, seed
 
 open_fraction = float_range(0, 1, low_open=True, high_open=True)

@@ -98,25 +98,31 @@ DATA_OPTIONS = ("data_dir", "images", "masks")  # folders of data an --out must 
 
 @contextmanager
 def guarded_command(args: argparse.Namespace) -> Iterator[None]:
-    """Run a command that writes (its parser has ``--overwrite``) under the output guard, its ``--out``
-    checked first: not empty, never inside a data folder (``DATA_OPTIONS``); a file of the declared extensions where the parser set
-    ``out_suffixes``; a folder otherwise, except a run folder (``run_folder``, checked by runs.rundir)."""
+    """Run a command that writes (its parser has ``--overwrite``) under the output guard
+    (:mod:`cnnlab.core.output`), its ``--out`` checked before anything else runs."""
     if not hasattr(args, "overwrite"):
         yield
         return
     with output.guarded(args.overwrite):
-        out = getattr(args, "out", None)
-        if out is not None:
-            output.refuse_empty(out)
-            for data in DATA_OPTIONS:
-                folder = getattr(args, data, None)  # a list: the IMAGE arguments of explain/attack, not a folder
-                if isinstance(folder, str):
-                    output.refuse_inside_data(out, folder, data_option="--" + data.replace("_", "-"))
-            if getattr(args, "out_suffixes", None):
-                output.check_file(out, args.out_suffixes)
-            elif not getattr(args, "run_folder", False):
-                output.check_folder(out)
+        if getattr(args, "out", None) is not None:
+            check_out(args)
         yield
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """``--out`` is not empty and not inside a data folder (``DATA_OPTIONS``); it is a file of the
+    parser's ``out_suffixes`` where it set them, else a folder, except a run folder (``run_folder``:
+    runs.rundir checks it, with the options that continue or replace a run)."""
+    output.refuse_empty(args.out)
+    for data in DATA_OPTIONS:
+        folder = getattr(args, data, None)  # a list: the IMAGE arguments of explain/attack, not a folder
+        if isinstance(folder, str):
+            output.refuse_inside_data(args.out, folder, data_option="--" + data.replace("_", "-"))
+    if getattr(args, "out_suffixes", None):
+        output.check_file(args.out, args.out_suffixes)
+    elif not getattr(args, "run_folder", False):
+        output.check_folder(args.out)
+
 
 # the run folder and the data split: where a training run goes and what it holds out
 RUN = OptionGroup("run folder and split", (

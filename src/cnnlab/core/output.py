@@ -73,6 +73,13 @@ def own(folder: str | Path) -> None:
         guard.owned.append(_absolute(folder))
 
 
+def replaceable(path: str | Path) -> bool:
+    """Whether the running command was allowed to replace ``path`` (``--overwrite``, its own folder);
+    False outside a command, where a writer keeps its own rule."""
+    guard = _ACTIVE.get()
+    return guard is not None and guard.may_replace(_absolute(path))
+
+
 def refuse_existing(paths: Iterable[str | Path], option: str = "--out") -> None:
     """Before writing: refuse when one of ``paths`` exists and this command may not replace it."""
     guard = _ACTIVE.get()

@@ -44,7 +44,8 @@ def explain_files(images: Sequence[str], model: str | None = None, checkpoint: s
     """One CAM overlay per image (``<out>/<image>_<method>.png``), for the top-1 class or ``target``."""
     targets = [Path(out) / f"{_stem(f)}_{method}.png" for f in images]
     output.check_distinct(dict(zip(images, targets)))
-    refuse_overwriting_inputs([*targets, Path(out) / MANIFEST], [f for f in images if not str(f).startswith("skimage:")])
+    refuse_overwriting_inputs([*targets, Path(out) / MANIFEST],
+                              [f for f in images if not str(f).startswith("skimage:")])
     pc = load_model(model, checkpoint, device)
     x = load_images(images, pc.input_size).to(device)
     probs = _predict(pc.model, x)
