@@ -323,6 +323,8 @@ CASES: list[tuple[str, str]] = [
      "--out {segmasks}/s00.png already exists; pass --overwrite"),
     ("explain image {segimages}/s00.png {seg255images}/s00.png --checkpoint {run}/best.ckpt --out {out}",
      "would both be written to {out}/s00_gradcam.png"),
+    ("segment predict --checkpoint {seg}/best.ckpt {segimages} {seg255images} --out {out}",
+     "{segimages}/s00.png and {seg255images}/s00.png would both be written to {out}/s00.png"),
     ("train --data-dir {twocls} --out {twocls}/runs --epochs 1", "--out {twocls}/runs is inside --data-dir {twocls}"),
     ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --out {segmasks}/run",
      "--out {segmasks}/run is inside --masks {segmasks}"),

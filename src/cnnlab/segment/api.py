@@ -323,10 +323,6 @@ def _input_files(inputs: Sequence[str | Path]) -> list[Path]:
             files.append(item)
         else:
             raise CnnlabError(f"input {item} does not exist")
-    stems = [f.stem for f in files]
-    dup = sorted({s for s in stems if stems.count(s) > 1})
-    if dup:
-        raise CnnlabError(f"inputs share the stem(s) {dup[:5]}: their masks would overwrite each other")
     if not files:
         raise CnnlabError("no input images")
     return files
@@ -377,7 +373,9 @@ def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     if out.resolve() in folders:
         raise CnnlabError(f"--out {out} is an input folder: the masks would replace or mix with its images; "
                           f"choose another --out")
-    refuse_overwriting_inputs([out / f"{path.stem}.png" for path in files], files)
+    masks = {path: out / f"{path.stem}.png" for path in files}
+    output.check_distinct(masks)  # two inputs of one stem (in two folders) would share a mask
+    refuse_overwriting_inputs(masks.values(), files)
     output.check_folder(out)
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
