@@ -254,8 +254,12 @@ def test_cli_match_writes_result_heatmap_and_boxes(tmp_path, capsys):
     assert Image.open(out / "boxes.png").size == (451, 300) and Image.open(out / "heatmap.png").size[0] > 100
     assert "1: box [200, 80, 120, 100] score 1.0000" in capsys.readouterr().out
     assert main(["match", "skimage:chelsea", "skimage:chelsea", "--box", "200,80,120,100", "--method",
-                 "zncc-pixel", "--out", str(out), "--top-k", "3", "--min-score", "0.99"]) == 0
+                 "zncc-pixel", "--out", str(out), "--top-k", "3", "--min-score", "0.99", "--overwrite"]) == 0
     assert len(json.loads((out / "result.json").read_text())["matches"]) == 1  # the others score lower
+    # without --overwrite (issue 29) a second run into the folder is refused and replaces nothing
+    before = (out / "result.json").read_bytes()
+    assert main(["match", "skimage:chelsea", "skimage:chelsea", "--box", "200,80,120,100", "--out", str(out)]) == 2
+    assert (out / "result.json").read_bytes() == before
 
 
 # --- bad input: one line naming the file or value ----------------------------------------------

@@ -13,6 +13,7 @@ from cnnlab.attack import figures
 from cnnlab.attack.attacks import check_eps, fgsm, run_attack
 from cnnlab.attack.sweep import accuracy_vs_eps, min_flip_eps, predict
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import output
 from cnnlab.core.fileio import refuse_overwriting_inputs, write_json
 from cnnlab.data.images import load_images
 from cnnlab.runs.sources import load_model, resolve_class
@@ -95,13 +96,14 @@ def sweep_checkpoint(checkpoint: str | Path, data_dir: str | None = None, n: int
                      steps: int = 10, eps_max: float = 0.5, out: str | Path | None = None, device: str = "cpu",
                      seed: int = 0) -> dict:
     """``sweep`` on a checkpoint's test set; writes sweep.json, accuracy_vs_eps.png, min_flip_eps.png, panels.png."""
+    if out is not None:
+        out = output.check_folder(out, ("sweep.json", "accuracy_vs_eps.png", "min_flip_eps.png", "panels.png"))
     pc = load_model(checkpoint=checkpoint, device=device)
     images, labels, classes = checkpoint_test_set(checkpoint, data_dir, n, seed)
     images, labels = images.to(device), labels.to(device)
     result = sweep(pc.model, images, labels, eps, attacks, steps, eps_max, seed)
     result.update(checkpoint=str(checkpoint), attacks=list(attacks), pgd_steps=steps)
     if out is not None:
-        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "sweep.json", result)
         figures.plot_accuracy_vs_eps(result["eps"], {a: result[a] for a in attacks}, out / "accuracy_vs_eps.png")

@@ -8,6 +8,7 @@ import argparse
 import math
 
 from cnnlab.attack.catalog import ATTACK_NAMES
+from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
 
@@ -78,6 +79,7 @@ def _attack_options(p: argparse.ArgumentParser, out: str) -> None:
                    help="largest eps searched for the smallest flip")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    OVERWRITE.add_to(p)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

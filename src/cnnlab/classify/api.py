@@ -29,6 +29,7 @@ from torchmetrics.functional.classification import (
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import output
 from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.core.text import top_classes
@@ -327,6 +328,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     ``wall_seconds`` the evaluation's own time, ``device`` where it ran."""
     if split not in EVAL_SPLITS:
         raise CnnlabError(f"--split {split!r}: expected one of {', '.join(EVAL_SPLITS)}")
+    if out is not None:
+        output.check_folder(out, ("eval_metrics.json", "confusion_matrix.png", "pr_curve.png", "samples.png",
+                                  "misclassified.png"))
     started = time.perf_counter()
     model, meta = load_classifier(checkpoint, TrainConfig(device=device).resolved_device())  # first: it checks the file
     _, config, splits = checkpoint_splits(checkpoint, data_dir)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.options import (CHECKPOINT, CLASSIFY_TRAINING, DEVICE, RUN, TRAINING, Option, OptionGroup,
-                                add_groups, values)
+from cnnlab.cli.options import (CHECKPOINT, CLASSIFY_TRAINING, DEVICE, FIGURE_SUFFIXES, OVERWRITE, RUN, TRAINING,
+                                Option, OptionGroup, add_groups, values)
 from cnnlab.cli.types import float_range, json_object, nonneg_int, positive_float, positive_int, seed
 
 open_fraction = float_range(0, 1, low_open=True, high_open=True)
@@ -150,7 +150,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-recipes", action="store_true", help="list the named recipes and exit")
     _data_args(p)
     add_groups(p, _TRAIN_GROUPS)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, run_folder=True)
 
     p = sub.add_parser("evaluate", help="test-set report of a checkpoint")
     CHECKPOINT.add_to(p)
@@ -159,6 +159,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=512, help="images per forward pass (default 512)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test",
                    help="the run's own seeded split to evaluate on (default test: never used to pick the model)")
+    OVERWRITE.add_to(p)
     DEVICE.add_to(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -174,7 +175,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="random training samples in a grid (2x2 by default)")
     p.add_argument("--dataset", default="digits")
     _data_args(p)
-    p.add_argument("--out", default="samples.png")
+    p.add_argument("--out", default="samples.png", help=f"image file ({', '.join(filter(None, FIGURE_SUFFIXES))})")
+    OVERWRITE.add_to(p)
     p.add_argument("-n", type=positive_int, default=4, help="number of images")
     p.add_argument("--seed", type=seed, help="fix the draw (default: new samples each run)")
-    p.set_defaults(func=cmd_show)
+    p.set_defaults(func=cmd_show, out_suffixes=FIGURE_SUFFIXES)

@@ -14,6 +14,7 @@ import warnings
 
 from cnnlab import __version__
 from cnnlab.cli.types import Parser
+from cnnlab.cli.options import guarded_command
 from cnnlab.core.errors import CnnlabError
 
 # one module per capability; each defines add_commands(subparsers)
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.formatwarning = lambda message, *_: f"cnnlab {args.command}: warning: {message}\n"
     try:
-        result = args.func(args)
+        with guarded_command(args):
+            result = args.func(args)
     except KeyboardInterrupt as exc:  # training adds how far it got and how to continue
         print(f"cnnlab {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130

@@ -9,10 +9,12 @@ go (``**TRAINING.values(args)``) instead of naming 40 keywords. Torch-free, like
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from dataclasses import dataclass, field, fields, replace
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from cnnlab.cli.types import device, fraction, ruled, seed
+from cnnlab.core import output
 from cnnlab.train.config import AVERAGES, OPTIMIZERS, RULES, SCHEDULES, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -82,6 +84,45 @@ DEVICE = Option("--device", dict(type=device, default=_DEFAULTS["device"],
                                  help=f"auto, cpu, cuda, cuda:1 ... (default: {_DEFAULTS['device']})"))
 CHECKPOINT = Option("--checkpoint", dict(required=True, help="a run's checkpoint, e.g. runs/<run>/best.ckpt"))
 PROGRESS = Option("--no-progress", dict(dest="progress", action="store_false", help="no progress bars"))
+# every command that writes takes it: without it, no existing file the command did not write itself is
+# replaced (cnnlab.core.output; the CLI guards the command's writes when its parser has this option)
+OVERWRITE = Option("--overwrite", dict(action="store_true",
+                                       help="replace files already in --out (without it, the command stops "
+                                            "before writing)"))
+# what a figure's --out may end in (matplotlib's formats; no extension: PNG)
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg", "")
+
+
+DATA_OPTIONS = ("data_dir", "images", "masks")  # folders of data an --out must not lie inside
+
+
+@contextmanager
+def guarded_command(args: argparse.Namespace) -> Iterator[None]:
+    """Run a command that writes (its parser has ``--overwrite``) under the output guard
+    (:mod:`cnnlab.core.output`), its ``--out`` checked before anything else runs."""
+    if not hasattr(args, "overwrite"):
+        yield
+        return
+    with output.guarded(args.overwrite):
+        if getattr(args, "out", None) is not None:
+            check_out(args)
+        yield
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """``--out`` is not empty and not inside a data folder (``DATA_OPTIONS``); it is a file of the
+    parser's ``out_suffixes`` where it set them, else a folder, except a run folder (``run_folder``:
+    runs.rundir checks it, with the options that continue or replace a run)."""
+    output.refuse_empty(args.out)
+    for data in DATA_OPTIONS:
+        folder = getattr(args, data, None)  # a list: the IMAGE arguments of explain/attack, not a folder
+        if isinstance(folder, str):
+            output.refuse_inside_data(args.out, folder, data_option="--" + data.replace("_", "-"))
+    if getattr(args, "out_suffixes", None):
+        output.check_file(args.out, args.out_suffixes)
+    elif not getattr(args, "run_folder", False):
+        output.check_folder(args.out)
+
 
 # the run folder and the data split: where a training run goes and what it holds out
 RUN = OptionGroup("run folder and split", (
@@ -89,7 +130,7 @@ RUN = OptionGroup("run folder and split", (
     Option("--resume", dict(action="store_true",
                             help="continue the run in --out from its last.ckpt (options left out come from its "
                                  "config.json)")),
-    Option("--overwrite", dict(action="store_true", help="replace the run already in --out")),
+    replace(OVERWRITE, settings={**OVERWRITE.settings, "help": "replace the run already in --out"}),
     Option("--tensorboard", dict(action="store_true",
                                  help="log scalars per epoch and the final figures to OUT/tb "
                                       "(tensorboard --logdir OUT/tb)")),

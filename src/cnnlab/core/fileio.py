@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from cnnlab.core import output
+
 
 # what atomic_path's temporary files are called: .<target name>.<8 random characters>.cnnlab-tmp
 # (hidden, and with a suffix no other program writes, so a cleanup never takes a user's own file)
@@ -24,9 +26,15 @@ os.umask(_UMASK)  # ... and put back at once
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``."""
+def atomic_path(path: str | Path, cache: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path``.
+
+    An output is first claimed from the running command's guard (:mod:`cnnlab.core.output`), which
+    refuses to replace a user's file; ``cache`` marks a file cnnlab keeps for itself, never a user's.
+    """
     path = Path(path)
+    if not cache:
+        output.claim(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)
@@ -41,15 +49,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def save_torch(path: str | Path, obj: Any) -> Path:
+def save_torch(path: str | Path, obj: Any, cache: bool = False) -> Path:
     """``torch.save`` written atomically: checkpoints and caches are never left half-written.
 
     torch is imported here, on first save, so that the CLI's parser (which imports this module) stays torch-free.
     """
     import torch
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, cache) as tmp:
         torch.save(obj, tmp)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """A text file (a table, a summary) written atomically and through the output guard."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -83,12 +98,15 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
 
 
 def refuse_overwriting_inputs(targets: Iterable[str | Path], inputs: Iterable[str | Path], option: str = "--out") -> None:
-    """Stop before writing when an output file would replace one of the input files."""
+    """Stop before writing when an output file would replace one of the input files, or (in a
+    command, :mod:`cnnlab.core.output`) any existing file without ``--overwrite``."""
     from cnnlab.core.errors import CnnlabError
 
+    targets = list(targets)
     sources = {Path(p).resolve() for p in inputs}
     hits = [Path(t) for t in targets if Path(t).resolve() in sources]
     if hits:
         more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
         raise CnnlabError(f"{option} {hits[0].parent}: writing {hits[0].name} would overwrite the input file "
                           f"{hits[0]}{more}; choose another {option}")
+    output.refuse_existing(targets, option)

@@ -204,7 +204,7 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
     skipped = [str(p) for p, _ in bad]
     if use_cache:
         try:
-            save_torch(cache_file, {"images": result.images, "labels": result.labels, "skipped": skipped})
+            save_torch(cache_file, {"images": result.images, "labels": result.labels, "skipped": skipped}, cache=True)
         except OSError as exc:  # the cache only saves time: a read-only or full disk is not an error
             warnings.warn(f"could not write the decoded-image cache {cache_file} ({exc.strerror or exc}); "
                           f"the images will be decoded again next time (set CNNLAB_CACHE to a writable folder)",

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from cnnlab.explain import figures
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import read_json, refuse_overwriting_inputs, write_json
+from cnnlab.core import output
+from cnnlab.core.fileio import read_json, refuse_overwriting_inputs, write_json, write_text
 from cnnlab.explain.cam import METHODS, as_targets, feature_layers, get_cam
 from cnnlab.explain.metrics import deletion_auc, insertion_auc, noise_stability
 from cnnlab.data.images import load_images
@@ -42,7 +43,9 @@ def explain_files(images: Sequence[str], model: str | None = None, checkpoint: s
                   out: str | Path = "runs/explain", device: str = "cpu", **cam_kwargs) -> list[dict]:
     """One CAM overlay per image (``<out>/<image>_<method>.png``), for the top-1 class or ``target``."""
     targets = [Path(out) / f"{_stem(f)}_{method}.png" for f in images]
-    refuse_overwriting_inputs(targets, [f for f in images if not str(f).startswith("skimage:")])
+    output.check_distinct(dict(zip(images, targets)))
+    refuse_overwriting_inputs([*targets, Path(out) / MANIFEST],
+                              [f for f in images if not str(f).startswith("skimage:")])
     pc = load_model(model, checkpoint, device)
     x = load_images(images, pc.input_size).to(device)
     probs = _predict(pc.model, x)
@@ -116,13 +119,13 @@ def compare_files(images: Sequence[str], model: str | None = None, checkpoint: s
                   out: str | Path = "runs/explain-compare", steps: int = 20, sigma: float = 0.03, repeats: int = 3,
                   samples: int = 16, device: str = "cpu") -> list[dict]:
     """``compare`` on image files; writes compare.md (table), compare.json and compare.png (all maps)."""
+    out = output.check_folder(out, ("compare.md", "compare.json", "compare.png"))
     pc = load_model(model, checkpoint, device)
     x = load_images(images, pc.input_size).to(device)
     probs = _predict(pc.model, x)
     t = _targets(pc, target, probs)
     rows, maps = compare(pc.model, x, t, methods, layer, steps, sigma, repeats,
                          cam_kwargs={"shapcam": {"samples": samples}})
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [_stem(f) for f in images]
     titles = [f"{n}: {pc.classes[int(c)]} ({float(probs[i, c]):.2f})" for i, (n, c) in enumerate(zip(names, t))]
@@ -130,7 +133,7 @@ def compare_files(images: Sequence[str], model: str | None = None, checkpoint: s
     setup = dict(model=pc.name, images=list(map(str, images)), targets=[pc.classes[int(c)] for c in t],
                  deletion_steps=steps, noise_sigma=sigma, noise_repeats=repeats, shapcam_samples=samples)
     write_json(out / "compare.json", dict(setup, rows=rows))
-    (out / "compare.md").write_text(f"{markdown_table(rows)}\n\n{json.dumps(setup)}\n")
+    write_text(out / "compare.md", f"{markdown_table(rows)}\n\n{json.dumps(setup)}\n")
     return rows
 
 
@@ -144,6 +147,7 @@ def visualize_class(target: str, model: str | None = None, checkpoint: str | Non
     top = probs.topk(min(3, len(probs)))
     name = pc.classes[index]
     stem = Path(out) / name.replace(" ", "_").replace("/", "_")
+    output.refuse_existing([f"{stem}.png", f"{stem}_trajectory.png", f"{stem}.json"])
     summary = dict(model=pc.name, target=name, steps=len(result.scores) - 1, start_score=result.scores[0],
                    final_score=result.scores[-1], final_probability=float(probs[index]),
                    top3=[(pc.classes[int(j)], float(p)) for p, j in zip(top.values, top.indices)],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.attack.commands import model_args
+from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import comma_list, float_range, nonneg_float, nonneg_int, one_of, positive_float, positive_int, seed
 from cnnlab.explain.catalog import METHOD_NAMES
@@ -76,6 +77,7 @@ def _cam_options(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--samples", type=positive_int, default=16,
                    help="Shap-CAM: random channel orders (cost: samples x channels)")
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
+    OVERWRITE.add_to(p)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -122,7 +124,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blur-every", type=nonneg_int, default=4, help="blur every N steps (0: never)")
     p.add_argument("--blur-sigma", type=positive_float, default=0.5)
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--out", default="runs/visualize")
+    p.add_argument("--out", default="runs/visualize", help="output folder (default runs/visualize)")
+    OVERWRITE.add_to(p)
     g = p.add_argument_group("003 Q7: the class model next to the minimal targeted attack toward the class")
     g.add_argument("--compare-attack", metavar="IMAGE", help="image file (or skimage:<name>) to turn into --class "
                    "with the smallest targeted FGSM; reports the perturbation's correlation with the class model")

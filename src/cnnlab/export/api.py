@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import output
 from cnnlab.core.fileio import atomic_path, refuse_overwriting_inputs
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts"}
@@ -68,9 +69,16 @@ def from_checkpoint(checkpoint: str | Path, size: Sequence[int] | None = None) -
                                    input_size=list(meta["input_size"]), model=meta["model"], source=str(checkpoint)))
 
 
+def suffix_of(fmt: str) -> str:
+    """The file extension of export format ``fmt``; an unknown format is refused here, before any work."""
+    if fmt not in FORMATS:
+        raise CnnlabError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return FORMATS[fmt]
+
+
 def default_path(checkpoint: str | Path, fmt: str) -> Path:
     """``runs/x/best.ckpt`` -> ``runs/x/best.onnx`` (or ``best.ts``)."""
-    return Path(checkpoint).with_suffix(FORMATS[fmt])
+    return Path(checkpoint).with_suffix(suffix_of(fmt))
 
 
 def export_model(item: Exportable, path: str | Path, fmt: str = "onnx", opset: int = DEFAULT_OPSET,
@@ -83,8 +91,7 @@ def export_model(item: Exportable, path: str | Path, fmt: str = "onnx", opset: i
     The parity check runs the written file and the PyTorch model on the same random pixels and
     reports the largest absolute difference of their outputs.
     """
-    if fmt not in FORMATS:
-        raise CnnlabError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    suffix_of(fmt)
     path = Path(path)
     if path.exists() and not overwrite:
         raise CnnlabError(f"{path} exists; pass --overwrite to replace it, or choose another --out")
@@ -113,7 +120,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, fmt
                       opset: int = DEFAULT_OPSET, dynamic_batch: bool = True,
                       size: Sequence[int] | None = None, overwrite: bool = False) -> dict:
     """``cnnlab export``: a checkpoint to ``out`` (default: beside it, ``.onnx`` / ``.ts``)."""
-    target = Path(out or default_path(checkpoint, fmt))
+    target = output.check_file(out or default_path(checkpoint, fmt), [suffix_of(fmt)])  # before anything is replaced
     refuse_overwriting_inputs([target], [checkpoint])  # --overwrite replaces an old export, never the checkpoint
     item = from_checkpoint(checkpoint, size)
     return export_model(item, target, fmt, opset, dynamic_batch, overwrite=overwrite)

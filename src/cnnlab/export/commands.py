@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.types import int_range, positive_int
 
 
@@ -34,5 +35,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="any batch size: the default now; accepted so that older commands still run")
     p.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"),
                    help="segmenters: input height and width of the graph (default: the training size)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(func=cmd_export)
+    OVERWRITE.add_to(p, help="replace an existing output file")
+    p.set_defaults(func=cmd_export, out_suffixes=(".onnx", ".ts"))  # the exact one per --format: export.api

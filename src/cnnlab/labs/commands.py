@@ -11,6 +11,7 @@ import argparse
 from cnnlab.attack.catalog import ATTACK_NAMES
 from cnnlab.attack.commands import parse_eps
 from cnnlab.classify.commands import adversarial_spec
+from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
 from cnnlab.explain.catalog import METHOD_NAMES
@@ -67,6 +68,7 @@ def _run_options(p: argparse.ArgumentParser, quick: str = "a seconds-long versio
     p.add_argument("--threads", type=positive_int, default=1,
                    help="CPU threads for NumPy and PyTorch (default 1: the labs' networks are small)")
     p.add_argument("--no-progress", action="store_true")
+    OVERWRITE.add_to(p)
 
 
 def _cam_robustness_options(p: argparse.ArgumentParser) -> list[str]:

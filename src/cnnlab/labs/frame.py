@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import atomic_path, write_json
+from cnnlab.core import output
+from cnnlab.core.fileio import write_json, write_text
 from cnnlab.core.text import spread
 from cnnlab.data import DatasetSplits, ImageSet, load_dataset
 from cnnlab.data.augment import Augment
@@ -151,9 +152,7 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
 
     entry = get_lab(name)
     out = Path(out) if out is not None else Path("runs") / f"lab-{name}"
-    if out.exists() and not out.is_dir():
-        raise CnnlabError(f"--out {out} is a file; expected a folder for the lab's files")
-    out.mkdir(parents=True, exist_ok=True)
+    output.output_folder(out, ("result.json", "figure.png", "summary.md"))
     ctx = LabContext(out=out, quick=quick, seed=seed, data_dir=data_dir, device=device, progress=progress,
                      options=dict(options or {}))
     seed_everything(seed)
@@ -172,8 +171,7 @@ def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, se
     }
     save_figure(result.figure, out / "figure.png")
     write_json(out / "result.json", record)
-    with atomic_path(out / "summary.md") as tmp:
-        tmp.write_text(summary_markdown(record, result.table))
+    write_text(out / "summary.md", summary_markdown(record, result.table))
     return record
 
 

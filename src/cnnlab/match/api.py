@@ -11,7 +11,8 @@ from torch import Tensor
 
 from cnnlab.core.distributed import resolve_device
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import atomic_path, write_json
+from cnnlab.core import output
+from cnnlab.core.fileio import write_json, write_text
 from cnnlab.match import bbs, figures
 from cnnlab.match.images import load_image
 from cnnlab.match.matcher import METHODS, Box, Matcher, MatchConfig, iou
@@ -24,11 +25,11 @@ BENCHMARK_METHODS = (PEER, *METHODS)
 def match_files(template: str, search: str, out: str | Path, box: Box | None = None,
                 config: MatchConfig | None = None) -> dict:
     """Find ``template`` (a file, or ``box`` of it) in ``search``; writes result.json, heatmap.png, boxes.png."""
+    out = output.output_folder(out, ("result.json", "heatmap.png", "boxes.png"))
     config = config or MatchConfig()
     config = dataclasses.replace(config, device=resolve_device(config.device))
     t_image, s_image = load_image(template), load_image(search)
     result = Matcher(config).match(t_image, s_image, box, names=(str(template), str(search)))
-    out = Path(out)
     title = f"{config.method}: " + ", ".join(f"{m.score:.3f} at scale {m.scale:g}" for m in result.matches[:3])
     summary = {
         "template": str(template), "box": list(box) if box else None, "search": str(search),
@@ -77,7 +78,7 @@ def run_benchmark(data_dir: str | Path, out: str | Path, methods: Sequence[str],
     config = dataclasses.replace(config or MatchConfig(), top_k=1)
     config = dataclasses.replace(config, device=resolve_device(config.device))
     pairs = bbs.read_pairs(data_dir)[:limit]
-    out = Path(out)
+    out = output.output_folder(out, ("boxes.json", "results.json", "table.md", *(f"{m}/boxes.json" for m in methods)))
     rows = []
     net = None  # one backbone for every deep method
     for method in methods:
@@ -106,8 +107,7 @@ def run_benchmark(data_dir: str | Path, out: str | Path, methods: Sequence[str],
         if len(rows) == 1:
             write_json(out / "boxes.json", boxes)
     write_json(out / "results.json", {"data": str(data_dir), "rows": rows})
-    with atomic_path(out / "table.md") as tmp:
-        tmp.write_text(markdown_table(rows) + "\n")
+    write_text(out / "table.md", markdown_table(rows) + "\n")
     return rows
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import (comma_list, device, finite_float, int_range, nonneg_float, nonneg_int, positive_int,
                              probability)
@@ -69,6 +70,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 def _match_options(p: argparse.ArgumentParser) -> None:
     """What both sub-commands share: the output folder, the features and the search."""
     p.add_argument("--out", default="runs/match", help="output folder (default runs/match)")
+    OVERWRITE.add_to(p)
     g = p.add_argument_group("features")
     g.add_argument("--backbone", help="efficientnet-lite0 (default, offline) or torchvision:<name> (downloads)")
     g.add_argument("--checkpoint", help="a cnnlab classifier checkpoint whose layers give the features")

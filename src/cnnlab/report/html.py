@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import output
 from cnnlab.core.fileio import atomic_path
 from cnnlab.report.runs import RunView, read_run
 
@@ -132,7 +133,8 @@ def write_report(folders: Sequence[str | Path], out: str | Path | None = None) -
     target = Path(out) if out else (views[0].folder / "report.html" if len(views) == 1 else Path("comparison.html"))
     if target.is_dir():
         raise CnnlabError(f"--out {target} is a folder; give a file name such as {target / 'report.html'}")
-    if target.exists() and GENERATOR not in target.read_text(errors="replace")[:2000]:
+    ours = GENERATOR in target.read_text(errors="replace")[:2000] if target.exists() else True
+    if not ours and not output.replaceable(target):  # a command given --overwrite may replace it
         raise CnnlabError(f"--out {target} exists and is not a cnnlab report; choose another file name")
     page = render(views)
     with atomic_path(target) as tmp:

@@ -9,6 +9,7 @@ file is written) and ``report(model, history)`` (held-out figures from the reloa
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -79,22 +80,22 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     if run.data_parallel:
         dist.init()
     job = run.prepare()
-    if dist.is_main():
-        rundir.prepare_run_dir(out, job.config, resume, overwrite)
-    logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
-    with rundir.interruptible(out):
-        history = fit(job.model, job.train_loader, job.val_loader, job.task, job.cfg, out, job.meta, resume=resume,
-                      progress=progress, on_epoch=logger, perturb=job.perturb)
-    dist.close()
-    if not dist.is_main():
-        return {}
-    device = job.cfg.resolved_device()
-    model, _ = restore(out / job.reported, device)
-    metrics = {"history": history, **run.report(model, history)}
-    metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(device),
-                   model=job.meta["model"], params=sum(p.numel() for p in job.model.parameters()))
-    write_json(out / "metrics.json", metrics)
-    plots.plot_curves(history, out / "curves.png", metric=job.task.monitor)
-    hooks.finish_run(out, logger)
-    print(f"run folder: {out}")  # the next commands (evaluate, predict, report) need it
-    return metrics
+    # rank 0 holds the folder (locked for the whole run); the other ranks only train
+    with rundir.held_run_dir(out, job.config, resume, overwrite) if dist.is_main() else nullcontext():
+        logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
+        with rundir.interruptible(out):
+            history = fit(job.model, job.train_loader, job.val_loader, job.task, job.cfg, out, job.meta,
+                          resume=resume, progress=progress, on_epoch=logger, perturb=job.perturb)
+        dist.close()
+        if not dist.is_main():
+            return {}
+        device = job.cfg.resolved_device()
+        model, _ = restore(out / job.reported, device)
+        metrics = {"history": history, **run.report(model, history)}
+        metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(device),
+                       model=job.meta["model"], params=sum(p.numel() for p in job.model.parameters()))
+        write_json(out / "metrics.json", metrics)
+        plots.plot_curves(history, out / "curves.png", metric=job.task.monitor)
+        hooks.finish_run(out, logger)
+        print(f"run folder: {out}")  # the next commands (evaluate, predict, report) need it
+        return metrics

@@ -13,14 +13,17 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from cnnlab.core import output
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import read_json, remove_stale_temps, write_json
 from cnnlab.core.versions import software_versions
 
+LOCK = ".cnnlab-run.lock"  # held while a command trains in the folder (exclusive creation, see held_run_dir)
 RUN_FILES = ("config.json", "last.ckpt", "best.ckpt", "history.json", "metrics.json")
 # may differ between a run and its continuation: where it runs and where the data now live
 NOT_COMPARED = frozenset({"device", "amp", "data_dir"})
@@ -88,14 +91,12 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
         raise CnnlabError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"--out {out} is a file; expected a folder for the run")
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise CnnlabError(f"--out {out}: {blocking} is a file, so the run folder cannot be made there")
+    _refuse_file_parents(out)
     if resume:
         if not (out / "last.ckpt").is_file():
             raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
         return out
-    if not overwrite and out.is_dir() and any(out.iterdir()):
+    if not overwrite and out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
         found = [name for name in RUN_FILES if (out / name).exists()]
         what = f"already holds a run ({', '.join(found)})" if found else "is not empty"
         raise CnnlabError(f"--out {out} {what}: continue it with --resume, replace it with --overwrite, "
@@ -103,23 +104,74 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
     return out
 
 
-def prepare_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite: bool = False) -> Path:
-    """Make the run folder and write ``config.json`` (kept as it was on ``resume``) with the cnnlab,
-    torch and Python versions that started the run (``versions``).
+@contextmanager
+def held_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite: bool = False) -> Iterator[Path]:
+    """Hold the run folder for the block: locked, checked again under the lock, ``config.json`` written
+    with the cnnlab, torch and Python versions that started the run (``versions``).
 
+    The lock is a file made by exclusive creation, so of two commands started at once on one
+    ``--out`` one runs and the other is refused (a check-then-create would let both through).
     ``overwrite`` deletes the previous run's checkpoints, history and metrics first, so nothing
-    of it can be mistaken for the new run's if the new one stops early.
+    of it can be mistaken for the new run's if the new one stops early; ``config.json`` is kept
+    as it was on ``resume``.
     """
     out = check_run_dir(out, resume, overwrite)
-    if out.is_dir():
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        check_run_dir(out, resume, overwrite)  # again: another run may have filled it since the first check
         remove_stale_temps(out)
-    if overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {**config, "versions": software_versions()})
-    return out
+        if overwrite:
+            output.refuse_existing([out / name for name in RUN_FILES])  # a command's own --overwrite decides
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        output.own(out)  # checked above: this run may replace what it finds in its folder
+        if not resume:
+            write_json(out / "config.json", {**config, "versions": software_versions()})
+        yield out
+
+
+def _refuse_file_parents(out: Path) -> None:
+    blocking = output.blocking_file(out)
+    if blocking is not None:
+        raise CnnlabError(f"--out {out}: {blocking} is a file, so the run folder cannot be made there")
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Own ``out/LOCK`` for the block; a lock left by a process that no longer runs is taken over."""
+    lock = out / LOCK
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except FileExistsError:
+        holder = _lock_holder(lock)
+        if holder is not None:
+            raise CnnlabError(f"--out {out} is in use by another cnnlab run ({holder}); wait for it to "
+                              f"finish, or choose another --out") from None
+        lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_holder(lock: Path) -> str | None:
+    """Who holds ``lock`` ('process 123'), or None when that process has ended (killed, machine restarted)."""
+    try:
+        text = lock.read_text().strip()
+    except OSError:  # gone meanwhile: nobody holds it
+        return None
+    if not text:  # made by exclusive creation, its process id not yet written
+        return "a run starting"
+    try:
+        os.kill(int(text), 0)
+    except PermissionError:  # a process of another user
+        return f"process {text}"
+    except (OSError, ValueError, OverflowError):  # no such process, or not a lock of ours: nobody holds it
+        return None
+    return f"process {text}"
 
 
 class Interrupted(KeyboardInterrupt):

@@ -82,8 +82,8 @@ def run_checks(out: str | Path | None = None, seed: int = 0, steps: int = 50, ve
                   f"(loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}): max loss gap {r['max_loss_diff']:.1e}, "
                   f"max weight gap {r['max_weight_diff']:.1e}")
     if out is not None:
+        from cnnlab.core import output
         from cnnlab.core.fileio import write_json
 
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_json(Path(out) / "checks.json", results)
+        write_json(output.output_folder(out, ("checks.json",)) / "checks.json", results)
     return results

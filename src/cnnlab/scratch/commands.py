@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from cnnlab.cli.options import PROGRESS
+from cnnlab.cli.options import OVERWRITE, PROGRESS
 from cnnlab.cli.types import fraction, positive_float, positive_int, seed
 
 
@@ -64,6 +64,7 @@ def _training(p: argparse.ArgumentParser) -> None:
                    help="linear (default: lr decays to lr/E in the last epoch) or constant")
     p.add_argument("--framework", default="numpy", help="numpy (default) or torch (the PyTorch twin)")
     p.add_argument("--out", required=True, help="run folder")
+    OVERWRITE.add_to(p)
 
 
 def cmd_suite(args: argparse.Namespace) -> None:
@@ -125,6 +126,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--variants", default="bcdef", help="which variants to run (default bcdef)")
     p.add_argument("--out", required=True, help="run folder")
+    OVERWRITE.add_to(p)
     p.set_defaults(func=cmd_suite)
 
     p = ssub.add_parser("linreg", help="linear regression: gradient descent vs closed form, timed as n and d grow")
@@ -138,9 +140,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads (default 1: steadier timings)")
     p.add_argument("--out", required=True, help="folder for linreg.json and linreg.png")
+    OVERWRITE.add_to(p)
     p.set_defaults(func=cmd_linreg)
 
     p = ssub.add_parser("check", help="gradient check and NumPy/PyTorch step-by-step agreement (float64)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default=None, help="optional folder for checks.json")
+    OVERWRITE.add_to(p)
     p.set_defaults(func=cmd_check)

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cnnlab.core.errors import CnnlabError, Diverged
-from cnnlab.core.fileio import write_json
+from cnnlab.core import output
+from cnnlab.core.fileio import write_json, write_text
 from cnnlab.report.plots import save_figure
 from cnnlab.scratch.cnn import CNN, check_cnn
 from cnnlab.scratch.mlp import MLP, check_architecture
@@ -303,8 +304,7 @@ def plot_runs(runs: dict[str, list[dict]], path: Path) -> Path:
 
 def run_training(cfg: RunConfig, data: ArrayData, out: str | Path, progress: bool = True) -> dict:
     """``cnnlab scratch mlp|cnn``: train one network, write ``metrics.json`` and ``curves.png``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output.output_folder(out, ("metrics.json", "curves.png"))
     runner, history = train(cfg, data, progress)
     final = history[-1]
     result = {"config": asdict(cfg), "parameters": _num_parameters(runner), "history": history,
@@ -338,8 +338,7 @@ def run_suite(data: ArrayData, out: str | Path, epochs: int = 10, batch_size: in
     unknown = set(variants) - set(SUITE)
     if unknown or not variants:
         raise CnnlabError(f"--variants: unknown {''.join(sorted(unknown)) or '(none given)'}; known: {''.join(SUITE)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output.output_folder(out, ("grid.png", "suite.json", "suite.md", "curves.png"))
     save_grid(data, out / "grid.png", seed)
     rows, runs = [], {}
     for key in variants:
@@ -354,7 +353,7 @@ def run_suite(data: ArrayData, out: str | Path, epochs: int = 10, batch_size: in
                      "seconds": sum(r["seconds"] for r in history), "history": history})
     write_json(out / "suite.json", {"epochs": epochs, "batch_size": batch_size, "seed": seed, "rows": rows})
     table = suite_table(rows)
-    (out / "suite.md").write_text(table + "\n")
+    write_text(out / "suite.md", table + "\n")
     plot_runs(runs, out / "curves.png")
     return rows
 

@@ -148,10 +148,10 @@ def plot_linreg(rows: list[dict], path: Path, n_fixed: int, d_fixed: int) -> Pat
 def run_linreg(out: str | Path, n_values=(2000, 8000, 32000), d_values=(25, 100, 400), n_fixed: int = 8000,
                d_fixed: int = 100, steps: int = 100, repeats: int = 3, seed: int = 0) -> list[dict]:
     """``cnnlab scratch linreg``: the n-sweep and the d-sweep, ``linreg.json`` and ``linreg.png``."""
+    from cnnlab.core import output
     from cnnlab.core.fileio import write_json
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output.output_folder(out, ("linreg.json", "linreg.png"))
     sizes = sorted({(n, d_fixed) for n in n_values} | {(n_fixed, d) for d in d_values})
     rows = compare(sizes, steps, repeats, seed)
     write_json(out / "linreg.json", {"steps": steps, "rows": rows})

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import output
 from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
@@ -284,6 +285,8 @@ def evaluate_segmenter(checkpoint: str | Path, data_dir: str | Path | None = Non
     The threshold, TTA flips and window are the ones the run chose (stored in the checkpoint)
     unless given.
     """
+    if out is not None:
+        output.check_folder(out, ("eval_metrics.json", "predictions.png"))
     config_path = Path(checkpoint).parent / "config.json"
     if not config_path.exists():
         raise CnnlabError(f"{config_path} not found: evaluate needs the run folder the checkpoint was written in")
@@ -320,10 +323,6 @@ def _input_files(inputs: Sequence[str | Path]) -> list[Path]:
             files.append(item)
         else:
             raise CnnlabError(f"input {item} does not exist")
-    stems = [f.stem for f in files]
-    dup = sorted({s for s in stems if stems.count(s) > 1})
-    if dup:
-        raise CnnlabError(f"inputs share the stem(s) {dup[:5]}: their masks would overwrite each other")
     if not files:
         raise CnnlabError("no input images")
     return files
@@ -374,9 +373,10 @@ def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     if out.resolve() in folders:
         raise CnnlabError(f"--out {out} is an input folder: the masks would replace or mix with its images; "
                           f"choose another --out")
-    refuse_overwriting_inputs([out / f"{path.stem}.png" for path in files], files)
-    if out.exists() and not out.is_dir():
-        raise CnnlabError(f"--out {out} is a file; expected a folder for the masks")
+    masks = {path: out / f"{path.stem}.png" for path in files}
+    output.check_distinct(masks)  # two inputs of one stem (in two folders) would share a mask
+    refuse_overwriting_inputs(masks.values(), files)
+    output.check_folder(out)
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
     inference = _inference_for(meta, threshold, tta, window)

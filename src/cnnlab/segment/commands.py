@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.options import CHECKPOINT, DEVICE, RUN, TRAINING, Option, OptionGroup, add_groups, values
+from cnnlab.cli.options import CHECKPOINT, DEVICE, OVERWRITE, RUN, TRAINING, Option, OptionGroup, add_groups, values
 from cnnlab.cli.types import (comma_list, float_range, fraction, json_list, json_object, nonneg_float, positive_float,
                              positive_int, probability, word_or)
 from cnnlab.data.catalog import MASK_FORMATS, SEGMENTATION_DATASETS
@@ -134,13 +134,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help=f"preset: {', '.join(SEGMENTATION_DATASETS)} (or give --images/--masks/--classes)")
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>)")
     add_groups(p, (_FOLDER, *_TRAIN_GROUPS))
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, run_folder=True)
 
     p = ssub.add_parser("evaluate", help="scores of a checkpoint on its data's test (or other) split")
     CHECKPOINT.add_to(p)
     p.add_argument("--data-dir")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", help="write eval_metrics.json and predictions.png here")
+    OVERWRITE.add_to(p)
     _INFERENCE.add_to(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -148,5 +149,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     CHECKPOINT.add_to(p)
     p.add_argument("inputs", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="folder for the masks")
+    OVERWRITE.add_to(p)
     _INFERENCE.add_to(p)
     p.set_defaults(func=cmd_predict)

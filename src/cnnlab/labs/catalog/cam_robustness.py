@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import write_json
+from cnnlab.core import output
+from cnnlab.core.fileio import write_json, write_text
 from cnnlab.core.text import versus
 from cnnlab.data.base import has_files
 from cnnlab.explain import figures
@@ -217,9 +218,7 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
     from cnnlab.attack.training import parse_adversarial
     from cnnlab.runs.sources import load_model
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CnnlabError(f"--out {out} is a file; expected a folder")
+    out = output.check_folder(out, ("robustness.json", "robustness.md", "maps.png", "stability.png"))
     parse_adversarial(adversarial)
     if dataset is None:
         dataset = "fashion-mnist" if has_files("fashion-mnist", data_dir) else "digits"
@@ -253,8 +252,8 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
         setup, verdicts=result.numbers, conclusions=result.conclusions,
         results={k: {"clean": r["clean"], "clean_prediction": r["clean_prediction"], "rows": r["rows"]}
                  for k, r in results.items()}))
-    (out / "robustness.md").write_text(f"{result.table}\n\n" + "\n".join(f"- {c}" for c in result.conclusions)
-                                       + f"\n\n{json.dumps(setup)}\n")
+    write_text(out / "robustness.md", f"{result.table}\n\n" + "\n".join(f"- {c}" for c in result.conclusions)
+               + f"\n\n{json.dumps(setup)}\n")
     return result
 
 
