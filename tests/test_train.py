@@ -172,6 +172,7 @@ def test_evaluate_prints_real_numbers_and_top5_on_the_split_and_batch_size_asked
 
     out = tmp_path / "run"
     train_classifier("digits", out=out, epochs=2, model_kwargs={"width": 8}, progress=False)
+    capsys.readouterr()  # training's own lines (the run folder it wrote)
     best = out / "best.ckpt"
     assert main(["evaluate", "--checkpoint", str(best), "--split", "val", "--batch-size", "7", "--device", "cpu"]) == 0
     line = capsys.readouterr().out.splitlines()[0]
