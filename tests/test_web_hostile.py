@@ -10,12 +10,18 @@ import io
 import json
 import os
 import re
+import socket
+import struct
+import threading
+import time
+import zlib
 from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.demo.server import load_demo, make_server
 from cnnlab.report.html import write_report
 
 
@@ -108,3 +114,109 @@ def test_report_reads_no_file_linked_from_outside_the_run_folder(tmp_path):
     (folder / "result.json").symlink_to(tmp_path / "result.json")
     with pytest.raises(CnnlabError, match="result.json: a link to a file outside the run folder"):
         write_report([folder])
+
+
+# ---------------------------------------------------------------- the demo: requests from anywhere
+
+@pytest.fixture()
+def demo_port(digits_run):
+    """A classifier demo on a free port, with a 1 s bound on a request's arrival (20 s by default)."""
+    server = make_server(load_demo(checkpoint=str(digits_run / "best.ckpt")), "127.0.0.1", 0, read_seconds=1.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def ask(port: int, head: str, body: bytes = b"", pause: float = 0.0) -> tuple[int, dict, float]:
+    """Send a raw request (``{port}`` in ``head`` is filled in); the status, the JSON answer and the seconds it took."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head.replace("{port}", str(port)).encode("latin-1") + b"\r\n" + body)
+        time.sleep(pause)
+        answer = b""
+        while chunk := sock.recv(1 << 16):
+            answer += chunk
+    top, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(top.split()[1])
+    return status, json.loads(payload) if payload.startswith(b"{") else {}, time.monotonic() - start
+
+
+def post_head(length: str | None, host: str = "127.0.0.1:{port}", extra: str = "") -> str:
+    declared = "" if length is None else f"Content-Length: {length}\r\n"
+    return f"POST /api/analyze HTTP/1.1\r\nHost: {host}\r\n{declared}{extra}Connection: close\r\n"
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A small PNG whose header declares ``width x height`` pixels (what a decompression bomb looks like to PIL)."""
+    data = bytearray(png((0, 0, 0), 1))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+HOSTS = [  # (Host, Origin, expected status of GET /api/info)
+    ("127.0.0.1:{port}", None, 200),
+    ("localhost:{port}", None, 200),
+    ("127.0.0.1:{port}", "http://127.0.0.1:{port}", 200),
+    ("evil.example:{port}", None, 403),  # DNS rebinding: the attacker's name resolved to 127.0.0.1
+    ("evil.example", None, 403),
+    ("127.0.0.1:1", None, 403),
+    (None, None, 403),
+    ("127.0.0.1:{port}", "http://evil.example", 403),  # a cross-site page posting to the local API
+    ("127.0.0.1:{port}", "null", 403),
+]
+
+
+@pytest.mark.parametrize("host, origin, expected", HOSTS)
+def test_demo_answers_only_requests_addressed_to_it(demo_port, host, origin, expected):
+    head = "GET /api/info HTTP/1.1\r\nConnection: close\r\n" + (f"Host: {host}\r\n" if host else "")
+    status, answer, _ = ask(demo_port, head + (f"Origin: {origin}\r\n" if origin else ""))
+    assert status == expected
+    assert ("classes" in answer) == (expected == 200)
+    status, answer, _ = ask(demo_port, post_head("0", host or "", f"Origin: {origin}\r\n" if origin else ""))
+    assert status == (400 if expected == 200 else 403)  # an allowed POST with no image: the "empty" message
+
+
+BODIES = [  # (Content-Length, bytes sent, expected status, words of the message)
+    ("-1", b"", 400, "0 bytes or more"),
+    ("-99999999999", b"x" * 10, 400, "0 bytes or more"),
+    ("lots", b"", 400, "whole number"),
+    (str((32 << 20) + 1), b"", 413, "up to 32 MB"),
+    ("99999999999999999999", b"", 413, "up to 32 MB"),
+    (None, b"", 411, "no Content-Length"),
+    ("1000", b"x" * 10, 408, "within 1 s"),  # a sender that stops: cut off, no thread held
+]
+
+
+@pytest.mark.parametrize("length, sent, expected, words", BODIES)
+def test_demo_bounds_the_body_size_and_read_time(demo_port, length, sent, expected, words):
+    status, answer, seconds = ask(demo_port, post_head(length), sent)
+    assert status == expected and words in answer["error"]
+    assert seconds < 5  # answered at once (or when the 1 s bound ran out), never hung
+
+
+def test_demo_cuts_off_a_sender_that_trickles(demo_port):
+    """One byte per 0.2 s keeps every single read short; the bound is on the whole body."""
+    start, answer = time.monotonic(), b""
+    with socket.create_connection(("127.0.0.1", demo_port), timeout=0.2) as sock:
+        sock.sendall(post_head("1000").replace("{port}", str(demo_port)).encode() + b"\r\n")
+        for _ in range(50):
+            try:
+                sock.sendall(b"x")
+                answer = sock.recv(1 << 16)
+                break
+            except TimeoutError:
+                continue
+    assert answer.startswith(b"HTTP/1.0 408") and b"within 1 s" in answer
+    assert time.monotonic() - start < 3
+
+
+BOMBS = [(6000, 6000), (20000, 20000), (1, 30_000_000)]  # over the demo's 25 Mpx; over PIL's own limit; a strip
+
+
+@pytest.mark.parametrize("width, height", BOMBS)
+def test_demo_refuses_a_decompression_bomb_with_one_4xx(demo_port, width, height):
+    data = bomb_png(width, height)
+    status, answer, seconds = ask(demo_port, post_head(str(len(data))), data)
+    assert status == 413 and "megapixels" in answer["error"] and seconds < 5
