@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import socket
 import struct
@@ -21,6 +20,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import write_json
+from cnnlab.core.text import undecided, verdict_sentence, versus
 from cnnlab.demo.server import load_demo, make_server
 from cnnlab.report.html import write_report
 
@@ -220,3 +221,85 @@ def test_demo_refuses_a_decompression_bomb_with_one_4xx(demo_port, width, height
     data = bomb_png(width, height)
     status, answer, seconds = ask(demo_port, post_head(str(len(data))), data)
     assert status == 413 and "megapixels" in answer["error"] and seconds < 5
+
+
+# ---------------------------------------------------------------- standard JSON only (issue 29, mechanism 7)
+
+def strict_json(path) -> object:
+    """``path`` parsed as a strict parser (JavaScript's, Go's, jq's) would: NaN or Infinity is an error."""
+    def refuse(word: str):
+        raise ValueError(f"{path}: {word} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_write_json_writes_null_and_says_beside_it_what_was_not_finite(tmp_path):
+    nan, inf = float("nan"), float("inf")
+    path = write_json(tmp_path / "x.json", {"a": nan, "b": [1.0, inf, [2.0, -inf]], "c": {"d": 0.5},
+                                            "rows": [{"e": nan, "f": 1}], "g": "NaN"})
+    assert strict_json(path) == {"a": None, "a_not_finite": "NaN", "b": [1.0, None, [2.0, None]],
+                                 "b_not_finite": {"1": "Infinity", "2.1": "-Infinity"}, "c": {"d": 0.5},
+                                 "rows": [{"e": None, "e_not_finite": "NaN", "f": 1}], "g": "NaN"}
+    assert strict_json(write_json(tmp_path / "y.json", [nan, 1.0])) == [None, 1.0]  # no key beside it: bare null
+
+
+def test_attack_and_sweep_json_of_ordinary_runs_parse_strictly(digits_run, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from cnnlab.attack.api import attack_files, sweep_checkpoint
+
+    # a budget too small to flip anything: every correct image's smallest flipping eps is infinite
+    sweep_checkpoint(digits_run / "best.ckpt", n=12, eps=(0, 0.01), attacks=("fgsm",), eps_max=1e-4,
+                     out=tmp_path / "sweep")
+    sweep = strict_json(tmp_path / "sweep" / "sweep.json")
+    flips = sweep["min_flip_eps"]
+    assert flips["never_flipped"] > 0 and list(flips["per_image_not_finite"].values()) == ["Infinity"] * flips["never_flipped"]
+    digit = tmp_path / "seven.png"
+    Image.fromarray((load_digits().images[7] * 255 / 16).astype("uint8")).save(digit)
+    attack_files([str(digit)], checkpoint=str(digits_run / "best.ckpt"), smallest=True, eps_max=1e-4,
+                 out=tmp_path / "attack")
+    row = strict_json(tmp_path / "attack" / "attack.json")["rows"][0]
+    assert row["eps"] is None and row["eps_not_finite"] == "Infinity" and row["flipped"] is False
+
+
+def test_lab_robustness_and_metrics_json_parse_strictly_and_no_verdict_comes_from_zero_cases(tmp_path):
+    from cnnlab.cli.main import main
+
+    out = tmp_path / "rb"
+    # --quick on digits: the adversarially trained model's maps are all constant, so some gaps have n = 0
+    assert main(["lab", "cam-robustness", "--quick", "--dataset", "digits", "--out", str(out)]) == 0
+    files = sorted(out.rglob("*.json"))
+    assert {p.name for p in files} >= {"robustness.json", "result.json", "metrics.json", "history.json"}
+    for path in files:
+        strict_json(path)
+    record = strict_json(out / "robustness.json")
+    gaps = [g for part in ("methods", "training", "training_held") for g in record["verdicts"][part].values()]
+    empty = [g for g in gaps if g["n"] == 0]
+    assert empty and all(g["difference"] is None and g["difference_not_finite"] == "NaN" for g in empty)
+    undecided = [c for c in record["conclusions"] if "no verdict" in c]
+    assert len(undecided) == len([g for g in gaps if g["n"] < 2])
+    assert all("within noise" not in c and "nan" not in c for c in undecided)
+
+
+# ---------------------------------------------------------------- no conclusion from zero cases (mechanism 9)
+
+VERDICTS = [  # (difference, noise, cases, versus's answer)
+    (0.05, 0.01, None, "higher"),
+    (-0.05, 0.01, None, "lower"),
+    (0.015, 0.01, None, "same"),
+    (0.0, 0.01, None, "same"),  # no gap, measured noise: a real "within noise"
+    (0.01, 0.0, None, "higher"),  # a single seed: any nonzero gap counts
+    (0.0, 0.0, None, "undecided"),  # a quick run whose two settings scored exactly the same, no spread
+    (0.3, 0.01, 0, "undecided"),  # no case at all
+    (float("nan"), float("inf"), None, "undecided"),  # the mean of nothing
+    (0.5, float("inf"), 1, "undecided"),  # one case: no noise to judge by
+]
+
+
+@pytest.mark.parametrize("difference, noise, cases, expected", VERDICTS)
+def test_versus_draws_no_verdict_from_no_evidence(difference, noise, cases, expected):
+    assert versus(difference, noise, cases) == expected
+    words = {"higher": "up", "lower": "down", "same": "level"}
+    sentence = verdict_sentence(words, difference, noise, cases)
+    assert sentence == (words[expected] if expected in words else f"no verdict: {undecided(difference, noise, cases)}")
+    assert (undecided(difference, noise, cases) is None) == (expected != "undecided")
