@@ -99,6 +99,11 @@ def _finite(value: Any) -> tuple[Any, Any]:
     return value, None
 
 
+def standard_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as null and ``<key>_not_finite`` beside them (see :func:`write_json`)."""
+    return _finite(obj)[0]
+
+
 def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
     """Standard JSON written atomically (``default=str`` for paths and other plain values).
 
@@ -108,7 +113,7 @@ def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
     straight inside a top-level list has no key beside it and is a bare null.
     """
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_finite(obj)[0], indent=indent, default=str, allow_nan=False))
+        tmp.write_text(json.dumps(standard_json(obj), indent=indent, default=str, allow_nan=False))
     return Path(path)
 
 

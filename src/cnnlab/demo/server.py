@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import standard_json
 from cnnlab.data.images import to_rgb
 from cnnlab.explain.catalog import METHOD_NAMES
 from cnnlab.runs.sources import PixelClassifier, load_model
@@ -216,7 +217,7 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo,
             self.wfile.write(body)
 
         def _json(self, status: HTTPStatus, obj: dict) -> None:
-            self._send(status, json.dumps(obj).encode(), "application/json")
+            self._send(status, json.dumps(standard_json(obj), allow_nan=False).encode(), "application/json")
 
         def _refuse(self, exc: CnnlabError) -> None:
             """One JSON error line; the connection closes, since an unread body may follow."""
