@@ -71,6 +71,13 @@ HOSTILE_MARKDOWN = [
     "![data](data:image/png;base64,AAAA)",
     "<iframe src='file:///etc/passwd'></iframe>",
     "<style>body{display:none}</style>",
+    "[x](&#106;avascript:alert(6))",  # a character reference the browser decodes into javascript:
+    "[x](&#x6A;avascript:alert(7))",
+    "[x](data:text/html,<script>alert(8)</script>)",
+    "![ref][r]\n\n[r]: ../secret.png",
+    "![encoded](..%2Fsecret.png)",
+    "![dots](sub/../../secret.png)",
+    "| a | b |\n|---|---|\n| <script>x</script> | <b onclick=x>y</b> |",
 ]
 
 

@@ -10,8 +10,10 @@ folder may come from someone else: the page embeds only files that resolve insid
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import io
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,7 +79,7 @@ class OwnFilesOnly(Treeprocessor):
 
     def run(self, root) -> None:
         for img in root.iter("img"):
-            src = img.get("src", "")
+            src = as_browser_reads(img.get("src", ""))
             path = None if urlsplit(src).scheme else inside(self.folder, unquote(src))
             if path is None:
                 alt = img.get("alt", "")
@@ -86,8 +88,14 @@ class OwnFilesOnly(Treeprocessor):
             else:
                 img.set("src", file_uri(path))
         for link in root.iter("a"):
-            if urlsplit(link.get("href", "")).scheme.lower() not in SAFE_SCHEMES:
+            if urlsplit(as_browser_reads(link.get("href", ""))).scheme.lower() not in SAFE_SCHEMES:
                 link.attrib.pop("href", None)
+
+
+def as_browser_reads(url: str) -> str:
+    """An attribute's URL as a browser resolves it: character references decoded (``&#106;avascript:``
+    is ``javascript:``), and spaces and control characters dropped (a tab inside a scheme is ignored)."""
+    return re.sub(r"[\x00-\x20\x7f]", "", html_lib.unescape(url))
 
 
 def overlay_curves(views: Sequence[RunView]) -> dict[str, str]:

@@ -97,9 +97,10 @@ def run(ctx: LabContext) -> LabResult:
                      "smaller than in arithmetic."
                      if lay["time_ratio"] > 2 * lay["macs_ratio"] else "time falls about as much as arithmetic."),
                     m="layer.macs_ratio", t="layer.time_ratio", s="layer.time_per_mac_ratio")
-    verdict = verdict_sentence({"higher": "separable layers are even more accurate here.",
+    wording = {"higher": "separable layers are even more accurate here.",
                "same": "no difference beyond seed noise for the saving.",
-               "lower": "the saving costs accuracy here."}, net["accuracy_gap"], net["noise"])
+               "lower": "the saving costs accuracy here."}
+    verdict = verdict_sentence(wording, net["accuracy_gap"], net["noise"])
     result.conclude("The small network with separable layers has {p:.3f} of the parameters and reaches {a:.4f} test "
                     "accuracy vs {b:.4f} (difference {d:+.4f}, seed std up to {e:.4f}): " + verdict,
                     p="network.params_ratio", a="network.separable.accuracy.mean", b="network.standard.accuracy.mean",
