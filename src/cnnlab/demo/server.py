@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -278,16 +279,15 @@ def check_origin(headers, address: tuple) -> None:
 
 
 def body_length(headers) -> int:
-    """The declared body size, refused at once when missing, malformed, negative or over :data:`MAX_UPLOAD`."""
-    text = headers.get("Content-Length")
-    if text is None:
+    """The declared body size, refused at once when missing, repeated, not plain digits (``-1``, ``+5``,
+    ``5_000``: Python's ``int`` takes the last two, HTTP does not) or over :data:`MAX_UPLOAD`."""
+    given = headers.get_all("Content-Length") or []
+    if not given:
         raise Refused(HTTPStatus.LENGTH_REQUIRED, "the upload has no Content-Length; send the image as the body")
-    try:
-        length = int(text)
-    except ValueError:
-        raise Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {text!r}: expected a whole number of bytes") from None
-    if length < 0:
-        raise Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {length}: expected a size of 0 bytes or more")
+    if len(given) > 1 or not re.fullmatch(r"[0-9]+", given[0].strip()):
+        raise Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {', '.join(given)!r}: expected one whole number of "
+                                              f"bytes, 0 or more")
+    length = int(given[0])
     if length > MAX_UPLOAD:
         raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the upload is {length / 1e6:.0f} MB; the demo takes "
                                                            f"images up to {MAX_UPLOAD >> 20} MB")
