@@ -272,6 +272,21 @@ def test_attack_and_sweep_json_of_ordinary_runs_parse_strictly(digits_run, tmp_p
     assert row["eps"] is None and row["eps_not_finite"] == "Infinity" and row["flipped"] is False
 
 
+def test_segmentation_metrics_with_a_class_absent_from_the_test_split_parse_strictly(tmp_path):
+    from cnnlab.segment.api import train_segmenter
+    from tests.test_segment import write_pairs
+
+    images, masks = write_pairs(tmp_path / "data", 8)
+    out = tmp_path / "seg"
+    # "unseen" is a class no mask holds: its IoU and Dice are 0/0 on every split
+    train_segmenter(folder=dict(images=str(images), masks=str(masks), classes=["bg", "square", "disc", "unseen"]),
+                    out=out, model_kwargs={"width": 4, "depth": 2}, epochs=1, batch_size=4, progress=False)
+    for path in sorted(out.glob("*.json")):
+        strict_json(path)
+    unseen = strict_json(out / "metrics.json")["per_class"]["unseen"]
+    assert unseen["iou"] is None and unseen["iou_not_finite"] == "NaN"
+
+
 def test_lab_robustness_and_metrics_json_parse_strictly_and_no_verdict_comes_from_zero_cases(tmp_path):
     from cnnlab.cli.main import main
 
