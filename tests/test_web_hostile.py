@@ -223,6 +223,23 @@ def test_demo_cuts_off_a_sender_that_trickles(demo_port):
     assert time.monotonic() - start < 3
 
 
+def test_demo_cuts_off_a_sender_that_trickles_its_headers(demo_port):
+    start, answer = time.monotonic(), b""
+    with socket.create_connection(("127.0.0.1", demo_port), timeout=0.2) as sock:
+        sock.sendall(f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{demo_port}\r\n".encode())
+        for _ in range(50):
+            try:
+                sock.sendall(b"X")  # one endless header, a byte per 0.2 s
+                answer = sock.recv(1 << 16)
+                break
+            except TimeoutError:
+                continue
+            except OSError:  # the server shut the connection
+                break
+    assert answer.startswith(b"HTTP/1.0 408") and b"headers did not arrive within 1 s" in answer
+    assert time.monotonic() - start < 3
+
+
 BOMBS = [(6000, 6000), (20000, 20000), (1, 30_000_000)]  # over the demo's 25 Mpx; over PIL's own limit; a strip
 
 

@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -205,6 +206,34 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo,
     class Handler(BaseHTTPRequestHandler):
         server_version = "cnnlab-demo"
         timeout = read_seconds  # no single read (request line, headers, body) waits longer
+
+        def setup(self) -> None:
+            """Start the clock on the request line and headers: a sender that trickles them a byte at a
+            time (each read well inside ``timeout``) is cut off after ``read_seconds`` in all."""
+            super().setup()
+            self.late = False
+            self.cutoff = threading.Timer(read_seconds, self._stop_reading)
+            self.cutoff.daemon = True
+            self.cutoff.start()
+
+        def _stop_reading(self) -> None:
+            self.late = True
+            try:
+                self.connection.shutdown(socket.SHUT_RD)  # the pending read ends; answers can still be sent
+            except OSError:
+                pass  # already closed
+
+        def parse_request(self) -> bool:
+            ok = super().parse_request()  # reads the headers
+            self.cutoff.cancel()  # the body has its own bound (read_body)
+            if ok and self.late:  # cut off: what was read is not the whole request
+                self._refuse(Refused(HTTPStatus.REQUEST_TIMEOUT,
+                                     f"the request headers did not arrive within {read_seconds:.0f} s"))
+            return ok and not self.late
+
+        def finish(self) -> None:
+            self.cutoff.cancel()
+            super().finish()
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
             pass  # quiet: the terminal shows the URL and errors only
