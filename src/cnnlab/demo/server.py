@@ -40,7 +40,7 @@ PAGE = Path(__file__).with_name("page.html")
 CAM_METHODS = tuple(m for m in METHOD_NAMES if m != "shapcam")  # Shap-CAM takes minutes per image on a CPU
 MAX_UPLOAD = 32 << 20
 MAX_PIXELS = 25_000_000  # a 24-megapixel photo fits; PIL's own bomb limit (89 Mpx) would let 268 MB of RGB in
-READ_SECONDS = 20.0  # the whole request body must arrive within this time: a slow sender cannot hold a thread
+READ_SECONDS = 20.0  # the headers, then the whole body, must each arrive within this: a slow sender holds no thread
 MAX_EPS = 0.1
 
 

@@ -56,9 +56,6 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-SAFE_SCHEMES = ("http", "https", "mailto", "")  # links a report may keep; javascript:, data:, ... are dropped
-
-
 def render_markdown(text: str, folder: Path) -> str:
     """Markdown to HTML that cannot run or leak: raw HTML is shown as text, not passed through; an
     image is embedded only if it is a file inside ``folder`` (else only its alt text stays, so the
@@ -159,8 +156,11 @@ def render(views: list[RunView]) -> str:
 def written_here(path: Path) -> bool:
     """Did this command write ``path``? Its page begins with the doctype and has :data:`MARKER` as a line
     of its head; the words "cnnlab report" somewhere in a user's notes do not make a file ours."""
-    with open(path, "rb") as f:
-        lines = f.read(2000).decode("utf-8", errors="replace").splitlines()[:8]
+    try:
+        with open(path, "rb") as f:
+            lines = f.read(2000).decode("utf-8", errors="replace").splitlines()[:8]
+    except OSError:  # unreadable: not known to be ours, so not replaced
+        return False
     return bool(lines) and lines[0] == "<!DOCTYPE html>" and MARKER in lines
 
 

@@ -40,7 +40,7 @@ class RunView:
 
 
 def _json(path: Path) -> Any:
-    if inside(path.parent, path.name) is None:
+    if path.is_file() and inside(path.parent, path.name) is None:
         raise CnnlabError(f"{path}: a link to a file outside the run folder; a report reads only the folder's own files")
     try:
         return json.loads(path.read_text())
