@@ -3,7 +3,9 @@
 A lab or a study reports a difference between two settings only when it is larger than the
 noise of its seeds: a difference is real only beyond twice its seed standard error, else it is
 "within noise". :func:`versus` is that rule, once; :func:`spread` gives the spread it is judged by.
-Both are plain Python, so any layer (labs, explain, reports) may use them without torch.
+Numbers that hold no evidence (no case, a mean of nothing, an exact tie with no spread) give no
+verdict at all (:func:`undecided`); :func:`verdict_sentence` picks a lab's sentence by these rules.
+All are plain Python, so any layer (labs, explain, reports) may use them without torch.
 """
 from __future__ import annotations
 
