@@ -7,6 +7,7 @@ file (``mkstemp`` alone would leave them 0600: a report nobody else could read).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -81,10 +82,53 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise CnnlabError(f"{what} {path} is not valid JSON ({exc})") from None
 
 
+NOT_FINITE = "_not_finite"
+"""Suffix of the key that says why a value is null: ``{"eps": null, "eps_not_finite": "Infinity"}``."""
+
+
+def _word(x: float) -> str:
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def _finite(value: Any) -> tuple[Any, Any]:
+    """``value`` with NaN and infinities as None, and what they were: a word for a number, ``{"index":
+    word}`` for a list (``"2.0"`` in nested lists), None when nothing was replaced."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, _word(value)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out[key], why = _finite(item)
+            if why is not None:
+                out[f"{key}{NOT_FINITE}"] = why
+        return out, None
+    if isinstance(value, (list, tuple)):
+        items = [_finite(v) for v in value]
+        why = {}
+        for i, (_, note) in enumerate(items):
+            if isinstance(note, dict):
+                why.update({f"{i}.{k}": w for k, w in note.items()})
+            elif note is not None:
+                why[str(i)] = note
+        return [clean for clean, _ in items], why or None
+    return value, None
+
+
+def standard_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as null and ``<key>_not_finite`` beside them (see :func:`write_json`)."""
+    return _finite(obj)[0]
+
+
 def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
-    """JSON written atomically (``default=str`` for paths and other plain values)."""
+    """Standard JSON written atomically (``default=str`` for paths and other plain values).
+
+    NaN and infinities are not JSON (strict parsers, JavaScript's included, reject them): each is
+    written as null, and the key beside it, ``<key>_not_finite``, says what it was (``"NaN"``,
+    ``"Infinity"`` or ``"-Infinity"``; for a list, a map from the index to that word). A number
+    straight inside a top-level list has no key beside it and is a bare null.
+    """
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=indent, default=str))
+        tmp.write_text(json.dumps(standard_json(obj), indent=indent, default=str, allow_nan=False))
     return Path(path)
 
 

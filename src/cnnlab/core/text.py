@@ -3,12 +3,15 @@
 A lab or a study reports a difference between two settings only when it is larger than the
 noise of its seeds: a difference is real only beyond twice its seed standard error, else it is
 "within noise". :func:`versus` is that rule, once; :func:`spread` gives the spread it is judged by.
-Both are plain Python, so any layer (labs, explain, reports) may use them without torch.
+Numbers that hold no evidence (no case, a mean of nothing, an exact tie with no spread) give no
+verdict at all (:func:`undecided`); :func:`verdict_sentence` picks a lab's sentence by these rules.
+All are plain Python, so any layer (labs, explain, reports) may use them without torch.
 """
 from __future__ import annotations
 
+import math
 import statistics
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -30,17 +33,46 @@ def spread(values: Iterable[float]) -> dict:
     return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
 
 
-def versus(difference: float, noise: float) -> str:
-    """``"higher"``, ``"lower"`` or ``"same"``: is ``difference`` outside twice the seed ``noise``?
+def undecided(difference: float, noise: float, cases: int | None = None) -> str | None:
+    """Why no verdict can be drawn from these numbers, or None when one can.
 
-    Labs pick their sentence with it, so a gap the seeds' spread could explain is never reported
-    as a win (a single seed has no spread: then any nonzero gap counts).
+    A conclusion needs cases: none (``cases == 0``), a difference that is not a number (a mean of
+    nothing), a noise that could not be measured (infinite: fewer than two cases), or a difference
+    of exactly 0 with no spread at all (a quick run whose two settings scored the same, e.g. both at
+    chance) show nothing either way, and saying "within noise" would be a conclusion drawn from nothing.
     """
+    if cases == 0:
+        return "no case to compare (n = 0)"
+    if math.isnan(difference):
+        return "the difference is not a number (nothing to average)"
+    if not math.isfinite(noise):
+        return "too few cases to measure the noise"
+    if difference == 0 and noise == 0:
+        return "both scored exactly the same with no spread measured, which tells nothing apart"
+    return None
+
+
+def versus(difference: float, noise: float, cases: int | None = None) -> str:
+    """``"higher"``, ``"lower"``, ``"same"`` or ``"undecided"``: is ``difference`` outside twice the seed ``noise``?
+
+    Labs pick their sentence with it (through :func:`verdict_sentence`), so a gap the seeds' spread could
+    explain is never reported as a win (a single seed has no spread: then any nonzero gap counts),
+    and numbers that hold no evidence (:func:`undecided`) are never reported as a result.
+    """
+    if undecided(difference, noise, cases) is not None:
+        return "undecided"
     if difference > 2 * noise:
         return "higher"
     if difference < -2 * noise:
         return "lower"
     return "same"
+
+
+def verdict_sentence(sentences: Mapping[str, str], difference: float, noise: float, cases: int | None = None) -> str:
+    """The sentence of :func:`versus`'s answer from ``sentences`` ("higher", "lower", "same"), or, when
+    the numbers decide nothing, "no verdict: " and why."""
+    why = undecided(difference, noise, cases)
+    return f"no verdict: {why}" if why is not None else sentences[versus(difference, noise)]
 
 
 def top_classes(probs: Any, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:

@@ -15,7 +15,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.fileio import standard_json
 from cnnlab.data.images import to_rgb
 from cnnlab.explain.catalog import METHOD_NAMES
 from cnnlab.runs.sources import PixelClassifier, load_model
@@ -35,7 +39,17 @@ from cnnlab.runs.sources import PixelClassifier, load_model
 PAGE = Path(__file__).with_name("page.html")
 CAM_METHODS = tuple(m for m in METHOD_NAMES if m != "shapcam")  # Shap-CAM takes minutes per image on a CPU
 MAX_UPLOAD = 32 << 20
+MAX_PIXELS = 25_000_000  # a 24-megapixel photo fits; PIL's own bomb limit (89 Mpx) would let 268 MB of RGB in
+READ_SECONDS = 20.0  # the headers, then the whole body, must each arrive within this: a slow sender holds no thread
 MAX_EPS = 0.1
+
+
+class Refused(CnnlabError):
+    """A request the demo answers with ``status`` and the message as its one line."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def png_uri(image: np.ndarray) -> str:
@@ -57,9 +71,18 @@ def decode_upload(data: bytes, channels: int) -> np.ndarray:
         raise CnnlabError("the upload is empty: choose an image file (PNG, JPEG, ...)")
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_PIXELS:  # checked from the header, before anything is decoded
+                raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                              f"the upload is {im.width} x {im.height} pixels; the demo takes images up to "
+                              f"{MAX_PIXELS / 1e6:.0f} megapixels: scale it down")
             im.load()
             arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except CnnlabError:
+        raise
+    except Image.DecompressionBombError as exc:  # a header PIL itself refuses (over twice its limit)
+        raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the upload is too large to decode ({exc}); "
+                      f"the demo takes images up to {MAX_PIXELS / 1e6:.0f} megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError, SyntaxError) as exc:  # PIL's plugins raise all
         raise CnnlabError(f"the upload is not an image PIL can read ({type(exc).__name__}): "
                           f"choose a PNG, JPEG, BMP, GIF, TIFF or WebP file") from exc
     return arr[..., None] if arr.ndim == 2 else arr
@@ -173,7 +196,8 @@ def load_demo(checkpoint: str | Path | None = None, model: str | None = None,
     return ClassifierDemo(**vars(load_model(model, checkpoint, device)))
 
 
-def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHandler]:
+def make_handler(demo: ClassifierDemo | SegmenterDemo,
+                 read_seconds: float = READ_SECONDS) -> type[BaseHTTPRequestHandler]:
     lock = threading.Lock()  # CAM hooks and autograd state are per model: one request at a time
     page = PAGE.read_bytes()
     info = json.dumps({"task": demo.task, "name": demo.name, "classes": len(demo.classes),
@@ -181,6 +205,35 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHa
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "cnnlab-demo"
+        timeout = read_seconds  # no single read (request line, headers, body) waits longer
+
+        def setup(self) -> None:
+            """Start the clock on the request line and headers: a sender that trickles them a byte at a
+            time (each read well inside ``timeout``) is cut off after ``read_seconds`` in all."""
+            super().setup()
+            self.late = False
+            self.cutoff = threading.Timer(read_seconds, self._stop_reading)
+            self.cutoff.daemon = True
+            self.cutoff.start()
+
+        def _stop_reading(self) -> None:
+            self.late = True
+            try:
+                self.connection.shutdown(socket.SHUT_RD)  # the pending read ends; answers can still be sent
+            except OSError:
+                pass  # already closed
+
+        def parse_request(self) -> bool:
+            ok = super().parse_request()  # reads the headers
+            self.cutoff.cancel()  # the body has its own bound (read_body)
+            if ok and self.late:  # cut off: what was read is not the whole request
+                self._refuse(Refused(HTTPStatus.REQUEST_TIMEOUT,
+                                     f"the request headers did not arrive within {read_seconds:.0f} s"))
+            return ok and not self.late
+
+        def finish(self) -> None:
+            self.cutoff.cancel()
+            super().finish()
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
             pass  # quiet: the terminal shows the URL and errors only
@@ -194,9 +247,19 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHa
             self.wfile.write(body)
 
         def _json(self, status: HTTPStatus, obj: dict) -> None:
-            self._send(status, json.dumps(obj).encode(), "application/json")
+            self._send(status, json.dumps(standard_json(obj), allow_nan=False).encode(), "application/json")
+
+        def _refuse(self, exc: CnnlabError) -> None:
+            """One JSON error line; the connection closes, since an unread body may follow."""
+            self.close_connection = True
+            self._json(getattr(exc, "status", HTTPStatus.BAD_REQUEST), {"error": str(exc)})
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            try:
+                check_origin(self.headers, self.server.server_address)
+            except Refused as exc:
+                self._refuse(exc)
+                return
             path = urlsplit(self.path).path
             if path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
@@ -213,24 +276,71 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo) -> type[BaseHTTPRequestHa
             if isinstance(demo, ClassifierDemo):
                 actions["/api/cam"] = lambda im, q: demo.cam(im, q["method"])
                 actions["/api/fgsm"] = lambda im, q: demo.fgsm(im, q["eps"])
-            if url.path not in actions:
-                self._json(HTTPStatus.NOT_FOUND, {"error": f"no action {url.path}"})
-                return
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_UPLOAD:
-                    raise CnnlabError(f"the upload is {length / 1e6:.0f} MB; the demo takes images up to "
-                                      f"{MAX_UPLOAD >> 20} MB")
+                check_origin(self.headers, self.server.server_address)
+                if url.path not in actions:
+                    raise Refused(HTTPStatus.NOT_FOUND, f"no action {url.path}")
                 query = _query(url.query)
-                image = decode_upload(self.rfile.read(length), demo.input_size[0])
+                body = read_body(self.rfile, self.connection, body_length(self.headers), read_seconds)
+                image = decode_upload(body, demo.input_size[0])
                 with lock:
                     result = actions[url.path](image, query)
             except CnnlabError as exc:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+                self._refuse(exc)
                 return
             self._json(HTTPStatus.OK, result)
 
     return Handler
+
+
+def check_origin(headers, address: tuple) -> None:
+    """Answer only requests addressed to this server: a page of another site that rebinds its name
+    to 127.0.0.1 (DNS rebinding) sends its own name as Host, and a cross-site form its own Origin."""
+    host, port = address[:2]
+    names = {f"{host}:{port}"} | ({f"localhost:{port}"} if host == "127.0.0.1" else set())
+    given = headers.get("Host")
+    if given not in names:
+        raise Refused(HTTPStatus.FORBIDDEN, f"Host {given!r}: the demo answers only requests to "
+                                            f"{' or '.join(sorted(names))}")
+    origin = headers.get("Origin")
+    if origin is not None and origin not in {f"http://{n}" for n in names}:
+        raise Refused(HTTPStatus.FORBIDDEN, f"Origin {origin!r}: the demo answers only its own page")
+
+
+def body_length(headers) -> int:
+    """The declared body size, refused at once when missing, repeated, not plain digits (``-1``, ``+5``,
+    ``5_000``: Python's ``int`` takes the last two, HTTP does not) or over :data:`MAX_UPLOAD`."""
+    given = headers.get_all("Content-Length") or []
+    if not given:
+        raise Refused(HTTPStatus.LENGTH_REQUIRED, "the upload has no Content-Length; send the image as the body")
+    if len(given) > 1 or not re.fullmatch(r"[0-9]+", given[0].strip()):
+        raise Refused(HTTPStatus.BAD_REQUEST, f"Content-Length {', '.join(given)!r}: expected one whole number of "
+                                              f"bytes, 0 or more")
+    length = int(given[0])
+    if length > MAX_UPLOAD:
+        raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the upload is {length / 1e6:.0f} MB; the demo takes "
+                                                           f"images up to {MAX_UPLOAD >> 20} MB")
+    return length
+
+
+def read_body(stream, connection, length: int, seconds: float = READ_SECONDS) -> bytes:
+    """``length`` bytes that must all arrive within ``seconds`` (a sender that trickles or stops is cut off)."""
+    deadline = time.monotonic() + seconds
+    chunks, got = [], 0
+    while got < length:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            connection.settimeout(left)
+            chunk = stream.read1(min(length - got, 1 << 16))
+        except TimeoutError:
+            raise Refused(HTTPStatus.REQUEST_TIMEOUT, f"the upload did not arrive within {seconds:.0f} s") from None
+        if not chunk:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"the upload ended after {got} of the {length} bytes it declared")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def _query(text: str) -> dict:
@@ -242,9 +352,11 @@ def _query(text: str) -> dict:
     return {"method": q.get("method", "gradcam"), "eps": eps}
 
 
-def make_server(demo: ClassifierDemo | SegmenterDemo, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
+def make_server(demo: ClassifierDemo | SegmenterDemo, host: str = "127.0.0.1", port: int = 7860,
+                read_seconds: float = READ_SECONDS) -> ThreadingHTTPServer:
+    """The demo's server; ``read_seconds`` bounds how long one request may take to arrive."""
     try:
-        server = ThreadingHTTPServer((host, port), make_handler(demo))
+        server = ThreadingHTTPServer((host, port), make_handler(demo, read_seconds))
     except OSError as exc:
         raise CnnlabError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
                           f"(0 picks a free one)") from exc

@@ -4,7 +4,8 @@ Everything is inside the file: figures as ``data:`` URIs, the style sheet inline
 no network request, so the report opens anywhere and can be mailed or handed in as it is.
 Templating is Jinja2 (already installed with PyTorch, which depends on it) with autoescaping, so
 class names or paths with ``<`` or ``&`` cannot break the page; markdown written by runs (a lab's
-``summary.md``, ``compare.md``) is rendered by Python-Markdown.
+``summary.md``, ``compare.md``) is rendered by Python-Markdown with raw HTML shown as text. A run
+folder may come from someone else: the page embeds only files that resolve inside it.
 """
 from __future__ import annotations
 
@@ -16,14 +17,20 @@ import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import unquote, urlsplit
+
+import markdown
+from markdown.treeprocessors import Treeprocessor
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core import output
 from cnnlab.core.fileio import atomic_path
-from cnnlab.report.runs import RunView, read_run
+from cnnlab.report.runs import RunView, inside, read_run
 
-GENERATOR = "cnnlab report"  # marks files this command wrote, which it may replace
+GENERATOR = "cnnlab report"
+MARKER = f'<meta name="generator" content="{GENERATOR}">'  # a line of every page this command writes
 TEMPLATE = Path(__file__).with_name("report.html.j2")
+SAFE_SCHEMES = ("http", "https", "mailto", "")  # links a report keeps; javascript:, data:, file: ... are cut
 
 
 def data_uri(data: bytes, mime: str = "image/png") -> str:
@@ -51,16 +58,42 @@ def fmt(value: Any) -> str:
 
 
 def render_markdown(text: str, folder: Path) -> str:
-    """Markdown to HTML, with the images it links to in ``folder`` embedded."""
-    import markdown
+    """Markdown to HTML that cannot run or leak: raw HTML is shown as text, not passed through; an
+    image is embedded only if it is a file inside ``folder`` (else only its alt text stays, so the
+    page never fetches or copies anything from outside); links keep only plain schemes."""
+    md = markdown.Markdown(extensions=["tables", "fenced_code"])
+    md.preprocessors.deregister("html_block")  # raw HTML blocks become escaped text ...
+    md.inlinePatterns.deregister("html")  # ... and so do inline tags
+    md.treeprocessors.register(OwnFilesOnly(md, folder), "cnnlab_own_files", 0)
+    return md.convert(text)
 
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
 
-    def embed(match: re.Match) -> str:
-        target = folder / html_lib.unescape(match.group(1))
-        return f'src="{file_uri(target)}"' if target.is_file() else match.group(0)
+class OwnFilesOnly(Treeprocessor):
+    """The last step of :func:`render_markdown`: images embedded from the run folder or dropped, unsafe links cut."""
 
-    return re.sub(r'src="(?!data:)([^"]+)"', embed, body)
+    def __init__(self, md: markdown.Markdown, folder: Path) -> None:
+        super().__init__(md)
+        self.folder = folder
+
+    def run(self, root) -> None:
+        for img in root.iter("img"):
+            src = as_browser_reads(img.get("src", ""))
+            path = None if urlsplit(src).scheme else inside(self.folder, unquote(src))
+            if path is None:
+                alt = img.get("alt", "")
+                img.attrib.clear()
+                img.tag, img.text = "span", alt
+            else:
+                img.set("src", file_uri(path))
+        for link in root.iter("a"):
+            if urlsplit(as_browser_reads(link.get("href", ""))).scheme.lower() not in SAFE_SCHEMES:
+                link.attrib.pop("href", None)
+
+
+def as_browser_reads(url: str) -> str:
+    """An attribute's URL as a browser resolves it: character references decoded (``&#106;avascript:``
+    is ``javascript:``), and spaces and control characters dropped (a tab inside a scheme is ignored)."""
+    return re.sub(r"[\x00-\x20\x7f]", "", html_lib.unescape(url))
 
 
 def overlay_curves(views: Sequence[RunView]) -> dict[str, str]:
@@ -121,6 +154,17 @@ def render(views: list[RunView]) -> str:
     return env.get_template(TEMPLATE.name).render(**_context(views))
 
 
+def written_here(path: Path) -> bool:
+    """Did this command write ``path``? Its page begins with the doctype and has :data:`MARKER` as a line
+    of its head; the words "cnnlab report" somewhere in a user's notes do not make a file ours."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read(2000).decode("utf-8", errors="replace").splitlines()[:8]
+    except OSError:  # unreadable: not known to be ours, so not replaced
+        return False
+    return bool(lines) and lines[0] == "<!DOCTYPE html>" and MARKER in lines
+
+
 def write_report(folders: Sequence[str | Path], out: str | Path | None = None) -> Path:
     """Write the report of ``folders`` (one: its report; several: a comparison) and return its path.
 
@@ -133,8 +177,7 @@ def write_report(folders: Sequence[str | Path], out: str | Path | None = None) -
     target = Path(out) if out else (views[0].folder / "report.html" if len(views) == 1 else Path("comparison.html"))
     if target.is_dir():
         raise CnnlabError(f"--out {target} is a folder; give a file name such as {target / 'report.html'}")
-    ours = GENERATOR in target.read_text(errors="replace")[:2000] if target.exists() else True
-    if not ours and not output.replaceable(target):  # a command given --overwrite may replace it
+    if target.exists() and not written_here(target) and not output.replaceable(target):  # or given --overwrite
         raise CnnlabError(f"--out {target} exists and is not a cnnlab report; choose another file name")
     page = render(views)
     with atomic_path(target) as tmp:

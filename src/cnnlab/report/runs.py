@@ -40,6 +40,8 @@ class RunView:
 
 
 def _json(path: Path) -> Any:
+    if path.is_file() and inside(path.parent, path.name) is None:
+        raise CnnlabError(f"{path}: a link to a file outside the run folder; a report reads only the folder's own files")
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -58,10 +60,25 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def inside(folder: Path, name: str | Path) -> Path | None:
+    """``folder / name`` if it is a file that resolves inside ``folder``, else None.
+
+    A run folder may come from someone else: a ``../``, an absolute path or a symlink out of it must
+    never copy one of the reader's own files into a page they may send on.
+    """
+    path = folder / name
+    root = folder.resolve()
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return path if real.is_relative_to(root) and real != root and real.is_file() else None
+
+
 def _figures(folder: Path, view: RunView, named: list[tuple[str, str]]) -> None:
     for caption, name in named:
-        if (folder / name).is_file():
-            view.figures.append((caption, folder / name))
+        if (path := inside(folder, name)) is not None:
+            view.figures.append((caption, path))
 
 
 def _per_class_table(per_class: dict, columns: tuple[str, ...], title: str) -> Table:
@@ -175,8 +192,8 @@ def _lab(folder: Path) -> RunView | None:
     view = RunView(folder, "lab", f"Lab {record['lab']}: {record.get('title', '')}")
     view.headline = {"question": record.get("question"), "quick": record.get("quick"), "seconds": record.get("seconds")}
     view.config = flatten(record.get("settings", {}))
-    if (folder / "summary.md").is_file():
-        view.markdown.append((folder / "summary.md").read_text())
+    if (summary := inside(folder, "summary.md")) is not None:
+        view.markdown.append(summary.read_text(errors="replace"))
     else:
         view.notes += record.get("conclusion", [])
         _figures(folder, view, [("Figure", "figure.png")])
@@ -203,7 +220,7 @@ def _explain_overlays(folder: Path) -> RunView | None:
         return None
     rows = _json(folder / "explain.json")
     names = {Path(str(r.get("overlay", ""))).name for r in rows if isinstance(r, dict)} if isinstance(rows, list) else set()
-    overlays = sorted(folder / n for n in names if n.endswith(".png") and (folder / n).is_file())
+    overlays = sorted(p for n in names if n.endswith(".png") and (p := inside(folder, n)) is not None)
     if not overlays:
         return None
     view = RunView(folder, "explain", "Class activation maps")
@@ -268,10 +285,10 @@ def read_run(folder: str | Path) -> RunView:
     for reader in READERS:
         view = reader(folder)
         if view is not None:
+            own = [p for p in sorted(folder.glob("*.png")) if p.name != "report.png" and inside(folder, p.name)]
             shown = {p.resolve() for _, p in view.figures}
             if view.markdown:
-                shown |= {p.resolve() for p in folder.glob("*.png") if f"({p.name})" in "".join(view.markdown)}
-            view.figures += [(p.stem.replace("_", " "), p) for p in sorted(folder.glob("*.png"))
-                             if p.resolve() not in shown and p.name != "report.png"]
+                shown |= {p.resolve() for p in own if f"({p.name})" in "".join(view.markdown)}
+            view.figures += [(p.stem.replace("_", " "), p) for p in own if p.resolve() not in shown]
             return view
     raise CnnlabError(f"{folder}: not a cnnlab run folder (none of the files cnnlab writes: {KNOWN})")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.core.text import markdown_table, spread, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, train_small
 from cnnlab.models import create_model
 from cnnlab.models.layers import FeatureBatchNorm
@@ -116,9 +116,10 @@ def _conclude(result: LabResult, n: dict) -> None:
                     "per-feature one only {b} (the batch).",
                     a="variants.per-channel.values_per_statistic", b="variants.per-feature.values_per_statistic")
     noise = max(n["variants"][k]["test_accuracy"]["std"] for k in ("per-channel", "per-feature"))
-    verdict = {"higher": "the convolutional form of BatchNorm did better, beyond seed noise.",
+    wording = {"higher": "the convolutional form of BatchNorm did better, beyond seed noise.",
                "same": "the two forms are within seed noise of each other on accuracy.",
-               "lower": "the per-feature form did better here, beyond seed noise."}[versus(n["accuracy_difference"], noise)]
+               "lower": "the per-feature form did better here, beyond seed noise."}
+    verdict = verdict_sentence(wording, n["accuracy_difference"], noise)
     result.conclude("Test accuracy: {a:.3f} ± {sa:.3f} per channel, {b:.3f} ± {sb:.3f} per feature, {c:.3f} ± {sc:.3f} "
                     "without normalisation: " + verdict,
                     a="variants.per-channel.test_accuracy.mean", sa="variants.per-channel.test_accuracy.std",

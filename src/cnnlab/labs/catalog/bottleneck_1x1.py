@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, versus
+from cnnlab.core.text import markdown_table, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, train_step_seconds
 from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, InceptionModule
@@ -93,9 +93,10 @@ def run(ctx: LabContext) -> LabResult:
                     "the saving in arithmetic " + ("shows up in time." if m["time_ratio"] < 0.75 else
                                                    "only partly shows up in time."),
                     t="module_3a.time_ratio", r="module_3a.macs_ratio")
-    verdict = {"higher": "the reduced modules are even more accurate, for less arithmetic.",
+    wording = {"higher": "the reduced modules are even more accurate, for less arithmetic.",
                "same": "no difference beyond seed noise for the saved arithmetic.",
-               "lower": "the reductions cost accuracy here."}[versus(n["accuracy_gap"], n["noise"])]
+               "lower": "the reductions cost accuracy here."}
+    verdict = verdict_sentence(wording, n["accuracy_gap"], n["noise"])
     result.conclude("In the small network the reduced modules reach {a:.4f} test accuracy vs {b:.4f} naive "
                     "(difference {d:+.4f}, seed std up to {s:.4f}) with {r:.3f} of the MACs: " + verdict,
                     a="network.reduced.accuracy.mean", b="network.naive.accuracy.mean", d="network.accuracy_gap",

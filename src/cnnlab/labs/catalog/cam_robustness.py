@@ -35,7 +35,7 @@ from torch import Tensor
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core import output
 from cnnlab.core.fileio import write_json, write_text
-from cnnlab.core.text import versus
+from cnnlab.core.text import undecided, versus
 from cnnlab.data.base import has_files
 from cnnlab.explain import figures
 from cnnlab.explain.metrics import DEFAULT_ATTACKS, DEFAULT_EPS, DEFAULT_METHODS, map_shift
@@ -71,8 +71,9 @@ def mean_gap(a: Tensor, b: Tensor, paired: bool = True) -> dict:
 
 
 def compare_gap(gap: dict) -> str:
-    """``"higher"``, ``"lower"`` or ``"same"`` (within twice the standard error): the wording of every verdict."""
-    return versus(gap["difference"], gap["se"])
+    """``"higher"``, ``"lower"``, ``"same"`` (within twice the standard error) or ``"undecided"`` (no image to
+    compare on): the wording of every verdict."""
+    return versus(gap["difference"], gap["se"], gap["n"])
 
 
 QUICK = {"epochs": 1, "subset": 200, "width": 4, "n": 6, "eps": (0.1,), "attacks": ("fgsm",), "samples": 2, "steps": 4}
@@ -99,7 +100,9 @@ def method_verdict(model_name: str, rows: list[dict], methods: Sequence[str]) ->
     order = sorted(methods, key=lambda m: -float(means[m][torch.isfinite(means[m])].mean()))
     a, b = order[0], order[1]
     gap = dict(mean_gap(means[a], means[b]), methods=[a, b])
-    if compare_gap(gap) == "same":
+    if (why := undecided(gap["difference"], gap["se"], gap["n"])) is not None:
+        template = f"{model_name}: no verdict on whether {NAMES.get(a, a)} or {NAMES.get(b, b)} moved less: {why}."
+    elif compare_gap(gap) == "same":
         template = (f"{model_name}: {NAMES.get(a, a)} and {NAMES.get(b, b)} moved equally within noise "
                     f"(mean Spearman with the clean map over all attacks and budgets {GAP}).")
     else:
@@ -119,6 +122,8 @@ def training_verdict(method: str, clean_rows: list[dict], adv_rows: list[dict], 
     where = "on images whose prediction held" if held_only else "over all images"
     word = {"higher": "made the maps steadier", "lower": "made the maps LESS steady",
             "same": "changed the maps' stability only within noise"}
+    if (why := undecided(gap["difference"], gap["se"], gap["n"])) is not None:
+        return gap, f"{NAMES.get(method, method)} {where}: no verdict on adversarial training: {why}."
     template = (f"{NAMES.get(method, method)} {where}: adversarial training {word[compare_gap(gap)]} "
                 f"(mean Spearman adversarially trained vs clean model {GAP}).")
     return gap, template

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.core.text import markdown_table, spread, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 LANGUAGES = ("en", "de", "fr", "es", "it")
@@ -219,11 +219,11 @@ def run(ctx: LabContext) -> LabResult:
     labels = {"cnn": "the CNN", "cnn_permuted": "the shuffled CNN", "mlp": "the MLP", "gbm": "gradient boosting"}
     for key in ("signal", "table", "text"):
         res = numbers["data"][key]
-        verdict = {"higher": "order matters: the CNN's locality assumption holds",
+        wording = {"higher": "order matters: the CNN's locality assumption holds",
                    "same": "shuffling the positions changes nothing beyond seed noise: there is no locality for "
                            "a convolution to exploit",
-                   "lower": "the shuffled order even does better: the original order misleads the convolution"}[
-            versus(res["order_gain"], res["noise"])]
+                   "lower": "the shuffled order even does better: the original order misleads the convolution"}
+        verdict = verdict_sentence(wording, res["order_gain"], res["noise"])
         result.conclude(f"{sizes[key]['name']}: 1-D CNN {{c:.4f}}, the same CNN on shuffled positions {{p:.4f}}, MLP "
                         f"{{m:.4f}}, gradient boosting {{g:.4f}}: {verdict}; {labels[res['best']]} is best.",
                         c=f"data.{key}.cnn.mean", p=f"data.{key}.cnn_permuted.mean", m=f"data.{key}.mlp.mean",

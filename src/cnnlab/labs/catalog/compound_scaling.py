@@ -15,7 +15,7 @@ import math
 
 from torch import nn
 
-from cnnlab.core.text import markdown_table, versus
+from cnnlab.core.text import markdown_table, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, resized, train_seeds
 from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.efficientnet import ALPHA, BETA, GAMMA, scale_repeats
@@ -92,10 +92,10 @@ def run(ctx: LabContext) -> LabResult:
     result.conclude("alpha·beta²·gamma² = {t:.3f}: each step of phi nearly doubles the MACs; after rounding blocks, "
                     "channels and pixels the variants land within a factor {e:.2f} of their MAC target.",
                     t="target_per_phi", e="worst_mac_mismatch_factor")
-    verdict = {"higher": "compound scaling wins beyond seed noise, as Tan & Le found.",
+    wording = {"higher": "compound scaling wins beyond seed noise, as Tan & Le found.",
                "same": "compound and the best single dimension are within seed noise on this small task.",
-               "lower": "here one dimension alone does better than compound scaling."}[
-        versus(numbers["compound_minus_best_single"], numbers["noise"])]
+               "lower": "here one dimension alone does better than compound scaling."}
+    verdict = verdict_sentence(wording, numbers["compound_minus_best_single"], numbers["noise"])
     result.conclude(f"At phi = {top} (about {{m:.2f}}x the base MACs): depth only {{d:.4f}}, width only {{w:.4f}}, "
                     f"resolution only {{r:.4f}}, compound {{c:.4f}} (base {{b:.4f}}; seed std up to {{n:.4f}}): " + verdict,
                     m=f"variants.compound_phi{top}.macs_vs_base", d=f"variants.depth_phi{top}.accuracy.mean",

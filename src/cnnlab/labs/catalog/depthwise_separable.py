@@ -15,7 +15,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, versus
+from cnnlab.core.text import markdown_table, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, train_step_seconds
 from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, DepthwiseSeparable
@@ -97,9 +97,10 @@ def run(ctx: LabContext) -> LabResult:
                      "smaller than in arithmetic."
                      if lay["time_ratio"] > 2 * lay["macs_ratio"] else "time falls about as much as arithmetic."),
                     m="layer.macs_ratio", t="layer.time_ratio", s="layer.time_per_mac_ratio")
-    verdict = {"higher": "separable layers are even more accurate here.",
+    wording = {"higher": "separable layers are even more accurate here.",
                "same": "no difference beyond seed noise for the saving.",
-               "lower": "the saving costs accuracy here."}[versus(net["accuracy_gap"], net["noise"])]
+               "lower": "the saving costs accuracy here."}
+    verdict = verdict_sentence(wording, net["accuracy_gap"], net["noise"])
     result.conclude("The small network with separable layers has {p:.3f} of the parameters and reaches {a:.4f} test "
                     "accuracy vs {b:.4f} (difference {d:+.4f}, seed std up to {e:.4f}): " + verdict,
                     p="network.params_ratio", a="network.separable.accuracy.mean", b="network.standard.accuracy.mean",

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.summary import summarize
-from cnnlab.core.text import markdown_table, versus
+from cnnlab.core.text import markdown_table, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds
 from cnnlab.models.layers import ClassifierHead, ConvBNAct
 from cnnlab.scratch.conv import conv_output_size
@@ -140,9 +140,9 @@ def run(ctx: LabContext) -> LabResult:
             "lower": "below the plain net, the price of its lower resolution"}
     result.conclude("Same weights, same resolution: the dilated net (field {fd} px) reaches {a:.4f} test accuracy vs "
                     "{b:.4f} for the plain net (field {fp} px), a difference of {d:+.4f}: "
-                    + gain[versus(numbers["dilated_minus_plain"], numbers["noise"])] + ". The strided net reaches "
-                    "{c:.4f} with {m:.2f}x fewer MACs, " + cost[versus(numbers["strided_minus_plain"], numbers["noise"])]
-                    + ".",
+                    + verdict_sentence(gain, numbers["dilated_minus_plain"], numbers["noise"])
+                    + ". The strided net reaches {c:.4f} with {m:.2f}x fewer MACs, "
+                    + verdict_sentence(cost, numbers["strided_minus_plain"], numbers["noise"]) + ".",
                     fd="nets.dilated.field", a="nets.dilated.accuracy.mean", b="nets.plain.accuracy.mean",
                     fp="nets.plain.field", d="dilated_minus_plain", n="noise", c="nets.strided.accuracy.mean",
                     m="strided_mac_saving")

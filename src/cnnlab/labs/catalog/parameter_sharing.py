@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.core.text import markdown_table, spread, verdict_sentence
 from cnnlab.labs.frame import (LabContext, LabResult, as_float, background, lab_data, predict, register_lab, shift,
                                  train_seeds)
 from cnnlab.analysis.complexity import count_macs
@@ -94,11 +94,11 @@ def run(ctx: LabContext) -> LabResult:
                     cs="layers.conv.accuracy_by_shift.0.std", ls="layers.local.accuracy_by_shift.0.std")
     numbers["drop_difference"] = lay["local"]["drop_at_max_shift"] - lay["conv"]["drop_at_max_shift"]
     numbers["shift_noise"] = max(lay[n]["accuracy_by_shift"][k]["std"] for n in lay for k in ("0", far))
-    verdict = {"higher": "weight sharing makes what is learned at one place usable at another.",
+    wording = {"higher": "weight sharing makes what is learned at one place usable at another.",
                "same": "the difference is within twice the seed spread ({n:.4f}): a shift this large costs both nets "
                        "about the same, and sharing alone does not make this network shift-robust.",
-               "lower": "here the locally connected net held up better than the conv net."}[
-        versus(numbers["drop_difference"], numbers["shift_noise"])]
+               "lower": "here the locally connected net held up better than the conv net."}
+    verdict = verdict_sentence(wording, numbers["drop_difference"], numbers["shift_noise"])
     result.conclude("Shifted by {p} pixels, accuracy falls by {c:.4f} for the conv net and by {l:.4f} for the locally "
                     "connected one: " + verdict,
                     p="max_shift", c="layers.conv.drop_at_max_shift", l="layers.local.drop_at_max_shift",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, versus
+from cnnlab.core.text import markdown_table, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_seeds
 from cnnlab.models.layers import SqueezeExcite
 from cnnlab.models.resnet import ResNet, _basic
@@ -91,10 +91,11 @@ def run(ctx: LabContext) -> LabResult:
         table=markdown_table(["SE", "params", "SE params", "test acc", "std over seeds"], rows))
     result.conclude("SE adds 2C²/r weights per block: {a} at r = 2 ({s:.1%} of the network) down to {b} at r = 32.",
                     a="variants.r2.se_params", s="se_share_r2", b="variants.r32.se_params")
-    verdict = {"higher": "SE helps by more than twice the seed noise.",
+    wording = {"higher": "SE helps by more than twice the seed noise.",
                "lower": "even the best SE variant is worse than none, by more than twice the seed noise.",
                "same": "within twice the seed noise: at this size SE and its r hardly matter (Hu et al. found "
-                       "accuracy flat over a wide range of r)."}[versus(numbers["best_minus_none"], numbers["noise"])]
+                       "accuracy flat over a wide range of r)."}
+    verdict = verdict_sentence(wording, numbers["best_minus_none"], numbers["noise"])
     result.conclude("The best ratio, r = {r}, reaches {a:.4f} test accuracy vs {n:.4f} without SE (difference {d:+.4f}, "
                     "seed std up to {e:.4f}): " + verdict,
                     r="best_r", a=f"variants.r{best}.accuracy.mean", n="variants.none.accuracy.mean",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.core.text import markdown_table, spread, verdict_sentence
 from cnnlab.labs.frame import (LabContext, LabResult, as_float, background, lab_data, predict, register_lab, shift,
                                train_seeds, train_step_seconds)
 from cnnlab.analysis.complexity import count_macs
@@ -89,8 +89,9 @@ def run(ctx: LabContext) -> LabResult:
                               *(f"changed by {p}px shift" for p in SHIFTS)], rows))
     result.conclude("Same parameters ({p}): the strided convs need {m:.3f} of the MACs of conv + pool and {t:.3f} of "
                     "the CPU time per training step.", p="kinds.strided.params", m="mac_ratio", t="time_ratio")
-    verdict = {"higher": "a clear winner beyond seed noise.", "same": "within seed noise of the runner-up.",
-               "lower": ""}[versus(numbers["best_margin"], numbers["noise"])]
+    wording = {"higher": "a clear winner beyond seed noise.", "same": "within seed noise of the runner-up.",
+               "lower": ""}
+    verdict = verdict_sentence(wording, numbers["best_margin"], numbers["noise"])
     result.conclude(f"Test accuracy: strided {{s:.4f}}, max pool {{m:.4f}}, average pool {{a:.4f}} (seed std up to "
                     f"{{n:.4f}}); {best} is best, " + verdict,
                     s="kinds.strided.accuracy.mean", m="kinds.maxpool.accuracy.mean", a="kinds.avgpool.accuracy.mean",

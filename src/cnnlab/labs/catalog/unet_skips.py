@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnlab.core.text import markdown_table, spread, versus
+from cnnlab.core.text import markdown_table, spread, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 TOLERANCE = 1  # pixel: a predicted edge this close to a true one counts as right (edges are dense in EM)
@@ -106,7 +106,7 @@ def run(ctx: LabContext) -> LabResult:
     verdict = {"higher": "the skips help beyond seed noise.", "same": "no difference beyond seed noise.",
                "lower": "the skips hurt here."}
     result.conclude("mIoU on held-out images: {a:.4f} with skips vs {b:.4f} without (membrane IoU {c:.4f} vs {d:.4f}): "
-                    + verdict[versus(numbers["miou_gain"], numbers["miou_noise"])],
+                    + verdict_sentence(verdict, numbers["miou_gain"], numbers["miou_noise"]),
                     a="variants.unet.miou.mean", b="variants.no-skips.miou.mean",
                     c="variants.unet.membrane_iou.mean", d="variants.no-skips.membrane_iou.mean")
     result.conclude("Boundaries: F1 within 1 px {a:.4f} vs {b:.4f}, and the predicted probability changes by {c:.3f} vs "
