@@ -8,11 +8,11 @@ the user gave. :func:`resolve_options` does the layering; :func:`train_config` p
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import did_you_mean
 from cnnlab.runs.recipe import TRAIN_FIELDS, engine_config, given, layered
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import cpu_has_native_bf16
@@ -74,9 +74,8 @@ for _fields in COURSE_RECIPES:
 
 def get_recipe(name: str) -> NamedRecipe:
     if name not in NAMED_RECIPES:
-        close = difflib.get_close_matches(name, list(NAMED_RECIPES), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise CnnlabError(f"unknown recipe {name!r}.{hint} See `cnnlab train --list-recipes`.")
+        raise CnnlabError(f"unknown recipe {name!r}.{did_you_mean(name, NAMED_RECIPES)} "
+                          f"See `cnnlab train --list-recipes`.")
     return NAMED_RECIPES[name]
 
 

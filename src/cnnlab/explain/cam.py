@@ -13,7 +13,6 @@ Models take [0, 1] pixel images (normalization inside, see ``cnnlab.models.layer
 """
 from __future__ import annotations
 
-import difflib
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import did_you_mean
 from cnnlab.explain.shapley import sample_shapley
 
 Targets = int | Sequence[int] | Tensor | None
@@ -63,8 +63,7 @@ def resolve_layer(model: nn.Module, name: str | None, example: Tensor) -> tuple[
     if name is None:
         name = list(layers)[-1]
     if name not in layers:
-        close = difflib.get_close_matches(name, list(layers), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, layers, cutoff=0.5)
         shown = list(layers)[-12:]
         more = f" (last {len(shown)} of {len(layers)}; `cnnlab explain layers` shows all)" \
             if len(layers) > len(shown) else ""

@@ -15,7 +15,6 @@ repeated seeds, shifted images and CPU timings. Tables and the verdict wording a
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import math
@@ -30,7 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import Registry
 from cnnlab.core import output
 from cnnlab.core.fileio import write_json, write_text
 from cnnlab.core.text import spread
@@ -99,21 +98,6 @@ class LabEntry:
     data: tuple[str, ...] = ()  # dataset folders the lab cannot run without (e.g. "isbi2012")
 
 
-_LABS: dict[str, LabEntry] = {}
-
-
-def register_lab(name: str, question: str, title: str, data: tuple[str, ...] = ()) -> Callable:
-    """Register a lab. ``data`` names dataset folders it needs beyond the embedded ones (labs that
-    prefer Fashion-MNIST fall back to the embedded digits and need not list it)."""
-    def wrap(fn: Callable[[LabContext], LabResult]) -> Callable[[LabContext], LabResult]:
-        if name in _LABS:
-            raise ValueError(f"lab {name!r} is registered twice")
-        _LABS[name] = LabEntry(name, fn, question, title, tuple(data))
-        return fn
-
-    return wrap
-
-
 def _load_labs() -> None:
     """Import every module of ``labs/catalog``: a new lab is a new file there, registered on import."""
     import cnnlab.labs.catalog as catalog
@@ -122,18 +106,25 @@ def _load_labs() -> None:
         importlib.import_module(f"cnnlab.labs.catalog.{module.name}")
 
 
+LABS: Registry[LabEntry] = Registry("lab", _load_labs)
+
+
+def register_lab(name: str, question: str, title: str, data: tuple[str, ...] = ()) -> Callable:
+    """Register a lab. ``data`` names dataset folders it needs beyond the embedded ones (labs that
+    prefer Fashion-MNIST fall back to the embedded digits and need not list it)."""
+    def wrap(fn: Callable[[LabContext], LabResult]) -> Callable[[LabContext], LabResult]:
+        LABS.register(name, LabEntry(name, fn, question, title, tuple(data)))
+        return fn
+
+    return wrap
+
+
 def list_labs() -> list[LabEntry]:
-    _load_labs()
-    return sorted(_LABS.values(), key=lambda e: e.name)
+    return LABS.entries()
 
 
 def get_lab(name: str) -> LabEntry:
-    _load_labs()
-    if name not in _LABS:
-        close = difflib.get_close_matches(name, list(_LABS), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise CnnlabError(f"unknown lab {name!r}.{hint} Labs: {', '.join(sorted(_LABS))}")
-    return _LABS[name]
+    return LABS.get(name)
 
 
 def run_lab(name: str, out: str | Path | None = None, *, quick: bool = False, seed: int = 0,

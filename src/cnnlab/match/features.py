@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.names import did_you_mean
 
 DEFAULT_BACKBONE = "efficientnet-lite0"
 # stride 4, 8 and 16 block outputs of EfficientNet-Lite0: edges, parts, object-level shape
@@ -188,8 +189,6 @@ def _default_layers(name: str, available: dict[str, tuple[int, ...]]) -> tuple[s
 
 def _resolve(name: str, available: dict[str, tuple[int, ...]]) -> str:
     """A full layer name from a name or a unique dotted suffix of one; one clear line otherwise."""
-    import difflib
-
     if name in available:
         return name
     hits = [n for n in available if n.endswith("." + name)]
@@ -197,8 +196,7 @@ def _resolve(name: str, available: dict[str, tuple[int, ...]]) -> str:
         return hits[0]
     if len(hits) > 1:
         raise CnnlabError(f"--layers {name!r} is ambiguous: {', '.join(hits[:5])}")
-    close = difflib.get_close_matches(name, [n.split(".", 3)[-1] for n in available], n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(name, [n.split(".", 3)[-1] for n in available])
     raise CnnlabError(f"--layers {name!r}: no such layer producing a feature map.{hint} "
                       f"`cnnlab explain layers` lists them")
 
