@@ -17,16 +17,14 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import atomic_path
+from cnnlab.core.fileio import save_torch
 from cnnlab.core.versions import software_versions
 
 
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Write ``state`` atomically, with the cnnlab, torch and Python versions that wrote it
     (``versions``; a ``versions`` already in ``state`` is kept)."""
-    with atomic_path(path) as tmp:
-        torch.save({"versions": software_versions(), **state}, tmp)
-    return Path(path)
+    return save_torch(path, {"versions": software_versions(), **state})
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
