@@ -89,8 +89,10 @@ def run(ctx: LabContext) -> LabResult:
         "data": data.info, "epochs": epochs, "seeds": ctx.seeds, "widths": WIDTHS, "probe_r": PROBE_RATIO,
         "model": "stem conv + 3 basic blocks (SE before the addition), GAP, linear"},
         table=markdown_table(["SE", "params", "SE params", "test acc", "std over seeds"], rows))
-    result.conclude("SE adds 2C²/r weights per block: {a} at r = 2 ({s:.1%} of the network) down to {b} at r = 32.",
-                    a="variants.r2.se_params", s="se_share_r2", b="variants.r32.se_params")
+    numbers["formula_r32"] = sum(2 * c * c // 32 for c in WIDTHS)
+    result.conclude("SE adds 2C²/r weights per block plus C/r + C biases (C/r rounded down, at least 1): {a} parameters "
+                    "at r = 2 ({s:.1%} of the network) down to {b} at r = 32, where 2C²/r alone gives {f}.",
+                    a="variants.r2.se_params", s="se_share_r2", b="variants.r32.se_params", f="formula_r32")
     verdict = {"higher": "SE helps by more than twice the seed noise.",
                "lower": "even the best SE variant is worse than none, by more than twice the seed noise.",
                "same": "within twice the seed noise: at this size SE and its r hardly matter (Hu et al. found "
@@ -103,8 +105,8 @@ def run(ctx: LabContext) -> LabResult:
     rising = eta[-1] > eta[0]
     result.conclude("In the trained r = 4 network the class explains {a:.3f} of the excitation variance in the first "
                     "SE block and {b:.3f} in the last: " + (
-                        "early excitations are nearly class-agnostic, late ones class-specific (SE's role changes "
-                        "with depth)." if rising else "the excitations did NOT become more class-specific with depth here."),
+                        "the excitations grow more class-specific with depth (SE's role changes with depth), "
+                        "though the class already shapes the early ones." if rising else "the excitations did NOT become more class-specific with depth here."),
                     a="excitation.eta2_by_depth.0", b=f"excitation.eta2_by_depth.{len(eta) - 1}")
     return result
 
