@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, versus
+from cnnlab.core.text import markdown_table, seed_gap, verdict, versus
 from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_seeds
 from cnnlab.models.layers import SqueezeExcite
 from cnnlab.models.resnet import ResNet, _basic
@@ -82,8 +82,7 @@ def run(ctx: LabContext) -> LabResult:
     v = numbers["variants"]
     best = max(ratios, key=lambda r: v[f"r{r}"]["accuracy"]["mean"])
     numbers["best_r"] = best
-    numbers["best_minus_none"] = v[f"r{best}"]["accuracy"]["mean"] - v["none"]["accuracy"]["mean"]
-    numbers["noise"] = max(v[f"r{best}"]["accuracy"]["std"], v["none"]["accuracy"]["std"])
+    numbers["best_vs_none"] = seed_gap(v[f"r{best}"]["accuracy"]["values"], v["none"]["accuracy"]["values"])
     numbers["se_share_r2"] = v["r2"]["se_params"] / v["r2"]["params"]
     result = LabResult(numbers, _figure(numbers, data.classes), settings={
         "data": data.info, "epochs": epochs, "seeds": ctx.seeds, "widths": WIDTHS, "probe_r": PROBE_RATIO,
@@ -93,14 +92,12 @@ def run(ctx: LabContext) -> LabResult:
     result.conclude("SE adds 2C²/r weights per block plus C/r + C biases (C/r rounded down, at least 1): {a} parameters "
                     "at r = 2 ({s:.1%} of the network) down to {b} at r = 32, where 2C²/r alone gives {f}.",
                     a="variants.r2.se_params", s="se_share_r2", b="variants.r32.se_params", f="formula_r32")
-    verdict = {"higher": "SE helps by more than twice the seed noise.",
-               "lower": "even the best SE variant is worse than none, by more than twice the seed noise.",
-               "same": "within twice the seed noise: at this size SE and its r hardly matter (Hu et al. found "
-                       "accuracy flat over a wide range of r)."}[versus(numbers["best_minus_none"], numbers["noise"])]
-    result.conclude("The best ratio, r = {r}, reaches {a:.4f} test accuracy vs {n:.4f} without SE (difference {d:+.4f}, "
-                    "seed std up to {e:.4f}): " + verdict,
-                    r="best_r", a=f"variants.r{best}.accuracy.mean", n="variants.none.accuracy.mean",
-                    d="best_minus_none", e="noise")
+    meaning = {"higher": "SE helps.", "lower": "even the best SE variant is worse than none.",
+               "same": "no difference shown: at this size SE and its r may hardly matter (Hu et al. found accuracy flat over a wide range "
+                       "of r)."}[versus(numbers["best_vs_none"]["difference"], numbers["best_vs_none"]["se"])]
+    result.conclude("Test accuracy of the best ratio, r = {r}, against no SE: " + verdict(f"r = {best}", v[f"r{best}"]["accuracy"]["values"],
+                                                          "no SE", v["none"]["accuracy"]["values"]) + "; " + meaning,
+                    r="best_r", d="best_vs_none.difference")  # d: the difference verdict() prints
     eta = numbers["excitation"]["eta2_by_depth"]
     rising = eta[-1] > eta[0]
     result.conclude("In the trained r = 4 network the class explains {a:.3f} of the excitation variance in the first "
