@@ -124,6 +124,19 @@ def test_imagefolder_kaggle_nested_train_test(tmp_path):
     assert s.classes == ["forest", "sea"] and len(s.train) == 8 and len(s.test) == 4
 
 
+@pytest.mark.parametrize("train, test", [("seg_train", "seg_test"), ("train", "test")])
+def test_imagefolder_parent_of_a_pair_tests_on_its_test_folder(tmp_path, train, test):
+    make_class_tree(tmp_path / train / train, ("forest", "sea"), 5)
+    make_class_tree(tmp_path / test / test, ("forest", "sea"), 3)
+    (tmp_path / "seg_pred" / "seg_pred").mkdir(parents=True)  # Intel's unlabelled images: not a split
+    s = load_dataset("imagefolder", tmp_path, val_fraction=0)
+    assert (len(s.train), len(s.test)) == (10, 6) and s.info["layout"]["test"].endswith(f"{test}/{test}")
+    # given the train side itself, the test set is carved from training images: the loader says so
+    with pytest.warns(UserWarning, match=f"give --data-dir {tmp_path}"):
+        carved = load_dataset("imagefolder", tmp_path / train, val_fraction=0)
+    assert len(carved.train) + len(carved.test) == 10
+
+
 def test_filename_labels(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(12):

@@ -9,7 +9,7 @@ import pytest
 from cnnlab.cli.main import main
 from cnnlab.core.errors import CnnlabError
 from cnnlab.scratch.experiments import MLPConfig, load_arrays, make_runner, run_suite, train, train_epoch
-from cnnlab.scratch.linreg import POWER_ITERS, compare, fit_closed_form, fit_gradient_descent, make_problem
+from cnnlab.scratch.linreg import POWER_ITERS, compare, cost, fit_closed_form, fit_gradient_descent, make_problem
 from cnnlab.core.threads import compute_threads
 from tests.conftest import real_data
 
@@ -119,8 +119,17 @@ def test_linreg_compare_reports_times_and_predictions():
         assert r["gd_ops"] == (50 + POWER_ITERS) * r["n"] * r["d"] and r["closed_ops"] == r["n"] * r["d"] ** 2 + r["d"] ** 3
         assert r["gd_seconds"] > 0 and r["closed_predicted_seconds"] > 0
         assert r["max_weight_diff"] < 1e-3
+        assert r["gd_cost"] == pytest.approx(r["closed_cost"], rel=1e-6)
     # the predictions share one constant per method, so they scale exactly like the op counts
     assert rows[1]["gd_predicted_seconds"] / rows[0]["gd_predicted_seconds"] == pytest.approx(2.0)
+
+
+def test_linreg_cost_is_the_courses_half_mean_square():
+    x, y = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 3.0])
+    w = np.zeros(2)
+    assert cost(x, y, w) == pytest.approx((1 + 9) / (2 * 2))
+    # GD steps on J move along -dJ/dw = Xᵀ(y - Xw)/n: one step of lr 1 from 0 lands on y/2 here
+    assert fit_gradient_descent(x, y, steps=1, lr=1.0) == pytest.approx(y / 2)
 
 
 def test_cli_linreg(tmp_path, capsys):

@@ -168,6 +168,12 @@ def test_presets_camvid_dc1000_carla_layouts(tmp_path):
     write_pairs(carla, 4, fmt="red", img_dir="CameraRGB", mask_dir="CameraSeg")
     data = load_segmentation("carla", carla, val_fraction=0.25, test_fraction=0.25)
     assert data.num_classes == 13 and set(data.train.masks.unique().tolist()) <= {0, 1, 2}
+    (carla / "CameraSeg").rename(carla / "CameraMask")  # the course's copies name the mask folder so
+    renamed = load_segmentation("carla", carla, val_fraction=0.25, test_fraction=0.25)
+    assert torch.equal(renamed.train.masks, data.train.masks)
+    (carla / "CameraMask").rename(carla / "elsewhere")
+    with pytest.raises(CnnlabError, match="CameraSeg does not exist"):
+        load_segmentation("carla", carla)
     with pytest.raises(CnnlabError, match="unknown segmentation dataset"):
         load_segmentation("kitti", tmp_path)
 

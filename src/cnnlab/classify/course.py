@@ -42,7 +42,8 @@ COURSE_RECIPES: list[dict] = [
                       weight_decay=1e-4, batch_size=128, epochs=18, label_smoothing=0.0, augment="cifar"),
          description="ResNet9 (64-128-res-256-512-res), Adam, one-cycle LR peaking at 0.01, 18 epochs",
          data_note="the course reports val 0.91 / test 0.90 on Intel Image Classification (6 classes, 150x150); "
-                   "--dataset imagefolder --data-dir DIR/seg_train --image-size 150 reads Kaggle's layout"),
+                   "--dataset imagefolder --data-dir DIR --image-size 150 reads Kaggle's layout (DIR holding "
+                   "seg_train/ and seg_test/: trains on seg_train, tests on seg_test)"),
     # 003 Q5 leaves the architecture free. Ink and paper colours are random (either may be the brighter),
     # so colour is noise here: each image is standardised per channel inside the network, training
     # images also come as negatives and with shuffled channels, and global max pooling after three

@@ -2,9 +2,11 @@
 
 A lab or a study reports a difference between two settings only when it is larger than the
 noise of its seeds: a difference is real only beyond twice its seed standard error, else it is
-"within noise". :func:`versus` is that rule, once; :func:`spread` gives the spread it is judged by.
-Numbers that hold no evidence (no case, a mean of nothing, an exact tie with no spread) give no
-verdict at all (:func:`undecided`); :func:`verdict_sentence` picks a lab's sentence by these rules.
+"within noise". :func:`versus` is that rule, once; :func:`spread` gives the spread it is judged by,
+:func:`seed_gap` the standard error of a difference over seeds, and :func:`verdict` the sentence
+that names the comparison, its difference and spread, and the outcome. Numbers that hold no
+evidence (no case, a mean of nothing, an exact tie with no spread, one seed) give no verdict at
+all (:func:`undecided`); :func:`verdict_sentence` picks a lab's sentence by these rules.
 All are plain Python, so any layer (labs, explain, reports) may use them without torch.
 """
 from __future__ import annotations
@@ -31,6 +33,18 @@ def spread(values: Iterable[float]) -> dict:
     """
     v = [float(x) for x in values]
     return {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
+
+
+def seed_gap(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Mean of ``a`` minus mean of ``b`` and its standard error ``sqrt(var_a/n_a + var_b/n_b)``.
+
+    With fewer than two values on either side there is no spread to judge by, so the standard
+    error is infinite: one seed can never make a difference real.
+    """
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    se = (math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+          if min(len(a), len(b)) > 1 else math.inf)
+    return {"difference": statistics.fmean(a) - statistics.fmean(b), "se": se, "n": min(len(a), len(b))}
 
 
 def undecided(difference: float, noise: float, cases: int | None = None) -> str | None:
@@ -73,6 +87,21 @@ def verdict_sentence(sentences: Mapping[str, str], difference: float, noise: flo
     the numbers decide nothing, "no verdict: " and why."""
     why = undecided(difference, noise, cases)
     return f"no verdict: {why}" if why is not None else sentences[versus(difference, noise)]
+
+
+def verdict(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float]) -> str:
+    """One sentence: both means, the difference ± twice its standard error over seeds, and the outcome.
+
+    ``"A 0.85 vs B 0.80: +0.050 ± 0.012 (2 SE, 3 seeds): A higher"``, or ``"... within noise"``
+    when the difference does not exceed twice its standard error; "no verdict: ..." with a single seed.
+    """
+    gap = seed_gap(a, b)
+    spread_text = (f"± {2 * gap['se']:.3f} (2 SE, {gap['n']} seeds)" if math.isfinite(gap["se"])
+                   else "(one seed: no spread to judge by)")
+    outcome = verdict_sentence({"higher": f"{name_a} higher", "lower": f"{name_a} lower", "same": "within noise"},
+                               gap["difference"], gap["se"])
+    return (f"{name_a} {statistics.fmean(a):.4f} vs {name_b} {statistics.fmean(b):.4f}: "
+            f"{gap['difference']:+.4f} {spread_text}: {outcome}")
 
 
 def top_classes(probs: Any, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:

@@ -4,7 +4,8 @@ Layouts understood (``root`` is what ``--data-dir`` points to):
 
 - ``root/<class>/*.jpg|png...``: one pool, split into train/test with a seed;
 - ``root/train/<class>/*`` + ``root/test/<class>/*`` (``val``/``valid`` too; also names that
-  contain them, e.g. Intel Image Classification's ``seg_train/seg_train/<class>``);
+  contain them, e.g. Intel Image Classification's ``seg_train/seg_train/<class>`` beside
+  ``seg_test/seg_test/<class>``): give the parent, so that the test split is the given one;
 - labels in file names: ``root/**/*.png`` with a regex whose first group is the label.
 
 Decoding JPEGs is the slow part of small-image training, so the decoded tensor is saved under
@@ -43,6 +44,23 @@ def find_splits(root: Path) -> dict[str, Path]:
             if split not in found and any(name == k or re.search(rf"(^|[_-]){k}($|[_-])", name) for k in keys):
                 found[split] = _unwrap(child)
     return found if "train" in found else {}
+
+
+def pair_above(root: Path) -> Path | None:
+    """The folder holding a train/test pair whose train side is ``root`` (or ``root``'s parent).
+
+    Pointing ``--data-dir`` at ``DIR/seg_train`` would carve the test set out of training images
+    while ``DIR/seg_test`` holds the real one; this finds ``DIR`` so that the user can be told.
+    """
+    here = root.resolve()
+    for parent in list(here.parents)[:2]:
+        try:
+            pair = find_splits(parent)
+        except OSError:  # an unreadable folder above the data: nothing to point at
+            continue
+        if "test" in pair and pair["train"].resolve() in (here, _unwrap(here).resolve()):
+            return parent
+    return None
 
 
 def _unwrap(folder: Path) -> Path:
@@ -241,6 +259,10 @@ def load_image_folder(root: Path, image_size: int | None = None, name: str = "im
     if not root.is_dir():
         raise CnnlabError(f"{root}: folder does not exist (expected <root>/<class>/*.jpg or <root>/train/<class>/...)")
     folders = find_splits(root)
+    above = None if "test" in folders else pair_above(root)
+    if above is not None:
+        warnings.warn(f"{root} is the training side of a train/test pair, so its test split is carved from "
+                      f"training images; give --data-dir {above} to test on the pair's test folder", stacklevel=2)
     if not folders:
         files, labels, classes = list_class_files(root)
         pool, skipped = decode_files(files, labels, image_size, desc=f"decoding {root.name}")

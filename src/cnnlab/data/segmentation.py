@@ -6,7 +6,7 @@ Masks are read into class indices (uint8, ``N x H x W``); whatever the file call
 - ``index``: one channel (or a palette-mode PNG) holding the class index per pixel;
 - ``binary``: 0 / 255 (or 0 / 1) foreground masks, read as classes 0 and 1;
 - ``palette``: RGB colours, class ``i`` being the ``i``-th colour of ``palette``;
-- ``red``: the class index in the red channel (CARLA's ``CameraSeg`` layout);
+- ``red``: the class index in the red channel (CARLA's ``CameraSeg``/``CameraMask`` layout);
 - ``auto``: index or binary for one-channel files, red when green and blue are all zero.
 
 Every image needs a mask of the same size and the reverse; a value that is no class is an error
@@ -75,11 +75,12 @@ class SegData:
 class Preset:
     """A known dataset's layout: ``splits`` maps split name -> (image folder, mask folder).
 
-    A single ``all`` split is divided into train/val/test with a seeded shuffle.
+    A mask folder given as a tuple lists the names public copies use, the first present one
+    being read. A single ``all`` split is divided into train/val/test with a seeded shuffle.
     """
 
     classes: tuple[str, ...]
-    splits: dict[str, tuple[str, str]]
+    splits: dict[str, tuple[str, str | tuple[str, ...]]]
     mask_format: str
     channels: int
     void: int | None = None  # mask value meaning "unlabelled" (ignored)
@@ -88,7 +89,8 @@ class Preset:
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign", "fence", "car",
                   "pedestrian", "bicyclist")
-# CARLA as released for the Lyft/Udacity perception challenge (CameraRGB + CameraSeg, class in red)
+# CARLA as released for the Lyft/Udacity perception challenge (CameraRGB + CameraSeg, class in red);
+# the course's copies of it name the mask folder CameraMask
 CARLA_CLASSES = ("none", "building", "fence", "other", "pedestrian", "pole", "road line", "road", "sidewalk",
                  "vegetation", "vehicle", "wall", "traffic sign")
 
@@ -100,9 +102,16 @@ PRESETS: dict[str, Preset] = {
                        description="ISBI 2012 EM membranes, 30 labelled 512x512 slices (255 = cell)"),
     "dc1000": Preset(("background", "caries"), {"all": ("images", "labels")}, "binary", 1,
                      description="DC1000 dental panoramic X-rays, caries masks (255 = caries)"),
-    "carla": Preset(CARLA_CLASSES, {"all": ("CameraRGB", "CameraSeg")}, "red", 3,
-                    description="CARLA self-driving frames, class index in the red channel of CameraSeg"),
+    "carla": Preset(CARLA_CLASSES, {"all": ("CameraRGB", ("CameraSeg", "CameraMask"))}, "red", 3,
+                    description="CARLA self-driving frames, class index in the red channel of CameraSeg "
+                                "(or CameraMask)"),
 }
+
+
+def mask_folder(root: Path, names: str | tuple[str, ...]) -> Path:
+    """The first of a preset's mask folder names present under ``root`` (else the first, for the error)."""
+    names = (names,) if isinstance(names, str) else names
+    return next((root / n for n in names if (root / n).is_dir()), root / names[0])
 
 
 def image_files(folder: Path) -> dict[str, Path]:
@@ -309,7 +318,7 @@ def load_segmentation(
                               f"{', '.join(PRESETS)} (or give --images and --masks folders)")
         preset = PRESETS[key]
         root = dataset_folder(key, data_dir)
-        layout = {s: (root / a, root / b) for s, (a, b) in preset.splits.items()
+        layout = {s: (root / a, mask_folder(root, b)) for s, (a, b) in preset.splits.items()
                   if (root / a).is_dir() or s in ("train", "all")}
         names, fmt, channels, void = list(preset.classes), preset.mask_format, preset.channels, preset.void
     else:

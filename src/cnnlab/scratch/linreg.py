@@ -1,8 +1,9 @@
-"""Linear regression two ways: gradient descent on the MSE, and the closed form.
+"""Linear regression two ways: gradient descent on the squared error, and the closed form.
 
-Model ``y ≈ X w`` (a column of ones in ``X`` carries the bias), cost ``J(w) = |X w - y|² / n``.
+Model ``y ≈ X w`` (a column of ones in ``X`` carries the bias), cost ``J(w) = |X w - y|² / (2n)``,
+the course's (002 Q1): the 1/2 cancels the square's 2 in the gradient, so ``J`` is half the MSE.
 
-* Gradient descent: ``w <- w - lr · (2/n) Xᵀ(X w - y)``; each step is two matrix-vector products,
+* Gradient descent: ``w <- w - lr · (1/n) Xᵀ(X w - y)``; each step is two matrix-vector products,
   so ``m`` steps cost ``O(m·n·d)``.
 * Closed form: ``∇J = 0`` gives the normal equations ``XᵀX w = Xᵀy``. Forming ``XᵀX`` costs
   ``O(n·d²)`` and solving the ``d x d`` system ``O(d³)``. We never invert ``XᵀX``: a Cholesky
@@ -39,14 +40,14 @@ def fit_closed_form(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> np.ndar
 
 
 def largest_curvature(x: np.ndarray, iters: int = POWER_ITERS, seed: int = 0) -> float:
-    """``λmax`` of the Hessian ``(2/n) XᵀX`` by power iteration, ``O(iters·n·d)``: it never forms ``XᵀX``.
+    """``λmax`` of the Hessian ``(1/n) XᵀX`` of ``J`` by power iteration, ``O(iters·n·d)``: it never forms ``XᵀX``.
 
     GD on a quadratic converges for ``lr < 2/λmax``; ``lr = 1/λmax`` is the classic safe choice.
     """
     v = np.random.default_rng(seed).standard_normal(x.shape[1])
     lam = 0.0
     for _ in range(iters):
-        hv = 2.0 / len(x) * (x.T @ (x @ v))
+        hv = (x.T @ (x @ v)) / len(x)
         lam = float(np.linalg.norm(hv))
         v = hv / lam
     return lam
@@ -57,12 +58,13 @@ def fit_gradient_descent(x: np.ndarray, y: np.ndarray, steps: int = 100, lr: flo
     lr = lr if lr is not None else 1.0 / largest_curvature(x)
     w = np.zeros(x.shape[1], x.dtype)
     for _ in range(steps):
-        w -= lr * (2.0 / len(x)) * (x.T @ (x @ w - y))
+        w -= lr / len(x) * (x.T @ (x @ w - y))
     return w
 
 
-def mse(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    return float(np.mean((x @ w - y) ** 2))
+def cost(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """The course's ``J(w) = |X w - y|² / (2n)`` (half the mean squared error)."""
+    return float(np.mean((x @ w - y) ** 2)) / 2
 
 
 def make_problem(n: int, d: int, seed: int = 0, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,7 +86,7 @@ def _best_time(fn, repeats: int) -> tuple[float, np.ndarray]:
 
 
 def compare(sizes: list[tuple[int, int]], steps: int = 100, repeats: int = 3, seed: int = 0) -> list[dict]:
-    """For each ``(n, d)``: both fits' weights, MSE and seconds, next to the predicted seconds.
+    """For each ``(n, d)``: both fits' weights, cost ``J`` and seconds, next to the predicted seconds.
 
     The predictions are the operation counts ``m·n·d`` (``m`` = GD steps plus the power-iteration
     steps that chose the learning rate) and ``n·d² + d³`` times one constant per
@@ -99,7 +101,7 @@ def compare(sizes: list[tuple[int, int]], steps: int = 100, repeats: int = 3, se
         rows.append({"n": n, "d": d, "steps": steps, "gd_seconds": t_gd, "closed_seconds": t_cf,
                      "gd_ops": (steps + POWER_ITERS) * n * d, "closed_ops": n * d * d + d ** 3,
                      "max_weight_diff": float(np.abs(w_gd - w_cf).max()),
-                     "gd_mse": mse(x, y, w_gd), "closed_mse": mse(x, y, w_cf)})
+                     "gd_cost": cost(x, y, w_gd), "closed_cost": cost(x, y, w_cf)})
     for method in ("gd", "closed"):
         c = math.exp(np.mean([math.log(r[f"{method}_seconds"] / r[f"{method}_ops"]) for r in rows]))
         for r in rows:
@@ -109,12 +111,12 @@ def compare(sizes: list[tuple[int, int]], steps: int = 100, repeats: int = 3, se
 
 def linreg_table(rows: list[dict]) -> str:
     lines = ["|     n |    d | GD s (measured) | GD s (O(m·n·d)) | closed s (measured) | closed s (O(n·d²+d³)) "
-             "| max |w_gd - w_cf| | MSE gd / closed |",
+             "| max |w_gd - w_cf| | J = |Xw-y|²/(2n) gd / closed |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['n']:6d} | {r['d']:4d} | {r['gd_seconds']:.4f} | {r['gd_predicted_seconds']:.4f} | "
                      f"{r['closed_seconds']:.4f} | {r['closed_predicted_seconds']:.4f} | {r['max_weight_diff']:.2e} | "
-                     f"{r['gd_mse']:.5f} / {r['closed_mse']:.5f} |")
+                     f"{r['gd_cost']:.5f} / {r['closed_cost']:.5f} |")
     return "\n".join(lines)
 
 

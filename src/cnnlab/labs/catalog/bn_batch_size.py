@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from cnnlab.core.text import markdown_table, spread
+from cnnlab.core.text import markdown_table, seed_gap, spread, verdict, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, as_float, finish_axes, lab_data, register_lab, train_seeds
 from cnnlab.models import create_model
 
@@ -106,12 +106,11 @@ def _summary(runs: dict, batch_sizes: list[int], n_train: int, epochs: int) -> d
     for norm in NORMS:
         by_b = {r["batch_size"]: r for r in runs[norm]}
         best = max(by_b, key=lambda b: by_b[b]["test_accuracy"]["mean"])
-        out[norm] = {"acc_small": by_b[small]["test_accuracy"]["mean"], "std_small": by_b[small]["test_accuracy"]["std"],
+        out[norm] = {"acc_small": by_b[small]["test_accuracy"]["mean"], "values_small": by_b[small]["test_accuracy"]["values"],
                      "acc_large": by_b[large]["test_accuracy"]["mean"], "gap_small": by_b[small]["gap"]["mean"],
                      "gap_large": by_b[large]["gap"]["mean"], "best_batch": best,
                      "best_acc": by_b[best]["test_accuracy"]["mean"]}
-    out["bn_minus_gn_small"] = out["batch"]["acc_small"] - out["group"]["acc_small"]
-    out["spread_small"] = out["batch"]["std_small"] + out["group"]["std_small"]
+    out["bn_vs_gn_small"] = seed_gap(out["batch"]["values_small"], out["group"]["values_small"])
     return out
 
 
@@ -119,24 +118,24 @@ def _conclude(result: LabResult, n: dict) -> None:
     last = len(n["noise"]) - 1
     result.conclude("The batch mean of a conv channel misses the data mean by {a:.3f} standard deviations at B = {b} "
                     "and {c:.3f} at B = {d}: the noise BatchNorm injects falls as B^{s:.2f} (1/sqrt(B) would be "
-                    "B^-0.5), so a larger batch regularises less.",
+                    "B^-0.5): a larger batch injects less noise (whether that regularises less is what the gaps below measure).",
                     a="noise.0.mean_error", b="noise.0.batch_size", c=f"noise.{last}.mean_error",
                     d=f"noise.{last}.batch_size", s="noise_slope.mean_error")
-    if n["bn_minus_gn_small"] < -n["spread_small"]:
-        verdict = "BatchNorm lost accuracy to the batch-independent GroupNorm at the tiny batch."
-    elif n["bn_minus_gn_small"] > n["spread_small"]:
-        verdict = "BatchNorm beat GroupNorm even at the tiny batch."
-    else:
-        verdict = "the difference is within the seeds' spread: BatchNorm did not suffer from the tiny batch here."
-    result.conclude("At batch size {b}, BatchNorm reached {x:.3f} test accuracy and GroupNorm {y:.3f} "
-                    "(difference {d:+.3f}, seeds' spread {s:.3f}): " + verdict,
-                    b="smallest", x="batch.acc_small", y="group.acc_small", d="bn_minus_gn_small", s="spread_small")
+    meaning = verdict_sentence({"lower": "BatchNorm lost accuracy to the batch-independent GroupNorm at the tiny batch.",
+                                "higher": "BatchNorm beat GroupNorm even at the tiny batch.",
+                                "same": "BatchNorm did not measurably suffer from the tiny batch here."},
+                               n["bn_vs_gn_small"]["difference"], n["bn_vs_gn_small"]["se"])
+    result.conclude("Test accuracy at batch size {b}: " + verdict("BatchNorm", n["batch"]["values_small"], "GroupNorm",
+                                                                  n["group"]["values_small"]) + "; " + meaning,
+                    b="smallest", d="bn_vs_gn_small.difference")  # d: the difference verdict() prints
     result.conclude("BatchNorm's best batch size was {b} ({x:.3f}); GroupNorm's {c} ({y:.3f}); without normalisation "
                     "{d} ({z:.3f}).", b="batch.best_batch", x="batch.best_acc", c="group.best_batch",
                     y="group.best_acc", d="none.best_batch", z="none.best_acc")
-    trend = "larger" if n["batch"]["gap_large"] > n["batch"]["gap_small"] else "not larger"
+    trend = ("larger at the large batch, as less batch noise would predict"
+             if n["batch"]["gap_large"] > n["batch"]["gap_small"] else
+             "not larger at the large batch: these runs do not show the noisier small batch regularising more")
     result.conclude("With BatchNorm the train-test gap was {a:+.3f} at B = {b} and {c:+.3f} at B = {d} (" + trend +
-                    " at the large batch); with GroupNorm {e:+.3f} and {f:+.3f}.",
+                    "); with GroupNorm {e:+.3f} and {f:+.3f}.",
                     a="batch.gap_small", b="smallest", c="batch.gap_large", d="largest",
                     e="group.gap_small", f="group.gap_large")
     result.conclude("With the epochs fixed ({e}), B = {b} made {k} optimizer steps against {k2} at B = {b2}: its "

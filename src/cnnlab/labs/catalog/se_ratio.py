@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, verdict_sentence
+from cnnlab.core.text import markdown_table, seed_gap, verdict, verdict_sentence
 from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, resized, train_seeds
 from cnnlab.models.layers import SqueezeExcite
 from cnnlab.models.resnet import ResNet, _basic
@@ -82,30 +82,30 @@ def run(ctx: LabContext) -> LabResult:
     v = numbers["variants"]
     best = max(ratios, key=lambda r: v[f"r{r}"]["accuracy"]["mean"])
     numbers["best_r"] = best
-    numbers["best_minus_none"] = v[f"r{best}"]["accuracy"]["mean"] - v["none"]["accuracy"]["mean"]
-    numbers["noise"] = max(v[f"r{best}"]["accuracy"]["std"], v["none"]["accuracy"]["std"])
+    numbers["best_vs_none"] = seed_gap(v[f"r{best}"]["accuracy"]["values"], v["none"]["accuracy"]["values"])
     numbers["se_share_r2"] = v["r2"]["se_params"] / v["r2"]["params"]
     result = LabResult(numbers, _figure(numbers, data.classes), settings={
         "data": data.info, "epochs": epochs, "seeds": ctx.seeds, "widths": WIDTHS, "probe_r": PROBE_RATIO,
         "model": "stem conv + 3 basic blocks (SE before the addition), GAP, linear"},
         table=markdown_table(["SE", "params", "SE params", "test acc", "std over seeds"], rows))
-    result.conclude("SE adds 2C²/r weights per block: {a} at r = 2 ({s:.1%} of the network) down to {b} at r = 32.",
-                    a="variants.r2.se_params", s="se_share_r2", b="variants.r32.se_params")
-    wording = {"higher": "SE helps by more than twice the seed noise.",
-               "lower": "even the best SE variant is worse than none, by more than twice the seed noise.",
-               "same": "within twice the seed noise: at this size SE and its r hardly matter (Hu et al. found "
-                       "accuracy flat over a wide range of r)."}
-    verdict = verdict_sentence(wording, numbers["best_minus_none"], numbers["noise"])
-    result.conclude("The best ratio, r = {r}, reaches {a:.4f} test accuracy vs {n:.4f} without SE (difference {d:+.4f}, "
-                    "seed std up to {e:.4f}): " + verdict,
-                    r="best_r", a=f"variants.r{best}.accuracy.mean", n="variants.none.accuracy.mean",
-                    d="best_minus_none", e="noise")
+    numbers["formula_r32"] = sum(2 * c * c // 32 for c in WIDTHS)
+    result.conclude("SE adds 2C²/r weights per block plus C/r + C biases (C/r rounded down, at least 1): {a} parameters "
+                    "at r = 2 ({s:.1%} of the network) down to {b} at r = 32, where 2C²/r alone gives {f}.",
+                    a="variants.r2.se_params", s="se_share_r2", b="variants.r32.se_params", f="formula_r32")
+    meaning = verdict_sentence(
+        {"higher": "SE helps.", "lower": "even the best SE variant is worse than none.",
+         "same": "no difference shown: at this size SE and its r may hardly matter (Hu et al. found accuracy flat "
+                 "over a wide range of r)."},
+        numbers["best_vs_none"]["difference"], numbers["best_vs_none"]["se"])
+    result.conclude("Test accuracy of the best ratio, r = {r}, against no SE: " + verdict(f"r = {best}", v[f"r{best}"]["accuracy"]["values"],
+                                                          "no SE", v["none"]["accuracy"]["values"]) + "; " + meaning,
+                    r="best_r", d="best_vs_none.difference")  # d: the difference verdict() prints
     eta = numbers["excitation"]["eta2_by_depth"]
     rising = eta[-1] > eta[0]
     result.conclude("In the trained r = 4 network the class explains {a:.3f} of the excitation variance in the first "
                     "SE block and {b:.3f} in the last: " + (
-                        "early excitations are nearly class-agnostic, late ones class-specific (SE's role changes "
-                        "with depth)." if rising else "the excitations did NOT become more class-specific with depth here."),
+                        "the excitations grow more class-specific with depth (SE's role changes with depth), "
+                        "though the class already shapes the early ones." if rising else "the excitations did NOT become more class-specific with depth here."),
                     a="excitation.eta2_by_depth.0", b=f"excitation.eta2_by_depth.{len(eta) - 1}")
     return result
 

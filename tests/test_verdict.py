@@ -1,0 +1,29 @@
+"""The one verdict rule (issue 24): a difference is real only beyond twice its standard error over seeds."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cnnlab.core.text import seed_gap, verdict, versus
+
+
+def test_seed_gap_is_the_difference_of_means_and_its_standard_error():
+    gap = seed_gap([0.9, 0.8, 0.7], [0.5, 0.5, 0.8])
+    assert gap["difference"] == pytest.approx(0.2)
+    assert gap["se"] == pytest.approx(math.sqrt(0.01 / 3 + 0.03 / 3)) and gap["n"] == 3
+    assert seed_gap([0.9], [0.1])["se"] == math.inf
+
+
+def test_verdict_calls_a_gap_beyond_two_standard_errors_real_and_names_it():
+    text = verdict("BatchNorm", [0.80, 0.81, 0.82], "GroupNorm", [0.70, 0.71, 0.72])
+    assert text == "BatchNorm 0.8100 vs GroupNorm 0.7100: +0.1000 ± 0.016 (2 SE, 3 seeds): BatchNorm higher"
+    assert verdict("A", [0.70, 0.71, 0.72], "B", [0.80, 0.81, 0.82]).endswith("A lower")
+
+
+def test_verdict_says_within_noise_inside_two_standard_errors_and_none_for_one_seed():
+    # difference 0.02, standard error 0.0115: inside 2 SE
+    assert verdict("A", [0.80, 0.82, 0.84], "B", [0.78, 0.80, 0.82]).endswith(": within noise")
+    one = verdict("A", [0.9], "B", [0.1])  # one seed: no spread, so no verdict (issue 29's zero-evidence rule)
+    assert "one seed" in one and one.endswith("no verdict: too few cases to measure the noise")
+    assert versus(0.05, math.inf) == "undecided"
