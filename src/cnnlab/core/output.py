@@ -92,15 +92,12 @@ def refuse_existing(paths: Iterable[str | Path], option: str = "--out") -> None:
                           f"or choose another {option}")
 
 
-def blocking_file(path: Path) -> Path | None:
-    """The file among ``path``'s parents that keeps anything from being written there, if any."""
-    return next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-
-
-def _refuse_file_parents(path: Path, option: str) -> None:
-    blocking = blocking_file(path)
+def refuse_file_parents(path: Path, option: str = "--out",
+                        consequence: str = "nothing can be written under it") -> None:
+    """Refuse a path one of whose parents is a file (nothing can be made below a file)."""
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise CnnlabError(f"{option} {path}: {blocking} is a file, so nothing can be written under it")
+        raise CnnlabError(f"{option} {path}: {blocking} is a file, so {consequence}")
 
 
 def refuse_empty(path: str | Path, option: str = "--out") -> None:
@@ -132,7 +129,7 @@ def check_file(path: str | Path, suffixes: Iterable[str], option: str = "--out")
     if path.suffix.lower() not in allowed:
         named = " or ".join(s for s in allowed if s)
         raise CnnlabError(f"{option} {path}: expected a file ending in {named}")
-    _refuse_file_parents(path, option)
+    refuse_file_parents(path, option)
     refuse_existing([path], option)
     return path
 
@@ -143,7 +140,7 @@ def check_folder(path: str | Path, names: Iterable[str] = (), option: str = "--o
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CnnlabError(f"{option} {path} is a file; expected a folder")
-    _refuse_file_parents(path, option)
+    refuse_file_parents(path, option)
     refuse_existing([path / name for name in names], option)
     return path
 

@@ -91,7 +91,7 @@ def check_run_dir(out: str | Path, resume: bool = False, overwrite: bool = False
         raise CnnlabError("--resume continues the run in --out and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"--out {out} is a file; expected a folder for the run")
-    _refuse_file_parents(out)
+    output.refuse_file_parents(out, consequence="the run folder cannot be made there")
     if resume:
         if not (out / "last.ckpt").is_file():
             raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
@@ -128,12 +128,6 @@ def held_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite:
         if not resume:
             write_json(out / "config.json", {**config, "versions": software_versions()})
         yield out
-
-
-def _refuse_file_parents(out: Path) -> None:
-    blocking = output.blocking_file(out)
-    if blocking is not None:
-        raise CnnlabError(f"--out {out}: {blocking} is a file, so the run folder cannot be made there")
 
 
 @contextmanager
