@@ -183,3 +183,22 @@ def test_report_refuses_a_folder_that_is_not_a_run_and_a_file_it_did_not_write(d
         write_report([digits_run], mine)
     assert mine.read_text() == "<html>my notes</html>"
     assert write_report([digits_run], tmp_path / "r.html") == write_report([digits_run], tmp_path / "r.html")
+
+
+def test_tensorboard_holds_the_runs_settings_and_test_figures(digits_run):
+    """add_hparams: config.json's settings (flattened) beside metrics.json's test figures."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(digits_run / "tb")).Reload()
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    config = json.loads((digits_run / "config.json").read_text())
+    assert acc.Scalars("hparam/test_accuracy")[0].value == pytest.approx(metrics["test_accuracy"], rel=1e-6)
+    assert acc.Scalars("hparam/test_loss")[0].value == pytest.approx(metrics["test_loss"], rel=1e-6)
+    content = acc.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["train.lr"].number_value == pytest.approx(config["train"]["lr"])
+    assert session.hparams["train.epochs"].number_value == 2
+    assert session.hparams["model"].string_value == config["model"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} >= {"hparam/test_accuracy", "hparam/test_loss"}

@@ -291,15 +291,16 @@ def test_torch_compile_really_compiles_on_the_cpu():
     assert history[0]["compile_seconds"] > 0 and history[-1]["train_accuracy"] > 0.5
 
 
-def test_top1_accuracy_equals_torchmetrics_micro_accuracy():
+@pytest.mark.parametrize("k", [1, 5])
+def test_topk_accuracy_equals_torchmetrics_micro_accuracy(k):
     from torchmetrics.classification import MulticlassAccuracy
 
-    from cnnlab.train.tasks import Top1Accuracy
+    from cnnlab.train.tasks import TopKAccuracy
 
     g = torch.Generator().manual_seed(0)
-    ours, peer = Top1Accuracy(), MulticlassAccuracy(5, average="micro")
+    ours, peer = TopKAccuracy(k), MulticlassAccuracy(10, average="micro", top_k=k)
     for n in (7, 32, 1):
-        logits, target = torch.randn(n, 5, generator=g), torch.randint(0, 5, (n,), generator=g)
+        logits, target = torch.randn(n, 10, generator=g), torch.randint(0, 10, (n,), generator=g)
         ours.update(logits, target)
         peer.update(logits, target)
     assert float(ours.compute()) == pytest.approx(float(peer.compute()))

@@ -6,7 +6,10 @@
 """
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -55,8 +58,40 @@ class TensorBoardLogger:
                     self.writer.add_image(Path(name).stem, np.asarray(im.convert("RGB")), self.step,
                                           dataformats="HWC")
 
+    def add_results(self, folder: Path) -> dict[str, float]:
+        """The run's settings beside its test figures in TensorBoard's HPARAMS tab (``add_hparams``),
+        so that runs of one ``--logdir`` compare in one table: config.json's values flattened
+        (``train.lr``, ``options.augment``, ...) and metrics.json's ``test_*`` numbers (also
+        scalars under ``hparam/``). Returns the figures logged."""
+        config = json.loads((folder / "config.json").read_text())
+        metrics = json.loads((folder / "metrics.json").read_text())
+        figures = {f"hparam/{k}": float(v) for k, v in metrics.items()
+                   if k.startswith("test_") and _number(v) and math.isfinite(v)}
+        self.writer.add_hparams(hparam_values(config), figures, run_name=".")
+        self.writer.flush()
+        return figures
+
     def close(self) -> None:
         self.writer.close()
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def hparam_values(config: dict, prefix: str = "") -> dict[str, Any]:
+    """``config`` flattened to the scalar values ``add_hparams`` takes: nested keys joined by dots,
+    lists written as text, None left out (TensorBoard has no empty value)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(hparam_values(value, name + "."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = json.dumps(value)
+        elif value is not None:
+            flat[name] = value
+    return flat
 
 
 def epoch_logger(out: Path, tensorboard: bool) -> TensorBoardLogger | None:
@@ -65,10 +100,12 @@ def epoch_logger(out: Path, tensorboard: bool) -> TensorBoardLogger | None:
 
 
 def finish_run(out: Path, logger: TensorBoardLogger | None = None) -> Path:
-    """Close the run: its figures to TensorBoard, then ``out/report.html``; returns the report's path."""
+    """Close the run: its figures, settings and test figures to TensorBoard, then ``out/report.html``;
+    returns the report's path."""
     from cnnlab.report.html import write_report
 
     if logger is not None:
         logger.add_figures(Path(out))
+        logger.add_results(Path(out))
         logger.close()
     return write_report([out], Path(out) / "report.html")

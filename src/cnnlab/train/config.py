@@ -55,6 +55,11 @@ RULES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("bn_lr_scale", "a number > 0", lambda v: _finite(v) and v > 0),
     ("average", "none, lookahead or ema", lambda v: v in AVERAGES),
     ("tta", "an integer in [0, 2]", lambda v: _is_int(v) and 0 <= v <= 2),
+    ("grad_clip", "a number >= 0 (0: off)", lambda v: _finite(v) and v >= 0),
+    ("accumulate", "an integer in [1, 1024]", lambda v: _is_int(v) and 1 <= v <= 1024),
+    ("keep_top", "an integer in [0, 100]", lambda v: _is_int(v) and 0 <= v <= 100),
+    ("mixup", "a number in [0, 10] (0: off)", lambda v: _finite(v) and 0 <= v <= 10),
+    ("cutmix", "a number in [0, 10] (0: off)", lambda v: _finite(v) and 0 <= v <= 10),
 )
 
 
@@ -95,6 +100,11 @@ class TrainConfig:
     channels_last: bool = True  # NHWC: faster convs on CUDA and with oneDNN on CPU (~15% for simple-cnn)
     device: str = "auto"
     seed: int = 42
+    grad_clip: float = 0.0  # clip the gradients' global L2 norm to this (0: off); the norm goes into history
+    accumulate: int = 1  # micro-batches per optimizer step: the step sees accumulate x batch_size images
+    keep_top: int = 0  # keep the K best epochs' checkpoints as epochNNN.ckpt beside best.ckpt (0: none)
+    mixup: float = 0.0  # Beta(a, a) of torchvision's MixUp (0: off); with cutmix > 0 too, one of them per batch
+    cutmix: float = 0.0  # Beta(a, a) of torchvision's CutMix (0: off)
     adversarial: str = ""  # "fgsm:EPS" / "pgd:EPS": train on attacked batches (cnnlab.attack.training)
 
     def __post_init__(self) -> None:

@@ -15,7 +15,9 @@ first training images before the first step; layers with ``set_epoch`` hear each
 from __future__ import annotations
 
 import math
+import re
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -30,6 +32,7 @@ from cnnlab.core import distributed as dist
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.mixing import batch_mixer
 from cnnlab.train.tta import TTA
 
 
@@ -192,6 +195,13 @@ def fit(
     With ``cfg.compile`` the first row also holds ``compile_seconds`` (not part of any epoch's ``seconds``).
     ``perturb(model, x, y)`` replaces each training batch before the forward pass (adversarial
     training, ``cnnlab.attack.training``): the loss and the train metrics are then on perturbed images.
+
+    ``cfg.accumulate`` micro-batches make one optimizer step (their gradients summed, each loss
+    divided by the group's size; under DDP only the group's last micro-batch synchronises), so the
+    schedule counts optimizer steps. ``cfg.grad_clip`` clips the global gradient norm before each
+    step (the epoch's mean norm before clipping goes into the row as ``grad_norm``). With
+    ``cfg.mixup``/``cfg.cutmix`` the loss sees mixed images and soft labels, the train metrics the
+    mixed images against their original labels. ``cfg.keep_top`` keeps the K best epochs' checkpoints.
     """
     device = cfg.resolved_device()
     torch.manual_seed(cfg.seed)
@@ -201,7 +211,10 @@ def fit(
         init_from_data(model, train_loader)
     net = dist.wrap(model, device)
     opt = build_optimizer(model, cfg)
-    sched, per_batch = build_scheduler(opt, cfg, len(train_loader))
+    mixer = batch_mixer(cfg.mixup, cfg.cutmix, task)
+    micro_batches = len(train_loader)
+    steps_per_epoch = math.ceil(micro_batches / cfg.accumulate)
+    sched, per_batch = build_scheduler(opt, cfg, steps_per_epoch)
     average = WeightAverage(model, cfg.average, cfg.average_every, cfg.average_decay) if cfg.average != "none" else None
     out = Path(out_dir) if out_dir is not None else None
     history: list[dict] = []
@@ -225,7 +238,7 @@ def fit(
         net, eval_net = torch.compile(net), torch.compile(model)
         compile_seconds = warm_up(net, eval_net, model, train_loader, val_loader, task, cfg, start)
     show = progress and dist.is_main()
-    steps_done, total_steps = start * len(train_loader), cfg.epochs * len(train_loader)
+    steps_done, total_steps = start * steps_per_epoch, cfg.epochs * steps_per_epoch
     check_every = 1 if device.type == "cpu" else 50  # a finiteness check waits for the GPU
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
@@ -233,29 +246,37 @@ def fit(
         net.train()
         lr = opt.param_groups[0]["lr"]
         metrics = task.metrics().to(device)
-        loss_sum, seen = torch.zeros((), device=device), 0
+        loss_sum, seen, norms = torch.zeros((), device=device), 0, []
+        opt.zero_grad(set_to_none=True)
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if show else True)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if perturb is not None:
                 x = perturb(model, x, y)
                 net.train()  # attacks craft in eval mode
+            x, targets = (x, y) if mixer is None else mixer(x, y)
             if fast and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, cfg.amp, cfg.cpu_amp):
-                raw = net(x)
-            outputs, loss = task_loss(task, raw, y)
-            if ((step + 1) % check_every == 0 or step + 1 == len(train_loader)) and not torch.isfinite(loss):
-                raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
-                                  f"lower the learning rate (--lr {cfg.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if per_batch:
-                sched.step()
-            steps_done += 1
-            if average is not None:
-                average.step(model, steps_done, total_steps)
+            group = min(cfg.accumulate, micro_batches - step // cfg.accumulate * cfg.accumulate)
+            steps_now = (step + 1) % cfg.accumulate == 0 or step + 1 == micro_batches
+            with nullcontext() if steps_now else getattr(net, "no_sync", nullcontext)():
+                with autocast(device, cfg.amp, cfg.cpu_amp):
+                    raw = net(x)
+                outputs, loss = task_loss(task, raw, targets)
+                if ((step + 1) % check_every == 0 or step + 1 == micro_batches) and not torch.isfinite(loss):
+                    raise Diverged(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}: "
+                                   f"lower the learning rate (--lr {cfg.lr})")
+                (loss / group).backward()
+            if steps_now:
+                if cfg.grad_clip:
+                    norms.append(nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip).detach())
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if per_batch:
+                    sched.step()
+                steps_done += 1
+                if average is not None:
+                    average.step(model, steps_done, total_steps)
             loss_sum += loss.detach() * len(y)
             seen += len(y)
             metrics.update(outputs.detach().float(), y)
@@ -265,12 +286,14 @@ def fit(
             average.finish(model)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1),
                **{f"train_{k}": float(v) for k, v in metrics.compute().items()}}
+        if norms:
+            row["grad_norm"] = float(torch.stack(norms).mean())
         if compile_seconds is not None and epoch == start:
             row["compile_seconds"] = compile_seconds
         if val_loader is not None:
             row.update({f"val_{k}": v for k, v in evaluate(eval_net, val_loader, task, device, cfg.amp, tta=cfg.tta,
                                                            cpu_amp=cfg.cpu_amp).items()})
-        score = row.get(f"val_{task.monitor}", row.get(f"train_{task.monitor}", -row["train_loss"]))
+        score = epoch_score(row, task.monitor)
         if sched is not None and not per_batch:
             sched.step(score) if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) else sched.step()
         improved = score > best
@@ -291,12 +314,38 @@ def fit(
                 "average": average.state_dict() if average is not None else {},
                 "scheduler": sched.state_dict() if sched is not None else {},
                 "loader": train_loader.state_dict() if hasattr(train_loader, "state_dict") else {}})
+            if cfg.keep_top:
+                keep_top(out, history, task.monitor, cfg.keep_top, state)
             write_json(out / "history.json", history)
         if cfg.patience and bad_epochs >= cfg.patience:
             if show:
                 tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
             break
     return history
+
+
+def epoch_score(row: dict, monitor: str) -> float:
+    """What "best" means for an epoch: the validation ``monitor`` metric, else the training one,
+    else minus the training loss."""
+    return row.get(f"val_{monitor}", row.get(f"train_{monitor}", -row["train_loss"]))
+
+
+TOP_CHECKPOINT = re.compile(r"epoch(\d{3,})\.ckpt")
+
+
+def keep_top(out: Path, history: list[dict], monitor: str, k: int, state: dict) -> list[int]:
+    """Keep ``epochNNN.ckpt`` for the ``k`` best epochs so far (ties: the earlier epoch), as timm's
+    ``CheckpointSaver(max_history=k)``: the epoch just ended is saved when it ranks, and a file of
+    an epoch pushed out of the top ``k`` is deleted. Returns the kept epochs, best first."""
+    ranked = sorted(history, key=lambda row: (-epoch_score(row, monitor), row["epoch"]))
+    kept = [row["epoch"] for row in ranked[:k]]
+    if state["epoch"] in kept:
+        save_checkpoint(out / f"epoch{state['epoch']:03d}.ckpt", state)
+    for path in out.iterdir():
+        match = TOP_CHECKPOINT.fullmatch(path.name)
+        if match and int(match.group(1)) not in kept:
+            path.unlink()
+    return kept
 
 
 def set_epoch(model: nn.Module, epoch: int) -> None:

@@ -26,11 +26,16 @@ class ClassificationTask:
         return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
 
     def metrics(self) -> MetricCollection:
-        return MetricCollection({"accuracy": Top1Accuracy()})
+        """Acc@1, and Acc@5 where there are more than 5 classes (ImageNet's pair of numbers)."""
+        found = {"accuracy": TopKAccuracy(1)}
+        if self.num_classes > 5:
+            found["top5_accuracy"] = TopKAccuracy(5)
+        return MetricCollection(found)
 
 
-class Top1Accuracy(Metric):
-    """Share of samples whose highest logit is the target class (torchmetrics' micro accuracy).
+class TopKAccuracy(Metric):
+    """Share of samples whose target class is among the ``k`` highest logits (torchmetrics' micro
+    accuracy with ``top_k``; k = 1 is plain accuracy).
 
     Counted with two device-side sums: ``MulticlassAccuracy`` builds a confusion matrix with
     ``torch.bincount``, which waits for the GPU to learn its output size, so updating it after
@@ -39,13 +44,17 @@ class Top1Accuracy(Metric):
 
     full_state_update = False
 
-    def __init__(self) -> None:
+    def __init__(self, k: int = 1) -> None:
         super().__init__()
+        self.k = k
         self.add_state("correct", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        self.correct += (preds.argmax(1) == target).sum()
+        if self.k == 1:
+            self.correct += (preds.argmax(1) == target).sum()
+        else:
+            self.correct += (preds.topk(self.k, dim=1).indices == target[:, None]).any(1).sum()
         self.total += target.numel()
 
     def compute(self) -> Tensor:
