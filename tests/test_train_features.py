@@ -1,0 +1,133 @@
+"""Training features users reach for: gradient accumulation, clipping, top-k checkpoints, mixup/cutmix.
+
+Each is checked against what it must equal: accumulated micro-batches against one large batch,
+the logged gradient norm against autograd's, the kept checkpoints against the history's ranking.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.core.errors import CnnlabError
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import fit
+from cnnlab.train.mixing import batch_mixer
+from cnnlab.train.tasks import BinaryTask, ClassificationTask
+
+
+def _data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 4, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(y), size)]
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _cfg(**kw) -> TrainConfig:
+    settings = dict(epochs=2, lr=0.1, schedule="none", weight_decay=0.0, device="cpu", channels_last=False)
+    return TrainConfig(**{**settings, **kw})
+
+
+def test_accumulated_micro_batches_equal_one_large_batch():
+    x, y = _data()
+    large, small = _model(), _model()
+    fit(large, _batches(x, y, 32), None, ClassificationTask(3), _cfg(batch_size=32), progress=False)
+    fit(small, _batches(x, y, 8), None, ClassificationTask(3), _cfg(batch_size=8, accumulate=4), progress=False)
+    for a, b in zip(large.parameters(), small.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    untouched = _model()
+    assert any((a - b).abs().max() > 1e-3 for a, b in zip(large.parameters(), untouched.parameters()))
+
+
+def test_the_schedule_counts_optimizer_steps_not_micro_batches():
+    from cnnlab.train.engine import one_cycle
+
+    x, y = _data(40)
+    history = fit(_model(), _batches(x, y, 4), None, ClassificationTask(3),
+                  _cfg(epochs=2, batch_size=4, accumulate=3, schedule="onecycle"), progress=False)
+    # 10 micro-batches -> 4 optimizer steps an epoch (3 + 3 + 3 + 1): epoch 2 starts at step 4 of 8
+    assert history[1]["lr"] == pytest.approx(0.1 * one_cycle(8, 0.25)(4))
+    assert history[1]["lr"] != pytest.approx(0.1 * one_cycle(20, 0.25)(10))
+
+
+def test_a_short_last_group_is_averaged_over_its_own_micro_batches():
+    x, y = _data(48)
+    whole, grouped = _model(), _model()
+    # 48 images: batches of 16, 16, 16; accumulate 2 -> groups (16+16) and (16): the second alone
+    fit(whole, [(x[:32], y[:32]), (x[32:], y[32:])], None, ClassificationTask(3), _cfg(epochs=1), progress=False)
+    fit(grouped, _batches(x, y, 16), None, ClassificationTask(3), _cfg(epochs=1, accumulate=2), progress=False)
+    for a, b in zip(whole.parameters(), grouped.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_clipping_logs_autograds_norm_and_bounds_the_step():
+    x, y = _data(16)
+    model, probe = _model(), _model()
+    loss = nn.functional.cross_entropy(probe(x), y)
+    loss.backward()
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in probe.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    history = fit(model, [(x, y)], None, ClassificationTask(3),
+                  _cfg(epochs=1, momentum=0.0, grad_clip=1e-3), progress=False)
+    assert history[0]["grad_norm"] == pytest.approx(float(norm), rel=1e-5)
+    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert float(step) == pytest.approx(0.1 * 1e-3, rel=1e-3)  # lr x clip: the clipped gradient's length
+
+
+def test_keep_top_keeps_the_best_epochs_by_validation_accuracy(tmp_path):
+    user_files = {"epoch7.ckpt.mine": "a user's file", "notes-epoch001.ckpt": "not a checkpoint"}
+    for name, text in user_files.items():
+        (tmp_path / name).write_text(text)
+    x, y = _data(96, seed=1)
+    val = _batches(*_data(60, seed=2), 30)
+    history = fit(_model(), _batches(x, y, 16), val, ClassificationTask(3),
+                  _cfg(epochs=5, keep_top=2, lr=0.3), out_dir=tmp_path, progress=False)
+    ranked = sorted(history, key=lambda r: (-r["val_accuracy"], r["epoch"]))
+    expected = sorted(f"epoch{r['epoch']:03d}.ckpt" for r in ranked[:2])
+    assert sorted(p.name for p in tmp_path.glob("epoch*.ckpt")) == expected
+    for name in expected:
+        state = torch.load(tmp_path / name, weights_only=True)
+        assert f"epoch{state['epoch']:03d}.ckpt" == name and "state_dict" in state
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 5
+    assert {name: (tmp_path / name).read_text() for name in user_files} == user_files
+
+
+def test_mixup_gives_soft_labels_that_sum_to_one_and_mix_two_images():
+    x, y = _data(32)
+    mixer = batch_mixer(0.4, 0.0, ClassificationTask(3))
+    mixed, soft = mixer(x, y)
+    assert soft.shape == (32, 3) and torch.allclose(soft.sum(1), torch.ones(32))
+    lam = soft[torch.arange(32), y].min()  # torchvision mixes each image with its batch neighbour (roll by 1)
+    assert 0.0 <= float(lam) <= 1.0
+    both = batch_mixer(0.4, 1.0, ClassificationTask(3))
+    assert type(both).__name__ == "RandomChoice"
+    assert batch_mixer(0.0, 0.0, ClassificationTask(3)) is None
+
+
+def test_mixup_is_refused_for_a_one_logit_task():
+    with pytest.raises(CnnlabError, match="--mixup/--cutmix need a K-way softmax"):
+        batch_mixer(0.2, 0.0, BinaryTask())
+
+
+def test_training_with_cutmix_learns_and_reports_accuracy_on_the_original_labels():
+    x, y = _data(64)
+    history = fit(_model(), _batches(x, y, 16), None, ClassificationTask(3),
+                  _cfg(epochs=2, cutmix=1.0, mixup=0.2), progress=False)
+    assert all(0.0 <= row["train_accuracy"] <= 1.0 for row in history)
+    assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in history)
+
+
+@pytest.mark.parametrize("option, value", [("accumulate", 0), ("accumulate", 2000), ("keep_top", -1),
+                                           ("grad_clip", -1.0), ("mixup", float("nan")), ("cutmix", 11.0)])
+def test_bad_values_are_refused_by_the_config(option, value):
+    with pytest.raises(CnnlabError, match=option):
+        TrainConfig(**{option: value})
