@@ -131,3 +131,23 @@ def test_training_with_cutmix_learns_and_reports_accuracy_on_the_original_labels
 def test_bad_values_are_refused_by_the_config(option, value):
     with pytest.raises(CnnlabError, match=option):
         TrainConfig(**{option: value})
+
+
+def test_the_cli_takes_the_features_and_records_them(tmp_path, capsys):
+    from cnnlab.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--subset", "300", "--model-kwargs", '{"width": 4}',
+                 "--accumulate", "2", "--grad-clip", "5", "--keep-top", "1", "--mixup", "0.2", "--cutmix", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert (train["accumulate"], train["grad_clip"], train["keep_top"], train["mixup"], train["cutmix"]) == (2, 5, 1, 0.2, 1)
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert all(row["grad_norm"] > 0 for row in history)
+    best = max(history, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    assert [p.name for p in out.glob("epoch*.ckpt")] == [f"epoch{best['epoch']:03d}.ckpt"]
+    assert "Acc@5" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--dataset", "digits", "--accumulate", "0", "--out", str(tmp_path / "bad")])
+    assert refused.value.code == 2
+    assert "--accumulate" in capsys.readouterr().err and not (tmp_path / "bad").exists()
