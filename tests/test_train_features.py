@@ -151,3 +151,38 @@ def test_the_cli_takes_the_features_and_records_them(tmp_path, capsys):
         main(["train", "--dataset", "digits", "--accumulate", "0", "--out", str(tmp_path / "bad")])
     assert refused.value.code == 2
     assert "--accumulate" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_randaugment_is_torchvisions_per_image_repeatable_and_leaves_the_global_rng_alone():
+    from torchvision.transforms import v2
+
+    from cnnlab.data.augment import get_augment, rand_augment
+
+    same = torch.arange(16 * 16, dtype=torch.float32).remainder(256).view(1, 1, 16, 16).repeat(12, 3, 1, 1)
+    state = torch.get_rng_state()
+    a = rand_augment(same, 2, 9, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, rand_augment(same, 2, 9, torch.Generator().manual_seed(5)))
+    assert a.shape == same.shape and torch.equal(a, a.round()) and a.min() >= 0 and a.max() <= 255
+    assert len({tuple(img.flatten().tolist()) for img in a}) > 1  # each image its own ops
+    # image by image, torchvision's transform under the seed drawn from the generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(5)))
+    torch.manual_seed(seed)
+    peer = v2.RandAugment(num_ops=2, magnitude=9)
+    expected = torch.stack([peer(img) for img in same.to(torch.uint8)]).float()
+    torch.set_rng_state(state)
+    assert torch.equal(a, expected)
+    assert get_augment("randaugment").recolours and get_augment("cifar-randaugment").hflip
+
+
+def test_a_randaugment_loader_hands_normalised_batches(tmp_path):
+    from cnnlab.data.augment import get_augment
+    from cnnlab.data.tensor_loader import TensorLoader
+    from cnnlab.data.registry import load_dataset
+
+    splits = load_dataset("digits")
+    loader = TensorLoader(splits.train, 64, splits.mean, splits.std, shuffle=True, augment=get_augment("randaugment"))
+    x, _ = next(iter(loader))
+    plain = TensorLoader(splits.train, 64, splits.mean, splits.std, shuffle=True)
+    p, _ = next(iter(plain))
+    assert x.shape == p.shape and abs(float(x.mean()) - float(p.mean())) < 0.5 and not torch.equal(x, p)

@@ -41,7 +41,7 @@ _CLASSIFIER = OptionGroup("classifier and data", (
                                 "transfer:efficientnet-lite0")),
     Option("--model-kwargs", dict(type=json_object, help='JSON of extra model arguments, e.g. \'{"width": 64}\'')),
     Option("--augment", dict(help="augmentation preset (none, digits, mnist, fashion, cifar, natural, "
-                                  "colour-digits, ...; a wrong name lists them all)")),
+                                  "colour-digits, randaugment, cifar-randaugment, ...; a wrong name lists them all)")),
     Option("--vflip", dict(action="store_true", default=None, help="also flip vertically when augmenting")),
     Option("--test-fraction", dict(type=open_fraction,
                                    help="test share when the dataset has no test split (default 0.2)")),

@@ -35,11 +35,13 @@ class Augment:
     alternate_flip: bool = False  # hflip each image on every other epoch instead of at random (airbench)
     invert: bool = False  # half the images become their photographic negative (255 - x): ink/paper polarity
     shuffle_channels: bool = False  # each image's colour channels in a random order (red ink may turn blue)
+    randaugment: int = 0  # RandAugment's ops per image (torchvision.transforms.v2.RandAugment num_ops; 0: off)
+    magnitude: int = 9  # RandAugment's magnitude, 0..30 (timm's rand-m9-n2 is 9 with 2 ops)
 
     @property
     def recolours(self) -> bool:
         """Whether this augmentation changes colours, and so needs 0..255 pixels, not normalised ones."""
-        return self.invert or self.shuffle_channels
+        return self.invert or self.shuffle_channels or bool(self.randaugment)
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None, hflip: Tensor | None = None) -> Tensor:
         """Augment a float batch ``N x C x H x W``; each image gets its own random draw.
@@ -64,6 +66,8 @@ class Augment:
             x = torch.where(negative.to(x.device).view(-1, 1, 1, 1), 255 - x, x)
         if self.shuffle_channels:
             x = shuffle_channels(x, generator)
+        if self.randaugment:
+            x = rand_augment(x, self.randaugment, self.magnitude, generator)
         return x
 
 
@@ -118,6 +122,25 @@ def shuffle_channels(x: Tensor, generator: torch.Generator | None = None) -> Ten
     return x.gather(1, order.view(n, c, 1, 1).expand_as(x))
 
 
+def rand_augment(x: Tensor, num_ops: int, magnitude: int, generator: torch.Generator | None = None) -> Tensor:
+    """torchvision's ``v2.RandAugment`` on each image of a 0..255 batch, on uint8 as it expects.
+
+    The transform draws one op list per call, so it is called per image (on a whole batch it would
+    give every image the same ops). It draws from torch's global RNG; that is seeded here from
+    ``generator``, inside ``fork_rng``, so a seeded loader repeats its augmentation and a resumed
+    run continues it, and the global RNG (dropout, init) is untouched.
+    """
+    from torchvision.transforms import v2
+
+    transform = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=_device(x, generator)))
+    pixels = x.round().clamp(0, 255).to(torch.uint8)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = torch.stack([transform(image) for image in pixels])
+    return out.to(x.dtype)
+
+
 PRESETS: dict[str, Augment] = {
     "none": Augment(),
     "digits": Augment(translate=1, rotate=10),
@@ -129,7 +152,10 @@ PRESETS: dict[str, Augment] = {
     # digits in random colours (003 Q5): shifts, rotations, negatives and channel orders, so every
     # digit shape is seen in both polarities and many colours
     "colour-digits": Augment(translate=4, rotate=10, invert=True, shuffle_channels=True),
-    "rotate": Augment(rotate=36),  # Keras' RandomRotation(0.1) (001 Sec.3b; add --vflip for its vertical flips)
+    "rotate": Augment(rotate=36),
+    # RandAugment (Cubuk et al. 2020) through torchvision, 2 ops at magnitude 9 (timm's rand-m9-n2)
+    "randaugment": Augment(randaugment=2),
+    "cifar-randaugment": Augment(hflip=True, translate=4, randaugment=2),  # Keras' RandomRotation(0.1) (001 Sec.3b; add --vflip for its vertical flips)
 }
 
 
