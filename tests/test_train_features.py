@@ -186,3 +186,65 @@ def test_a_randaugment_loader_hands_normalised_batches(tmp_path):
     plain = TensorLoader(splits.train, 64, splits.mean, splits.std, shuffle=True)
     p, _ = next(iter(plain))
     assert x.shape == p.shape and abs(float(x.mean()) - float(p.mean())) < 0.5 and not torch.equal(x, p)
+
+
+def _write_folder(root, n_per_class: int = 12, size=(10, 14)):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("dark", "light")):
+        (root / name).mkdir(parents=True)
+        for i in range(n_per_class):
+            pixels = rng.integers(0, 100, size) + 120 * c
+            Image.fromarray(pixels.astype("uint8"), "L").save(root / name / f"{i}.png")
+
+
+def test_a_folder_over_the_memory_budget_streams_through_a_dataloader(tmp_path, monkeypatch, capsys):
+    from cnnlab.classify.api import make_loaders
+    from cnnlab.data.imagefolder import load_image_folder
+    from cnnlab.data.streaming import FileImageSet
+    from cnnlab.data.tensor_loader import StreamingLoader
+
+    _write_folder(tmp_path / "pics")
+    resident = load_image_folder(tmp_path / "pics", name="pics", seed=3)
+    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "1K")  # 24 images of 10 x 14 = 3,360 bytes
+    streamed = load_image_folder(tmp_path / "pics", name="pics", seed=3)
+    assert "streaming them from disk through a DataLoader" in capsys.readouterr().err
+    assert isinstance(streamed.train, FileImageSet) and streamed.info["loading"].startswith("streamed")
+    assert resident.info["loading"] == "decoded into memory"
+    assert streamed.train.shape == tuple(resident.train.images.shape)
+    assert torch.equal(streamed.train.images, resident.train.images)  # the same pixels, the same split
+    cfg = _cfg(batch_size=5, device="cpu")
+    (a, _, at), (b, _, bt) = make_loaders(resident, cfg, "digits"), make_loaders(streamed, cfg, "digits")
+    assert isinstance(b, StreamingLoader) and not isinstance(a, StreamingLoader)
+    b.workers = 1
+    for (xa, ya), (xb, yb) in zip(a, b):  # same seed: same order and the same augmentation draws
+        assert torch.equal(ya, yb)
+        torch.testing.assert_close(xa, xb, rtol=1e-4, atol=1e-4)
+    assert len(list(bt)) == len(at)
+
+
+def test_the_memory_budget_is_read_from_the_environment(monkeypatch):
+    from cnnlab.data.streaming import memory_budget
+
+    for text, expected in (("512M", 512 << 20), ("2G", 2 << 30), ("1500", 1500), ("1.5K", 1536)):
+        monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", text)
+        assert memory_budget() == expected
+    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "lots")
+    with pytest.raises(CnnlabError, match="CNNLAB_MEMORY_BUDGET='lots': expected a size"):
+        memory_budget()
+
+
+def test_cnnlab_train_streams_a_folder_over_budget_and_says_so(tmp_path, monkeypatch, capsys):
+    from cnnlab.cli.main import main
+
+    _write_folder(tmp_path / "pics", size=(12, 12))
+    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "1K")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "pics"), "--model", "mlp",
+                 "--epochs", "2", "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
+    assert "24 images would take 3.4 KiB decoded, over the memory budget of 1.0 KiB" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_loading"] == "streamed from disk (DataLoader workers)"
+    assert len(metrics["history"]) == 2 and metrics["test_size"] == 4  # 2 of each class of 12 (20%, stratified)

@@ -35,7 +35,8 @@ from cnnlab.core.text import top_classes
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
 from cnnlab.data.images import load_images
-from cnnlab.data.tensor_loader import TensorLoader
+from cnnlab.data.streaming import FileImageSet, workers
+from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
 from cnnlab.models import create_model
 from cnnlab.models.registry import check_input
 from cnnlab.report import plots
@@ -64,12 +65,18 @@ def make_loaders(splits: DatasetSplits, cfg: TrainConfig, augment: str | Augment
     aug = get_augment(augment or splits.augment, vflip)
     dtype = torch.float16 if device.type == "cuda" and cfg.amp else torch.float32
     largest = max(len(s) for s in (splits.train, splits.val, splits.test) if s is not None)
-    small = largest * splits.train.images[0].numel() * dtype.itemsize <= RESIDENT_BYTES
-    common = dict(mean=splits.mean, std=splits.std, device=device, dtype=dtype, prenormalize=small)
-    train = TensorLoader(splits.train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed, **common)
-    val = TensorLoader(splits.val, eval_batch_size, **common) if splits.val is not None and len(splits.val) else None
-    test = TensorLoader(splits.test, eval_batch_size, **common)
-    return train, val, test
+    pixels = splits.in_chans * splits.image_size[0] * splits.image_size[1]
+    common = dict(mean=splits.mean, std=splits.std, device=device, dtype=dtype,
+                  prenormalize=largest * pixels * dtype.itemsize <= RESIDENT_BYTES)
+
+    def loader(data, batch_size: int, **kwargs):  # a set too large for memory streams from its files
+        if isinstance(data, FileImageSet):
+            return StreamingLoader(data, batch_size, workers=workers(), **{**common, **kwargs})
+        return TensorLoader(data, batch_size, **common, **kwargs)
+
+    train = loader(splits.train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed)
+    val = loader(splits.val, eval_batch_size) if splits.val is not None and len(splits.val) else None
+    return train, val, loader(splits.test, eval_batch_size)
 
 
 def train_classifier(
@@ -205,7 +212,7 @@ class ClassifierRun:
         if cfg.adversarial:
             metrics.update(adversarial=cfg.adversarial, test_robust_accuracy=robust_test_accuracy(model, splits, cfg))
         metrics.update(best_epoch=_best_epoch(history, self.task.monitor), loss_name=self.opts["loss"],
-                       train_size=len(splits.train))
+                       train_size=len(splits.train), data_loading=splits.info.get("loading", "decoded into memory"))
         return metrics
 
 

@@ -30,6 +30,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``N x C x H x W`` (a set streamed from files answers it without decoding)."""
+        return tuple(self.images.shape)
+
     def subset(self, index: Tensor) -> "ImageSet":
         return ImageSet(self.images[index], self.labels[index])
 
@@ -52,11 +57,11 @@ class DatasetSplits:
 
     @property
     def in_chans(self) -> int:
-        return self.train.images.shape[1]
+        return self.train.shape[1]
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return tuple(self.train.images.shape[2:])  # type: ignore[return-value]
+        return tuple(self.train.shape[2:])  # type: ignore[return-value]
 
     @property
     def num_classes(self) -> int:

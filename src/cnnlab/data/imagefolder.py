@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,8 @@ from tqdm.auto import tqdm
 from cnnlab.data.base import DatasetSplits, ImageSet, cache_dir, seeded_split
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import save_torch
+from cnnlab.data.streaming import (BUDGET_ENV, FileImageSet, decoded_bytes, header_shape, memory_budget, sample_stats,
+                                   workers)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -230,6 +233,35 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
     return result, skipped
 
 
+def decode_or_stream(files: list[Path], labels: list[int], image_size: int | None = None,
+                     desc: str = "decoding") -> tuple[ImageSet | FileImageSet, list[str]]:
+    """``decode_files`` while the decoded set fits the memory budget (:func:`streaming.memory_budget`);
+    beyond it, a :class:`FileImageSet` that training streams through ``DataLoader`` workers. Which
+    path was taken is said on stderr when streaming, and recorded by the caller in ``info["loading"]``.
+
+    The decision reads the headers of up to 64 files (no pixels): the set's size is estimated as
+    their most common size (or ``image_size``) times the number of files.
+    """
+    square = (image_size, image_size) if image_size else None
+    need, channels, size = decoded_bytes(files[:: max(1, len(files) // 64)][:64], None)
+    if square:
+        size = square
+    need = len(files) * channels * size[0] * size[1]
+    budget = memory_budget()
+    if need <= budget:
+        return decode_files(files, labels, image_size, desc=desc)
+    channels, size = header_shape(files, None)
+    size = square or size
+    print(f"{desc}: {len(files)} images would take {_bytes(need)} decoded, over the memory budget of "
+          f"{_bytes(budget)} (${BUDGET_ENV}): streaming them from disk through a DataLoader "
+          f"with {workers()} worker(s)", file=sys.stderr)
+    return FileImageSet(list(files), torch.tensor(labels, dtype=torch.long), size, channels), []
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
+
+
 def load_filename_labels(root: Path, regex: str, image_size: int | None = None) -> tuple[ImageSet, list[str], list[str]]:
     """Images anywhere under ``root`` whose label is the first group of ``regex`` in the file name."""
     if not root.is_dir():
@@ -265,21 +297,33 @@ def load_image_folder(root: Path, image_size: int | None = None, name: str = "im
                       f"training images; give --data-dir {above} to test on the pair's test folder", stacklevel=2)
     if not folders:
         files, labels, classes = list_class_files(root)
-        pool, skipped = decode_files(files, labels, image_size, desc=f"decoding {root.name}")
+        pool, skipped = decode_or_stream(files, labels, image_size, desc=f"decoding {root.name}")
         train, test = seeded_split(pool, test_fraction, seed)
-        return DatasetSplits(name, classes, train, test, augment="natural",
-                             info={"root": str(root), "skipped": skipped, "layout": "pool"})
+        return DatasetSplits(name, classes, train, test, augment="natural", **_stats(train),
+                             info={"root": str(root), "skipped": skipped, "layout": "pool", "loading": _loading(train)})
     files, labels, classes = list_class_files(folders["train"])
-    train, skipped = decode_files(files, labels, image_size, desc="decoding train")
-    size = image_size or train.images.shape[-1]  # val/test follow train's size
+    train, skipped = decode_or_stream(files, labels, image_size, desc="decoding train")
+    size = image_size or (train.size[-1] if isinstance(train, FileImageSet) else train.images.shape[-1])  # val/test follow train
     parts: dict[str, ImageSet] = {}
     for split in ("val", "test"):
         if split in folders:
             f, lab, _ = list_class_files(folders[split], classes)
-            parts[split], more = decode_files(f, lab, size, desc=f"decoding {split}")
+            parts[split], more = decode_or_stream(f, lab, size, desc=f"decoding {split}")
             skipped += more
     if "test" not in parts:  # only train (+val): carve a seeded test split from train
         train, parts["test"] = seeded_split(train, test_fraction, seed)
-    return DatasetSplits(name, classes, train, parts["test"], val=parts.get("val"), augment="natural",
-                         info={"root": str(root), "skipped": skipped,
+    return DatasetSplits(name, classes, train, parts["test"], val=parts.get("val"), augment="natural", **_stats(train),
+                         info={"root": str(root), "skipped": skipped, "loading": _loading(train),
                                "layout": {k: str(v) for k, v in folders.items()}})
+
+
+def _stats(train: ImageSet | FileImageSet) -> dict:
+    """Normalisation statistics a streamed set needs from a sample (an in-memory one computes its own)."""
+    if not isinstance(train, FileImageSet):
+        return {}
+    mean, std = sample_stats(train)
+    return {"mean": mean, "std": std}
+
+
+def _loading(train: ImageSet | FileImageSet) -> str:
+    return "streamed from disk (DataLoader workers)" if isinstance(train, FileImageSet) else "decoded into memory"

@@ -16,6 +16,7 @@ from torch import Tensor
 from cnnlab.data.augment import Augment, JointAugment, alternating_flip
 from cnnlab.data.base import ImageSet
 from cnnlab.data.segmentation import IGNORE, SegSet
+from cnnlab.data.streaming import FileImageSet
 from cnnlab.core import distributed as dist
 
 
@@ -56,11 +57,15 @@ class TensorLoader:
         self.std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, -1, 1, 1) * 255
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.epoch = 0
-        images = data.images.to(self.device)
-        self.images = torch.cat([self._normalize(part) for part in images.split(4096)]) if prenormalize else images
+        self.images = self._resident(data)
         self.flip_base = None
         if augment is not None and augment.hflip and augment.alternate_flip:
             self.flip_base = torch.rand(len(self.labels), generator=self.generator, device=self.device) < 0.5
+
+    def _resident(self, data: ImageSet) -> Tensor:
+        """The images as they stay on the device for the whole run (normalised once, or uint8)."""
+        images = data.images.to(self.device)
+        return torch.cat([self._normalize(part) for part in images.split(4096)]) if self.prenormalized else images
 
     def _shard_size(self) -> int:
         return math.ceil((len(self.labels) - dist.rank()) / dist.world_size())
@@ -74,7 +79,8 @@ class TensorLoader:
         n = self._shard_size()
         return [min(self.batch_size, n - i * self.batch_size) for i in range(len(self))]
 
-    def __iter__(self):
+    def _epoch(self) -> tuple[Tensor, Tensor | None]:
+        """This epoch's order (this process's shard) and which images to mirror; counts the epoch."""
         n = len(self.labels)
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=self.device)
@@ -83,6 +89,10 @@ class TensorLoader:
         order = order[dist.rank()::dist.world_size()]
         flips = alternating_flip(self.flip_base, self.epoch) if self.flip_base is not None else None
         self.epoch += 1
+        return order, flips
+
+    def __iter__(self):
+        order, flips = self._epoch()
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield self.transform(self.images[idx], None if flips is None else flips[idx]), self.labels[idx]
@@ -110,6 +120,35 @@ class TensorLoader:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.epoch = state.get("epoch", self.epoch)
+
+
+class StreamingLoader(TensorLoader):
+    """:class:`TensorLoader` over a :class:`~cnnlab.data.streaming.FileImageSet`: the same order,
+    shards, augmentation and normalisation, each batch's files decoded by ``DataLoader`` workers
+    (``workers`` processes, prefetching ahead of the training step) instead of indexed in memory."""
+
+    def __init__(self, data: FileImageSet, batch_size: int, mean, std, *, workers: int = 1, **kwargs) -> None:
+        self.data, self.workers = data, workers
+        super().__init__(data, batch_size, mean, std, **{**kwargs, "prenormalize": False})
+
+    def _resident(self, data: FileImageSet) -> None:  # type: ignore[override]
+        return None  # nothing stays: the pixels are read from the files each epoch
+
+    def __iter__(self):
+        from torch.utils.data import DataLoader
+
+        from cnnlab.data.streaming import FileDataset
+
+        order, flips = self._epoch()
+        batches = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(len(self))]
+        decoded = DataLoader(FileDataset(self.data), batch_sampler=[b.tolist() for b in batches],
+                             num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        for idx, images in zip(batches, decoded):
+            images = images.to(self.device, non_blocking=True)
+            yield self.transform(images, None if flips is None else flips[idx]), self.labels[idx]
+
+    def sample(self, n: int) -> Tensor:
+        return self._normalize(self.data.take(torch.arange(min(n, len(self.data)))).to(self.device))
 
 
 class SegLoader:
