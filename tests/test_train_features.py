@@ -248,3 +248,24 @@ def test_cnnlab_train_streams_a_folder_over_budget_and_says_so(tmp_path, monkeyp
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data_loading"] == "streamed from disk (DataLoader workers)"
     assert len(metrics["history"]) == 2 and metrics["test_size"] == 4  # 2 of each class of 12 (20%, stratified)
+
+
+def test_config_reruns_a_run_exactly_and_print_config_shows_the_layers(tmp_path, capsys):
+    from cnnlab.cli.main import main
+
+    first, again = tmp_path / "first", tmp_path / "again"
+    base = ["--epochs", "1", "--subset", "300", "--model-kwargs", '{"width": 4}', "--no-progress"]
+    assert main(["train", "--dataset", "digits", "--lr", "0.03", "--seed", "7", "--out", str(first), *base]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", str(first / "config.json"), "--epochs", "3", "--print-config"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["dataset"], shown["lr"], shown["seed"], shown["epochs"], shown["subset"]) == ("digits", 0.03, 7, 3, 300)
+    assert not any(p.name.startswith("digits-") for p in tmp_path.iterdir())  # nothing trained, no folder
+    assert main(["train", "--config", str(first), "--out", str(again), "--no-progress"]) == 0
+    stored = [json.loads((run / "config.json").read_text()) for run in (first, again)]
+    assert stored[0]["train"] == stored[1]["train"] and stored[0]["subset"] == stored[1]["subset"] == 300
+    results = [json.loads((run / "metrics.json").read_text()) for run in (first, again)]
+    assert results[0]["test_accuracy"] == results[1]["test_accuracy"]  # CPU runs repeat exactly
+    assert results[0]["history"][0]["train_loss"] == results[1]["history"][0]["train_loss"]
+    assert main(["train", "--config", str(first), "--resume", "--out", str(again)]) == 2
+    assert "give one of them" in capsys.readouterr().err

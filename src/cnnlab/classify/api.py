@@ -8,6 +8,7 @@ classification's side of it.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -91,6 +92,8 @@ def train_classifier(
     dataset_kwargs: dict | None = None,
     progress: bool = True,
     tensorboard: bool = False,
+    config: str | Path | None = None,
+    print_config: bool = False,
     **options,
 ) -> dict:
     """Train a classifier and write a complete run folder; returns the final metrics dict.
@@ -100,7 +103,9 @@ def train_classifier(
     ``finetune_lr`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
     from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with ``resume``
     they come from the run's config.json instead (see ``cnnlab.runs.rundir``).
-    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``.
+    ``tensorboard`` also logs every epoch and the final figures to ``out/tb``. ``config`` (a run's
+    config.json or its folder) reruns that run: every option left out comes from it, those given win.
+    ``print_config`` prints the effective settings as JSON and returns {} without training.
 
     With ``finetune_epochs`` > 0 the run has two phases, each a complete run folder: first the model
     as given (for transfer learning ``model_kwargs={"freeze": true}``: only the new head learns) for
@@ -113,11 +118,16 @@ def train_classifier(
     continues = resume and not two_phase_run  # a two-phase run's phases resume from the options given
     run = lifecycle.continued(out, continues, OPTIONS, dict(
         dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
-        dataset_kwargs=dataset_kwargs or None, **options))
+        dataset_kwargs=dataset_kwargs or None, **options), config=config)
     dataset, recipe, data_dir, target_recall, dataset_kwargs = (
         run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
     dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **run)
     refuse_unknown(opts, OPTIONS, "training")
+    engine_config(opts)  # settings outside their rules stop here, printed or not
+    if print_config:
+        print(json.dumps(dict(dataset=dataset, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs or {},
+                              **opts), indent=2, default=str))
+        return {}
     out = lifecycle.run_folder(out, f"{dataset}-{opts['model'].replace(':', '-')}", continues, overwrite)
     common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
                   tensorboard=tensorboard)

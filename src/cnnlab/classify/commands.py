@@ -66,7 +66,15 @@ _CLASSIFIER = OptionGroup("classifier and data", (
                                       "[0, 1] pixel units); metrics.json then has test_robust_accuracy beside "
                                       "test_accuracy")),
 ))
-_TRAIN_GROUPS = (_CLASSIFIER, RUN, TRAINING, CLASSIFY_TRAINING)
+_RERUN = OptionGroup("rerun", (
+    Option("--config", dict(metavar="CONFIG_JSON",
+                            help="rerun the run this config.json (or run folder) describes: options left out come "
+                                 "from it, options given win")),
+    Option("--print-config", dict(action="store_true",
+                                  help="print the effective settings (recipe, --config and options layered) as JSON "
+                                       "and exit without training")),
+))
+_TRAIN_GROUPS = (_CLASSIFIER, RUN, TRAINING, CLASSIFY_TRAINING, _RERUN)
 
 
 def cmd_train(args: argparse.Namespace) -> None:

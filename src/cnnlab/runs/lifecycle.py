@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Protocol
 from torch import Tensor, nn
 
 from cnnlab.core import distributed as dist
+from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import write_json
 from cnnlab.report import hooks, plots
 from cnnlab.runs import rundir
@@ -52,9 +53,16 @@ class TaskRun(Protocol):
     def report(self, model: nn.Module, history: list[dict]) -> dict: ...
 
 
-def continued(out: str | Path | None, resume: bool, names: Iterable[str], given: dict) -> dict:
+def continued(out: str | Path | None, resume: bool, names: Iterable[str], given: dict,
+              config: str | Path | None = None) -> dict:
     """The run's options: ``given``; with ``resume``, each of ``given`` or ``names`` left out (None)
-    comes from the run's config.json, and one given otherwise is refused (``rundir.resume_options``)."""
+    comes from the run's config.json, and one given otherwise is refused (``rundir.resume_options``);
+    with ``config`` (a config.json to rerun), each left out comes from that file and those given win."""
+    if resume and config is not None:
+        raise CnnlabError("--config starts a new run from a finished run's settings; --resume continues the run "
+                          "in --out with its own: give one of them")
+    if config is not None:
+        return rundir.rerun_options(config, {**dict.fromkeys(names), **given})
     return rundir.resume_options(out, {**dict.fromkeys(names), **given}) if resume else given
 
 

@@ -32,7 +32,15 @@ NESTED = ("train", "options")  # config.json sections whose keys are options too
 
 def stored_config(out: Path) -> dict:
     """The ``config.json`` a run folder was started with, flattened to one level of options."""
-    path = out / "config.json"
+    return config_options(out / "config.json")
+
+
+def config_options(path: Path) -> dict:
+    """A run's ``config.json`` (or a run folder holding one) flattened to one level of options;
+    what a rerun (``--config``) and a continuation (``--resume``) start from."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
     config = read_json(path, "run configuration")
     if not isinstance(config, dict):
         raise CnnlabError(f"{path} does not hold a run configuration (a JSON object)")
@@ -65,6 +73,13 @@ def resume_options(out: str | Path | None, given: dict[str, Any]) -> dict[str, A
                  if v is not None and k in stored and k not in NOT_COMPARED and _plain(v) != _plain(stored[k])}
     if conflicts:
         raise CnnlabError(_conflict_message(out, stored, conflicts))
+    return {k: stored.get(k) if v is None else v for k, v in given.items()}
+
+
+def rerun_options(config: str | Path, given: dict[str, Any]) -> dict[str, Any]:
+    """The options to rerun the run whose ``config.json`` is ``config``: each left out (None) in
+    ``given`` comes from the file, each given wins (a rerun with one setting changed)."""
+    stored = config_options(Path(config))
     return {k: stored.get(k) if v is None else v for k, v in given.items()}
 
 
