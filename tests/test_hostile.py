@@ -340,7 +340,6 @@ CASES: list[tuple[str, str]] = [
     ("train --resume --out {run} --model mlp", "{run} was trained as simple-cnn on digits; you asked for mlp"),
     ("train --resume --out {run} --dataset fashion-mnist",
      "{run} was trained as simple-cnn on digits; you asked for simple-cnn on fashion-mnist"),
-    ("train --resume --out {run} --epochs 5", "{run} was trained with epochs=1; you asked for epochs=5"),
     ("train --resume --out {run} --lr 0.5 --batch-size 8",
      "{run} was trained with batch_size=256, lr=0.05; you asked for batch_size=8, lr=0.5"),
     ("train --resume --out {mixedrun}",

@@ -269,3 +269,29 @@ def test_config_reruns_a_run_exactly_and_print_config_shows_the_layers(tmp_path,
     assert results[0]["history"][0]["train_loss"] == results[1]["history"][0]["train_loss"]
     assert main(["train", "--config", str(first), "--resume", "--out", str(again)]) == 2
     assert "give one of them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_resume_with_more_epochs_extends_a_finished_run_on_the_new_schedule(tmp_path, capsys, schedule):
+    import math
+
+    from cnnlab.cli.main import main
+    from cnnlab.train.engine import one_cycle
+
+    out = tmp_path / "run"
+    base = ["--out", str(out), "--no-progress", "--schedule", schedule, "--lr", "0.05"]
+    assert main(["train", "--epochs", "2", "--subset", "300", "--model-kwargs", '{"width": 4}', *base]) == 0
+    assert main(["train", "--resume", "--epochs", "3", *base]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["extended_from"] == [2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = metrics["history"]
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    steps = math.ceil(metrics["train_size"] / 64)
+    at = 2 * steps  # epoch 3 starts here, on the curve of a 3-epoch run
+    expected = (0.05 * one_cycle(3 * steps, 0.25)(at) if schedule == "onecycle"
+                else 0.05 * (1 + math.cos(math.pi * at / (3 * steps))) / 2)
+    assert history[2]["lr"] == pytest.approx(expected, rel=1e-6)
+    assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == 3
+    assert main(["train", "--resume", "--epochs", "1", *base]) == 2
+    assert "has already trained 3 epochs" in capsys.readouterr().err

@@ -5,7 +5,9 @@
   folder is made, so a refused or invalid command leaves nothing behind.
 - ``--resume`` continues the run *as it was configured*: options left out come from its
   ``config.json``; options given must agree with it ("runs/x was trained as simple-cnn on digits;
-  you asked for mlp"), and ``config.json`` is never rewritten.
+  you asked for mlp"), and ``config.json`` is never rewritten, except by ``--resume --epochs N``,
+  which extends a run (or a crashed one's remaining length) and records the old length under
+  ``extended_from``.
 - Ctrl-C during training becomes one line saying how far the run got and how to continue it.
 - A kill during an atomic write can leave a ``.last.ckpt.XXXXXXXX.cnnlab-tmp``; starting or resuming
   in that folder removes such leftovers (and nothing else).
@@ -28,6 +30,7 @@ RUN_FILES = ("config.json", "last.ckpt", "best.ckpt", "history.json", "metrics.j
 # may differ between a run and its continuation: where it runs and where the data now live
 NOT_COMPARED = frozenset({"device", "amp", "data_dir"})
 NESTED = ("train", "options")  # config.json sections whose keys are options too
+EXTENDABLE = frozenset({"epochs"})  # --resume --epochs N extends (or trims the rest of) a run
 
 
 def stored_config(out: Path) -> dict:
@@ -69,11 +72,33 @@ def resume_options(out: str | Path | None, given: dict[str, Any]) -> dict[str, A
     if not (out / "last.ckpt").is_file():
         raise CnnlabError(f"--resume: no last.ckpt in {out} to resume from")
     stored = stored_config(out)
-    conflicts = {k: (stored[k], v) for k, v in given.items()
-                 if v is not None and k in stored and k not in NOT_COMPARED and _plain(v) != _plain(stored[k])}
+    _check_extension(out, given.get("epochs"))
+    conflicts = {k: (stored[k], v) for k, v in given.items() if v is not None and k in stored
+                 and k not in NOT_COMPARED | EXTENDABLE and _plain(v) != _plain(stored[k])}
     if conflicts:
         raise CnnlabError(_conflict_message(out, stored, conflicts))
     return {k: stored.get(k) if v is None else v for k, v in given.items()}
+
+
+def _check_extension(out: Path, epochs: int | None) -> None:
+    """``--resume --epochs N`` may move the end of a run, not below the epochs it already trained."""
+    if epochs is None or not (out / "history.json").is_file():
+        return
+    done = len(read_json(out / "history.json", "run history"))
+    if epochs < done:
+        raise CnnlabError(f"--resume --epochs {epochs}: {out} has already trained {done} epochs; give --epochs {done} "
+                          f"or more to continue it")
+
+
+def record_extension(out: Path, config: dict) -> None:
+    """On ``--resume`` with another ``--epochs``: config.json takes the new length, and keeps the old
+    ones under ``extended_from`` (so a later ``--resume`` knows where the run ends, and a reader why)."""
+    stored = read_json(out / "config.json", "run configuration")
+    old, new = stored.get("train", {}).get("epochs"), config.get("train", {}).get("epochs")
+    if old is None or new is None or old == new:
+        return
+    write_json(out / "config.json", {**stored, "train": {**stored["train"], "epochs": new},
+                                     "extended_from": [*stored.get("extended_from", []), old]})
 
 
 def rerun_options(config: str | Path, given: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +167,8 @@ def held_run_dir(out: str | Path, config: dict, resume: bool = False, overwrite:
         output.own(out)  # checked above: this run may replace what it finds in its folder
         if not resume:
             write_json(out / "config.json", {**config, "versions": software_versions()})
+        else:
+            record_extension(out, config)
         yield out
 
 

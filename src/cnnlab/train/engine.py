@@ -190,7 +190,9 @@ def fit(
 
     With ``out_dir``: writes ``last.ckpt`` every epoch and ``best.ckpt`` when the validation
     ``task.monitor`` improves (``meta`` — model name, classes, normalization — goes into both),
-    and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt``. ``on_epoch(row, model)``
+    and ``history.json``. With ``resume``: continues from ``out_dir/last.ckpt`` (when ``cfg.epochs``
+    is now larger, an extended run, one-cycle and cosine schedules are rebuilt for the new length and
+    continue from the step reached: the learning rate moves to the new curve's value there). ``on_epoch(row, model)``
     is called after each epoch with its history row (loggers such as TensorBoard hook in here).
     With ``cfg.compile`` the first row also holds ``compile_seconds`` (not part of any epoch's ``seconds``).
     ``perturb(model, x, y)`` replaces each training batch before the forward pass (adversarial
@@ -227,6 +229,8 @@ def fit(
         opt.load_state_dict(ck["optimizer"])
         if sched is not None:
             sched.load_state_dict(ck["scheduler"])
+            if ck.get("config", {}).get("epochs", cfg.epochs) != cfg.epochs:  # --resume --epochs N
+                continue_schedule(sched, opt, cfg.epochs * steps_per_epoch)
         if hasattr(train_loader, "load_state_dict"):
             train_loader.load_state_dict(ck["loader"])
         if average is not None:
@@ -322,6 +326,22 @@ def fit(
                 tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
             break
     return history
+
+
+def continue_schedule(sched: Any, opt: torch.optim.Optimizer, total: int) -> None:
+    """An extended run's schedule: cosine's length set to ``total`` steps (one-cycle's factor was
+    rebuilt for it already), and each group's LR put on the new curve at the step reached, so the
+    first step of the extension already uses it (the restored optimizer holds the old curve's last LR)."""
+    if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+        sched.T_max = total
+        lrs = sched._get_closed_form_lr()
+    elif isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        lrs = [base * factor(sched.last_epoch) for base, factor in zip(sched.base_lrs, sched.lr_lambdas)]
+    else:
+        return
+    for group, lr in zip(opt.param_groups, lrs):
+        group["lr"] = lr
+    sched._last_lr = list(lrs)
 
 
 def epoch_score(row: dict, monitor: str) -> float:
