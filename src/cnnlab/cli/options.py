@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from cnnlab.cli.types import device, fraction, ruled, seed
 from cnnlab.core import output
-from cnnlab.train.config import AVERAGES, OPTIMIZERS, RULES, SCHEDULES, TrainConfig
+from cnnlab.train.config import AVERAGES, LR_SCALINGS, OPTIMIZERS, RULES, SCHEDULES, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 _RULES = {name: (says, ok) for name, says, ok in RULES}
@@ -143,8 +143,11 @@ RUN = OptionGroup("run folder and split", (
 # the training loop every task has (TrainConfig fields)
 TRAINING = OptionGroup("training (TrainConfig)", (
     _setting("epochs", "passes over the training images"),
-    _setting("batch_size", "images per optimizer step"),
-    _setting("lr", "peak learning rate"),
+    _setting("batch_size", "images per step of EACH process (under torchrun the global batch is world size x "
+                           "this, as in the torchvision references)"),
+    _setting("lr", "peak learning rate of one process's batch (scaled by --lr-scaling under torchrun)"),
+    _setting("lr_scaling", "how the LR grows with torchrun's world size W: linear (lr x W), sqrt (lr x sqrt W) or "
+                           "none", choices=LR_SCALINGS),
     _setting("optimizer", "optimizer", choices=OPTIMIZERS),
     _setting("weight_decay", "L2 penalty on the weights, not on biases or norm parameters"),
     _setting("schedule", "learning-rate schedule", choices=SCHEDULES),

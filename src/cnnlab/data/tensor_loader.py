@@ -68,7 +68,12 @@ class TensorLoader:
         return torch.cat([self._normalize(part) for part in images.split(4096)]) if self.prenormalized else images
 
     def _shard_size(self) -> int:
-        return math.ceil((len(self.labels) - dist.rank()) / dist.world_size())
+        """This process's share of an epoch. Training (shuffled) shards are equal, padded as
+        ``DistributedSampler`` pads (a few images twice an epoch): DDP's processes must take the same
+        number of steps, or the one with a step more waits forever for the others' gradients.
+        Evaluation shards are exact (metrics sum over processes once, at the end)."""
+        n, world = len(self.labels), dist.world_size()
+        return math.ceil(n / world) if self.shuffle else math.ceil((n - dist.rank()) / world)
 
     def __len__(self) -> int:
         n = self._shard_size()
@@ -86,6 +91,8 @@ class TensorLoader:
             order = torch.randperm(n, generator=self.generator, device=self.device)
         else:
             order = torch.arange(n, device=self.device)
+        if self.shuffle and n % dist.world_size():
+            order = torch.cat([order, order[:dist.world_size() - n % dist.world_size()]])
         order = order[dist.rank()::dist.world_size()]
         flips = alternating_flip(self.flip_base, self.epoch) if self.flip_base is not None else None
         self.epoch += 1

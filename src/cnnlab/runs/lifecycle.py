@@ -88,6 +88,9 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     if run.data_parallel:
         dist.init()
     job = run.prepare()
+    # how many processes trained, their batches and LR (config.TrainConfig.data_parallel)
+    parallel = job.cfg.data_parallel(dist.world_size())
+    job.config["data_parallel"] = parallel
     # rank 0 holds the folder (locked for the whole run); the other ranks only train
     with rundir.held_run_dir(out, job.config, resume, overwrite) if dist.is_main() else nullcontext():
         logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
@@ -100,7 +103,7 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
         device = job.cfg.resolved_device()
         model, _ = restore(out / job.reported, device)
         metrics = {"history": history, **run.report(model, history)}
-        metrics.update(wall_seconds=round(time.perf_counter() - started, 2), device=str(device),
+        metrics.update(data_parallel=parallel, wall_seconds=round(time.perf_counter() - started, 2), device=str(device),
                        model=job.meta["model"], params=sum(p.numel() for p in job.model.parameters()))
         write_json(out / "metrics.json", metrics)
         plots.plot_curves(history, out / "curves.png", metric=job.task.monitor)

@@ -37,6 +37,7 @@ def _finite(v: Any) -> bool:
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "plateau", "none")
 AVERAGES = ("none", "lookahead", "ema")  # cnnlab.train.averaging
+LR_SCALINGS = ("linear", "sqrt", "none")  # how lr grows with torchrun's world size (scaled_lr)
 
 RULES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("epochs", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
@@ -60,6 +61,7 @@ RULES: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
     ("keep_top", "an integer in [0, 100]", lambda v: _is_int(v) and 0 <= v <= 100),
     ("mixup", "a number in [0, 10] (0: off)", lambda v: _finite(v) and 0 <= v <= 10),
     ("cutmix", "a number in [0, 10] (0: off)", lambda v: _finite(v) and 0 <= v <= 10),
+    ("lr_scaling", "linear, sqrt or none", lambda v: v in LR_SCALINGS),
 )
 
 
@@ -105,10 +107,25 @@ class TrainConfig:
     keep_top: int = 0  # keep the K best epochs' checkpoints as epochNNN.ckpt beside best.ckpt (0: none)
     mixup: float = 0.0  # Beta(a, a) of torchvision's MixUp (0: off); with cutmix > 0 too, one of them per batch
     cutmix: float = 0.0  # Beta(a, a) of torchvision's CutMix (0: off)
+    lr_scaling: str = "linear"  # under torchrun: lr x world_size (linear), x sqrt(world_size), or as given (none)
     adversarial: str = ""  # "fgsm:EPS" / "pgd:EPS": train on attacked batches (cnnlab.attack.training)
 
     def __post_init__(self) -> None:
         check_settings(self)  # bad values stop here, before a run folder exists
+
+    def scaled_lr(self, world_size: int) -> float:
+        """The peak LR for ``world_size`` processes, each with ``batch_size`` images per step: ``lr`` is
+        the LR of one process's batch, and the global batch is ``world_size`` times larger. Linear
+        scaling (Goyal et al. 2017, the torchvision references' rule) keeps the per-image step; sqrt
+        keeps the gradient noise (Krizhevsky 2014, often better for Adam)."""
+        factor = {"linear": world_size, "sqrt": math.sqrt(world_size), "none": 1}[self.lr_scaling]
+        return self.lr * factor
+
+    def data_parallel(self, world_size: int) -> dict:
+        """What config.json, metrics.json and the report say about the processes that trained."""
+        return {"world_size": world_size, "batch_size_per_process": self.batch_size,
+                "global_batch_size": self.batch_size * world_size * self.accumulate,
+                "lr_scaling": self.lr_scaling, "lr": self.lr, "scaled_lr": self.scaled_lr(world_size)}
 
     def resolved_device(self) -> torch.device:
         """``auto`` is this process's GPU when there is one (its local rank under torchrun), else the CPU."""

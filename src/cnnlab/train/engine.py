@@ -18,7 +18,7 @@ import math
 import re
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -212,7 +212,8 @@ def fit(
     if not resume:
         init_from_data(model, train_loader)
     net = dist.wrap(model, device)
-    opt = build_optimizer(model, cfg)
+    # lr is for one process's batch; under torchrun the global batch is world_size times larger
+    opt = build_optimizer(model, replace(cfg, lr=cfg.scaled_lr(dist.world_size())))
     mixer = batch_mixer(cfg.mixup, cfg.cutmix, task)
     micro_batches = len(train_loader)
     steps_per_epoch = math.ceil(micro_batches / cfg.accumulate)
@@ -290,6 +291,7 @@ def fit(
             average.finish(model)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1),
                **{f"train_{k}": float(v) for k, v in metrics.compute().items()}}
+        row["steps"] = math.ceil((step + 1) / cfg.accumulate)  # optimizer steps this epoch (each process)
         if norms:
             row["grad_norm"] = float(torch.stack(norms).mean())
         if compile_seconds is not None and epoch == start:
