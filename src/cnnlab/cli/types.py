@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Callable
+from typing import Any, Callable
 
 Check = Callable[[str], object]
 
@@ -148,19 +148,52 @@ def device(text: str) -> str:
     return name
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """``--help`` names each option's default, as ``ArgumentDefaultsHelpFormatter`` does, except where
+    the help already says it (the training options say where the recipe sets it) or there is none
+    to state (a flag that is off, an option whose absence the command fills in)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "default" in text.lower() or action.default in (None, False, "")
+                or action.default is argparse.SUPPRESS or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line (sub-commands inherit it).
 
     ``respell`` (set by :func:`cnnlab.cli.subcommands.add_subcommands`) turns a command's older
     spellings into today's before parsing, so ``cnnlab explain IMAGE`` keeps meaning ``explain image``.
+    Abbreviated options are not accepted (``--epoch`` is not silently ``--epochs``: a later option
+    ``--epoch-x`` would change what old command lines mean); an unknown option is refused by the
+    command that received it, naming its nearest known options.
     """
 
     respell: Callable[[list[str]], list[str]] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if self.respell is not None and args is not None:
             args = self.respell(list(args))
-        return super().parse_known_args(args, namespace)
+        namespace, extras = super().parse_known_args(args, namespace)
+        unknown = [a.split("=", 1)[0] for a in extras if a.startswith("--")]
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self.nearest(unknown[0])}")
+        return namespace, extras
+
+    def nearest(self, flag: str) -> str:
+        """"; did you mean --epochs?" for a misspelt flag: its closest options of this command."""
+        import difflib
+
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        close = difflib.get_close_matches(flag, known, n=2, cutoff=0.6)
+        return f"; did you mean {' or '.join(close)}?" if close else ""
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
