@@ -295,3 +295,45 @@ def test_resume_with_more_epochs_extends_a_finished_run_on_the_new_schedule(tmp_
     assert torch.load(out / "last.ckpt", weights_only=True)["epoch"] == 3
     assert main(["train", "--resume", "--epochs", "1", *base]) == 2
     assert "has already trained 3 epochs" in capsys.readouterr().err
+
+
+def test_progress_goes_to_stderr_and_train_log_results_to_stdout(tmp_path, capsys, monkeypatch):
+    from cnnlab.cli.main import main
+    from cnnlab.core import log
+
+    monkeypatch.setattr(log, "PROGRESS_EVERY", 0.0)
+    monkeypatch.setattr("cnnlab.train.engine.PROGRESS_EVERY", 0.0)  # piped: a line per batch here
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--subset", "300", "--model-kwargs", '{"width": 4}', "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == f"run folder: {out}" and "test accuracy" in captured.out
+    assert "train_loss" not in captured.out
+    assert "epoch   2  train_loss" in captured.err and "epoch 1/2: batch 1/" in captured.err
+    logged = (out / "train.log").read_text()
+    assert "INFO training simple-cnn in" in logged and "epoch   1  train_loss" in logged and "steps 5  " in logged
+
+    quiet = tmp_path / "quiet"
+    assert main(["train", "-q", "--epochs", "1", "--subset", "300", "--model-kwargs", '{"width": 4}',
+                 "--out", str(quiet)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "test accuracy" in captured.out
+    assert "epoch   1  train_loss" in (quiet / "train.log").read_text()  # the log keeps the story under -q
+
+
+def test_under_torchrun_lines_carry_the_rank_and_other_ranks_are_quiet(monkeypatch, capsys):
+    from cnnlab.core import log
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    log.setup(0)
+    log.log.info("hidden")
+    log.log.warning("shown")
+    log.setup(1)
+    log.log.info("detail")
+    assert capsys.readouterr().err == "[rank 1] shown\n[rank 1] detail\n"
+    monkeypatch.setenv("RANK", "0")
+    log.setup(0)
+    log.log.info("epoch")
+    assert capsys.readouterr().err == "[rank 0] epoch\n"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    log.setup(0)

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     warnings.formatwarning = lambda message, *_: f"cnnlab {args.command}: warning: {message}\n"
+    from cnnlab.core import log
+
+    log.setup(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
         with guarded_command(args):
             result = args.func(args)

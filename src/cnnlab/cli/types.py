@@ -177,6 +177,11 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        # on every command, before or after its name (SUPPRESS: a sub-command's absent flag keeps the top one's)
+        self.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                          help="only warnings and errors on stderr (results still print)")
+        self.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                          help="more detail on stderr (every training loop's epochs, debug messages)")
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
         if self.respell is not None and args is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from cnnlab.data.base import DatasetSplits, ImageSet, cache_dir, seeded_split
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core import log
 from cnnlab.core.fileio import save_torch
 from cnnlab.data.streaming import (BUDGET_ENV, FileImageSet, decoded_bytes, header_shape, memory_budget, sample_stats,
                                    workers)
@@ -252,9 +252,10 @@ def decode_or_stream(files: list[Path], labels: list[int], image_size: int | Non
         return decode_files(files, labels, image_size, desc=desc)
     channels, size = header_shape(files, None)
     size = square or size
-    print(f"{desc}: {len(files)} images would take {_bytes(need)} decoded, over the memory budget of "
-          f"{_bytes(budget)} (${BUDGET_ENV}): streaming them from disk through a DataLoader "
-          f"with {workers()} worker(s)", file=sys.stderr)
+    log.ensure()
+    log.log.info(f"{desc}: {len(files)} images would take {_bytes(need)} decoded, over the memory budget of "
+                 f"{_bytes(budget)} (${BUDGET_ENV}): streaming them from disk through a DataLoader "
+                 f"with {workers()} worker(s)")
     return FileImageSet(list(files), torch.tensor(labels, dtype=torch.long), size, channels), []
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Protocol
 from torch import Tensor, nn
 
 from cnnlab.core import distributed as dist
+from cnnlab.core import log
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import write_json
 from cnnlab.report import hooks, plots
@@ -85,6 +86,7 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     ``evaluate`` and ``predict`` will load later. ``started`` is when the run's clock started
     (``time.perf_counter()``), for ``wall_seconds``.
     """
+    log.ensure()
     if run.data_parallel:
         dist.init()
     job = run.prepare()
@@ -92,7 +94,11 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     parallel = job.cfg.data_parallel(dist.world_size())
     job.config["data_parallel"] = parallel
     # rank 0 holds the folder (locked for the whole run); the other ranks only train
-    with rundir.held_run_dir(out, job.config, resume, overwrite) if dist.is_main() else nullcontext():
+    with rundir.held_run_dir(out, job.config, resume, overwrite) if dist.is_main() else nullcontext(), \
+            log.to_file(out / "train.log") if dist.is_main() else nullcontext():
+        log.log.info(f"{'continuing' if resume else 'training'} {job.meta['model']} in {out} "
+                     f"({parallel['world_size']} process(es), global batch {parallel['global_batch_size']}, "
+                     f"lr {parallel['scaled_lr']:g})")
         logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
         with rundir.interruptible(out):
             history = fit(job.model, job.train_loader, job.val_loader, job.task, job.cfg, out, job.meta,

@@ -14,6 +14,7 @@ first training images before the first step; layers with ``set_epoch`` hear each
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from cnnlab.core.errors import CnnlabError, Diverged
 from cnnlab.core.fileio import write_json
 from cnnlab.core import distributed as dist
+from cnnlab.core.log import PROGRESS_EVERY, interactive, log
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.checkpoint import describe, load_resume_state, load_weights, save_checkpoint
 from cnnlab.train.config import TrainConfig
@@ -254,6 +256,7 @@ def fit(
         loss_sum, seen, norms = torch.zeros((), device=device), 0, []
         opt.zero_grad(set_to_none=True)
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if show else True)
+        heartbeat = time.monotonic() if show and not interactive() else None  # piped: a line every 30 s instead
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if perturb is not None:
@@ -287,6 +290,9 @@ def fit(
             metrics.update(outputs.detach().float(), y)
             if show and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+            if heartbeat is not None and time.monotonic() - heartbeat >= PROGRESS_EVERY:
+                heartbeat = time.monotonic()
+                log.info(f"epoch {epoch + 1}/{cfg.epochs}: batch {step + 1}/{micro_batches}, loss {loss.item():.4f}")
         if average is not None and epoch == cfg.epochs - 1:
             average.finish(model)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(loss_sum) / max(seen, 1),
@@ -306,8 +312,7 @@ def fit(
         best, bad_epochs = (score, 0) if improved else (best, bad_epochs + 1)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
-        if show:
-            tqdm.write(_format_row(row))
+        log.log(logging.INFO if progress else logging.DEBUG, _format_row(row))  # -v shows a lab's epochs too
         if on_epoch is not None and dist.is_main():
             on_epoch(row, model)
         if out is not None and dist.is_main():
@@ -324,8 +329,8 @@ def fit(
                 keep_top(out, history, task.monitor, cfg.keep_top, state)
             write_json(out / "history.json", history)
         if cfg.patience and bad_epochs >= cfg.patience:
-            if show:
-                tqdm.write(f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
+            log.log(logging.INFO if progress else logging.DEBUG,
+                    f"early stopping: no improvement in val {task.monitor} for {cfg.patience} epochs")
             break
     return history
 
@@ -459,4 +464,5 @@ def task_loss(task: Any, outputs: Tensor | tuple, targets: Tensor) -> tuple[Tens
 
 def _format_row(row: dict) -> str:
     keys = [k for k in row if k not in ("epoch", "lr")]
-    return f"epoch {row['epoch']:3d}  " + "  ".join(f"{k} {row[k]:.4f}" for k in keys)
+    return f"epoch {row['epoch']:3d}  " + "  ".join(f"{k} {row[k]:.4f}" if isinstance(row[k], float) else f"{k} {row[k]}"
+                                                for k in keys)
