@@ -230,3 +230,23 @@ def test_decode_cache_writes_are_atomic(tmp_path):
         save_torch(tmp_path / "c.pt", {"bad": lambda: 0})  # cannot be pickled: fails mid-write
     assert torch.equal(torch.load(target, weights_only=True)["images"], torch.arange(3))  # the old file stands
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize("orientation, stored_as", [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
+                                                     (3, Image.Transpose.ROTATE_180), (2, Image.Transpose.FLIP_LEFT_RIGHT)])
+def test_an_exif_rotated_file_is_read_upright(tmp_path, orientation, stored_as):
+    """A phone stores a portrait photo as landscape pixels plus an EXIF orientation tag: read upright."""
+    from cnnlab.data.decode import read_image
+    from cnnlab.data.imagefolder import decode_files
+
+    upright = np.zeros((12, 8), np.uint8)
+    upright[:4, :] = 255  # a bar at the top: any rotation or mirror moves it
+    upright[:, :2] = 128
+    stored = Image.fromarray(upright).transpose(stored_as)  # the pixels as the camera wrote them
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=100, subsampling=0)
+    read = read_image(tmp_path / "phone.jpg", channels=1)[..., 0]
+    assert read.shape == upright.shape and np.abs(read.astype(int) - upright).max() < 12
+    decoded, _ = decode_files([tmp_path / "phone.jpg"], [0], use_cache=False)
+    assert tuple(decoded.images.shape[2:]) == upright.shape

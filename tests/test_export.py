@@ -60,6 +60,21 @@ def test_predict_backend_onnx_agrees_with_pytorch(digits_run, onnx_file, tmp_pat
     assert onnx_lines == torch_lines  # same classes, same probabilities to 3 decimals
 
 
+def test_predict_backend_onnx_never_imports_torch(onnx_file, tmp_path):
+    """An ONNX file is for machines without PyTorch: the whole command runs without importing it."""
+    import subprocess
+    import sys
+
+    path, _ = onnx_file
+    Image.fromarray((load_digits().images[0] * 255 / 16).astype(np.uint8)).save(tmp_path / "d.png")
+    code = ("import sys; from cnnlab.cli.main import main; "
+            f"rc = main(['predict', '--backend', 'onnx', '--checkpoint', {str(path)!r}, {str(tmp_path / 'd.png')!r}]); "
+            "print('TORCH' if any(m == 'torch' or m.startswith('torch.') for m in sys.modules) else 'NO-TORCH', rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "NO-TORCH 0" and "d.png: 0 " in done.stdout
+
+
 def test_cli_export_leaves_the_batch_axis_dynamic_unless_static_batch(digits_run, tmp_path, capsys):
     """By default (as timm's export) the graph runs a batch of 3 though traced with 2; --static-batch: batch 1 only."""
     import onnxruntime

@@ -132,7 +132,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         rows = predict_files(args.checkpoint, args.images, args.topk, args.device)
     else:
         from cnnlab.core.errors import CnnlabError
-        from cnnlab.export.api import predict_exported
+        from cnnlab.export.runtime import predict_exported
 
         if not args.checkpoint.endswith(".onnx"):
             raise CnnlabError(f"--backend onnx runs a .onnx file written by `cnnlab export`; got {args.checkpoint}")

@@ -31,6 +31,7 @@ from cnnlab.data.base import DatasetSplits, ImageSet, cache_dir, seeded_split
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core import log
 from cnnlab.core.fileio import save_torch
+from cnnlab.data.decode import GREY_MODES, eight_bit, read_image, upright  # noqa: F401  (read_image: this module's API too)
 from cnnlab.data.streaming import (BUDGET_ENV, FileImageSet, decoded_bytes, header_shape, memory_budget, sample_stats,
                                    workers)
 
@@ -107,62 +108,13 @@ def warn_files(what: str, paths: list[Path], limit: int = 10) -> None:
     warnings.warn(f"{what} ({len(paths)}): {shown}{more}", stacklevel=3)
 
 
-GREY_MODES = ("L", "LA", "1", "I", "F")  # PIL modes holding one grey channel (I;16* are "I" here)
-
-
-def eight_bit(im):
-    """A PIL image with 8-bit pixels: 16-bit, 32-bit and float greys *scaled* to 0..255.
-
-    PIL's own ``convert("L")`` clips them (a 16-bit PNG turns almost white). 16-bit files
-    (``I;16``, and PNGs PIL opens as ``I``) use their full 0..65535 range; other integer or
-    float images use the smallest of 0..1, 0..255, 0..65535 holding their values (else their maximum).
-    """
-    from PIL import Image
-
-    mode = "I" if im.mode.startswith("I;16") else im.mode
-    if mode not in ("I", "F"):
-        return im
-    arr = np.asarray(im, dtype=np.float64)
-    high = float(arr.max()) if arr.size else 0.0
-    if im.mode.startswith("I;16") or (mode == "I" and im.format == "PNG"):
-        top = 65535.0
-    else:
-        top = next((t for t in ((1.0,) if mode == "F" else ()) + (255.0, 65535.0) if high <= t), high)
-    scaled = np.clip(np.rint(np.nan_to_num(arr) * (255.0 / max(top, 1e-12))), 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, "L")
-
-
-def read_image(path: str | Path, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
-    """``H x W x C`` uint8; ``channels`` 1 (grey) or 3 (RGB), None keeps grey files grey.
-
-    16-bit and float images are scaled to 8 bits (:func:`eight_bit`), never clipped.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = eight_bit(im)
-            if channels is None:
-                channels = 1 if im.mode in GREY_MODES else 3
-            im = im.convert("L" if channels == 1 else "RGB")
-            if size is not None:
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: no such image file") from None
-    except Exception as exc:  # noqa: BLE001  (corrupt files raise many types, huge ones DecompressionBombError)
-        reason = str(exc) if isinstance(exc, (UnidentifiedImageError, OSError)) else f"{type(exc).__name__}: {exc}"
-        raise CnnlabError(f"{path}: cannot read image ({reason})") from None
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
 def _decode(path: Path) -> tuple[np.ndarray | None, str]:
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.load()
-            im = eight_bit(im)
+            im = eight_bit(upright(im))
             mode = "L" if im.mode in GREY_MODES else "RGB"
             return np.asarray(im.convert(mode)), mode
     except Exception as exc:  # PIL raises many types for truncated/corrupt files

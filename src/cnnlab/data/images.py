@@ -15,10 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cnnlab.core.errors import CnnlabError
-from cnnlab.data.imagefolder import read_image
-
-SKIMAGE = "skimage:"
+from cnnlab.data.decode import SKIMAGE, read_image, skimage_photo  # noqa: F401  (skimage_photo: this module's API too)
 
 
 def load_image(spec: str | Path, channels: int, size: Sequence[int] | None = None) -> Tensor:
@@ -35,22 +32,6 @@ def load_images(specs: Sequence[str | Path], input_size: Sequence[int]) -> Tenso
     (C, H, W): the batch a pixel-space classifier (:mod:`cnnlab.models.pixel`) takes."""
     c, h, w = input_size
     return torch.stack([load_image(s, c, (h, w)) for s in specs]).float() / 255
-
-
-def skimage_photo(name: str, channels: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A ``skimage.data`` photo as uint8 ``H x W x C`` (like :func:`read_image`), resized to ``size`` when given."""
-    import skimage.data
-    from PIL import Image
-
-    loader = getattr(skimage.data, name, None)
-    if loader is None or not callable(loader):
-        raise CnnlabError(f"skimage:{name}: not an image in skimage.data (try chelsea, coffee, astronaut, rocket)")
-    arr = np.asarray(loader())
-    if arr.ndim != 2 and (arr.ndim != 3 or arr.shape[2] not in (3, 4)):
-        raise CnnlabError(f"skimage:{name}: not a 2-D photo (shape {arr.shape})")
-    im = Image.fromarray(arr.astype(np.uint8)).convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(im.resize((size[1], size[0]), Image.BILINEAR) if size else im)
-    return arr[..., None] if arr.ndim == 2 else arr
 
 
 def to_rgb(image: Tensor) -> np.ndarray:

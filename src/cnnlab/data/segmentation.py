@@ -25,7 +25,8 @@ from torch import Tensor
 
 from cnnlab.data.base import channel_stats, data_root
 from cnnlab.data.catalog import MASK_FORMATS
-from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, warn_files, read_image
+from cnnlab.data.decode import read_image
+from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, warn_files
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import did_you_mean
 from cnnlab.data.registry import DATASETS, DatasetEntry

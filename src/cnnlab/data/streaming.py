@@ -46,7 +46,7 @@ def header_shape(files: list[Path], image_size: int | None) -> tuple[int, tuple[
     ``image_size`` square, else the most common size)."""
     from PIL import Image
 
-    from cnnlab.data.imagefolder import GREY_MODES
+    from cnnlab.data.decode import GREY_MODES
 
     modes, sizes = set(), Counter()
     for path in files:
@@ -89,7 +89,7 @@ class FileImageSet:
 
     def decode(self, i: int) -> Tensor:
         """Image ``i`` as uint8 ``C x H x W`` at the set's size and channels."""
-        from cnnlab.data.imagefolder import read_image
+        from cnnlab.data.decode import read_image
 
         return torch.from_numpy(np.array(read_image(self.files[i], self.channels, self.size))).permute(2, 0, 1)
 
