@@ -25,7 +25,7 @@ from torch import Tensor
 
 from cnnlab.data.base import channel_stats, data_root
 from cnnlab.data.catalog import MASK_FORMATS
-from cnnlab.data.decode import read_image
+from cnnlab.data.decode import read_image, upright
 from cnnlab.data.imagefolder import IMAGE_EXTENSIONS, warn_files
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import did_you_mean
@@ -160,6 +160,7 @@ def read_mask(path: Path, fmt: str, num_classes: int, void: int | None = None,
         raise CnnlabError(f"unknown mask format {fmt!r}; expected one of {', '.join(MASK_FORMATS)}")
     try:
         with Image.open(path) as im:
+            im = upright(im)  # the same EXIF turn as its image, so mask and image stay aligned
             if size is not None:  # nearest: a resized mask must hold only existing labels
                 im = im.resize((size[1], size[0]), Image.NEAREST)
             # label values are read as stored (16-bit too): indices are never rescaled
@@ -235,7 +236,7 @@ def _file_size(path: Path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as im:
-            return im.size
+            return upright(im).size if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else im.size
     except FileNotFoundError:
         raise CnnlabError(f"{path}: no such file") from None
     except Exception as exc:  # noqa: BLE001  (corrupt files raise many types)

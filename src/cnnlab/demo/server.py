@@ -32,6 +32,7 @@ from torch import nn
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.fileio import standard_json
+from cnnlab.data.decode import upright
 from cnnlab.data.images import to_rgb
 from cnnlab.explain.catalog import METHOD_NAMES
 from cnnlab.runs.sources import PixelClassifier, load_model
@@ -76,7 +77,7 @@ def decode_upload(data: bytes, channels: int) -> np.ndarray:
                               f"the upload is {im.width} x {im.height} pixels; the demo takes images up to "
                               f"{MAX_PIXELS / 1e6:.0f} megapixels: scale it down")
             im.load()
-            arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+            arr = np.asarray(upright(im).convert("L" if channels == 1 else "RGB"))  # a phone photo, the right way up
     except CnnlabError:
         raise
     except Image.DecompressionBombError as exc:  # a header PIL itself refuses (over twice its limit)
