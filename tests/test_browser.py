@@ -129,3 +129,26 @@ def test_reports_show_every_image_without_console_errors(page, digits_run, tmp_p
         assert len(shown) >= 4 and all(done and width > 100 for _, done, width in shown), shown
         page.screenshot(path=str(tmp_path / f"report-{name}.png"), full_page=True)
     assert page.errors == []
+
+
+def test_demo_example_buttons_drop_and_pixelated_input(page, demo_url, tmp_path):
+    """An example photo analyses with one click; a dropped file is analysed like a chosen one."""
+    page.goto(demo_url)
+    page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    assert page.eval_on_selector_all("#examples button", "bs => bs.map(b => b.textContent)") == \
+        ["chelsea", "coffee", "astronaut", "rocket"]
+    page.click("#examples button[data-example=chelsea]")
+    page.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=120_000)
+    assert page.text_content("#error") == "" and page.text_content("#label").split(" (")[0] in \
+        ("Egyptian cat", "tabby", "tiger cat")
+    assert page.eval_on_selector("#input", "i => getComputedStyle(i).imageRendering") == "pixelated"
+    # a drop event carrying a PNG (what a file dragged from the desktop delivers)
+    page.evaluate("""async () => {
+        const blob = await (await fetch(document.querySelector('#examples button[data-example=coffee]') &&
+                                       JSON.parse(await (await fetch('/api/info')).text()).examples[1].image)).blob();
+        const dt = new DataTransfer(); dt.items.add(new File([blob], 'coffee.png', {type: 'image/png'}));
+        document.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""")
+    page.wait_for_selector("body[data-state=busy]", timeout=30_000)
+    page.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=120_000)
+    assert page.text_content("#error") == "" and page.errors == []

@@ -104,3 +104,55 @@ def test_segmenter_demo_paints_the_predicted_mask(tmp_path, serve):
     assert overlay.size == (28, 20)
     status, r = post(base + "/api/fgsm?eps=0.1", png_bytes(image))
     assert status == 404  # segmenters have no attack panel
+
+
+def test_examples_are_real_digits_for_a_digits_model_and_photos_otherwise():
+    from cnnlab.demo.server import examples
+
+    found = examples([1, 8, 8])
+    assert [e["name"] for e in found] == ["digit 0", "digit 3", "digit 7", "digit 9"]
+    digits = load_digits()
+    first = np.asarray(Image.open(io.BytesIO(base64.b64decode(found[1]["image"].split(",", 1)[1]))))
+    expected = (digits.images[list(digits.target).index(3)] * 255 / 16).astype(np.uint8)
+    assert first.shape == (8, 8) and np.array_equal(first, expected)
+    photos = examples([3, 224, 224])
+    assert [e["name"] for e in photos] == ["chelsea", "coffee", "astronaut", "rocket"]
+    assert Image.open(io.BytesIO(base64.b64decode(photos[0]["image"].split(",", 1)[1]))).size == (224, 224)
+
+
+def test_on_all_interfaces_the_demo_still_refuses_foreign_host_names(digits_run):
+    import socket
+
+    from cnnlab.demo.server import served_names
+
+    names = served_names("0.0.0.0", 7860)
+    assert {"127.0.0.1:7860", "localhost:7860", f"{socket.gethostname()}:7860"} <= names
+    assert "0.0.0.0:7860" not in names and "evil.example:7860" not in names
+    assert served_names("127.0.0.1", 7860) == {"127.0.0.1:7860", "localhost:7860"}
+    server = make_server(load_demo(checkpoint=str(digits_run / "best.ckpt")), "0.0.0.0", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        ok = urllib.request.Request(f"http://127.0.0.1:{port}/api/info")
+        assert json.loads(urllib.request.urlopen(ok, timeout=30).read())["task"] == "classification"
+        foreign = urllib.request.Request(f"http://127.0.0.1:{port}/api/info", headers={"Host": f"evil.example:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(foreign, timeout=30)
+        assert refused.value.code == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_demo_host_beyond_loopback_warns_before_serving(monkeypatch, capsys):
+    from cnnlab.cli.main import main
+
+    def stop(*args, **kwargs):
+        raise CnnlabError("stopped here by the test")
+
+    monkeypatch.setattr("cnnlab.demo.server.load_demo", stop)
+    assert main(["demo", "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.index("--host 0.0.0.0: the demo is reachable from other machines") < err.index("stopped here")
+    assert main(["demo", "--port", "0"]) == 2
+    assert "reachable from other machines" not in capsys.readouterr().err

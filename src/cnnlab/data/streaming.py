@@ -57,7 +57,7 @@ def header_shape(files: list[Path], image_size: int | None) -> tuple[int, tuple[
         except Exception:  # noqa: BLE001  (unreadable files are skipped when decoded, named then)
             continue
     if not sizes:
-        raise CnnlabError(f"none of the {len(files)} image files could be read (first: {files[0]})")
+        raise CnnlabError(f"none of the {len(files)} image files could be decoded (first: {files[0]})")
     channels = 1 if modes == {True} else 3
     return channels, ((image_size, image_size) if image_size else sizes.most_common(1)[0][0])
 

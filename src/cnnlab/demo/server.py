@@ -202,7 +202,8 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo,
     lock = threading.Lock()  # CAM hooks and autograd state are per model: one request at a time
     page = PAGE.read_bytes()
     info = json.dumps({"task": demo.task, "name": demo.name, "classes": len(demo.classes),
-                       "input_size": list(demo.input_size), "methods": list(CAM_METHODS), "max_eps": MAX_EPS})
+                       "input_size": list(demo.input_size), "methods": list(CAM_METHODS), "max_eps": MAX_EPS,
+                       "examples": examples(demo.input_size)})
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "cnnlab-demo"
@@ -294,11 +295,60 @@ def make_handler(demo: ClassifierDemo | SegmenterDemo,
     return Handler
 
 
+def examples(input_size: tuple[int, ...] | list[int]) -> list[dict]:
+    """A few images to try without a file at hand, as PNG data URLs: for an 8x8 grey model (the
+    default digits run) real digits 0, 3, 7 and 9 from scikit-learn; else scikit-image's photos."""
+    from PIL import Image
+
+    channels = input_size[0]
+    size = tuple(input_size[1:]) if len(input_size) == 3 and all(input_size[1:]) else (256, 256)  # a segmenter: any
+    if channels == 1 and size == (8, 8):
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        picks = [(f"digit {d}", (digits.images[list(digits.target).index(d)] * 255 / 16).astype(np.uint8))
+                 for d in (0, 3, 7, 9)]
+    else:
+        from cnnlab.data.decode import skimage_photo
+
+        names = ("camera", "coins", "moon", "text") if channels == 1 else ("chelsea", "coffee", "astronaut", "rocket")
+        picks = [(name, skimage_photo(name, channels, size)) for name in names]
+    found = []
+    for name, pixels in picks:
+        buffer = io.BytesIO()
+        Image.fromarray(np.squeeze(pixels)).save(buffer, format="PNG")
+        found.append({"name": name, "image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()})
+    return found
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def served_names(host: str, port: int) -> set[str]:
+    """The ``Host`` values a request to this server may carry. On a loopback address: that address
+    and ``localhost``; on all interfaces (``0.0.0.0``): this machine's name and addresses too (what
+    another machine types); on one address: that address. Any other name is refused, so a site that
+    points its own name at this machine (DNS rebinding) is still not answered."""
+    import socket
+
+    names = {host} | ({"localhost", "127.0.0.1"} if is_loopback(host) else set())
+    if host in ("0.0.0.0", "::", ""):
+        machine = socket.gethostname()
+        names |= {"localhost", "127.0.0.1", machine, socket.getfqdn()}
+        try:
+            names |= set(socket.gethostbyname_ex(machine)[2])
+        except OSError:  # a machine whose name does not resolve: its name and loopback only
+            pass
+        names.discard("0.0.0.0")
+    return {f"{name}:{port}" for name in names}
+
+
 def check_origin(headers, address: tuple) -> None:
     """Answer only requests addressed to this server: a page of another site that rebinds its name
     to 127.0.0.1 (DNS rebinding) sends its own name as Host, and a cross-site form its own Origin."""
     host, port = address[:2]
-    names = {f"{host}:{port}"} | ({f"localhost:{port}"} if host == "127.0.0.1" else set())
+    names = served_names(host, port)
     given = headers.get("Host")
     if given not in names:
         raise Refused(HTTPStatus.FORBIDDEN, f"Host {given!r}: the demo answers only requests to "
