@@ -195,7 +195,10 @@ def decode_or_stream(files: list[Path], labels: list[int], image_size: int | Non
     their most common size (or ``image_size``) times the number of files.
     """
     square = (image_size, image_size) if image_size else None
-    need, channels, size = decoded_bytes(files[:: max(1, len(files) // 64)][:64], None)
+    try:
+        need, channels, size = decoded_bytes(files[:: max(1, len(files) // 64)][:64], None)
+    except CnnlabError:  # no readable header among the sampled files: decoding names what is wrong
+        return decode_files(files, labels, image_size, desc=desc)
     if square:
         size = square
     need = len(files) * channels * size[0] * size[1]
