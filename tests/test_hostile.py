@@ -28,6 +28,7 @@ from cnnlab.cli.main import main
 from cnnlab.data import load_dataset
 from cnnlab.core.errors import CnnlabError
 from cnnlab.segment.api import train_segmenter
+from tests.idx_files import write_idx_set
 from tests.test_segment import write_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,6 +143,17 @@ def world(tmp_path_factory) -> World:
         (root / "corrupt" / c).mkdir(parents=True)
         (root / "corrupt" / c / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     p["corrupt"] = str(root / "corrupt")
+    # Fashion-MNIST folders whose IDX files are wrong in each way the official ones never are (29.3)
+    labels = (np.arange(40) % 10).astype(np.uint8)
+    for name, change in {"idx12": dict(train_labels=np.where(labels == 3, 12, labels).astype(np.uint8)),
+                         "idx255": dict(test_labels=np.full(20, 255, np.uint8)),
+                         "idx2d": dict(train_labels=labels.reshape(20, 2)),
+                         "idxfloatlab": dict(train_labels=labels.astype(">f4")),
+                         "idxfloatimg": dict(train_images=np.zeros((40, 8, 8), ">f4")),
+                         "idxswap": dict(train_images=labels, train_labels=np.zeros((40, 8, 8), np.uint8)),
+                         "idxcount": dict(test_labels=labels[:19]),
+                         "idxsize": dict(test_images=np.zeros((20, 10, 10), np.uint8))}.items():
+        p[name] = str(write_idx_set(root / name, **change))
     # segmentation folders: a 255 in an index mask, JPEG masks
     images255, masks255 = write_pairs(root / "seg255", 4, fmt="index", size=(16, 16))
     m = np.array(Image.open(masks255 / "s02.png"))
@@ -485,6 +497,27 @@ CASES: list[tuple[str, str]] = [
     ("visualize --class 1 --compare-attack {root}/nope.png --checkpoint {run}/best.ckpt --out {out}", "nope.png"),
     ("visualize --class zebra --compare-attack {img} --checkpoint {run}/best.ckpt --out {out}",
      "--class 'zebra' is not one of"),
+    # -- 29.3 readers: IDX files checked for what the official ones hold, each fault naming its file
+    ("train --dataset fashion-mnist --data-dir {idx12} --out {out}",
+     "train-labels-idx1-ubyte.gz: label 12 at position 3 is not one of the 10 classes (0..9)"),
+    ("train --dataset fashion-mnist --data-dir {idx255} --out {out}",
+     "t10k-labels-idx1-ubyte.gz: label 255 at position 0 is not one of the 10 classes"),
+    ("train --dataset fashion-mnist --data-dir {idx2d} --out {out}",
+     "train-labels-idx1-ubyte.gz: expected N integer labels (an idx1-ubyte file), found uint8 of shape [20, 2]"),
+    ("train --dataset fashion-mnist --data-dir {idxfloatlab} --out {out}",
+     "train-labels-idx1-ubyte.gz: expected N integer labels (an idx1-ubyte file), found >f4"),
+    ("train --dataset fashion-mnist --data-dir {idxfloatimg} --out {out}",
+     "train-images-idx3-ubyte.gz: expected N x H x W uint8 images (an idx3-ubyte file), found >f4"),
+    ("train --dataset fashion-mnist --data-dir {idxswap} --out {out}", "the two files are swapped"),
+    ("train --dataset fashion-mnist --data-dir {idxcount} --out {out}",
+     "t10k-images-idx3-ubyte.gz holds 20 images but {idxcount}/t10k-labels-idx1-ubyte.gz holds 19 labels"),
+    ("train --dataset fashion-mnist --data-dir {idxsize} --out {out}",
+     "t10k-images-idx3-ubyte.gz holds 10x10 images but {idxsize}/train-images-idx3-ubyte.gz holds 8x8"),
+    ("show --dataset fashion-mnist --data-dir {idx12} --out {out}.png", "label 12 at position 3"),
+    ("show --dataset fashion-mnist --data-dir {idxswap} --out {out}.png", "the two files are swapped"),
+    ("scratch mlp --dataset fashion-mnist --data-dir {idx255} --out {out}", "label 255 at position 0"),
+    ("scratch mlp --dataset fashion-mnist --data-dir {idxsize} --out {out}", "holds 10x10 images but"),
+    ("scratch cnn --dataset fashion-mnist --data-dir {idxfloatimg} --out {out}", "expected N x H x W uint8 images"),
 ]
 
 

@@ -34,11 +34,13 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (gzip'd or not) into an array of its declared shape."""
+    """Read one IDX file (gzip'd or not, told by its first bytes, not its name) into an array of its
+    declared shape."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        with (gzip.open if gzipped else open)(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as exc:
         raise CnnlabError(f"{path}: cannot read IDX file ({exc})") from exc
@@ -52,6 +54,35 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) - offset != expected:
         raise CnnlabError(f"{path}: truncated IDX file: header says {dims} ({expected} bytes), found {len(raw) - offset}")
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(dims)
+
+
+def check_idx_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path], classes: int) -> None:
+    """What the four files must hold, each fault named with its file: images N x H x W uint8, labels
+    1-D integers within the classes, as many labels as images, test images the size of train's.
+
+    Without these checks a swapped pair, a float file or a label of 12 surfaced as a traceback deep
+    in training, or as silently truncated or wrapped-around data."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        image_file, label_file = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if images.ndim == 1 and labels.ndim == 3:
+            raise CnnlabError(f"{image_file} holds labels and {label_file} holds images: the two files are swapped")
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise CnnlabError(f"{image_file}: expected N x H x W uint8 images (an idx3-ubyte file), found "
+                              f"{images.dtype} of shape {list(images.shape)}")
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise CnnlabError(f"{label_file}: expected N integer labels (an idx1-ubyte file), found "
+                              f"{labels.dtype} of shape {list(labels.shape)}")
+        if len(images) != len(labels):
+            raise CnnlabError(f"{image_file} holds {len(images)} images but {label_file} holds {len(labels)} labels")
+        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        if len(bad):
+            raise CnnlabError(f"{label_file}: label {int(labels[bad[0]])} at position {int(bad[0])} is not one of the "
+                              f"{classes} classes (0..{classes - 1}); {len(bad)} such label(s)")
+    train, test = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train != test:
+        raise CnnlabError(f"{paths['test_images']} holds {test[0]}x{test[1]} images but {paths['train_images']} "
+                          f"holds {train[0]}x{train[1]}: a model trained on one cannot be tested on the other")
 
 
 def _fetch(name: str, root: Path, download: bool) -> dict[str, Path]:
@@ -87,10 +118,7 @@ def load_idx_dataset(name: str, data_dir=None, download: bool = True) -> Dataset
     root = data_root(name, data_dir)
     paths = _fetch(name, root, download)
     arrays = {k: read_idx(p) for k, p in paths.items()}
-    for split in ("train", "test"):
-        n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
-        if n_img != n_lab:
-            raise CnnlabError(f"{root}: {split} has {n_img} images but {n_lab} labels")
+    check_idx_arrays(arrays, paths, len(CLASSES[name]))
 
     def to_set(split: str) -> ImageSet:
         images = torch.from_numpy(arrays[f"{split}_images"].copy()).unsqueeze(1)
