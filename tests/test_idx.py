@@ -39,3 +39,16 @@ def test_faulty_files_are_refused_naming_the_file(tmp_path, change, message):
     with pytest.raises(CnnlabError) as refused:
         load_idx_dataset("fashion-mnist", folder, download=False)
     assert message in str(refused.value) and str(folder) in str(refused.value)
+
+
+def test_cifar_class_names_that_repeat_are_refused(tmp_path):
+    import pickle
+
+    from cnnlab.data.cifar import read_class_names
+
+    meta = tmp_path / "batches.meta"
+    meta.write_bytes(pickle.dumps({b"label_names": [b"cat", b"dog", b"cat", b"ship", b"dog"]}, 2))
+    with pytest.raises(CnnlabError, match="class name\\(s\\) 'cat', 'dog' appear more than once"):
+        read_class_names(meta, "label_names")
+    meta.write_bytes(pickle.dumps({b"label_names": [b"cat", b"dog"]}, 2))
+    assert read_class_names(meta, "label_names") == ["cat", "dog"]

@@ -74,8 +74,9 @@ def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndar
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise CnnlabError(f"{path}: not a CIFAR batch (expected a dict with {b'data'!r} and {label_key!r})")
     data, labels = batch[b"data"], batch[label_key]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.size % 3072:
-        raise CnnlabError(f"{path}: {b'data'!r} is not uint8 rows of 3072 pixels (3 x 32 x 32)")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        found = f"{data.dtype} of shape {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise CnnlabError(f"{path}: {b'data'!r} is not N rows of 3072 uint8 pixels (3 x 32 x 32); found {found}")
     if isinstance(labels, np.ndarray) and labels.ndim == 1 and labels.dtype.kind in "iu":
         labels = labels.tolist()
     if not isinstance(labels, list) or not all(isinstance(v, (int, np.integer)) and 0 <= v < num_classes
@@ -101,9 +102,14 @@ def read_class_names(path: Path, key: str) -> list[str]:
     if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
         raise CnnlabError(f"{path}: not a CIFAR meta file (expected a dict whose {key!r} lists the class names)")
     try:
-        return [n.decode() if isinstance(n, bytes) else n for n in names]
+        decoded = [n.decode() if isinstance(n, bytes) else n for n in names]
     except UnicodeDecodeError:
         raise CnnlabError(f"{path}: class names are not text") from None
+    repeated = sorted({n for n in decoded if decoded.count(n) > 1})
+    if repeated:  # two classes of one name would be merged by every report and prediction
+        raise CnnlabError(f"{path}: class name(s) {', '.join(map(repr, repeated))} appear more than once; "
+                          f"each class needs its own name")
+    return decoded
 
 
 def load_cifar(name: str, data_dir=None, download: bool = True, image_size: int | None = None) -> DatasetSplits:
