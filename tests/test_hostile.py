@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from cnnlab.classify.api import predict_files, train_classifier
+from cnnlab.export.api import export_checkpoint
 from cnnlab.cli.main import main
 from cnnlab.data import load_dataset
 from cnnlab.core.errors import CnnlabError
@@ -42,6 +43,13 @@ class Evil:
 
     def __reduce__(self):
         return (open, (str(self.flag), "w"))
+
+
+class OsSystem:
+    """A pickled call of os.system (never run: the loaders must refuse it by name)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this would have run",))
 
 
 @dataclass
@@ -105,6 +113,15 @@ def world(tmp_path_factory) -> World:
     p["random"] = str(root / "random.ckpt")
     (root / "random.onnx").write_bytes(os.urandom(256))
     p["randonnx"] = str(root / "random.onnx")
+    torch.save({"model": "simple-cnn", "x": OsSystem()}, root / "ossystem.ckpt")
+    p["ossystem"] = str(root / "ossystem.ckpt")
+    (root / "empty.ckpt").write_bytes(b"")
+    p["emptyckpt"] = str(root / "empty.ckpt")
+    torch.save(torch.load(root / "run" / "best.ckpt", weights_only=True)["state_dict"], root / "bare.ckpt")
+    p["bare"] = str(root / "bare.ckpt")
+    export_checkpoint(root / "run" / "best.ckpt", root / "model.onnx")
+    shutil.copy(root / "model.onnx", root / "model-onnx.ckpt")  # an ONNX file under a checkpoint's name
+    p["onnx"], p["onnxckpt"] = str(root / "model.onnx"), str(root / "model-onnx.ckpt")
     torch.save([1, 2, 3], root / "list.ckpt")
     p["list"] = str(root / "list.ckpt")
     other = torch.load(root / "run" / "best.ckpt", weights_only=True)
@@ -377,19 +394,19 @@ CASES: list[tuple[str, str]] = [
      "data_batch_1: refused: the file asks to call io.open"),
     ("show --dataset mnst --out {out}", "unknown dataset 'mnst'. Did you mean: mnist"),
     # -- checkpoints: never code, never torch's weights_only hint, never hundreds of keys
-    ("evaluate --checkpoint {evil}", "evil.ckpt holds Python objects (io.open)"),
-    ("predict --checkpoint {evil} {img}", "evil.ckpt holds Python objects"),
-    ("explain {img} --checkpoint {evil}", "evil.ckpt holds Python objects"),
-    ("explain layers --checkpoint {evil}", "evil.ckpt holds Python objects"),
+    ("evaluate --checkpoint {evil}", "evil.ckpt refuses to load: it holds code (io.open)"),
+    ("predict --checkpoint {evil} {img}", "evil.ckpt refuses to load: it holds code"),
+    ("explain {img} --checkpoint {evil}", "evil.ckpt refuses to load: it holds code"),
+    ("explain layers --checkpoint {evil}", "evil.ckpt refuses to load: it holds code"),
     ("explain --list-layers --checkpoint {evil}", "`cnnlab explain --list-layers` is now `cnnlab explain layers`"),
-    ("visualize --class 1 --checkpoint {evil} --out {out}", "evil.ckpt holds Python objects"),
-    ("attack {img} --checkpoint {evil} --out {out}", "evil.ckpt holds Python objects"),
-    ("attack sweep --checkpoint {evil} --out {out}", "evil.ckpt holds Python objects"),
-    ("summary {evil}", "evil.ckpt holds Python objects"),
-    ("fuse {evil}", "evil.ckpt holds Python objects"),
+    ("visualize --class 1 --checkpoint {evil} --out {out}", "evil.ckpt refuses to load: it holds code"),
+    ("attack {img} --checkpoint {evil} --out {out}", "evil.ckpt refuses to load: it holds code"),
+    ("attack sweep --checkpoint {evil} --out {out}", "evil.ckpt refuses to load: it holds code"),
+    ("summary {evil}", "evil.ckpt refuses to load: it holds code"),
+    ("fuse {evil}", "evil.ckpt refuses to load: it holds code"),
     ("segment evaluate --checkpoint {evil}", "config.json not found"),
-    ("segment predict --checkpoint {evil} {img} --out {out}", "evil.ckpt holds Python objects"),
-    ("train --resume --out {evilrun}", "last.ckpt holds Python objects"),
+    ("segment predict --checkpoint {evil} {img} --out {out}", "evil.ckpt refuses to load: it holds code"),
+    ("train --resume --out {evilrun}", "last.ckpt refuses to load: it holds code"),
     ("evaluate --checkpoint {truncated}", "truncated.ckpt cannot be read: the file is truncated or not a PyTorch"),
     ("predict --checkpoint {random} {img}", "random.ckpt cannot be read"),
     ("predict --checkpoint {list} {img}", "list.ckpt holds a list, not a dict"),
@@ -441,7 +458,7 @@ CASES: list[tuple[str, str]] = [
     ("scratch cnn --out {out} --dataset digits --kernel 4", "--kernel must be a positive odd number"),
     ("scratch cnn --out {out} --dataset digits --pool xyz", "--pool must be one of max, avg, got 'xyz'"),
     ("scratch cnn --out {file} --dataset digits --epochs 1", "plain.txt"),
-    ("export {evil}", "evil.ckpt holds Python objects"),
+    ("export {evil}", "evil.ckpt refuses to load: it holds code"),
     ("export {truncated}", "truncated.ckpt cannot be read"),
     ("export {root}/nothing.ckpt", "nothing.ckpt does not exist"),
     # issue 29: the extension is checked before anything, so these two now fail on it
@@ -459,7 +476,7 @@ CASES: list[tuple[str, str]] = [
     ("report {run} --out {run}/best.ckpt", "--out {run}/best.ckpt exists and is not a cnnlab report"),
     ("report {run} --out {empty}", "--out {empty} is a folder"),
     ("report {run} --out {file}/x.html", "plain.txt"),
-    ("demo --checkpoint {evil}", "evil.ckpt holds Python objects"),
+    ("demo --checkpoint {evil}", "evil.ckpt refuses to load: it holds code"),
     ("demo --checkpoint {root}/nothing.ckpt", "nothing.ckpt does not exist"),
     ("demo --model nosuch", "--model 'nosuch': expected efficientnet-lite0-imagenet"),
     ("demo --port 70000", "argument --port"),
@@ -486,7 +503,7 @@ CASES: list[tuple[str, str]] = [
     ("lab cam-robustness --checkpoint-adv {run}/best.ckpt --out {out}", "--checkpoint-adv needs --checkpoint too"),
     ("lab cam-robustness {img} --checkpoint {run}/best.ckpt --out {out}", "unrecognized arguments: {img}"),
     ("lab cam-robustness --model torchvision:resnet18 --out {out}", "unrecognized arguments: --model"),
-    ("lab cam-robustness --checkpoint {evil} --out {out}", "evil.ckpt holds Python objects"),
+    ("lab cam-robustness --checkpoint {evil} --out {out}", "evil.ckpt refuses to load: it holds code"),
     ("lab cam-robustness --checkpoint {run}/best.ckpt --checkpoint-adv {root}/nothing.ckpt --out {out}",
      "nothing.ckpt does not exist"),
     ("lab cam-robustness --checkpoint {run}/best.ckpt --out {file}", "--out {file} is a file"),
@@ -518,6 +535,22 @@ CASES: list[tuple[str, str]] = [
     ("scratch mlp --dataset fashion-mnist --data-dir {idx255} --out {out}", "label 255 at position 0"),
     ("scratch mlp --dataset fashion-mnist --data-dir {idxsize} --out {out}", "holds 10x10 images but"),
     ("scratch cnn --dataset fashion-mnist --data-dir {idxfloatimg} --out {out}", "expected N x H x W uint8 images"),
+    # -- 29.8 messages name the real cause: code in a checkpoint, an ONNX file, an empty file, bare weights
+    ("evaluate --checkpoint {ossystem}", "ossystem.ckpt refuses to load: it holds code (os.system)"),
+    ("predict --checkpoint {ossystem} {img}", "refuses to load: it holds code (os.system)"),
+    ("train --init-from {ossystem} --out {out}", "refuses to load: it holds code (os.system)"),
+    ("evaluate --checkpoint {onnx}", "model.onnx is an ONNX file (written by cnnlab export), not a PyTorch checkpoint: "
+                                     "run it with cnnlab predict --backend onnx --checkpoint {onnx}"),
+    ("predict --checkpoint {onnx} {img}", "is an ONNX file (written by cnnlab export)"),
+    ("predict --checkpoint {onnxckpt} {img}", "model-onnx.ckpt is an ONNX file"),
+    ("explain {img} --checkpoint {onnx}", "is an ONNX file"),
+    ("evaluate --checkpoint {emptyckpt}", "empty.ckpt is empty (0 bytes)"),
+    ("summary {emptyckpt}", "empty.ckpt is empty (0 bytes)"),
+    ("evaluate --checkpoint {bare}", "bare.ckpt is a bare state_dict (28 tensors) without the model's name"),
+    ("train --model mlp --init-from {run}/best.ckpt --out {out}",
+     "its weights are simple-cnn {{'width': 4}} and do not fit this run's model, mlp {{'image_size': 8}}: 6 missing"),
+    ("train --model-kwargs {{\"width\":6}} --init-from {run}/best.ckpt --out {out}",
+     "do not fit this run's model, simple-cnn {{'width': 6}}: 21 of another shape"),
 ]
 
 

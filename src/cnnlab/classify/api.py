@@ -207,7 +207,7 @@ class ClassifierRun:
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
         check_input(net, (splits.in_chans, *splits.image_size), opts["model"])
         if opts["init_from"]:
-            init_weights(net, opts["init_from"])
+            init_weights(net, opts["init_from"], f"{opts['model']} {kwargs}")
         meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
                     std=list(splits.std), input_size=[splits.in_chans, *splits.image_size], dataset=self.dataset,
                     outputs=outputs)
@@ -226,14 +226,33 @@ class ClassifierRun:
         return metrics
 
 
-def init_weights(net: torch.nn.Module, checkpoint: str | Path) -> None:
+def init_weights(net: torch.nn.Module, checkpoint: str | Path, model: str = "this run's model") -> None:
     """Start from a cnnlab checkpoint's weights (the same model with the same outputs)."""
     state = load_checkpoint(checkpoint)
-    try:
-        net.load_state_dict(state["state_dict"])
-    except (KeyError, RuntimeError) as exc:
-        raise CnnlabError(f"--init-from {checkpoint}: its weights do not fit this model "
-                          f"({state.get('model', '?')} {state.get('model_kwargs', {})}): {str(exc)[:200]}") from exc
+    weights = state.get("state_dict", state if state and all(hasattr(v, "shape") for v in state.values()) else None)
+    if not isinstance(weights, dict):
+        raise CnnlabError(f"--init-from {checkpoint}: holds no weights (no state_dict)")
+    result = net.load_state_dict(weights, strict=False) if _fits(net, weights) else None
+    if result is None or result.missing_keys or result.unexpected_keys:
+        raise CnnlabError(f"--init-from {checkpoint}: its weights are {state.get('model', 'an unnamed model')} "
+                          f"{state.get('model_kwargs', {})} and do not fit this run's model, {model}: "
+                          f"{_mismatch(net.state_dict(), weights)}")
+
+
+def _fits(net: torch.nn.Module, weights: dict) -> bool:
+    """Every tensor that both name has the same shape (else load_state_dict raises, listing them all)."""
+    own = net.state_dict()
+    return all(tuple(own[k].shape) == tuple(v.shape) for k, v in weights.items() if k in own and hasattr(v, "shape"))
+
+
+def _mismatch(own: dict, weights: dict, shown: int = 3) -> str:
+    """The key mismatch in one line: counts and the first few names, not PyTorch's list of every key."""
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    reshaped = [k for k in own if k in weights and tuple(own[k].shape) != tuple(getattr(weights[k], "shape", ()))]
+    parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:shown])})" for what, keys in
+             (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped)) if keys]
+    return "; ".join(parts) + f", of {len(own)} tensors in this model"
 
 
 def robust_test_accuracy(model, splits: DatasetSplits, cfg: TrainConfig) -> float:

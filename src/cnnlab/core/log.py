@@ -61,16 +61,18 @@ def ensure() -> None:
 
 @contextmanager
 def to_file(path: Path) -> Iterator[Path]:
-    """Also write every message (INFO and up, with times) to ``path`` for the block: a run's ``train.log``."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
+    """Also write every message, debug detail included, with times, to ``path`` for the block (a run's
+    ``train.log``), whatever ``-q``/``-v`` let through to stderr."""
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)  # made by the first line: a run refused
+    # before its first message leaves no file behind
+    handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s " + _rank_prefix() + "%(levelname)s %(message)s"))
-    previous = log.level
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)  # the file keeps the run's story even under -q
-        for h in log.handlers:
-            if getattr(h, "cnnlab_stderr", False):
-                h.setLevel(max(previous, logging.INFO) if previous else logging.INFO)
+    previous = log.getEffectiveLevel()
+    screens = [h for h in log.handlers if getattr(h, "cnnlab_stderr", False)]
+    levels = [h.level for h in screens]
+    for screen in screens:  # stderr keeps the level the command chose ...
+        screen.setLevel(max(previous, screen.level))
+    log.setLevel(logging.DEBUG)  # ... while the file hears everything
     log.addHandler(handler)
     try:
         yield path
@@ -78,6 +80,8 @@ def to_file(path: Path) -> Iterator[Path]:
         log.removeHandler(handler)
         handler.close()
         log.setLevel(previous)
+        for screen, level in zip(screens, levels):
+            screen.setLevel(level)
 
 
 def interactive() -> bool:

@@ -96,9 +96,6 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     # rank 0 holds the folder (locked for the whole run); the other ranks only train
     with rundir.held_run_dir(out, job.config, resume, overwrite) if dist.is_main() else nullcontext(), \
             log.to_file(out / "train.log") if dist.is_main() else nullcontext():
-        log.log.info(f"{'continuing' if resume else 'training'} {job.meta['model']} in {out} "
-                     f"({parallel['world_size']} process(es), global batch {parallel['global_batch_size']}, "
-                     f"lr {parallel['scaled_lr']:g})")
         logger = hooks.epoch_logger(out, tensorboard) if dist.is_main() else None
         with rundir.interruptible(out):
             history = fit(job.model, job.train_loader, job.val_loader, job.task, job.cfg, out, job.meta,

@@ -137,6 +137,10 @@ def check_meta(path: str | Path, ckpt: dict, required: tuple[str, ...], what: st
     """The settings a model is rebuilt from are there and have the types they must have (a
     hand-edited or foreign file fails here, in one line, not inside a model constructor)."""
     missing = [k for k in required if k not in ckpt]
+    if missing and ckpt and all(hasattr(v, "shape") for v in ckpt.values()):
+        raise CnnlabError(f"checkpoint {path} is a bare state_dict ({len(ckpt)} tensors) without the model's name, "
+                          f"classes and normalisation that cnnlab rebuilds it from: use a run's best.ckpt, or "
+                          f"train from these weights with --init-from")
     if missing:
         raise CnnlabError(f"checkpoint {path} has no {', '.join(map(repr, missing))}: not a cnnlab {what} checkpoint")
     rules = {"model": str, "model_kwargs": dict, "classes": list, "mean": list, "std": list, "input_size": list,

@@ -32,6 +32,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CnnlabError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise CnnlabError(f"checkpoint {path} is empty (0 bytes): a run that was killed before writing it, or a "
+                          f"copy that failed")
+    if is_onnx(path):
+        raise CnnlabError(f"{path} is an ONNX file (written by cnnlab export), not a PyTorch checkpoint: run it with "
+                          f"cnnlab predict --backend onnx --checkpoint {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001  (truncated/foreign files raise many types)
@@ -42,13 +48,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def is_onnx(path: Path) -> bool:
+    """An ONNX model by its name or its first bytes (a protobuf whose field 1, ir_version, comes first)."""
+    if path.suffix.lower() == ".onnx":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return head[:1] == b"\x08" and b"pytorch" in head or head[:1] == b"\x08" and b"onnx" in head.lower()
+
+
 def unreadable(path: Path, exc: BaseException) -> str:
     """Why a checkpoint did not load, in one line. Torch's own message is not passed on: it
     suggests ``weights_only=False``, which would run whatever code the file carries."""
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc))
     if found:
-        return (f"checkpoint {path} holds Python objects ({found.group(1)}), not only tensors and plain values; "
-                f"cnnlab does not load such files, since loading them could run code")
+        name = re.sub(r"^(posix|nt)\.", "os.", found.group(1))  # os.system is posix.system inside a pickle
+        return (f"checkpoint {path} refuses to load: it holds code ({name}), not only tensors and plain values; "
+                f"cnnlab never loads such files, since loading them would run that code")
     return f"checkpoint {path} cannot be read: the file is truncated or not a PyTorch checkpoint ({type(exc).__name__})"
 
 
