@@ -42,7 +42,7 @@ def test_the_training_options_say_where_their_default_comes_from(capsys):
 @pytest.mark.parametrize("argv, suggestion", [
     (["train", "--epochz", "2"], "did you mean --epochs?"),
     (["train", "--bach-size", "8"], "did you mean --batch-size or --image-size?"),
-    (["lab", "run", "se-ratio", "--quik"], "did you mean --quick?"),
+    (["lab", "run", "se-ratio", "--quik"], "did you mean --quick or --quiet?"),
     (["segment", "train", "--lrr", "0.1"], "did you mean --lr"),
 ])
 def test_a_misspelt_option_is_refused_with_the_nearest_ones(argv, suggestion, capsys):

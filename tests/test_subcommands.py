@@ -68,7 +68,8 @@ def test_each_subcommand_helps_with_its_own_options_only(capsys, command, own, f
 def test_the_command_help_lists_its_subcommands_and_no_options_of_theirs(capsys, command, subcommands):
     text = _help(capsys, [command])
     assert all(name in text for name in subcommands)
-    assert _options([command]) == {"-h", "--help", "<" + command + " command>"}
+    # -q/-v belong to every command (cnnlab.cli.types.Parser), not to one sub-command
+    assert _options([command]) == {"-h", "--help", "-q", "--quiet", "-v", "--verbose", "<" + command + " command>"}
 
 
 @pytest.mark.parametrize("argv, dest, expected", [
