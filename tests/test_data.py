@@ -250,3 +250,19 @@ def test_an_exif_rotated_file_is_read_upright(tmp_path, orientation, stored_as):
     assert read.shape == upright.shape and np.abs(read.astype(int) - upright).max() < 12
     decoded, _ = decode_files([tmp_path / "phone.jpg"], [0], use_cache=False)
     assert tuple(decoded.images.shape[2:]) == upright.shape
+
+
+def test_the_decode_cache_never_serves_one_regex_the_labels_of_another(tmp_path):
+    """The same files under two --label-regex values: each gets its own labels, the second from no cache."""
+    from cnnlab.data.imagefolder import load_filename_labels
+
+    for i in range(6):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"img_{i % 2}_{i % 3}_.png")
+    by_first, first_names, _ = load_filename_labels(tmp_path, r"img_(\d)_")
+    by_second, second_names, _ = load_filename_labels(tmp_path, r"img_\d_(\d)_")
+    assert first_names == ["0", "1"] and second_names == ["0", "1", "2"]
+    files = sorted(tmp_path.glob("*.png"))
+    assert by_first.labels.tolist() == [int(f.name.split("_")[1]) for f in files]
+    assert by_second.labels.tolist() == [int(f.name.split("_")[2]) for f in files]
+    again, _, _ = load_filename_labels(tmp_path, r"img_(\d)_")  # the first regex again: its own labels back
+    assert again.labels.tolist() == by_first.labels.tolist()

@@ -127,12 +127,18 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), Image.BILINEAR))
 
 
-def _cache_key(files: list[Path], image_size: int | None) -> str:
-    h = hashlib.sha1(str(image_size).encode())
-    for p in files:
+CACHE_FORMAT = 2  # bumped when what a cache file holds changes: older files are then never read
+
+
+def _cache_key(files: list[Path], labels: list[int], image_size: int | None) -> str:
+    """Everything a decoded set depends on: each file (path, size, modification and change times,
+    inode: a file replaced by another of the same size and time differs in ctime or inode), the label
+    each file gets (another --label-regex labels the same files differently), the size and the format."""
+    h = hashlib.sha1(f"{CACHE_FORMAT}|{image_size}".encode())
+    for p, label in zip(files, labels):
         st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:20]
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{label}\n".encode())
+    return h.hexdigest()[:24]
 
 
 def decode_files(files: list[Path], labels: list[int], image_size: int | None = None,
@@ -142,7 +148,7 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
     Sizes: all images keep their size when it is shared; otherwise (or with ``image_size``)
     they are resized to ``image_size`` or to the most common size.
     """
-    key = _cache_key(files, image_size)
+    key = _cache_key(files, labels, image_size)
     cache_file = cache_dir() / "decoded" / f"{key}.pt"
     if use_cache and cache_file.exists():
         try:
