@@ -58,6 +58,7 @@ def load_dataset(
     classes: Sequence[str] | None = None,
     subset: int | None = None,
     test_subset: int | None = None,
+    pinned: dict | None = None,
     **kwargs,
 ) -> DatasetSplits:
     """Load ``name`` and make its splits deterministic.
@@ -71,12 +72,26 @@ def load_dataset(
     ``subset`` of the training images (before the validation cut; the test split stays whole), for
     runs that must fit a CPU budget; ``test_subset`` likewise keeps a seeded, stratified share of the
     test images (a run whose test pass alone would overrun such a budget says so in its config).
+
+    ``pinned`` (a run's ``data_files``, see :func:`cnnlab.data.imagefolder.split_files`) rebuilds the
+    splits a run of an image folder was trained with, file by file: the cuts above are already in its
+    lists, so only ``classes`` (the label order) applies.
     """
     entry = DATASETS.get(name)
     if entry.task != "classification":
         raise CnnlabError(f"dataset {entry.name!r} is a {entry.task} dataset: use `cnnlab segment train --dataset "
                           f"{entry.name}` (or load_segmentation)")
+    if pinned:
+        kwargs["pinned"] = pinned
     splits = entry.loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
+    if splits.info.get("pinned"):
+        if classes:
+            stats = splits.mean, splits.std
+            select_classes(splits, classes)
+            splits.mean, splits.std = stats  # the run's own statistics, as pinned
+        splits.info.update(seed=seed, val_fraction=val_fraction,
+                           sizes={"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)})
+        return splits
     if classes:
         select_classes(splits, classes)
     if subset:
@@ -111,7 +126,9 @@ def select_classes(splits: DatasetSplits, names: Sequence[str]) -> None:
             return None
         match = part.labels.view(-1, 1) == old.view(1, -1)
         rows = match.any(1)
-        return ImageSet(part.images[rows], match[rows].int().argmax(1))
+        files = getattr(part, "files", None)  # kept: a run pins its splits by them
+        return ImageSet(part.images[rows], match[rows].int().argmax(1),
+                        None if files is None else [str(f) for f, r in zip(files, rows.tolist()) if r])
 
     splits.train, splits.val, splits.test = keep(splits.train), keep(splits.val), keep(splits.test)
     splits.classes = [splits.classes[i] for i in old.tolist()]

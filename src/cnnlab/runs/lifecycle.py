@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from cnnlab.core import distributed as dist
 from cnnlab.core import log
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import write_json
+from cnnlab.core.fileio import read_json, write_json
 from cnnlab.report import hooks, plots
 from cnnlab.runs import rundir
 from cnnlab.runs.restore import restore
@@ -65,6 +65,15 @@ def continued(out: str | Path | None, resume: bool, names: Iterable[str], given:
     if config is not None:
         return rundir.rerun_options(config, {**dict.fromkeys(names), **given})
     return rundir.resume_options(out, {**dict.fromkeys(names), **given}) if resume else given
+
+
+def pinned_files(folder: str | Path) -> dict | None:
+    """The split files a run in ``folder`` pinned (config.json's ``data_files``), None where it pinned none."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    config = read_json(path, "run configuration")
+    return config.get("data_files") if isinstance(config, dict) else None
 
 
 def run_folder(out: str | Path | None, name: str, resume: bool, overwrite: bool) -> Path:
