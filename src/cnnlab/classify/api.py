@@ -115,6 +115,7 @@ def train_classifier(
     figures under ``frozen`` and at the top level).
     """
     started = time.perf_counter()
+    asked = {k: v for k, v in dict(options, target_recall=target_recall).items() if v is not None}  # this call's
     two_phase_run = out is not None and (Path(out) / "frozen").is_dir()
     continues = resume and not two_phase_run  # a two-phase run's phases resume from the options given
     run = lifecycle.continued(out, continues, OPTIONS, dict(
@@ -124,6 +125,7 @@ def train_classifier(
         run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
     dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **run)
     refuse_unknown(opts, OPTIONS, "training")
+    lifecycle.refuse_ineffective(asked, opts, INEFFECTIVE)
     engine_config(opts)  # settings outside their rules stop here, printed or not
     if print_config:
         print(json.dumps(dict(dataset=dataset, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs or {},
@@ -158,6 +160,16 @@ def train_classifier(
     metrics["frozen"].update(epochs=len(first["history"]), run=str(frozen_dir))
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+# options that act only with others (lifecycle.refuse_ineffective)
+INEFFECTIVE: tuple[lifecycle.Rule, ...] = (
+    ("finetune_lr", lambda o: bool(o["finetune_epochs"]),
+     "it sets the learning rate of the fine-tuning phase, and there is none without --finetune-epochs N (N > 0); "
+     "give --finetune-epochs, or leave --finetune-lr out"),
+    ("vflip", lambda o: o["augment"] != "none",
+     "vertical flips are part of the training augmentation, which --augment none turns off; leave one of them out"),
+)
 
 
 def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None, resume: bool,
@@ -206,6 +218,9 @@ class ClassifierRun:
             raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
         net, meta = self._model(splits)
         train_loader, self.val_loader, self.test_loader = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
+        if opts["target_recall"] is not None and self.val_loader is None:  # before the run folder is made
+            raise CnnlabError(f"--target-recall {opts['target_recall']}: the threshold is chosen on the validation "
+                              f"split, and this run has none (--val-fraction 0); give --val-fraction > 0")
         self.splits = splits
         perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
         return Prepared(net, train_loader, self.val_loader, self.task, cfg, meta, self.config, perturb)

@@ -27,3 +27,15 @@ def env_data_dir() -> Path | None:
     """The folder ``$CNNLAB_DATA`` names (None when unset or empty)."""
     value = os.environ.get(DATA_ENV)
     return Path(value).expanduser() if value else None
+
+
+def existing_folder(path: str | os.PathLike, option: str = "--data-dir") -> Path:
+    """``path`` when it exists; a folder that does not is refused, even where the data needs none (the
+    embedded digits): a mistyped path would otherwise be ignored, or the data looked for elsewhere."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        from cnnlab.core.errors import CnnlabError
+
+        raise CnnlabError(f"{option} {path} does not exist; give the folder that holds the data, or leave {option} "
+                          f"out")
+    return folder

@@ -81,6 +81,7 @@ def load_dataset(
     if entry.task != "classification":
         raise CnnlabError(f"dataset {entry.name!r} is a {entry.task} dataset: use `cnnlab segment train --dataset "
                           f"{entry.name}` (or load_segmentation)")
+    refuse_unused(entry, kwargs)
     if pinned:
         kwargs["pinned"] = pinned
     splits = entry.loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
@@ -107,6 +108,20 @@ def load_dataset(
     splits.info.update(seed=seed, val_fraction=val_fraction,
                        sizes={"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)})
     return splits
+
+
+def refuse_unused(entry: DatasetEntry, kwargs: dict) -> None:
+    """A dataset option its loader does not take (``--label-regex`` for an image folder, ``--image-size``
+    for MNIST's fixed 28x28) would be ignored: refuse it, naming the option and the dataset."""
+    import inspect
+
+    taken = set(inspect.signature(entry.loader).parameters)
+    unused = [k for k, v in kwargs.items() if v is not None and k not in taken]
+    if unused:
+        flag = "--" + unused[0].replace("_", "-")
+        users = [e.name for e in DATASETS.entries() if unused[0] in inspect.signature(e.loader).parameters]
+        raise CnnlabError(f"{flag} does not apply to dataset {entry.name!r} ({entry.description}); it is an option of "
+                          f"{', '.join(users) or 'no dataset'}: leave it out")
 
 
 def select_classes(splits: DatasetSplits, names: Sequence[str]) -> None:

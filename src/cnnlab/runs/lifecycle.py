@@ -67,6 +67,31 @@ def continued(out: str | Path | None, resume: bool, names: Iterable[str], given:
     return rundir.resume_options(out, {**dict.fromkeys(names), **given}) if resume else given
 
 
+# an option that takes effect only with others: (its name, whether the resolved options let it act, why not)
+Rule = tuple[str, Callable[[dict], bool], str]
+
+
+def refuse_ineffective(given: dict, resolved: dict, rules: Iterable[Rule]) -> None:
+    """Options the user gave (``given``: not None) that cannot take effect with the run's other
+    (``resolved``) options are refused before anything is written, not silently ignored."""
+    for name, acts, why in rules:
+        if given.get(name) not in (None, False) and not acts(resolved):
+            raise CnnlabError(f"--{name.replace('_', '-')} {_shown(given[name])}: {why}")
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def refuse_unvalidated(job: Prepared) -> None:
+    """Early stopping watches the validation split: a run without one (``--val-fraction 0`` and no
+    val folder) would stop on the training score instead. Checked on the loaded data, before the run
+    folder is made, so the advised command runs without ``--overwrite``."""
+    if job.cfg.patience and job.val_loader is None:
+        raise CnnlabError(f"--patience {job.cfg.patience}: early stopping watches the validation split, and this run "
+                          f"has none (--val-fraction 0); give --val-fraction > 0, or leave --patience out")
+
+
 def pinned_files(folder: str | Path) -> dict | None:
     """The split files a run in ``folder`` pinned (config.json's ``data_files``), None where it pinned none."""
     path = Path(folder) / "config.json"
@@ -99,6 +124,7 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     if run.data_parallel:
         dist.init()
     job = run.prepare()
+    refuse_unvalidated(job)  # the data are loaded, the run folder not yet made
     # how many processes trained, their batches and LR (config.TrainConfig.data_parallel)
     parallel = job.cfg.data_parallel(dist.world_size())
     job.config["data_parallel"] = parallel
