@@ -399,6 +399,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     started = time.perf_counter()
     model, meta = load_classifier(checkpoint, TrainConfig(device=device).resolved_device())  # first: it checks the file
     _, config, splits = checkpoint_splits(checkpoint, data_dir)
+    if out is not None and (data_dir or config.get("data_dir")):  # the data this run reads: never written into
+        output.refuse_inside_data(out, data_dir or config["data_dir"], data_option="the run's data folder")
     if list(splits.classes) != list(meta["classes"]):
         raise CnnlabError(f"{checkpoint}: classes {meta['classes']} differ from the dataset's {splits.classes}")
     chosen = getattr(splits, split)

@@ -112,7 +112,7 @@ def guarded_command(args: argparse.Namespace) -> Iterator[None]:
 
 def check_inputs(args: argparse.Namespace) -> None:
     """A ``--data-dir`` that does not exist is refused by every command, before it runs."""
-    if isinstance(getattr(args, "data_dir", None), str):
+    if getattr(args, "data_dir_option", False) and isinstance(args.data_dir, str):
         places.existing_folder(args.data_dir)
 
 

@@ -136,13 +136,16 @@ TEXT_OPTIONS = frozenset({"--out", "--dataset", "--recipe", "--augment", "--meth
 
 def refuse_empty_text(parser: argparse.ArgumentParser) -> None:
     """Give every ``TEXT_OPTIONS`` option of ``parser`` and its sub-commands the ``nonempty`` checker
-    (in front of its own checker, if it has one)."""
+    (in front of its own checker, if it has one); a command with ``--data-dir`` is marked
+    (``data_dir_option``) so that the CLI checks that folder exists before the command runs."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 refuse_empty_text(sub)
         elif set(action.option_strings) & TEXT_OPTIONS and action.nargs is None and action.const is None:
             action.type = _then(nonempty, action.type) if action.type is not None else nonempty
+    if "--data-dir" in parser._option_string_actions:
+        parser.set_defaults(data_dir_option=True)
 
 
 def _then(first: Check, second: Check) -> Check:

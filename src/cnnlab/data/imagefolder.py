@@ -311,11 +311,35 @@ def split_files(splits: DatasetSplits) -> dict | None:
     return {**pinned, "image_size": list(splits.image_size), "mean": list(splits.mean), "std": list(splits.std)}
 
 
+def check_pinned(pinned: object) -> None:
+    """A run's ``data_files`` as :func:`split_files` writes them: lists of relative paths inside the data
+    folder (a hand-edited or received config.json naming ``../`` or absolute paths is refused, so no
+    file outside the data is read as a test image)."""
+    where = "config.json's data_files"
+    if not isinstance(pinned, dict) or not all(isinstance(pinned.get(k, []), list) for k in PIN_SPLITS):
+        raise CnnlabError(f"{where} is not the train/val/test file lists cnnlab writes; the run's splits cannot be "
+                          f"rebuilt from it")
+    for k in PIN_SPLITS:
+        for f in pinned.get(k, []):
+            if not isinstance(f, str) or not f or Path(f).is_absolute() or ".." in Path(f).parts:
+                raise CnnlabError(f"{where}: {k} file {f!r} is not a path inside the data folder; the run's splits "
+                                  f"cannot be rebuilt from it")
+    for key in ("image_size", "mean", "std"):
+        value = pinned.get(key)
+        if value is not None and not (isinstance(value, list) and value
+                                      and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise CnnlabError(f"{where}: {key} {value!r} is not a list of numbers")
+    size = pinned.get("image_size")
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)):
+        raise CnnlabError(f"{where}: image_size {size!r} is not a height and a width in pixels")
+
+
 def pinned_splits(name: str, root: Path, listing: tuple[list[Path], list[str], list[str]], pinned: dict,
                   info: dict) -> DatasetSplits:
     """The splits a run pinned (:func:`split_files`), from the folder as it is now (``listing``: its
     files, their class names and the class order). A pinned file that is gone is refused, naming it;
     files added since are ignored with a warning that counts them: a run's test set never changes."""
+    check_pinned(pinned)
     files, names, order = listing
     label_of = {p.relative_to(root).as_posix(): n for p, n in zip(files, names)}
     wanted = {k: [str(f) for f in pinned.get(k) or []] for k in PIN_SPLITS}
@@ -323,8 +347,10 @@ def pinned_splits(name: str, root: Path, listing: tuple[list[Path], list[str], l
     missing = [f for f in every if f not in label_of]
     if missing:
         first = root / missing[0]
-        why = "is gone" if not first.exists() else "is no longer one of the folder's images (moved to another " \
-                                                   "class folder, or its name no longer matches)"
+        elsewhere = next((p for p in files if p.name == first.name), None)
+        why = ("is no longer one of the folder's images (its name no longer matches, or it is not an image)"
+               if first.exists() else f"is gone (a file of that name is now at {elsewhere}: moved to another class?)"
+               if elsewhere is not None else "is gone")
         raise CnnlabError(f"{first} {why}: {len(missing)} of the {len(every)} files this run's splits are pinned to "
                           f"(data_files in its config.json) are missing; put them back, or train a new run on the "
                           f"folder as it is now")
@@ -336,8 +362,10 @@ def pinned_splits(name: str, root: Path, listing: tuple[list[Path], list[str], l
     classes = [c for c in order if c in present]
     index = {c: i for i, c in enumerate(classes)}
     size = tuple(pinned["image_size"]) if pinned.get("image_size") else None
-    data, skipped = decode_or_stream([root / f for f in every], [index[label_of[f]] for f in every], size,
-                                     desc=f"decoding {root.name}")
+    with warnings.catch_warnings():  # an unreadable file is refused below, not skipped with a warning
+        warnings.simplefilter("ignore")
+        data, skipped = decode_or_stream([root / f for f in every], [index[label_of[f]] for f in every], size,
+                                         desc=f"decoding {root.name}")
     if skipped:
         raise CnnlabError(f"{skipped[0]}: a file of this run's pinned splits can no longer be decoded; put the "
                           f"original back, or train a new run on the folder as it is now")

@@ -76,11 +76,14 @@ def refuse_ineffective(given: dict, resolved: dict, rules: Iterable[Rule]) -> No
     (``resolved``) options are refused before anything is written, not silently ignored."""
     for name, acts, why in rules:
         if given.get(name) not in (None, False) and not acts(resolved):
-            raise CnnlabError(f"--{name.replace('_', '-')} {_shown(given[name])}: {why}")
+            raise CnnlabError(f"--{name.replace('_', '-')}{_shown(given[name])}: {why}")
 
 
 def _shown(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    """' 0.5', ' 256,256' or '' for a flag (True)."""
+    if value is True:
+        return ""
+    return " " + (",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
 
 
 def refuse_unvalidated(job: Prepared) -> None:
