@@ -80,6 +80,7 @@ def test_a_pinned_file_that_is_gone_is_refused_by_name(pinned_run):
         evaluate_checkpoint(out / "best.ckpt", device="cpu")
 
 
+@pytest.mark.slow  # a run trained, then continued (5 s on the 2-core CPU beside other work)
 def test_resume_trains_on_the_pinned_files(pinned_run):
     data, out, files = pinned_run
     image_folder(data, per_class=5, prefix="late")
