@@ -104,3 +104,12 @@ def test_a_filename_dataset_pins_its_files_and_labels(tmp_path):
     assert splits.classes == ["0", "1", "2"]
     assert relative(splits.test.files, data) == files["test"]
     assert splits.test.labels.tolist() == [int(Path(f).name.split("_")[1]) for f in files["test"]]
+
+
+def test_the_report_counts_the_pinned_files_instead_of_listing_them(pinned_run):
+    from cnnlab.report.runs import _trained
+
+    _, out, files = pinned_run
+    view = _trained(out)
+    assert view.config["data_files.test"] == f"{len(files['test'])} files"
+    assert not any(files["train"][0] in str(v) for v in view.config.values())
