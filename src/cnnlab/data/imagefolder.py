@@ -347,7 +347,9 @@ def pinned_splits(name: str, root: Path, listing: tuple[list[Path], list[str], l
     missing = [f for f in every if f not in label_of]
     if missing:
         first = root / missing[0]
-        elsewhere = next((p for p in files if p.name == first.name), None)
+        known = set(every)  # a file of that name that is new to the run: the pinned one moved there
+        elsewhere = next((p for p in files if p.name == first.name and p.relative_to(root).as_posix() not in known),
+                         None)
         why = ("is no longer one of the folder's images (its name no longer matches, or it is not an image)"
                if first.exists() else f"is gone (a file of that name is now at {elsewhere}: moved to another class?)"
                if elsewhere is not None else "is gone")
