@@ -113,3 +113,12 @@ def test_the_report_counts_the_pinned_files_instead_of_listing_them(pinned_run):
     view = _trained(out)
     assert view.config["data_files.test"] == f"{len(files['test'])} files"
     assert not any(files["train"][0] in str(v) for v in view.config.values())
+
+
+@pytest.mark.slow  # two phases (3 CPU s on the 2-core machine beside other work)
+def test_the_fine_tuning_phase_trains_on_the_first_phases_files(tmp_path):
+    data = image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    train_classifier("imagefolder", data_dir=str(data), out=out, finetune_epochs=1, **TINY)
+    first = json.loads((out / "frozen" / "config.json").read_text())["data_files"]
+    assert json.loads((out / "config.json").read_text())["data_files"] == first
