@@ -178,7 +178,39 @@ def world(tmp_path_factory) -> World:
     _png(masks255 / "s02.png", m)
     p["seg255images"], p["seg255masks"] = str(images255), str(masks255)
     shutil.copy(root / "digit.png", root / "digit_gradcam.png")  # named like explain's overlay of digit.png
+    _pinned_runs(w)  # 29.4
+    p["cache"] = os.environ["CNNLAB_CACHE"]  # tests/conftest.py's own cache (29.6: no --out inside it)
     return w
+
+
+def _pinned_runs(w: World) -> None:
+    """29.4: a run of an image folder (its splits pinned in config.json), that folder changed in each
+    way a pinned run must notice, and copies of the run whose data_files were edited by hand."""
+    root, p = w.root, w.paths
+    shutil.copytree(root / "twocls", root / "pindata")
+    train_classifier("imagefolder", data_dir=str(root / "pindata"), out=root / "pinrun", model="simple-cnn",
+                     model_kwargs={"width": 2}, epochs=1, batch_size=16, progress=False)
+    files = json.loads((root / "pinrun" / "config.json").read_text())["data_files"]
+    p["pinrun"], p["pindata"] = str(root / "pinrun"), str(root / "pindata")
+    shutil.copytree(root / "pindata", root / "pingone")
+    (root / "pingone" / files["test"][0]).unlink()
+    p["pingone"], p["pingonefile"] = str(root / "pingone"), files["test"][0]
+    shutil.copytree(root / "pindata", root / "pinmoved")
+    moved = Path(files["train"][0])
+    other = "class1" if moved.parts[0] == "class0" else "class0"
+    (root / "pinmoved" / other / "sub").mkdir()
+    (root / "pinmoved" / moved).rename(root / "pinmoved" / other / "sub" / moved.name)
+    p["pinmoved"], p["pinmovedfile"] = str(root / "pinmoved"), files["train"][0]
+    shutil.copytree(root / "pindata", root / "pincorrupt")
+    (root / "pincorrupt" / files["val"][0]).write_bytes(b"\x89PNG\r\n\x1a\n not any more")
+    p["pincorrupt"], p["pincorruptfile"] = str(root / "pincorrupt"), files["val"][0]
+    for name, change in {"pinescape": {"test": ["../digit.png"]}, "pinabsolute": {"test": [p["img"]]},
+                         "pinnotlists": {"train": "class0/0.png"}, "pinsize": {"image_size": [8, 8, 8]}}.items():
+        shutil.copytree(root / "pinrun", root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        config["data_files"].update(change)
+        (root / name / "config.json").write_text(json.dumps(config))
+        p[name] = str(root / name)
 
 
 def fingerprint(root: Path, skip: list[Path]) -> dict[str, str]:
@@ -359,8 +391,8 @@ CASES: list[tuple[str, str]] = [
      "--out {segmasks}/run is inside --masks {segmasks}"),
     ("lab run bn-scale-invariance --quick --data-dir {root} --out {root}/lab --overwrite", "is inside --data-dir"),
     ("match find {img} {img} --out {file}", "--out {file} is a file; expected a folder"),
-    ("explain image {img} --checkpoint {run}/best.ckpt --out=", "--out is empty; give a path"),
-    ("train --epochs 1 --out=", "--out is empty; give a path"),
+    ("explain image {img} --checkpoint {run}/best.ckpt --out=", "argument --out: expected a value, got ''"),
+    ("train --epochs 1 --out=", "argument --out: expected a value, got ''"),
     ("attack sweep --checkpoint {run}/best.ckpt --out {file}/sub", "plain.txt is a file"),
     # -- run folders: nothing lost, nothing half-made, conflicts named
     ("train --out {run} --epochs 1", "--out {run} already holds a run (config.json, last.ckpt, best.ckpt"),
@@ -386,7 +418,7 @@ CASES: list[tuple[str, str]] = [
     ("train --dataset imagefolder --data-dir {onecls} --out {out}", "classification needs >= 2 classes; imagefolder has 1"),
     ("train --dataset imagefolder --data-dir {emptycls} --out {out}", "emptycls/b: class folder 'b' holds no image files"),
     ("train --dataset imagefolder --data-dir {corrupt} --out {out}", "none of the 2 image files could be decoded"),
-    ("train --dataset imagefolder --data-dir {root}/missing --out {out}", "missing: folder does not exist"),
+    ("train --dataset imagefolder --data-dir {root}/missing --out {out}", "--data-dir {root}/missing does not exist"),
     ("train --dataset imagefolder --out {out}", "the imagefolder dataset needs --data-dir"),
     ("train --dataset filename --data-dir {twocls} --label-regex ( --out {out}", "--label-regex '(' is not a valid"),
     ("train --dataset fashion-mnist --data-dir {file} --out {out}", "--data-dir {file} is a file"),
@@ -551,6 +583,75 @@ CASES: list[tuple[str, str]] = [
      "its weights are simple-cnn {{'width': 4}} and do not fit this run's model, mlp {{'image_size': 8}}: 6 missing"),
     ("train --model-kwargs {{\"width\":6}} --init-from {run}/best.ckpt --out {out}",
      "do not fit this run's model, simple-cnn {{'width': 6}}: 21 of another shape"),
+    # -- 29.4 caches and splits: a run's splits are pinned by file; a changed folder is named, never re-split
+    ("evaluate --checkpoint {pinrun}/best.ckpt --data-dir {pingone}",
+     "{pingone}/{pingonefile} is gone: 1 of the 12 files this run's splits are pinned to"),
+    ("evaluate --checkpoint {pinrun}/best.ckpt --data-dir {pingone} --split train", "{pingonefile} is gone"),
+    ("attack sweep --checkpoint {pinrun}/best.ckpt --data-dir {pingone} --out {out}", "{pingonefile} is gone"),
+    ("train --resume --out {pinrun} --data-dir {pingone}", "{pingonefile} is gone"),
+    ("evaluate --checkpoint {pinrun}/best.ckpt --data-dir {pinmoved}",
+     "{pinmovedfile} is gone (a file of that name is now at {pinmoved}/class"),
+    ("evaluate --checkpoint {pinrun}/best.ckpt --data-dir {pincorrupt}",
+     "{pincorruptfile}: a file of this run's pinned splits can no longer be decoded"),
+    ("evaluate --checkpoint {pinescape}/best.ckpt --data-dir {pindata}",
+     "data_files: test file '../digit.png' is not a path inside the data folder"),
+    ("attack sweep --checkpoint {pinabsolute}/best.ckpt --data-dir {pindata} --out {out}",
+     "test file '{img}' is not a path inside the data folder"),
+    ("evaluate --checkpoint {pinnotlists}/best.ckpt --data-dir {pindata}",
+     "data_files is not the train/val/test file lists cnnlab writes"),
+    ("evaluate --checkpoint {pinsize}/best.ckpt --data-dir {pindata}",
+     "image_size [8, 8, 8] is not a height and a width in pixels"),
+    # -- 29.6 options that cannot take effect: refused before anything is written
+    ("train --dataset= --out {out}", "argument --dataset: expected a value, got ''"),
+    ("train --recipe= --out {out}", "argument --recipe: expected a value, got ''"),
+    ("train --augment= --out {out}", "argument --augment: expected a value, got ''"),
+    ("train --data-dir= --out {out}", "argument --data-dir: expected a value, got ''"),
+    ("show --out= ", "argument --out: expected a value, got ''"),
+    ("explain compare {img} --checkpoint {run}/best.ckpt --methods= --out {out}", "argument --methods: expected a value"),
+    ("match benchmark {root} --methods= --out {out}", "argument --methods: expected a value, got ''"),
+    ("lab cam-robustness --dataset= --out {out}", "argument --dataset: expected a value, got ''"),
+    ("scratch mlp --dataset= --out {out}", "argument --dataset: expected a value, got ''"),
+    ("segment train --dataset= --out {out}", "argument --dataset: expected a value, got ''"),
+    ("train --finetune-lr 0.01 --out {out}",
+     "--finetune-lr 0.01: it sets the learning rate of the fine-tuning phase, and there is none without"),
+    ("train --finetune-lr 0.01 --finetune-epochs 0 --out {out}", "--finetune-lr 0.01: it sets the learning rate"),
+    ("train --vflip --augment none --out {out}", "--vflip: vertical flips are part of the training augmentation"),
+    ("train --patience 3 --val-fraction 0 --epochs 1 --out {out}",
+     "--patience 3: early stopping watches the validation split, and this run has none"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --patience 2 --val-fraction 0 --out {out}",
+     "--patience 2: early stopping watches the validation split"),
+    ("train --classes 0,1 --target-recall 0.9 --val-fraction 0 --out {out}",
+     "--target-recall 0.9: the threshold is chosen on the validation split, and this run has none"),
+    ("train --data-dir {root}/nowhere --out {out}", "--data-dir {root}/nowhere does not exist"),
+    ("show --data-dir {root}/nowhere --out {out}.png", "--data-dir {root}/nowhere does not exist"),
+    ("scratch mlp --dataset digits --data-dir {root}/nowhere --out {out}", "--data-dir {root}/nowhere does not exist"),
+    ("lab run bn-scale-invariance --quick --data-dir {root}/nowhere --out {out}", "{root}/nowhere does not exist"),
+    ("evaluate --checkpoint {run}/best.ckpt --data-dir {root}/nowhere", "--data-dir {root}/nowhere does not exist"),
+    ("attack sweep --checkpoint {run}/best.ckpt --data-dir {root}/nowhere --out {out}", "nowhere does not exist"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss 0*bce --out {out}",
+     "loss '0*bce' has weight 0: nothing would be learned"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss bce+0*dice --out {out}",
+     "the term '0*dice' has weight 0, so it would do nothing"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss dice --pos-weight 2 --out {out}",
+     "--pos-weight 2.0: it weights the positive pixels of bce, and the loss 'dice' has no bce term"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss focal --class-weights 1,2 "
+     "--out {out}", "--class-weights: they weight the pixels of ce (and bce), and the loss 'focal' takes no weights"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --class-weights 0,0 --out {out}",
+     "--class-weights 0.0,0.0: all zero"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --noisy-warmup 0.5 --out {out}",
+     "--noisy-warmup 0.5: it delays --noisy-drop, which is off"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --corrupt-mode erase --out {out}",
+     "--corrupt-mode erase: it says how masks are corrupted"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --focus 0.5 --out {out}",
+     "--focus 0.5: it centres training crops on foreground pixels"),
+    ("train --dataset digits --image-size 16 --out {out}", "--image-size does not apply to dataset 'digits'"),
+    ("train --dataset imagefolder --data-dir {twocls} --label-regex c(\\d) --out {out}",
+     "--label-regex does not apply to dataset 'imagefolder'"),
+    ("show --dataset mnist --image-size 32 --out {out}.png", "--image-size does not apply to dataset 'mnist'"),
+    ("train --data-dir {twocls} --dataset imagefolder --out {cache}/run", "is inside cnnlab's cache ($CNNLAB_CACHE)"),
+    ("show --out {cache}/grid.png", "--out {cache}/grid.png is inside cnnlab's cache"),
+    ("evaluate --checkpoint {pinrun}/best.ckpt --out {pindata}/eval",
+     "--out {pindata}/eval is inside the run's data folder {pindata}"),
 ]
 
 

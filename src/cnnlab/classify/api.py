@@ -35,6 +35,7 @@ from cnnlab.core.seeding import seed_everything
 from cnnlab.core.text import top_classes
 from cnnlab.data import DatasetSplits, load_dataset
 from cnnlab.data.augment import Augment, get_augment
+from cnnlab.data.imagefolder import split_files
 from cnnlab.data.images import load_images
 from cnnlab.data.streaming import FileImageSet, workers
 from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
@@ -114,6 +115,7 @@ def train_classifier(
     figures under ``frozen`` and at the top level).
     """
     started = time.perf_counter()
+    asked = {k: v for k, v in dict(options, target_recall=target_recall).items() if v is not None}  # this call's
     two_phase_run = out is not None and (Path(out) / "frozen").is_dir()
     continues = resume and not two_phase_run  # a two-phase run's phases resume from the options given
     run = lifecycle.continued(out, continues, OPTIONS, dict(
@@ -123,6 +125,7 @@ def train_classifier(
         run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
     dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **run)
     refuse_unknown(opts, OPTIONS, "training")
+    lifecycle.refuse_ineffective(asked, opts, INEFFECTIVE)
     engine_config(opts)  # settings outside their rules stop here, printed or not
     if print_config:
         print(json.dumps(dict(dataset=dataset, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs or {},
@@ -132,21 +135,25 @@ def train_classifier(
     common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
                   tensorboard=tensorboard)
     if not opts["finetune_epochs"]:
-        return _train(dataset, opts, out, resume=resume, overwrite=overwrite, started=started, **common)
+        return _train(dataset, opts, out, resume=resume, overwrite=overwrite, started=started,
+                      pinned=lifecycle.pinned_files(out) if continues else None, **common)
     frozen_dir = out / "frozen"
     phase1 = dict(opts, finetune_epochs=0)
     if resume and (frozen_dir / "metrics.json").exists():
         first = read_json(frozen_dir / "metrics.json", "first phase's metrics")
     else:
-        first = _train(dataset, phase1, frozen_dir, resume=resume and (frozen_dir / "last.ckpt").exists(),
-                       overwrite=overwrite, started=time.perf_counter(), **common)
+        resume1 = resume and (frozen_dir / "last.ckpt").exists()
+        first = _train(dataset, phase1, frozen_dir, resume=resume1, overwrite=overwrite, started=time.perf_counter(),
+                       pinned=lifecycle.pinned_files(frozen_dir) if resume1 else None, **common)
         resume = False
     phase2 = dict(opts, finetune_epochs=0, epochs=opts["finetune_epochs"], lr=opts["finetune_lr"] or opts["lr"],
                   init_from=str(frozen_dir / "best.ckpt"),
                   model_kwargs={**opts["model_kwargs"], **({"freeze": False} if "freeze" in opts["model_kwargs"] else {})})
     resume2 = resume and (out / "last.ckpt").exists()
     # OUT was checked above; it now holds only frozen/ (and, after --overwrite, old files to clear)
-    metrics = _train(dataset, phase2, out, resume=resume2, overwrite=not resume2, started=started, **common)
+    # the second phase trains and tests on the first one's files (its pinned splits)
+    metrics = _train(dataset, phase2, out, resume=resume2, overwrite=not resume2, started=started,
+                     pinned=lifecycle.pinned_files(frozen_dir), **common)
     if not metrics:  # a non-zero rank under torchrun: rank 0 reports
         return {}
     metrics["frozen"] = {k: first[k] for k in ("test_accuracy", "test_loss", "wall_seconds", "best_epoch")}
@@ -155,28 +162,46 @@ def train_classifier(
     return metrics
 
 
+# options that act only with others (lifecycle.refuse_ineffective)
+INEFFECTIVE: tuple[lifecycle.Rule, ...] = (
+    ("finetune_lr", lambda o: bool(o["finetune_epochs"]),
+     "it sets the learning rate of the fine-tuning phase, and there is none without --finetune-epochs N (N > 0); "
+     "give --finetune-epochs, or leave --finetune-lr out"),
+    ("vflip", lambda o: o["augment"] != "none",
+     "vertical flips are part of the training augmentation, which --augment none turns off; leave one of them out"),
+)
+
+
 def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None, resume: bool,
-           overwrite: bool, dataset_kwargs: dict | None, progress: bool, tensorboard: bool, started: float) -> dict:
-    """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``)."""
-    run = ClassifierRun(dataset, opts, out, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs)
+           overwrite: bool, dataset_kwargs: dict | None, progress: bool, tensorboard: bool, started: float,
+           pinned: dict | None = None) -> dict:
+    """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``);
+    ``pinned``: the image files of each split to use (a run continued, or a second phase)."""
+    run = ClassifierRun(dataset, opts, out, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs,
+                        pinned=pinned)
     return lifecycle.train(run, out, resume=resume, overwrite=overwrite, progress=progress, tensorboard=tensorboard,
                            started=started)
 
 
 class ClassifierRun:
     """Classification's side of a run (``cnnlab.runs.lifecycle``): a dataset's seeded splits, a
-    registry model with one output per class (one for ``--loss bce``), and the held-out test report."""
+    registry model with one output per class (one for ``--loss bce``), and the held-out test report.
+
+    A run of image files pins its splits: config.json's ``data_files`` lists each split's files
+    (``pinned`` when continuing a run), so evaluate, attacks and ``--resume`` use exactly those."""
 
     data_parallel = True
 
     def __init__(self, dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None,
-                 dataset_kwargs: dict | None) -> None:
+                 dataset_kwargs: dict | None, pinned: dict | None = None) -> None:
         self.dataset, self.opts, self.out = dataset, opts, out
         self.cfg = engine_config(opts)
         self.config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None,
                            model=opts["model"],
                            **{k: opts[k] for k in RUN_DEFAULTS if k not in ("finetune_epochs", "finetune_lr")},
                            dataset_kwargs=dataset_kwargs or {}, train=asdict(self.cfg))
+        if pinned:
+            self.config["data_files"] = pinned
 
     def prepare(self) -> Prepared:
         """Splits, task, seeded model (from ``init_from`` if given) and the device-resident loaders."""
@@ -184,6 +209,8 @@ class ClassifierRun:
         if cfg.adversarial:
             parse_adversarial(cfg.adversarial)  # a bad spec fails before any data is loaded
         splits = load_run_splits(dataset, self.config["data_dir"], self.config)
+        if "data_files" not in self.config and (files := split_files(splits)):
+            self.config["data_files"] = files  # config.json pins the splits by file
         if splits.num_classes < 2:
             raise CnnlabError(f"classification needs >= 2 classes; {dataset} has {splits.num_classes} "
                               f"({', '.join(splits.classes)})")
@@ -191,6 +218,9 @@ class ClassifierRun:
             raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
         net, meta = self._model(splits)
         train_loader, self.val_loader, self.test_loader = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
+        if opts["target_recall"] is not None and self.val_loader is None:  # before the run folder is made
+            raise CnnlabError(f"--target-recall {opts['target_recall']}: the threshold is chosen on the validation "
+                              f"split, and this run has none (--val-fraction 0); give --val-fraction > 0")
         self.splits = splits
         perturb = AdversarialBatches(cfg.adversarial, splits.mean, splits.std, cfg.seed) if cfg.adversarial else None
         return Prepared(net, train_loader, self.val_loader, self.task, cfg, meta, self.config, perturb)
@@ -369,6 +399,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     started = time.perf_counter()
     model, meta = load_classifier(checkpoint, TrainConfig(device=device).resolved_device())  # first: it checks the file
     _, config, splits = checkpoint_splits(checkpoint, data_dir)
+    if out is not None and (data_dir or config.get("data_dir")):  # the data this run reads: never written into
+        output.refuse_inside_data(out, data_dir or config["data_dir"], data_option="the run's data folder")
     if list(splits.classes) != list(meta["classes"]):
         raise CnnlabError(f"{checkpoint}: classes {meta['classes']} differ from the dataset's {splits.classes}")
     chosen = getattr(splits, split)

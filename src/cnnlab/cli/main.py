@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from cnnlab import __version__
-from cnnlab.cli.types import Parser
+from cnnlab.cli.types import Parser, refuse_empty_text
 from cnnlab.cli.options import guarded_command
 from cnnlab.core.errors import CnnlabError
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
+    refuse_empty_text(parser)
     return parser
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from cnnlab.cli.types import device, fraction, ruled, seed
-from cnnlab.core import output
+from cnnlab.core import output, places
 from cnnlab.train.config import AVERAGES, LR_SCALINGS, OPTIMIZERS, RULES, SCHEDULES, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -100,6 +100,7 @@ DATA_OPTIONS = ("data_dir", "images", "masks")  # folders of data an --out must 
 def guarded_command(args: argparse.Namespace) -> Iterator[None]:
     """Run a command that writes (its parser has ``--overwrite``) under the output guard
     (:mod:`cnnlab.core.output`), its ``--out`` checked before anything else runs."""
+    check_inputs(args)
     if not hasattr(args, "overwrite"):
         yield
         return
@@ -109,15 +110,25 @@ def guarded_command(args: argparse.Namespace) -> Iterator[None]:
         yield
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """A ``--data-dir`` that does not exist is refused by every command, before it runs."""
+    if getattr(args, "data_dir_option", False) and isinstance(args.data_dir, str):
+        places.existing_folder(args.data_dir)
+
+
 def check_out(args: argparse.Namespace) -> None:
-    """``--out`` is not empty and not inside a data folder (``DATA_OPTIONS``); it is a file of the
-    parser's ``out_suffixes`` where it set them, else a folder, except a run folder (``run_folder``:
+    """``--out`` is not empty and not inside a data folder (``DATA_OPTIONS``; ``$CNNLAB_DATA`` for a
+    command that reads data without ``--data-dir``) or cnnlab's cache; it is a file of the parser's
+    ``out_suffixes`` where it set them, else a folder, except a run folder (``run_folder``:
     runs.rundir checks it, with the options that continue or replace a run)."""
     output.refuse_empty(args.out)
     for data in DATA_OPTIONS:
         folder = getattr(args, data, None)  # a list: the IMAGE arguments of explain/attack, not a folder
         if isinstance(folder, str):
             output.refuse_inside_data(args.out, folder, data_option="--" + data.replace("_", "-"))
+    if hasattr(args, "data_dir") and args.data_dir is None and places.env_data_dir() is not None:
+        output.refuse_inside_data(args.out, places.env_data_dir(), data_option=f"${places.DATA_ENV}")
+    output.refuse_inside_data(args.out, places.cache_dir(), data_option=f"cnnlab's cache (${places.CACHE_ENV})")
     if getattr(args, "out_suffixes", None):
         output.check_file(args.out, args.out_suffixes)
     elif not getattr(args, "run_folder", False):

@@ -119,6 +119,42 @@ def _json(kind: type, name: str, example: str) -> Check:
     return parse
 
 
+def nonempty(text: str) -> str:
+    """A name or path that is not blank: ``--dataset ""`` or ``--out ""`` would otherwise stand for the
+    default dataset, or for the current folder, which is not what anyone typing it meant."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a value, got {text!r} (leave the option out for its default)")
+    return text
+
+
+# options whose value is a name or a path: an empty one is refused by ``nonempty`` on every command
+# (set by :func:`refuse_empty_text`, so a new command's --out gets it without naming it)
+TEXT_OPTIONS = frozenset({"--out", "--dataset", "--recipe", "--augment", "--methods", "--data-dir", "--model",
+                          "--checkpoint", "--init-from", "--config", "--label-regex", "--images", "--masks",
+                          "--classes", "--loss"})
+
+
+def refuse_empty_text(parser: argparse.ArgumentParser) -> None:
+    """Give every ``TEXT_OPTIONS`` option of ``parser`` and its sub-commands the ``nonempty`` checker
+    (in front of its own checker, if it has one); a command with ``--data-dir`` is marked
+    (``data_dir_option``) so that the CLI checks that folder exists before the command runs."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                refuse_empty_text(sub)
+        elif set(action.option_strings) & TEXT_OPTIONS and action.nargs is None and action.const is None:
+            action.type = _then(nonempty, action.type) if action.type is not None else nonempty
+    if "--data-dir" in parser._option_string_actions:
+        parser.set_defaults(data_dir_option=True)
+
+
+def _then(first: Check, second: Check) -> Check:
+    def check(text: str) -> object:
+        return second(first(text))
+    check.__name__ = getattr(second, "__name__", "check")
+    return check
+
+
 json_object = _json(dict, "object", '{"width": 64}')  # as for --model-kwargs
 json_list = _json(list, "list", "[[0, 0, 0], [255, 0, 0]]")  # as for --palette
 

@@ -14,18 +14,23 @@ import torch
 from torch import Tensor
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.core.places import cache_dir  # noqa: F401  (this module's API too: builtin, imagefolder)
 
 
 @dataclass
 class ImageSet:
     images: Tensor  # uint8, N x C x H x W
     labels: Tensor  # int64, N
+    # the file each image was decoded from (image folders): what a run pins its splits by
+    files: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.files is not None and len(self.files) != len(self.labels):
+            raise ValueError(f"{len(self.files)} file names but {len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -36,7 +41,8 @@ class ImageSet:
         return tuple(self.images.shape)
 
     def subset(self, index: Tensor) -> "ImageSet":
-        return ImageSet(self.images[index], self.labels[index])
+        files = None if self.files is None else [self.files[i] for i in index.tolist()]
+        return ImageSet(self.images[index], self.labels[index], files)
 
 
 @dataclass
@@ -124,8 +130,3 @@ def has_files(name: str, data_dir: str | os.PathLike | None) -> bool:
 
 def _looks_like_dataset(root: Path) -> bool:
     return any(root.glob("*.gz")) or (root / "train").is_dir() or any(root.glob("*-ubyte*"))
-
-
-def cache_dir() -> Path:
-    """The user cache (downloads, decoded-image caches): ``$CNNLAB_CACHE`` or ``~/.cache/cnnlab``."""
-    return Path(os.environ.get("CNNLAB_CACHE", Path.home() / ".cache" / "cnnlab")).expanduser()

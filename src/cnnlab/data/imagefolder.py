@@ -9,8 +9,15 @@ Layouts understood (``root`` is what ``--data-dir`` points to):
 - labels in file names: ``root/**/*.png`` with a regex whose first group is the label.
 
 Decoding JPEGs is the slow part of small-image training, so the decoded tensor is saved under
-the user cache keyed by the file list (paths, sizes, modification times): epoch 2 and every
-later run read one file. Corrupt or non-image files are skipped with one warning that lists
+the user cache (``core.places``) keyed by everything it depends on (each file's path, size, times
+and inode, the label each file gets, the size and the cache format): epoch 2 and every later run
+read one file, and another ``--label-regex`` over the same files is never served the first one's
+labels.
+
+A run pins its splits: :func:`split_files` lists the files of each split (recorded in the run's
+config.json as ``data_files``), and :func:`pinned_splits` rebuilds exactly those splits later
+(``evaluate``, ``attack sweep``, ``--resume``), so files added to the folder afterwards never move
+a training image into the test split. Corrupt or non-image files are skipped with one warning that lists
 them; grey images in an RGB dataset are converted, and said so.
 """
 from __future__ import annotations
@@ -27,7 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cnnlab.data.base import DatasetSplits, ImageSet, cache_dir, seeded_split
+from cnnlab.core.places import decoded_cache_dir
+from cnnlab.data.base import DatasetSplits, ImageSet, seeded_split
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core import log
 from cnnlab.core.fileio import save_torch
@@ -130,30 +138,42 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 CACHE_FORMAT = 2  # bumped when what a cache file holds changes: older files are then never read
 
 
-def _cache_key(files: list[Path], labels: list[int], image_size: int | None) -> str:
+Size = int | tuple[int, int] | None  # a square side, (H, W), or None: the images' own (most common) size
+
+
+def _target(image_size: Size) -> tuple[int, int] | None:
+    """``image_size`` as (H, W); None keeps the images' own size."""
+    if image_size is None:
+        return None
+    return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+
+
+def _cache_key(files: list[Path], labels: list[int], image_size: Size) -> str:
     """Everything a decoded set depends on: each file (path, size, modification and change times,
     inode: a file replaced by another of the same size and time differs in ctime or inode), the label
     each file gets (another --label-regex labels the same files differently), the size and the format."""
-    h = hashlib.sha1(f"{CACHE_FORMAT}|{image_size}".encode())
+    h = hashlib.sha1(f"{CACHE_FORMAT}|{_target(image_size)}".encode())
     for p, label in zip(files, labels):
         st = p.stat()
         h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{label}\n".encode())
     return h.hexdigest()[:24]
 
 
-def decode_files(files: list[Path], labels: list[int], image_size: int | None = None,
+def decode_files(files: list[Path], labels: list[int], image_size: Size = None,
                  use_cache: bool = True, desc: str = "decoding") -> tuple[ImageSet, list[str]]:
     """Decode ``files`` into one uint8 ``ImageSet`` (skipping unreadable ones); returns it and the skipped list.
 
     Sizes: all images keep their size when it is shared; otherwise (or with ``image_size``)
-    they are resized to ``image_size`` or to the most common size.
+    they are resized to ``image_size`` or to the most common size. The set's ``files`` name the
+    file of each image (what a run pins its splits by).
     """
     key = _cache_key(files, labels, image_size)
-    cache_file = cache_dir() / "decoded" / f"{key}.pt"
+    cache_file = decoded_cache_dir() / f"{key}.pt"
     if use_cache and cache_file.exists():
         try:
             c = torch.load(cache_file, weights_only=True)
-            return ImageSet(c["images"], c["labels"]), c["skipped"]
+            skipped = set(c["skipped"])
+            return ImageSet(c["images"], c["labels"], [str(p) for p in files if str(p) not in skipped]), c["skipped"]
         except Exception:  # noqa: BLE001  (a stale/corrupt cache is rebuilt, never trusted)
             try:
                 cache_file.unlink(missing_ok=True)
@@ -174,13 +194,14 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
         warn_files("mixed grey and RGB images: converted these grey images to RGB", grey)
         ok = [(np.repeat(a[..., None], 3, 2) if m == "L" else a, "RGB", lab) for a, m, lab in ok]
     sizes = Counter(a.shape[:2] for a, _, _ in ok)
-    target = (image_size, image_size) if image_size else sizes.most_common(1)[0][0]
+    target = _target(image_size) or sizes.most_common(1)[0][0]
     if image_size or len(sizes) > 1:
         ok = [(a if a.shape[:2] == target else _resize(a, target), m, lab) for a, m, lab in ok]
     arr = np.stack([a if a.ndim == 3 else a[..., None] for a, _, _ in ok])
     images = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-    result = ImageSet(images, torch.tensor([lab for _, _, lab in ok], dtype=torch.long))
     skipped = [str(p) for p, _ in bad]
+    result = ImageSet(images, torch.tensor([lab for _, _, lab in ok], dtype=torch.long),
+                      [str(p) for p, (a, _) in zip(files, decoded) if a is not None])
     if use_cache:
         try:
             save_torch(cache_file, {"images": result.images, "labels": result.labels, "skipped": skipped}, cache=True)
@@ -191,7 +212,7 @@ def decode_files(files: list[Path], labels: list[int], image_size: int | None = 
     return result, skipped
 
 
-def decode_or_stream(files: list[Path], labels: list[int], image_size: int | None = None,
+def decode_or_stream(files: list[Path], labels: list[int], image_size: Size = None,
                      desc: str = "decoding") -> tuple[ImageSet | FileImageSet, list[str]]:
     """``decode_files`` while the decoded set fits the memory budget (:func:`streaming.memory_budget`);
     beyond it, a :class:`FileImageSet` that training streams through ``DataLoader`` workers. Which
@@ -200,7 +221,7 @@ def decode_or_stream(files: list[Path], labels: list[int], image_size: int | Non
     The decision reads the headers of up to 64 files (no pixels): the set's size is estimated as
     their most common size (or ``image_size``) times the number of files.
     """
-    square = (image_size, image_size) if image_size else None
+    square = _target(image_size)
     try:
         need, channels, size = decoded_bytes(files[:: max(1, len(files) // 64)][:64], None)
     except CnnlabError:  # no readable header among the sampled files: decoding names what is wrong
@@ -224,8 +245,9 @@ def _bytes(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB" if n >= 2**20 else f"{n / 2**10:,.1f} KiB"
 
 
-def load_filename_labels(root: Path, regex: str, image_size: int | None = None) -> tuple[ImageSet, list[str], list[str]]:
-    """Images anywhere under ``root`` whose label is the first group of ``regex`` in the file name."""
+def filename_listing(root: Path, regex: str) -> tuple[list[Path], list[str], list[str]]:
+    """Images anywhere under ``root`` whose name matches ``regex``, each one's label (the first group),
+    and the label names in class order (numbers by value, then names)."""
     if not root.is_dir():
         raise CnnlabError(f"{root}: folder does not exist")
     try:
@@ -242,16 +264,131 @@ def load_filename_labels(root: Path, regex: str, image_size: int | None = None) 
     if unmatched:
         warn_files(f"skipped images whose name does not match {regex!r}", unmatched)
     names = sorted({lab for _, lab in matched}, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    return [p for p, _ in matched], [lab for _, lab in matched], names
+
+
+def load_filename_labels(root: Path, regex: str, image_size: int | None = None) -> tuple[ImageSet, list[str], list[str]]:
+    """Images anywhere under ``root`` whose label is the first group of ``regex`` in the file name."""
+    files, found, names = filename_listing(root, regex)
     index = {n: i for i, n in enumerate(names)}
-    data, skipped = decode_files([p for p, _ in matched], [index[lab] for _, lab in matched], image_size)
+    data, skipped = decode_files(files, [index[lab] for lab in found], image_size)
     return data, names, skipped
 
 
+def folder_listing(root: Path) -> tuple[list[Path], list[str], list[str]]:
+    """Every image of an image-folder tree (all its split folders), each one's class folder name, and
+    the class names in order. Each split folder is listed with its own classes, so a class folder
+    added after a run is only more files (which a pinned run ignores), not an error."""
+    folders = find_splits(root) or {"pool": root}
+    files: list[Path] = []
+    names: list[str] = []
+    for folder in folders.values():
+        found, labels, classes = list_class_files(folder)
+        files += found
+        names += [classes[i] for i in labels]
+    return files, names, sorted(set(names))
+
+
+PIN_SPLITS = ("train", "val", "test")
+
+
+def _files_of(part) -> list | None:
+    return None if part is None else getattr(part, "files", None)
+
+
+def split_files(splits: DatasetSplits) -> dict | None:
+    """The run's splits by file, for its config.json (``data_files``): each split's files relative to
+    the data folder, the decoded size and the training statistics, i.e. what :func:`pinned_splits`
+    rebuilds the same splits from. None for data that does not come from image files."""
+    root = splits.info.get("root")
+    parts = {k: getattr(splits, k) for k in PIN_SPLITS}
+    if root is None or any(p is not None and _files_of(p) is None for p in parts.values()):
+        return None
+    try:
+        pinned = {k: [Path(f).relative_to(root).as_posix() for f in _files_of(p) or []] for k, p in parts.items()}
+    except ValueError:  # a file outside the folder (not made by the loaders here): nothing to pin it by
+        return None
+    return {**pinned, "image_size": list(splits.image_size), "mean": list(splits.mean), "std": list(splits.std)}
+
+
+def check_pinned(pinned: object) -> None:
+    """A run's ``data_files`` as :func:`split_files` writes them: lists of relative paths inside the data
+    folder (a hand-edited or received config.json naming ``../`` or absolute paths is refused, so no
+    file outside the data is read as a test image)."""
+    where = "config.json's data_files"
+    if not isinstance(pinned, dict) or not all(isinstance(pinned.get(k, []), list) for k in PIN_SPLITS):
+        raise CnnlabError(f"{where} is not the train/val/test file lists cnnlab writes; the run's splits cannot be "
+                          f"rebuilt from it")
+    for k in PIN_SPLITS:
+        for f in pinned.get(k, []):
+            if not isinstance(f, str) or not f or Path(f).is_absolute() or ".." in Path(f).parts:
+                raise CnnlabError(f"{where}: {k} file {f!r} is not a path inside the data folder; the run's splits "
+                                  f"cannot be rebuilt from it")
+    for key in ("image_size", "mean", "std"):
+        value = pinned.get(key)
+        if value is not None and not (isinstance(value, list) and value
+                                      and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise CnnlabError(f"{where}: {key} {value!r} is not a list of numbers")
+    size = pinned.get("image_size")
+    if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)):
+        raise CnnlabError(f"{where}: image_size {size!r} is not a height and a width in pixels")
+
+
+def pinned_splits(name: str, root: Path, listing: tuple[list[Path], list[str], list[str]], pinned: dict,
+                  info: dict) -> DatasetSplits:
+    """The splits a run pinned (:func:`split_files`), from the folder as it is now (``listing``: its
+    files, their class names and the class order). A pinned file that is gone is refused, naming it;
+    files added since are ignored with a warning that counts them: a run's test set never changes."""
+    check_pinned(pinned)
+    files, names, order = listing
+    label_of = {p.relative_to(root).as_posix(): n for p, n in zip(files, names)}
+    wanted = {k: [str(f) for f in pinned.get(k) or []] for k in PIN_SPLITS}
+    every = [f for k in PIN_SPLITS for f in wanted[k]]
+    missing = [f for f in every if f not in label_of]
+    if missing:
+        first = root / missing[0]
+        known = set(every)  # a file of that name that is new to the run: the pinned one moved there
+        elsewhere = next((p for p in files if p.name == first.name and p.relative_to(root).as_posix() not in known),
+                         None)
+        why = ("is no longer one of the folder's images (its name no longer matches, or it is not an image)"
+               if first.exists() else f"is gone (a file of that name is now at {elsewhere}: moved to another class?)"
+               if elsewhere is not None else "is gone")
+        raise CnnlabError(f"{first} {why}: {len(missing)} of the {len(every)} files this run's splits are pinned to "
+                          f"(data_files in its config.json) are missing; put them back, or train a new run on the "
+                          f"folder as it is now")
+    added = len(set(label_of) - set(every))
+    if added:
+        warnings.warn(f"{root}: {added} image file(s) not in this run's splits (added since it was trained) are "
+                      f"ignored; the run keeps the train/val/test files listed in its config.json", stacklevel=3)
+    present = {label_of[f] for f in every}
+    classes = [c for c in order if c in present]
+    index = {c: i for i, c in enumerate(classes)}
+    size = tuple(pinned["image_size"]) if pinned.get("image_size") else None
+    with warnings.catch_warnings():  # an unreadable file is refused below, not skipped with a warning
+        warnings.simplefilter("ignore")
+        data, skipped = decode_or_stream([root / f for f in every], [index[label_of[f]] for f in every], size,
+                                         desc=f"decoding {root.name}")
+    if skipped:
+        raise CnnlabError(f"{skipped[0]}: a file of this run's pinned splits can no longer be decoded; put the "
+                          f"original back, or train a new run on the folder as it is now")
+    parts, start = {}, 0
+    for k in PIN_SPLITS:
+        parts[k] = data.subset(torch.arange(start, start + len(wanted[k])))
+        start += len(wanted[k])
+    stats = {"mean": tuple(pinned["mean"]), "std": tuple(pinned["std"])} if pinned.get("mean") else _stats(parts["train"])
+    return DatasetSplits(name, classes, parts["train"], parts["test"], val=parts["val"] if wanted["val"] else None,
+                         augment="natural", **stats,
+                         info={**info, "root": str(root), "skipped": [], "pinned": True, "loading": _loading(data)})
+
+
 def load_image_folder(root: Path, image_size: int | None = None, name: str = "imagefolder",
-                      seed: int = 42, test_fraction: float = 0.2) -> DatasetSplits:
-    """An image-folder tree, with its own train/val/test folders or one pool split with ``seed``."""
+                      seed: int = 42, test_fraction: float = 0.2, pinned: dict | None = None) -> DatasetSplits:
+    """An image-folder tree, with its own train/val/test folders or one pool split with ``seed``;
+    with ``pinned`` (a run's ``data_files``) the splits that run was trained with."""
     if not root.is_dir():
         raise CnnlabError(f"{root}: folder does not exist (expected <root>/<class>/*.jpg or <root>/train/<class>/...)")
+    if pinned:
+        return pinned_splits(name, root, folder_listing(root), pinned, {"layout": "pinned"})
     folders = find_splits(root)
     above = None if "test" in folders else pair_above(root)
     if above is not None:

@@ -58,6 +58,7 @@ def load_dataset(
     classes: Sequence[str] | None = None,
     subset: int | None = None,
     test_subset: int | None = None,
+    pinned: dict | None = None,
     **kwargs,
 ) -> DatasetSplits:
     """Load ``name`` and make its splits deterministic.
@@ -71,12 +72,27 @@ def load_dataset(
     ``subset`` of the training images (before the validation cut; the test split stays whole), for
     runs that must fit a CPU budget; ``test_subset`` likewise keeps a seeded, stratified share of the
     test images (a run whose test pass alone would overrun such a budget says so in its config).
+
+    ``pinned`` (a run's ``data_files``, see :func:`cnnlab.data.imagefolder.split_files`) rebuilds the
+    splits a run of an image folder was trained with, file by file: the cuts above are already in its
+    lists, so only ``classes`` (the label order) applies.
     """
     entry = DATASETS.get(name)
     if entry.task != "classification":
         raise CnnlabError(f"dataset {entry.name!r} is a {entry.task} dataset: use `cnnlab segment train --dataset "
                           f"{entry.name}` (or load_segmentation)")
+    refuse_unused(entry, kwargs)
+    if pinned:
+        kwargs["pinned"] = pinned
     splits = entry.loader(data_dir=data_dir, seed=seed, test_fraction=test_fraction, **kwargs)
+    if splits.info.get("pinned"):
+        if classes:
+            stats = splits.mean, splits.std
+            select_classes(splits, classes)
+            splits.mean, splits.std = stats  # the run's own statistics, as pinned
+        splits.info.update(seed=seed, val_fraction=val_fraction,
+                           sizes={"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)})
+        return splits
     if classes:
         select_classes(splits, classes)
     if subset:
@@ -92,6 +108,20 @@ def load_dataset(
     splits.info.update(seed=seed, val_fraction=val_fraction,
                        sizes={"train": len(splits.train), "val": len(splits.val or []), "test": len(splits.test)})
     return splits
+
+
+def refuse_unused(entry: DatasetEntry, kwargs: dict) -> None:
+    """A dataset option its loader does not take (``--label-regex`` for an image folder, ``--image-size``
+    for MNIST's fixed 28x28) would be ignored: refuse it, naming the option and the dataset."""
+    import inspect
+
+    taken = set(inspect.signature(entry.loader).parameters)
+    unused = [k for k, v in kwargs.items() if v is not None and k not in taken]
+    if unused:
+        flag = "--" + unused[0].replace("_", "-")
+        users = [e.name for e in DATASETS.entries() if unused[0] in inspect.signature(e.loader).parameters]
+        raise CnnlabError(f"{flag} does not apply to dataset {entry.name!r} ({entry.description}); it is an option of "
+                          f"{', '.join(users) or 'no dataset'}: leave it out")
 
 
 def select_classes(splits: DatasetSplits, names: Sequence[str]) -> None:
@@ -111,7 +141,9 @@ def select_classes(splits: DatasetSplits, names: Sequence[str]) -> None:
             return None
         match = part.labels.view(-1, 1) == old.view(1, -1)
         rows = match.any(1)
-        return ImageSet(part.images[rows], match[rows].int().argmax(1))
+        files = getattr(part, "files", None)  # kept: a run pins its splits by them
+        return ImageSet(part.images[rows], match[rows].int().argmax(1),
+                        None if files is None else [str(f) for f, r in zip(files, rows.tolist()) if r])
 
     splits.train, splits.val, splits.test = keep(splits.train), keep(splits.val), keep(splits.test)
     splits.classes = [splits.classes[i] for i in old.tolist()]

@@ -60,6 +60,15 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _pinned_counts(config: dict) -> dict:
+    """config.json with its pinned split files (``data_files``: thousands of paths) shown as counts."""
+    files = config.get("data_files")
+    if not isinstance(files, dict):
+        return config
+    counts = {k: f"{len(v)} files" for k, v in files.items() if k in ("train", "val", "test") and isinstance(v, list)}
+    return {**config, "data_files": counts}
+
+
 def inside(folder: Path, name: str | Path) -> Path | None:
     """``folder / name`` if it is a file that resolves inside ``folder``, else None.
 
@@ -98,7 +107,7 @@ def _classification(folder: Path, metrics: dict, config: dict, evaluation: bool)
                                     "wall_seconds", "device"))
     binary = metrics.get("binary") or {}
     view.headline.update({f"binary.{k}": v for k, v in binary.items()})
-    view.config = flatten(config)
+    view.config = flatten(_pinned_counts(config))
     view.history = metrics.get("history", [])
     if metrics.get("per_class"):
         view.tables.append(_per_class_table(metrics["per_class"], ("precision", "recall", "f1", "support"),

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from cnnlab.core import distributed as dist
 from cnnlab.core import log
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.fileio import write_json
+from cnnlab.core.fileio import read_json, write_json
 from cnnlab.report import hooks, plots
 from cnnlab.runs import rundir
 from cnnlab.runs.restore import restore
@@ -67,6 +67,43 @@ def continued(out: str | Path | None, resume: bool, names: Iterable[str], given:
     return rundir.resume_options(out, {**dict.fromkeys(names), **given}) if resume else given
 
 
+# an option that takes effect only with others: (its name, whether the resolved options let it act, why not)
+Rule = tuple[str, Callable[[dict], bool], str]
+
+
+def refuse_ineffective(given: dict, resolved: dict, rules: Iterable[Rule]) -> None:
+    """Options the user gave (``given``: not None) that cannot take effect with the run's other
+    (``resolved``) options are refused before anything is written, not silently ignored."""
+    for name, acts, why in rules:
+        if given.get(name) not in (None, False) and not acts(resolved):
+            raise CnnlabError(f"--{name.replace('_', '-')}{_shown(given[name])}: {why}")
+
+
+def _shown(value: Any) -> str:
+    """' 0.5', ' 256,256' or '' for a flag (True)."""
+    if value is True:
+        return ""
+    return " " + (",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+
+
+def refuse_unvalidated(job: Prepared) -> None:
+    """Early stopping watches the validation split: a run without one (``--val-fraction 0`` and no
+    val folder) would stop on the training score instead. Checked on the loaded data, before the run
+    folder is made, so the advised command runs without ``--overwrite``."""
+    if job.cfg.patience and job.val_loader is None:
+        raise CnnlabError(f"--patience {job.cfg.patience}: early stopping watches the validation split, and this run "
+                          f"has none (--val-fraction 0); give --val-fraction > 0, or leave --patience out")
+
+
+def pinned_files(folder: str | Path) -> dict | None:
+    """The split files a run in ``folder`` pinned (config.json's ``data_files``), None where it pinned none."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    config = read_json(path, "run configuration")
+    return config.get("data_files") if isinstance(config, dict) else None
+
+
 def run_folder(out: str | Path | None, name: str, resume: bool, overwrite: bool) -> Path:
     """``out`` (by default ``runs/NAME-<time>``), refused now if the run would lose work: before
     any slow step, so a refused command leaves nothing behind."""
@@ -90,6 +127,7 @@ def train(run: TaskRun, out: Path, *, resume: bool, overwrite: bool, progress: b
     if run.data_parallel:
         dist.init()
     job = run.prepare()
+    refuse_unvalidated(job)  # the data are loaded, the run folder not yet made
     # how many processes trained, their batches and LR (config.TrainConfig.data_parallel)
     parallel = job.cfg.data_parallel(dist.world_size())
     job.config["data_parallel"] = parallel

@@ -170,11 +170,12 @@ def build_from_checkpoint(path: str | Path, name: str, build: Callable[[], T]) -
 
 
 def load_run_splits(dataset: str, data_dir: str | None, config: dict) -> DatasetSplits:
-    """The seeded splits a run's ``config`` names (classes, subset, fractions, seed, dataset kwargs)."""
+    """The seeded splits a run's ``config`` names (classes, subset, fractions, seed, dataset kwargs);
+    for a run that pinned its splits by file (``data_files``: image folders), exactly those files."""
     return load_dataset(dataset, data_dir, val_fraction=config.get("val_fraction", 0.1),
                         test_fraction=config.get("test_fraction", 0.2), seed=config.get("split_seed", 42),
                         classes=config.get("classes"), subset=config.get("subset"),
-                        test_subset=config.get("test_subset"),
+                        test_subset=config.get("test_subset"), pinned=config.get("data_files"),
                         **config.get("dataset_kwargs", {}))
 
 

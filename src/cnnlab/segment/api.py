@@ -31,7 +31,7 @@ from cnnlab.runs.restore import build_model, load_segmenter
 from cnnlab.data.augment import JointAugment
 from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.segment.inference import Inference, evaluate_set, infer
-from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights
+from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights, refuse_unused_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
 from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, device_kind, recipe
@@ -110,19 +110,36 @@ def train_segmenter(
     ``tta`` flips, and these settings are stored in the reported checkpoint for predict/evaluate.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
-    run = lifecycle.continued(out, resume, OPTIONS, dict(
-        options, dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
-        test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
-        corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode))
+    call = dict(options, dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
+                test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
+                corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode)
+    asked = given(call)  # what this call gave (not what a recipe or a resumed run's config.json holds)
+    run = lifecycle.continued(out, resume, OPTIONS, call)
     options = {k: run.pop(k) for k in list(run) if k not in {*RUN_DEFAULTS, "dataset", "data_dir", "folder"}}
     run.update({k: v for k, v in RUN_DEFAULTS.items() if run.get(k) is None})
     kind = device_kind(TrainConfig(device=options.get("device") or "auto").resolved_device())
     refuse_unknown(options, OPTIONS, "segmentation")
     opts = layered(recipe(run["dataset"], kind), given(options))
+    lifecycle.refuse_ineffective(asked, {**run, **opts}, INEFFECTIVE)
     cfg = engine_config(opts, TRAIN_FIELDS)
     out = lifecycle.run_folder(out, f"segment-{run['dataset'] or 'folder'}-{opts['model']}", resume, overwrite)
-    return lifecycle.train(SegmenterRun(run, opts, cfg, kind, out, cpu_started), out, resume=resume,
-                           overwrite=overwrite, progress=progress, tensorboard=tensorboard, started=started)
+    task_run = SegmenterRun(run, opts, cfg, kind, out, cpu_started)
+    task_run.asked = set(asked)
+    return lifecycle.train(task_run, out, resume=resume, overwrite=overwrite, progress=progress,
+                           tensorboard=tensorboard, started=started)
+
+
+# options that act only with others (lifecycle.refuse_ineffective); the loss weights are checked
+# against the loss once the data say which it is (SegmenterRun._criterion)
+INEFFECTIVE: tuple[lifecycle.Rule, ...] = (
+    ("noisy_warmup", lambda r: r["noisy_drop"] > 0,
+     "it delays --noisy-drop, which is off; give --noisy-drop, or leave --noisy-warmup out"),
+    ("corrupt_mode", lambda r: r["corrupt_fraction"] > 0,
+     "it says how masks are corrupted, and none are without --corrupt-fraction; give it, or leave --corrupt-mode out"),
+    ("focus", lambda r: r["crop"] is not None and r["augment"] != "none",
+     "it centres training crops on foreground pixels, and there are none without --crop H W (and augmentation); "
+     "give --crop, or leave --focus out"),
+)
 
 
 class SegmenterRun:
@@ -184,6 +201,9 @@ class SegmenterRun:
         self.class_weights = _class_weights(opts["class_weights"], data)
         self.pos_weight = _pos_weight(opts["pos_weight"], data)
         self.loss_name = opts["loss"] or ("bce" if data.num_classes == 2 else "ce")
+        asked = getattr(self, "asked", set())  # weights the user gave, not a recipe's
+        refuse_unused_weights(self.loss_name, opts["class_weights"] if "class_weights" in asked else None,
+                              opts["pos_weight"] if "pos_weight" in asked else None)
         return build_loss(self.loss_name, IGNORE, self.class_weights, self.pos_weight, opts["focal_gamma"],
                           opts["tversky_alpha"], opts["tversky_beta"])
 

@@ -176,13 +176,39 @@ def build_loss(spec: str, ignore_index: int | None = None, class_weights: Sequen
         if not m or m.group(2) not in makers:
             raise CnnlabError(f"unknown loss term {raw!r} in {spec!r}; expected names from {', '.join(LOSSES)} "
                               f"joined by '+', optionally weighted like 0.5*dice")
-        terms.append((float(m.group(1) or 1.0), makers[m.group(2)]))
+        weight = float(m.group(1) or 1.0)
+        if weight == 0:  # a term that cannot take effect (all of them: nothing would be learned)
+            raise CnnlabError(f"loss {spec!r}: the term {raw!r} has weight 0, so it would do nothing; leave it out"
+                              if len(spec.split("+")) > 1 else
+                              f"loss {spec!r} has weight 0: nothing would be learned; give a weight > 0")
+        terms.append((weight, makers[m.group(2)]))
 
     def loss(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
         return sum(w * fn(logits, target, reduction) for w, fn in terms)
 
     loss.spec = spec  # type: ignore[attr-defined]
     return loss
+
+
+def loss_terms(spec: str) -> set[str]:
+    """The loss names in a spec (``focal+0.5*tversky`` -> {focal, tversky}); unknown names stay for
+    :func:`build_loss` to refuse."""
+    return {m.group(2) for raw in spec.lower().replace(" ", "").split("+") if (m := _TERM.match(raw))}
+
+
+def refuse_unused_weights(spec: str, class_weights: Sequence[float] | str | None, pos_weight: object) -> None:
+    """Weights given (``--class-weights``, ``--pos-weight``) that the loss ``spec`` would not use are
+    refused: pos_weight weights bce's positive pixels; class weights weight ce (and bce, as w1/w0)."""
+    names = loss_terms(spec)
+    if pos_weight is not None and "bce" not in names:
+        raise CnnlabError(f"--pos-weight {pos_weight}: it weights the positive pixels of bce, and the loss {spec!r} "
+                          f"has no bce term; give --loss with bce (e.g. bce+dice), or leave --pos-weight out")
+    if class_weights is not None and not names & {"ce", "bce"}:
+        raise CnnlabError(f"--class-weights: they weight the pixels of ce (and bce), and the loss {spec!r} takes no "
+                          f"weights; give --loss with ce or bce, or leave --class-weights out")
+    if isinstance(class_weights, (list, tuple)) and not any(float(w) > 0 for w in class_weights):
+        raise CnnlabError(f"--class-weights {','.join(map(str, class_weights))}: all zero, so no pixel would count; "
+                          f"give at least one weight > 0")
 
 
 def median_frequency_weights(masks: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
