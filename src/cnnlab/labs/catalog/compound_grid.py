@@ -87,7 +87,7 @@ def _name(shape: tuple) -> str:
               "EfficientNet step 1: grid search of alpha, beta, gamma under alpha*beta^2*gamma^2 ~ 2 vs the paper's 1.2/1.1/1.15")
 def run(ctx: LabContext) -> LabResult:
     step = ctx.pick(0.25, 0.1)
-    full = lab_data(ctx, n_train=ctx.pick(300, 1500), n_test=ctx.pick(300, 2000), n_val=ctx.pick(200, 500))
+    full = lab_data(ctx, n_train=ctx.pick(300, 1000), n_test=ctx.pick(300, 2000), n_val=ctx.pick(200, 500))
     epochs = ctx.pick(1, 3)
     triples = constrained_triples(step)
     groups = distinct_networks(triples)
