@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from cnnlab.core.text import markdown_table, seed_gap, spread, verdict, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap, spread, verdict
 from cnnlab.labs.frame import LabContext, LabResult, as_float, finish_axes, lab_data, register_lab, train_seeds
 from cnnlab.models import create_model
 
@@ -161,12 +161,11 @@ def _conclude(result: LabResult, n: dict) -> None:
                     "B^-0.5): a larger batch injects less noise (whether that regularises less is what the gaps below measure).",
                     a="noise.0.mean_error", b="noise.0.batch_size", c=f"noise.{last}.mean_error",
                     d=f"noise.{last}.batch_size", s="noise_slope.mean_error")
-    meaning = verdict_sentence({"lower": "BatchNorm lost accuracy to the batch-independent GroupNorm at the tiny batch.",
-                                "higher": "BatchNorm beat GroupNorm even at the tiny batch.",
-                                "same": "BatchNorm did not measurably suffer from the tiny batch here."},
-                               n["bn_vs_gn_small"]["difference"], n["bn_vs_gn_small"]["se"], n["bn_vs_gn_small"]["n"])
-    result.conclude("Test accuracy at batch size {b}: " + verdict("BatchNorm", n["batch"]["values_small"], "GroupNorm",
-                                                                  n["group"]["values_small"]) + _meaning(meaning),
+    meaning = {"lower": "BatchNorm lost accuracy to the batch-independent GroupNorm at the tiny batch.",
+               "higher": "BatchNorm beat GroupNorm even at the tiny batch.",
+               "same": "BatchNorm did not measurably suffer from the tiny batch here."}
+    result.conclude("Test accuracy at batch size {b}: " + judged("BatchNorm", n["batch"]["values_small"], "GroupNorm",
+                                                                 n["group"]["values_small"], meaning),
                     b="smallest", d="bn_vs_gn_small.difference")  # d: the difference verdict() prints
     result.conclude("BatchNorm's best batch size was {b} ({x:.3f}); GroupNorm's {c} ({y:.3f}); without normalisation "
                     "{d} ({z:.3f}).", b="batch.best_batch", x="batch.best_acc", c="group.best_batch",
@@ -174,32 +173,28 @@ def _conclude(result: LabResult, n: dict) -> None:
     runs = {norm: {r["batch_size"]: r for r in n["runs"][norm]} for norm in ("batch", "group")}
     small, large = n["smallest"], n["largest"]
     for norm in ("batch", "group"):
-        gap = n[norm]["gap_small_minus_large"]
-        meaning = verdict_sentence(
-            {"higher": "the noisier small batch did not regularise more here: its gap is the larger one",
-             "lower": "the gap grew with the batch, as less regularising batch noise would predict",
-             "same": "the gaps do not differ beyond seed noise: these runs show no regularising effect of the batch size"},
-            gap["difference"], gap["se"], gap["n"])
+        meaning = {"higher": "the noisier small batch did not regularise more here: its gap is the larger one",
+                   "lower": "the gap grew with the batch, as less regularising batch noise would predict",
+                   "same": "these runs show no regularising effect of the batch size"}
         result.conclude(f"Equal epochs ({{e}}), {LABEL[norm]}: train-test gap at B = {{b}} ({{k}} optimizer steps) vs "
-                        f"B = {{b2}} ({{k2}} steps): " + verdict(f"B = {small}", runs[norm][small]["gap"]["values"],
-                                                                  f"B = {large}", runs[norm][large]["gap"]["values"])
-                        + _meaning(meaning) + ".", e="epochs", b="smallest", k="steps_smallest", b2="largest",
-                        k2="steps_largest", d=f"{norm}.gap_small_minus_large.difference")
+                        f"B = {{b2}} ({{k2}} steps): " + judged(f"B = {small}", runs[norm][small]["gap"]["values"],
+                                                                 f"B = {large}", runs[norm][large]["gap"]["values"],
+                                                                 meaning) + ".",
+                        e="epochs", b="smallest", k="steps_smallest", b2="largest", k2="steps_largest",
+                        d=f"{norm}.gap_small_minus_large.difference")
     eq = n["equal_steps"]
     matched = runs["batch"][eq["matched_batch"]]
     acc = verdict(f"B = {eq['batch_size']}", eq["test_accuracy"]["values"], f"B = {eq['matched_batch']}",
                   matched["test_accuracy"]["values"])
-    gap = verdict(f"B = {eq['batch_size']}", eq["gap"]["values"], f"B = {eq['matched_batch']}", matched["gap"]["values"])
+    gap = judged(f"B = {eq['batch_size']}", eq["gap"]["values"], f"B = {eq['matched_batch']}", matched["gap"]["values"],
+                 {"higher": "with the updates equal, the larger batch overfits more, as less batch noise would predict",
+                  "lower": "even with the updates equal, the larger batch overfits less",
+                  "same": "with the updates equal, the batch size changes the gap by no more than noise"})
     result.conclude("At equal epochs B = {b} made {k} steps and reached {x:.3f} with BatchNorm; given as many steps as "
                     "B = {m} ({s} steps, {e} epochs) it reached {y:.3f}. Equal steps, test accuracy: " + acc +
                     "; train-test gap: " + gap + ".", b="largest", k="steps_largest", x="batch.acc_large",
                     m="equal_steps.matched_batch", s="equal_steps.steps", e="equal_steps.epochs",
                     y="equal_steps.test_accuracy.mean")
-
-
-def _meaning(sentence: str) -> str:
-    """"; " and what a verdict means, or nothing when there was none (``verdict`` already says why)."""
-    return "" if sentence.startswith("no verdict") else "; " + sentence
 
 
 def _figure(noise: list[dict], runs: dict, equal: dict):
