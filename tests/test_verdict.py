@@ -51,3 +51,16 @@ def test_judged_inside_two_standard_errors_says_within_noise_and_draws_nothing_f
     assert one.endswith("no verdict: too few cases to measure the noise") and "skips" not in one
     tie = judged("A", [0.5, 0.5], "B", [0.5, 0.5], MEANING)  # exact tie, no spread: nothing to conclude
     assert "no verdict" in tie and "skips" not in tie
+
+
+def test_no_lab_judges_by_the_larger_seed_std_any_more():
+    """Issue 24: every lab's comparison goes through seed_gap / verdict / judged (2 SE over seeds), none
+    passes "twice the larger seed standard deviation" of its own to versus."""
+    import re
+    from pathlib import Path
+
+    import cnnlab.labs.catalog as catalog
+
+    own_noise = re.compile(r"max\([^)]*\[\"std\"\]")
+    offenders = [f.name for f in Path(catalog.__path__[0]).glob("*.py") if own_noise.search(f.read_text())]
+    assert offenders == []
