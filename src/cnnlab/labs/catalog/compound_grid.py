@@ -112,14 +112,15 @@ def run(ctx: LabContext) -> LabResult:
             "macs_vs_base": macs / base_macs, "params": sum(p.numel() for p in trained["model"].parameters()),
             "val_accuracy": spread(h[-1]["val_accuracy"] for h in trained["histories"]),
             "test_accuracy": trained["accuracy"]}
-    found = max((k for k in nets if nets[k]["on_grid"]), key=lambda k: nets[k]["val_accuracy"]["mean"])
+    ranked = sorted((k for k in nets if nets[k]["on_grid"]), key=lambda k: -nets[k]["val_accuracy"]["mean"])
+    found, runner_up = ranked[0], (ranked[1] if len(ranked) > 1 else None)
     paper = _name(paper_shape)
     numbers = {
         "grid_step": step, "tolerance": TOLERANCE, "target": TARGET, "base_macs": base_macs,
         "grid_triples": len(grid_values(step, TARGET * (1 + TOLERANCE)))
         * len(grid_values(step, math.sqrt(TARGET * (1 + TOLERANCE)))) ** 2,
         "candidates": len(triples), "distinct_networks": len(groups), "networks": nets,
-        "found": found, "found_triple": nets[found]["triple"], "paper": paper, "paper_triple": list(PAPER),
+        "found": found, "runner_up": runner_up, "found_triple": nets[found]["triple"], "paper": paper, "paper_triple": list(PAPER),
         "paper_on_grid": paper_shape in groups, "same_network": found == paper,
         "found_vs_paper": seed_gap(nets[found]["test_accuracy"]["values"], nets[paper]["test_accuracy"]["values"]),
         "macs_ratio": nets[found]["macs"] / nets[paper]["macs"]}
@@ -154,6 +155,12 @@ def _conclude(result: LabResult, n: dict) -> None:
                     ", {m:.2f}x the base MACs): test accuracy {acc:.4f} ± {sd:.4f} (seed std).",
                     a="found_triple.0", b="found_triple.1", c="found_triple.2", m=f"networks.{found}.macs_vs_base",
                     acc=f"networks.{found}.test_accuracy.mean", sd=f"networks.{found}.test_accuracy.std")
+    if n["runner_up"] is not None:
+        nets, second = n["networks"], n["runner_up"]
+        result.conclude("How clearly it was chosen, validation accuracy against the runner-up " + second + " ({m:.2f}x "
+                        "the base MACs): " + verdict(found, nets[found]["val_accuracy"]["values"], second,
+                                                     nets[second]["val_accuracy"]["values"]) + ".",
+                        m=f"networks.{second}.macs_vs_base", v=f"networks.{found}.val_accuracy.mean")
     where = "a network of the grid" if n["paper_on_grid"] else "trained beside the grid"
     result.conclude("The paper's 1.2 / 1.1 / 1.15 builds " + paper + " here (" + where + ", {m:.2f}x the base MACs: "
                     "alpha = 1.2 rounds 2 blocks to {k}): test accuracy {acc:.4f} ± {sd:.4f}.",
