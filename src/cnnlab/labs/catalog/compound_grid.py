@@ -120,7 +120,8 @@ def run(ctx: LabContext) -> LabResult:
         "grid_triples": len(grid_values(step, TARGET * (1 + TOLERANCE)))
         * len(grid_values(step, math.sqrt(TARGET * (1 + TOLERANCE)))) ** 2,
         "candidates": len(triples), "distinct_networks": len(groups), "networks": nets,
-        "found": found, "runner_up": runner_up, "found_triple": nets[found]["triple"], "paper": paper, "paper_triple": list(PAPER),
+        "found": found, "runner_up": runner_up, "found_triple": nets[found]["triple"], "paper": paper,
+        "paper_triple": list(PAPER),
         "paper_on_grid": paper_shape in groups, "same_network": found == paper,
         "found_vs_paper": seed_gap(nets[found]["test_accuracy"]["values"], nets[paper]["test_accuracy"]["values"]),
         "macs_ratio": nets[found]["macs"] / nets[paper]["macs"]}
@@ -163,7 +164,8 @@ def _conclude(result: LabResult, n: dict) -> None:
                         m=f"networks.{second}.macs_vs_base", v=f"networks.{found}.val_accuracy.mean")
     where = "a network of the grid" if n["paper_on_grid"] else "trained beside the grid"
     result.conclude("The paper's 1.2 / 1.1 / 1.15 builds " + paper + " here (" + where + ", {m:.2f}x the base MACs: "
-                    "alpha = 1.2 rounds 2 blocks to {k}): test accuracy {acc:.4f} ± {sd:.4f}.",
+                    f"{BASE_REPEATS[0]} x {ALPHA:g} = {BASE_REPEATS[0] * ALPHA:g} blocks per stage round to {{k}}): "
+                    "test accuracy {acc:.4f} ± {sd:.4f}.",
                     m=f"networks.{paper}.macs_vs_base", k=f"networks.{paper}.blocks_per_stage",
                     acc=f"networks.{paper}.test_accuracy.mean", sd=f"networks.{paper}.test_accuracy.std")
     if n["same_network"]:
