@@ -58,7 +58,7 @@ SLOW = {
     "tests/test_repeatable.py::test_a_lab_repeats_exactly": 5.95,
     "tests/test_recipes.py::test_bce_trains_one_logit_and_every_tool_reads_it_as_two_classes": 5.8,
     "tests/test_outputs.py::test_user_files_survive_every_writing_command[evaluate]": 5.76,
-    "tests/test_labs.py::test_every_lab_runs_quick_and_quotes_its_numbers[bn-batch-size]": 5.48,
+    "tests/test_labs.py::test_every_lab_runs_quick_and_quotes_its_numbers[bn-batch-size]": 12.68,  # + equal steps
     "tests/test_train_features.py::test_the_cli_takes_the_features_and_records_them": 5.47,
     "tests/test_export.py::test_segmenter_exports_at_a_given_size": 5,
     "tests/test_labs.py::test_every_lab_runs_quick_and_quotes_its_numbers[residual-scaling]": 4.97,
@@ -97,6 +97,7 @@ SLOW = {
     "tests/test_train_features.py::test_progress_goes_to_stderr_and_train_log_results_to_stdout": 12.0,
     "tests/test_train_features.py::test_cnnlab_train_streams_a_folder_over_budget_and_says_so": 6.0,
     "tests/test_export.py::test_predict_backend_onnx_never_imports_torch": 8.0,
+    "tests/test_labs_architecture.py::test_compound_grid_quick_run_writes_files_that_parse": 5.77,
 }
 
 

@@ -100,3 +100,61 @@ def test_naive_inception_and_kernel_options_keep_the_defaults():
     """The new switches leave the registry's models unchanged by default."""
     assert isinstance(InceptionModule(16, 4, 4, 8, 2, 4, 4).branch_pool, nn.Sequential)
     assert DepthwiseSeparable(8, 8)[0][0].kernel_size == (3, 3)
+
+
+# ---------------------------------------------------------------- compound-grid (004 Ex1d)
+
+def test_compound_grid_constraint_keeps_exactly_the_triples_within_tolerance():
+    from cnnlab.labs.catalog.compound_grid import constrained_triples, grid_values, within_tolerance
+
+    assert grid_values(0.05, 1.2) == [1.0, 1.05, 1.1, 1.15, 1.2]  # no 1.1500000000000001
+    kept = constrained_triples(0.05)
+    # by hand: 1.2·1.1²·1.15² = 1.920 (paper), 1.4·1.2² = 2.016, 1.5·1.1²·1.05² = 2.001, 1.4² = 1.96 (in);
+    # 1.3·1.2² = 1.872 < 1.9 and 1.45² = 2.1025 > 2.1 (out); factors < 1 never appear
+    for t in [(1.2, 1.1, 1.15), (1.4, 1.0, 1.2), (1.5, 1.1, 1.05), (1.0, 1.4, 1.0), (1.0, 1.0, 1.4), (2.0, 1.0, 1.0)]:
+        assert t in kept, t
+    for t in [(1.3, 1.0, 1.2), (1.0, 1.0, 1.45), (1.0, 1.45, 1.0), (1.2, 1.2, 1.2), (1.0, 1.0, 1.0)]:
+        assert t not in kept and not within_tolerance(t), t
+    # every grid triple is kept exactly when its product is within 5% of 2
+    values = grid_values(0.05, 2.5)
+    everything = {(a, b, g) for a in values for b in values for g in values}
+    assert set(kept) == {t for t in everything if abs(t[0] * t[1] ** 2 * t[2] ** 2 - 2) <= 0.1 + 1e-9}
+    assert (1.9, 1.0, 1.0) in kept and (2.1, 1.0, 1.0) in kept  # exactly 5% off: the tolerance is inclusive
+    assert len(kept) == len(set(kept)) == 111
+    assert len(constrained_triples(0.25)) == 3 and len(constrained_triples(0.1)) == 22
+
+
+def test_compound_grid_dedupes_triples_that_build_the_same_network():
+    from cnnlab.labs.catalog.compound_grid import constrained_triples, distinct_networks, network_shape, representative
+
+    # 2·1.4 = 2.8 and 2·1.45 = 2.9 both round to 3 blocks; 16·1.2 = 19.2 pixels -> 19: one network
+    assert network_shape((1.4, 1.0, 1.2)) == network_shape((1.45, 1.0, 1.2)) == (3, (8, 16, 32), 19)
+    # the paper's triple: 2·1.2 = 2.4 -> 2 blocks, 8.8 -> 8, 17.6 -> 16, 35.2 -> 36 channels, 18.4 -> 18 pixels
+    assert network_shape((1.2, 1.1, 1.15)) == (2, (8, 16, 36), 18)
+    groups = distinct_networks(constrained_triples(0.05))
+    assert len(groups) == 32 and sum(len(v) for v in groups.values()) == 111
+    assert all(network_shape(t) == shape for shape, ts in groups.items() for t in ts)
+    together = groups[(3, (8, 16, 32), 19)]
+    assert (1.4, 1.0, 1.2) in together and (1.45, 1.0, 1.2) in together
+    # 2.5 -> 3 blocks and 8.4 -> 8, 16.8 -> 16, 33.6 -> 32 channels: the same network, and its
+    # 1.25·1.05²·1.2² = 1.9845 is nearer 2 than 1.4·1.2² = 2.016 or 1.45·1.2² = 2.088
+    assert (1.25, 1.05, 1.2) in together and representative(together) == (1.25, 1.05, 1.2)
+
+
+def test_compound_grid_quick_run_writes_files_that_parse(tmp_path):
+    import json
+
+    from cnnlab.cli.main import main
+
+    assert main(["lab", "compound-grid", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    saved = json.loads((tmp_path / "result.json").read_text())
+    n = saved["numbers"]
+    assert n["candidates"] == 3 and n["distinct_networks"] == 3 and n["grid_triples"] == 5 * 2 * 2
+    assert n["paper"] == "2x8-16-36@18" and not n["paper_on_grid"] and len(n["networks"]) == 4
+    # MACs of the paper's network by hand: 18² (1·8 + 8·8) 9 + 9² (8·16 + 16·16) 9 + 5² (16·36 + 36·36) 9 + 36·10
+    assert n["networks"]["2x8-16-36@18"]["macs"] == 911_448
+    found = n["networks"][n["found"]]
+    assert found["on_grid"] and found["val_accuracy"]["mean"] == max(
+        v["val_accuracy"]["mean"] for v in n["networks"].values() if v["on_grid"])
+    assert n["macs_ratio"] == pytest.approx(found["macs"] / 911_448)
+    assert (tmp_path / "figure.png").read_bytes()[:4] == b"\x89PNG" and "004 Ex1d" in (tmp_path / "summary.md").read_text()

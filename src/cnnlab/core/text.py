@@ -6,7 +6,8 @@ noise of its seeds: a difference is real only beyond twice its seed standard err
 :func:`seed_gap` the standard error of a difference over seeds, and :func:`verdict` the sentence
 that names the comparison, its difference and spread, and the outcome. Numbers that hold no
 evidence (no case, a mean of nothing, an exact tie with no spread, one seed) give no verdict at
-all (:func:`undecided`); :func:`verdict_sentence` picks a lab's sentence by these rules.
+all (:func:`undecided`); :func:`verdict_sentence` picks a lab's sentence by these rules, and :func:`judged` writes
+the verdict followed by that sentence.
 All are plain Python, so any layer (labs, explain, reports) may use them without torch.
 """
 from __future__ import annotations
@@ -102,6 +103,19 @@ def verdict(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float]) ->
                                gap["difference"], gap["se"])
     return (f"{name_a} {statistics.fmean(a):.4f} vs {name_b} {statistics.fmean(b):.4f}: "
             f"{gap['difference']:+.4f} {spread_text}: {outcome}")
+
+
+def judged(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], sentences: Mapping[str, str]) -> str:
+    """:func:`verdict`'s sentence, then what its outcome means for the question: the "higher", "lower" or
+    "same" sentence of ``sentences`` for :func:`versus` on :func:`seed_gap`.
+
+    ``"A 0.85 vs B 0.80: +0.050 ± 0.012 (2 SE, 3 seeds): A higher; the skips help"``. With no verdict
+    (one seed, no cases) nothing follows: the verdict already says why, and no meaning is drawn from nothing.
+    """
+    gap = seed_gap(a, b)
+    meaning = ("" if undecided(gap["difference"], gap["se"], gap["n"]) is not None
+               else "; " + sentences[versus(gap["difference"], gap["se"], gap["n"])])
+    return verdict(name_a, a, name_b, b) + meaning
 
 
 def top_classes(probs: Any, classes: Sequence[str], files: Sequence, topk: int) -> list[dict]:

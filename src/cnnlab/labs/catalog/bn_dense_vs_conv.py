@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, spread, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap, spread
 from cnnlab.labs.frame import LabContext, LabResult, as_float, lab_data, register_lab, train_small
 from cnnlab.models import create_model
 from cnnlab.models.layers import FeatureBatchNorm
@@ -94,6 +94,8 @@ def run(ctx: LabContext) -> LabResult:
     v = numbers["variants"]
     numbers["parameter_ratio"] = v["per-feature"]["norm_parameters"] / v["per-channel"]["norm_parameters"]
     numbers["accuracy_difference"] = v["per-channel"]["test_accuracy"]["mean"] - v["per-feature"]["test_accuracy"]["mean"]
+    numbers["accuracy_seed_gap"] = seed_gap(v["per-channel"]["test_accuracy"]["values"],
+                                            v["per-feature"]["test_accuracy"]["values"])
     table = markdown_table(["normalisation", "γ,β parameters", "running stats", "values per statistic (first layer)",
                             "test accuracy (mean ± std)", "translation error of block 1"],
                            [[LABEL[k], r["norm_parameters"], r["running_statistics"], r["values_per_statistic"] or "-",
@@ -115,11 +117,12 @@ def _conclude(result: LabResult, n: dict) -> None:
     result.conclude("Each per-channel statistic of the first layer averages {a} values (batch x positions); each "
                     "per-feature one only {b} (the batch).",
                     a="variants.per-channel.values_per_statistic", b="variants.per-feature.values_per_statistic")
-    noise = max(n["variants"][k]["test_accuracy"]["std"] for k in ("per-channel", "per-feature"))
     wording = {"higher": "the convolutional form of BatchNorm did better, beyond seed noise.",
                "same": "the two forms are within seed noise of each other on accuracy.",
                "lower": "the per-feature form did better here, beyond seed noise."}
-    verdict = verdict_sentence(wording, n["accuracy_difference"], noise)
+    v = n["variants"]
+    verdict = judged("per channel", v["per-channel"]["test_accuracy"]["values"], "per feature",
+                     v["per-feature"]["test_accuracy"]["values"], wording)
     result.conclude("Test accuracy: {a:.3f} ± {sa:.3f} per channel, {b:.3f} ± {sb:.3f} per feature, {c:.3f} ± {sc:.3f} "
                     "without normalisation: " + verdict,
                     a="variants.per-channel.test_accuracy.mean", sa="variants.per-channel.test_accuracy.std",

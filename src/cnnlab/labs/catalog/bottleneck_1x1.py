@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.core.text import markdown_table, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds, train_step_seconds
 from cnnlab.analysis.complexity import count_macs, count_params
 from cnnlab.models.layers import ClassifierHead, ConvBNAct, InceptionModule
@@ -74,7 +74,7 @@ def run(ctx: LabContext) -> LabResult:
     numbers["network"]["macs_ratio"] = n["reduced"]["macs"] / n["naive"]["macs"]
     numbers["network"]["time_ratio"] = n["reduced"]["step_cpu_seconds"] / n["naive"]["step_cpu_seconds"]
     numbers["network"]["accuracy_gap"] = n["reduced"]["accuracy"]["mean"] - n["naive"]["accuracy"]["mean"]
-    numbers["network"]["noise"] = max(n["reduced"]["accuracy"]["std"], n["naive"]["accuracy"]["std"])
+    numbers["network"]["accuracy_seed_gap"] = seed_gap(n["reduced"]["accuracy"]["values"], n["naive"]["accuracy"]["values"])
     for name in ("naive", "reduced"):
         rows.append(["3a (28x28x192)", name, m[name]["params"], m[name]["macs"], m[name]["step_cpu_seconds"], "", ""])
     for name in ("naive", "reduced"):
@@ -96,11 +96,11 @@ def run(ctx: LabContext) -> LabResult:
     wording = {"higher": "the reduced modules are even more accurate, for less arithmetic.",
                "same": "no difference beyond seed noise for the saved arithmetic.",
                "lower": "the reductions cost accuracy here."}
-    verdict = verdict_sentence(wording, n["accuracy_gap"], n["noise"])
+    verdict = judged("reduced", n["reduced"]["accuracy"]["values"], "naive", n["naive"]["accuracy"]["values"], wording)
     result.conclude("In the small network the reduced modules reach {a:.4f} test accuracy vs {b:.4f} naive "
-                    "(difference {d:+.4f}, seed std up to {s:.4f}) with {r:.3f} of the MACs: " + verdict,
+                    "with {r:.3f} of the MACs: " + verdict,
                     a="network.reduced.accuracy.mean", b="network.naive.accuracy.mean", d="network.accuracy_gap",
-                    s="network.noise", r="network.macs_ratio")
+                    r="network.macs_ratio")
     return result
 
 

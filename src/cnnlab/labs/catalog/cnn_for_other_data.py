@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core.text import markdown_table, spread, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap, spread
 from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 LANGUAGES = ("en", "de", "fr", "es", "it")
@@ -205,7 +205,7 @@ def run(ctx: LabContext) -> LabResult:
                       "classes": d["classes"], "epochs": d["epochs"]}
         res = numbers["data"][key] = {m: spread(r[m] for r in per_seed) for m in MODELS}
         res["order_gain"] = res["cnn"]["mean"] - res["cnn_permuted"]["mean"]
-        res["noise"] = max(res[m]["std"] for m in MODELS)
+        res["order_seed_gap"] = seed_gap(res["cnn"]["values"], res["cnn_permuted"]["values"])
         res["best"] = max(MODELS, key=lambda m: res[m]["mean"])
         rows.append([d["name"], sizes[key]["train"], *(f"{res[m]['mean']:.4f} ± {res[m]['std']:.4f}" for m in MODELS)])
     result = LabResult(numbers, _figure(numbers, sizes), settings={
@@ -223,9 +223,10 @@ def run(ctx: LabContext) -> LabResult:
                    "same": "shuffling the positions changes nothing beyond seed noise: there is no locality for "
                            "a convolution to exploit",
                    "lower": "the shuffled order even does better: the original order misleads the convolution"}
-        verdict = verdict_sentence(wording, res["order_gain"], res["noise"])
+        verdict = judged("CNN", res["cnn"]["values"], "shuffled CNN", res["cnn_permuted"]["values"], wording)
         result.conclude(f"{sizes[key]['name']}: 1-D CNN {{c:.4f}}, the same CNN on shuffled positions {{p:.4f}}, MLP "
-                        f"{{m:.4f}}, gradient boosting {{g:.4f}}: {verdict}; {labels[res['best']]} is best.",
+                        f"{{m:.4f}}, gradient boosting {{g:.4f}}; order: {verdict}; {labels[res['best']]} has the "
+                        "highest mean.",
                         c=f"data.{key}.cnn.mean", p=f"data.{key}.cnn_permuted.mean", m=f"data.{key}.mlp.mean",
                         g=f"data.{key}.gbm.mean")
     return result

@@ -15,7 +15,7 @@ import math
 
 from torch import nn
 
-from cnnlab.core.text import markdown_table, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, resized, train_seeds
 from cnnlab.analysis.complexity import count_macs
 from cnnlab.models.efficientnet import ALPHA, BETA, GAMMA, scale_repeats
@@ -79,7 +79,8 @@ def run(ctx: LabContext) -> LabResult:
     numbers.update(top_phi=top, best_single=best_single,
                    compound_minus_best_single=v[f"compound_phi{top}"]["accuracy"]["mean"]
                    - v[f"{best_single}_phi{top}"]["accuracy"]["mean"],
-                   noise=max(v[f"{m}_phi{top}"]["accuracy"]["std"] for m in METHODS),
+                   compound_vs_best_single=seed_gap(v[f"compound_phi{top}"]["accuracy"]["values"],
+                                                    v[f"{best_single}_phi{top}"]["accuracy"]["values"]),
                    worst_mac_mismatch_factor=math.exp(max(abs(math.log(x["macs_vs_base"] / x["target_vs_base"]))
                                                           for x in v.values())))
     result = LabResult(numbers, _figure(numbers), settings={
@@ -95,12 +96,15 @@ def run(ctx: LabContext) -> LabResult:
     wording = {"higher": "compound scaling wins beyond seed noise, as Tan & Le found.",
                "same": "compound and the best single dimension are within seed noise on this small task.",
                "lower": "here one dimension alone does better than compound scaling."}
-    verdict = verdict_sentence(wording, numbers["compound_minus_best_single"], numbers["noise"])
+    verdict = judged("compound", v[f"compound_phi{top}"]["accuracy"]["values"], f"{best_single} only",
+                     v[f"{best_single}_phi{top}"]["accuracy"]["values"], wording)
     result.conclude(f"At phi = {top} (about {{m:.2f}}x the base MACs): depth only {{d:.4f}}, width only {{w:.4f}}, "
-                    f"resolution only {{r:.4f}}, compound {{c:.4f}} (base {{b:.4f}}; seed std up to {{n:.4f}}): " + verdict,
+                    f"resolution only {{r:.4f}}, compound {{c:.4f}} (base {{b:.4f}}); compound against the best single "
+                    f"dimension: " + verdict,
                     m=f"variants.compound_phi{top}.macs_vs_base", d=f"variants.depth_phi{top}.accuracy.mean",
                     w=f"variants.width_phi{top}.accuracy.mean", r=f"variants.resolution_phi{top}.accuracy.mean",
-                    c=f"variants.compound_phi{top}.accuracy.mean", b="variants.base.accuracy.mean", n="noise")
+                    c=f"variants.compound_phi{top}.accuracy.mean", b="variants.base.accuracy.mean",
+                    g="compound_minus_best_single")
     return result
 
 

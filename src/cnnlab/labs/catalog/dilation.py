@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.summary import summarize
-from cnnlab.core.text import markdown_table, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap
 from cnnlab.labs.frame import LabContext, LabResult, lab_data, register_lab, train_seeds
 from cnnlab.models.layers import ClassifierHead, ConvBNAct
 from cnnlab.scratch.conv import conv_output_size
@@ -109,7 +109,8 @@ def run(ctx: LabContext) -> LabResult:
         rows.append([kind, n["params"], n["macs"], n["field"], n["accuracy"]["mean"], n["accuracy"]["std"]])
     nets = numbers["nets"]
     numbers["dilated_minus_plain"] = nets["dilated"]["accuracy"]["mean"] - nets["plain"]["accuracy"]["mean"]
-    numbers["noise"] = max(v["accuracy"]["std"] for v in nets.values())
+    numbers["dilated_vs_plain"] = seed_gap(nets["dilated"]["accuracy"]["values"], nets["plain"]["accuracy"]["values"])
+    numbers["strided_vs_plain"] = seed_gap(nets["strided"]["accuracy"]["values"], nets["plain"]["accuracy"]["values"])
     numbers["strided_mac_saving"] = nets["plain"]["macs"] / nets["strided"]["macs"]
     stack_rows = [[k, v["formula_field"], v["measured_field"], v["summary_field"], v["coverage"]]
                   for k, v in numbers["stacks"].items()]
@@ -133,18 +134,18 @@ def run(ctx: LabContext) -> LabResult:
     result.conclude("The output-size formula floor((I + 2p - d(K-1) - 1)/s) + 1 (I - d(K-1) without padding) matches "
                     "nn.Conv2d in {n} cases with {m} mismatches.", n="output_size.cases", m="output_size.mismatches")
     numbers["strided_minus_plain"] = nets["strided"]["accuracy"]["mean"] - nets["plain"]["accuracy"]["mean"]
-    gain = {"higher": "a gain beyond twice the seed spread ({n:.4f})",
-            "same": "within twice the seed spread ({n:.4f}), so no gain this run can tell apart from noise",
-            "lower": "a loss beyond twice the seed spread ({n:.4f}; gridding, or context it cannot use)"}
+    gain = {"higher": "a gain beyond twice its standard error", "same": "no gain this run can tell apart from noise",
+            "lower": "a loss beyond twice its standard error (gridding, or context it cannot use)"}
     cost = {"higher": "even above the plain net", "same": "level with the plain net within noise",
             "lower": "below the plain net, the price of its lower resolution"}
+    values = {k: v["accuracy"]["values"] for k, v in nets.items()}
     result.conclude("Same weights, same resolution: the dilated net (field {fd} px) reaches {a:.4f} test accuracy vs "
-                    "{b:.4f} for the plain net (field {fp} px), a difference of {d:+.4f}: "
-                    + verdict_sentence(gain, numbers["dilated_minus_plain"], numbers["noise"])
-                    + ". The strided net reaches {c:.4f} with {m:.2f}x fewer MACs, "
-                    + verdict_sentence(cost, numbers["strided_minus_plain"], numbers["noise"]) + ".",
+                    "{b:.4f} for the plain net (field {fp} px): "
+                    + judged("dilated", values["dilated"], "plain", values["plain"], gain)
+                    + ". The strided net reaches {c:.4f} with {m:.2f}x fewer MACs: "
+                    + judged("strided", values["strided"], "plain", values["plain"], cost) + ".",
                     fd="nets.dilated.field", a="nets.dilated.accuracy.mean", b="nets.plain.accuracy.mean",
-                    fp="nets.plain.field", d="dilated_minus_plain", n="noise", c="nets.strided.accuracy.mean",
+                    fp="nets.plain.field", d="dilated_minus_plain", c="nets.strided.accuracy.mean",
                     m="strided_mac_saving")
     return result
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnlab.core.text import markdown_table, spread, verdict_sentence
+from cnnlab.core.text import judged, markdown_table, seed_gap, spread, versus
 from cnnlab.labs.frame import LabContext, LabResult, register_lab
 
 TOLERANCE = 1  # pixel: a predicted edge this close to a true one counts as right (edges are dense in EM)
@@ -95,7 +95,7 @@ def run(ctx: LabContext) -> LabResult:
     u, n = numbers["variants"]["unet"], numbers["variants"]["no-skips"]
     for key in ("miou", "boundary_f1", "sharpness"):
         numbers[f"{key}_gain"] = u[key]["mean"] - n[key]["mean"]
-        numbers[f"{key}_noise"] = max(u[key]["std"], n[key]["std"])
+        numbers[f"{key}_seed_gap"] = seed_gap(u[key]["values"], n[key]["values"])
     result = LabResult(numbers, _figure(data, probs), settings={
         "data": {"dataset": "isbi2012", "size": size, "train": len(data.train), "test": len(data.test) if data.test
                  else 0}, "model": {"width": width, "depth": depth}, "epochs": epochs, "repeat": repeat,
@@ -106,17 +106,25 @@ def run(ctx: LabContext) -> LabResult:
     verdict = {"higher": "the skips help beyond seed noise.", "same": "no difference beyond seed noise.",
                "lower": "the skips hurt here."}
     result.conclude("mIoU on held-out images: {a:.4f} with skips vs {b:.4f} without (membrane IoU {c:.4f} vs {d:.4f}): "
-                    + verdict_sentence(verdict, numbers["miou_gain"], numbers["miou_noise"]),
+                    + judged("with skips", u["miou"]["values"], "without", n["miou"]["values"], verdict),
                     a="variants.unet.miou.mean", b="variants.no-skips.miou.mean",
                     c="variants.unet.membrane_iou.mean", d="variants.no-skips.membrane_iou.mean")
+    edges = {k: _outcome(numbers[f"{k}_seed_gap"]) for k in ("sharpness", "boundary_f1")}
     result.conclude("Boundaries: F1 within 1 px {a:.4f} vs {b:.4f}, and the predicted probability changes by {c:.3f} vs "
                     "{d:.3f} per pixel across true edges: " +
-                    ("with skips the edges are sharper and better placed, the detail the decoder gets from the encoder."
-                     if numbers["sharpness_gain"] > 0 and numbers["boundary_f1_gain"] > 0 else
-                     "the skips did not make the boundaries both sharper and better placed here."),
+                    ("with skips the edges are sharper and better placed beyond seed noise, the detail the decoder "
+                     "gets from the encoder." if all(o == "higher with skips" for o in edges.values()) else
+                     f"the skips did not make the boundaries both sharper and better placed beyond seed noise here "
+                     f"(sharpness {edges['sharpness']}, boundary F1 {edges['boundary_f1']})."),
                     a="variants.unet.boundary_f1.mean", b="variants.no-skips.boundary_f1.mean",
                     c="variants.unet.sharpness.mean", d="variants.no-skips.sharpness.mean")
     return result
+
+
+def _outcome(gap: dict) -> str:
+    """A seed gap's outcome in a few words, by the verdict rule (twice its standard error)."""
+    return {"higher": "higher with skips", "lower": "lower with skips", "same": "within noise",
+            "undecided": "no verdict"}[versus(gap["difference"], gap["se"], gap["n"])]
 
 
 def _figure(data, probs: dict):
