@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -107,12 +109,20 @@ def target(source: Path) -> Path:
     return EXAMPLES / f"{source.stem}.ipynb"
 
 
-def build(source: Path) -> Path:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the kernels, once shut down)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def build(source: Path) -> tuple[Path, float, float]:
+    """Execute ``source``'s notebook and write it; returns its path, CPU seconds and wall seconds."""
+    cpu, wall = cpu_seconds(), time.perf_counter()
     nb = notebook_from_source(source)
     execute(nb)
     path = target(source)
     nbformat.write(nb, path)
-    return path
+    return path, cpu_seconds() - cpu, time.perf_counter() - wall
 
 
 def problems(source: Path) -> list[str]:
@@ -161,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no source in {SOURCES} starts with {', '.join(args.only)}", file=sys.stderr)
             return 2
         for source in chosen:
-            print(f"built {build(source).relative_to(ROOT)}")
+            path, cpu, wall = build(source)
+            print(f"built {path.relative_to(ROOT)}: {cpu:.1f} CPU s (kernel included), {wall:.1f} s wall")
     except SourceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,14 +2,20 @@
 # # 001 — A student's report: parameters and receptive fields, augmentation, a defect detector, a MobileNetV2 U-Net
 #
 # Course document `001` answered its questions by hand; here the same questions go through cnnlab's API.
-# `QUICK` (set by the tests) shrinks every run to seconds.
+# `QUICK` (set by the tests) shrinks every run to seconds. Each heading names the questions it answers by
+# the report's own numbering (`001 Sec.4b` is section 4, part b), as in `docs/course.md`, which gives
+# every question's lab and its measured answer.
 
 # %%
 import os
+import warnings
 from pathlib import Path
 
 import IPython.display as ipd
 from IPython.display import Markdown, display
+
+# no ipywidgets here: tqdm falls back to text bars (and would say so in every notebook)
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 QUICK = os.environ.get("CNNLAB_QUICK") == "1"  # the tests run every notebook in seconds with this set
 DATA = os.environ.get("CNNLAB_DATA")  # the real datasets (see the data README), when present
@@ -25,7 +31,20 @@ def show(path, width: int = 720) -> None:
     display(ipd.Image(filename=str(path), width=width))
 
 # %% [markdown]
-# ## Parameters and receptive fields, conv vs locally connected
+# ## 001 Sec.1a-b — Vanishing gradients
+#
+# Deep MLPs at initialisation with sigmoid, tanh and ReLU: how the gradient shrinks from the last layer to
+# the first (the lab's quick setting; its default run is quoted in `docs/course.md`).
+
+# %%
+from cnnlab.labs import run_lab
+
+record = run_lab("vanishing-gradients", OUT / "vanishing", quick=QUICK, progress=False)
+display(Markdown("\n".join(f"- {c}" for c in record["conclusion"])))
+show(OUT / "vanishing" / "figure.png")
+
+# %% [markdown]
+# ## 001 Sec.2b — Parameters and receptive fields, conv vs locally connected
 #
 # A convolution shares its filter across positions; a locally connected layer has one filter per position.
 # Same input, very different parameter counts:
@@ -41,7 +60,7 @@ print()
 print(summarize(create_model("resnet18-cifar", num_classes=10, in_chans=3), (3, 32, 32)).format("table")[:3000])
 
 # %% [markdown]
-# ## A CIFAR-style CNN with augmentation
+# ## 001 Sec.3a, Sec.3d — A CIFAR-style CNN with augmentation; transfer learning
 #
 # `vgg-small` with the CIFAR augmentation preset (random crops and flips). Quick mode: one epoch on the
 # embedded digits (with the digits' own preset). Transfer learning is `model="transfer:efficientnet-lite0"`
@@ -58,7 +77,7 @@ print(f"test accuracy {m['test_accuracy']:.4f}")
 show(OUT / "cifar" / "curves.png")
 
 # %% [markdown]
-# ## A binary defect classifier that must not miss defects
+# ## 001 Sec.4b — A binary defect classifier that must not miss defects
 #
 # Two classes, and a decision threshold chosen on the validation split so that recall reaches 95%: the test
 # split then reports the precision paid for it. The stand-in data: digit 8 as "defect", digit 0 as "ok".
@@ -81,7 +100,7 @@ print(f"threshold {b['threshold']:.3f}: test recall {b['test_recall']:.3f}, prec
 show(OUT / "defects" / "pr_curve.png", 420)
 
 # %% [markdown]
-# ## A MobileNetV2 U-Net
+# ## 001 Sec.5 — A MobileNetV2 U-Net
 #
 # A MobileNetV2 encoder (ImageNet weights where they can be downloaded, random otherwise) under a U-Net
 # decoder, on ISBI 2012 when present.
@@ -101,7 +120,16 @@ else:
     print("ISBI 2012 not under $CNNLAB_DATA: skipped")
 
 # %% [markdown]
-# ## Still to come here
+# ## 001 Sec.2a, Sec.3b-c, Sec.4a, Sec.4c, Sec.4d — the commands that answer the other parts
 #
-# Vanishing gradients and ResNet, stride vs pooling, and CNN suitability are course labs of issues 13/14;
-# they appear here (`run_lab(NAME)`) once they land.
+# Each is one command (`cnnlab lab NAME`, or `run_lab(NAME)` as above); `docs/course.md` quotes their
+# default runs.
+#
+# | ids | command |
+# |---|---|
+# | 001 Sec.1b | `cnnlab lab residual-gradient-flow`: gradients through plain and residual nets of 8-56 layers |
+# | 001 Sec.2a | `cnnlab summary MODEL --input C,H,W`: each layer's parameters, MACs and receptive field, to check a hand count |
+# | 001 Sec.3b-c | `cnnlab lab dropout-augmentation`: train and validation curves with and without dropout and augmentation |
+# | 001 Sec.4a | `cnnlab lab stride-vs-pooling`: strided convolution vs max and average pooling |
+# | 001 Sec.4c | `cnnlab lab cnn-for-other-data`: a 1-D CNN on signals, tables and text, against positions shuffled |
+# | 001 Sec.4d | `cnnlab lab cnn-weaknesses`: accuracy under shifts, rotations, scaling and occlusion |
