@@ -551,6 +551,11 @@ CASES: list[tuple[str, str]] = [
      "its weights are simple-cnn {{'width': 4}} and do not fit this run's model, mlp {{'image_size': 8}}: 6 missing"),
     ("train --model-kwargs {{\"width\":6}} --init-from {run}/best.ckpt --out {out}",
      "do not fit this run's model, simple-cnn {{'width': 6}}: 21 of another shape"),
+    # -- 29.2 demo --host: an address this machine cannot serve is one line naming --host, before the model loads
+    ("demo --host no-such-host.invalid --port 0", "--host no-such-host.invalid: expected an IPv4 address or a name "
+                                                  "of this machine"),
+    ("demo --host ::1 --port 0", "--host ::1: expected an IPv4 address"),
+    ("demo --host 192.0.2.1 --port 0", "--host 192.0.2.1: this machine cannot listen there"),
 ]
 
 

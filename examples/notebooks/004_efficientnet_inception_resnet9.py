@@ -27,7 +27,18 @@ def have(name: str) -> bool:
 
 
 def show(path, width: int = 720) -> None:
-    display(ipd.Image(filename=str(path), width=width))
+    """Display an image file ``width`` pixels wide, stored at that size: the notebook is committed with its
+    outputs, and a full-size figure would weigh megabytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = Image.open(path)
+    if image.width > width:
+        image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
+    buffer = BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    display(ipd.Image(data=buffer.getvalue(), format="png", width=width))
 
 # %% [markdown]
 # ## 004 Ex1a-e — EfficientNet compound scaling
