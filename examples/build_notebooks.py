@@ -11,7 +11,7 @@ with the outputs of its quick run (``CNNLAB_QUICK=1``), so it reads without bein
 the SHA-256 of its source; ``--check`` fails when a source changed and its notebook was not rebuilt,
 when a notebook has no source (or a source no notebook), or when a notebook holds an error or an
 unexecuted code cell. The run uses this checkout's ``src/`` and, when ``$CNNLAB_DATA`` is set, the
-real datasets under it (each notebook prints which data it used).
+real datasets under it (each notebook prints which data it used), on one thread (``OMP_NUM_THREADS``).
 """
 from __future__ import annotations
 
@@ -88,7 +88,10 @@ def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> None:
     and the paths it prints read ``runs/examples/...`` whoever builds it)."""
     import nbclient
 
-    env = {"CNNLAB_QUICK": "1", "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(
+    # one thread unless told otherwise: the quick runs are small, and a second thread spinning on a
+    # shared CPU only adds CPU time
+    env = {"CNNLAB_QUICK": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PYTHONPATH": os.pathsep.join(
         p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
     saved = {k: os.environ.get(k) for k in (*env, "CNNLAB_EXAMPLES_OUT")}
     os.environ.update(env)

@@ -29,18 +29,22 @@ def have(name: str) -> bool:
 
 
 def show(path, width: int = 720) -> None:
-    """Display an image file ``width`` pixels wide, stored at that size: the notebook is committed with its
-    outputs, and a full-size figure would weigh megabytes."""
+    """Display an image file ``width`` pixels wide. The notebook is committed with its outputs, so a large
+    file is stored at that width in 256 colours (a full-size photo panel would weigh megabytes)."""
     from io import BytesIO
 
     from PIL import Image
 
-    image = Image.open(path)
-    if image.width > width:
-        image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
-    buffer = BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    display(ipd.Image(data=buffer.getvalue(), format="png", width=width))
+    data = Path(path).read_bytes()
+    image = Image.open(BytesIO(data))
+    if len(data) > 150_000:
+        image = image.convert("RGB")
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
+        buffer = BytesIO()
+        image.quantize(256).save(buffer, format="PNG", optimize=True)
+        data = buffer.getvalue()
+    display(ipd.Image(data=data, format="png", width=width))
 
 # %% [markdown]
 # ## 000 Q1b — BatchNorm: scaling the weights before a BatchNorm
