@@ -90,9 +90,9 @@ def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> None:
 
     # one thread unless told otherwise: the quick runs are small, and a second thread spinning on a
     # shared CPU only adds CPU time
+    path = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)
     env = {"CNNLAB_QUICK": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p)}
+           "PYTHONPATH": path}
     saved = {k: os.environ.get(k) for k in (*env, "CNNLAB_EXAMPLES_OUT")}
     os.environ.update(env)
     os.environ.pop("CNNLAB_EXAMPLES_OUT", None)
