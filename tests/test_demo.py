@@ -156,3 +156,26 @@ def test_demo_host_beyond_loopback_warns_before_serving(monkeypatch, capsys):
     assert err.index("--host 0.0.0.0: the demo is reachable from other machines") < err.index("stopped here")
     assert main(["demo", "--port", "0"]) == 2
     assert "reachable from other machines" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host,says", [
+    ("no-such-host.invalid", "--host no-such-host.invalid: expected an IPv4 address or a name of this machine"),
+    ("::1", "--host ::1: expected an IPv4 address"),  # the server is IPv4: IPv6 would fail at bind
+    ("192.0.2.1", "--host 192.0.2.1: this machine cannot listen there"),  # TEST-NET-1: no machine's address
+])
+def test_a_host_this_machine_cannot_serve_is_refused_before_the_model_loads(monkeypatch, capsys, host, says):
+    from cnnlab.cli.main import main
+
+    loaded = []
+    monkeypatch.setattr("cnnlab.demo.server.load_demo", lambda *a, **k: loaded.append(1))
+    assert main(["demo", "--host", host, "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err  # one line, and no "reachable from other machines" warning first
+    assert "--port" not in err[0] and loaded == []
+
+
+def test_hosts_this_machine_has_pass_the_check():
+    from cnnlab.demo.server import check_host
+
+    for host in ("127.0.0.1", "localhost", "0.0.0.0"):
+        check_host(host)  # raises on failure

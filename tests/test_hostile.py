@@ -652,6 +652,11 @@ CASES: list[tuple[str, str]] = [
     ("show --out {cache}/grid.png", "--out {cache}/grid.png is inside cnnlab's cache"),
     ("evaluate --checkpoint {pinrun}/best.ckpt --out {pindata}/eval",
      "--out {pindata}/eval is inside the run's data folder {pindata}"),
+    # -- 29.2 demo --host: an address this machine cannot serve is one line naming --host, before the model loads
+    ("demo --host no-such-host.invalid --port 0", "--host no-such-host.invalid: expected an IPv4 address or a name "
+                                                  "of this machine"),
+    ("demo --host ::1 --port 0", "--host ::1: expected an IPv4 address"),
+    ("demo --host 192.0.2.1 --port 0", "--host 192.0.2.1: this machine cannot listen there"),
 ]
 
 

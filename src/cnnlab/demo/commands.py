@@ -9,8 +9,9 @@ from cnnlab.cli.types import device, int_range
 def cmd_demo(args: argparse.Namespace) -> None:
     from cnnlab.core.errors import CnnlabError
     from cnnlab.core.log import log
-    from cnnlab.demo.server import is_loopback, load_demo, make_server
+    from cnnlab.demo.server import check_host, is_loopback, load_demo, make_server
 
+    check_host(args.host)
     if not is_loopback(args.host):  # said before the model loads, so it cannot scroll away unseen
         log.warning(f"--host {args.host}: the demo is reachable from other machines; anyone who can reach "
                     f"port {args.port} can run the model on their images (it has no login). Use the default "

@@ -325,6 +325,23 @@ def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def check_host(host: str) -> None:
+    """Refuse, before the model loads, an address this machine cannot listen on: a name that does not
+    resolve, an IPv6 address (the server is IPv4), or another machine's address. Otherwise the failure
+    would come after the load and blame the port."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except socket.gaierror:
+        raise CnnlabError(f"--host {host}: expected an IPv4 address or a name of this machine (127.0.0.1 keeps "
+                          f"the demo on this machine, 0.0.0.0 serves every network interface)") from None
+    except OSError as exc:
+        raise CnnlabError(f"--host {host}: this machine cannot listen there ({exc.strerror}): it is not one of "
+                          f"its addresses") from None
+
+
 def served_names(host: str, port: int) -> set[str]:
     """The ``Host`` values a request to this server may carry. On a loopback address: that address
     and ``localhost``; on all interfaces (``0.0.0.0``): this machine's name and addresses too (what
