@@ -62,7 +62,7 @@ def _written(folder: Path) -> list[Path]:
     return [f for f in sorted(folder.rglob("*")) if f.is_file()]
 
 
-@pytest.mark.parametrize("template", WRITERS, ids=[t.split(" --")[0] for t in WRITERS])
+@pytest.mark.parametrize("template", WRITERS, ids=[t.split(" --")[0].replace(" ", "-") for t in WRITERS])
 def test_user_files_survive_every_writing_command(inputs, capsys, tmp_path, template):
     fresh = tmp_path / "fresh"
     code, err = run_cli(_argv(inputs, template, fresh), capsys)
