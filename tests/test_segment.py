@@ -2,6 +2,7 @@
 joint augmentation, the noisy-label filter, and train/evaluate/predict end to end on tiny images."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -376,7 +377,14 @@ def test_cli_binary_train_evaluate_predict_masks_of_input_size(tmp_path, capsys)
     assert {"dice", "iou", "pixel_error"} <= set(m) and m["pos_weight"] > 1 and m["noisy"]["images_dropped"] > 0
     assert main(["segment", "evaluate", "--checkpoint", str(out / "best.ckpt"), "--split", "val",
                  "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
-    assert "Dice" in capsys.readouterr().out and (tmp_path / "ev" / "eval_metrics.json").is_file()
+    printed = capsys.readouterr().out
+    assert "Dice" in printed and "worst images: " in printed
+    ev = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())
+    with open(tmp_path / "ev" / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == ev["images"] and {"name", "pixel_accuracy", "miou", "dice", "iou"} <= set(rows[0])
+    worst = sorted(rows, key=lambda r: float(r["dice"]) if r["dice"] else 1.0)[0]["name"]
+    assert ev["worst"][0] == worst and Image.open(tmp_path / "ev" / "worst.png").size[1] > 0
     odd = tmp_path / "new"
     odd.mkdir()
     Image.fromarray(scene(99, 21, 27)[0]).save(odd / "odd_size.jpg")
@@ -448,3 +456,19 @@ def test_unet_without_skips_ignores_encoder_features():
     lost = sum(9 * c * c for c in (8, 16, 32))
     params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert params(with_skips) - params(without) == lost
+
+
+def test_per_image_scores_are_the_whole_set_definitions_on_each_image():
+    from cnnlab.segment.inference import image_scores, rank_key, summarize
+    from cnnlab.segment.metrics import confusion_matrix
+
+    truth = torch.tensor([[[0, 1], [1, 1]], [[0, 0], [0, 0]]])
+    pred = torch.tensor([[[0, 1], [0, 1]], [[0, 0], [1, 0]]])
+    first, second = (image_scores(p, t, 2) for p, t in zip(pred, truth))
+    assert first["dice"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1)) and first["iou"] == pytest.approx(2 / 3)
+    assert first == {k: pytest.approx(v) for k, v in summarize(confusion_matrix(pred[0], truth[0], 2), ["bg", "fg"]).items()
+                     if k in first}
+    assert second["dice"] == 0.0 and second["pixel_accuracy"] == 0.75  # a spurious lesion on a clean image
+    assert rank_key(second) < rank_key(first)
+    clean = image_scores(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long), 2)
+    assert clean["dice"] is None and rank_key(clean) == 1.0  # nothing to find, nothing found: not among the worst

@@ -8,6 +8,7 @@ history, held-out scores, per-class table), best.ckpt, last.ckpt, curves.png and
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core import output
@@ -30,7 +32,7 @@ from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
 from cnnlab.runs.restore import build_model, load_segmenter
 from cnnlab.data.augment import JointAugment
 from cnnlab.data.tensor_loader import SegLoader
-from cnnlab.segment.inference import Inference, evaluate_set, infer
+from cnnlab.segment.inference import Inference, evaluate_set, infer, rank_key
 from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights, refuse_unused_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
@@ -306,7 +308,7 @@ def evaluate_segmenter(checkpoint: str | Path, data_dir: str | Path | None = Non
     unless given.
     """
     if out is not None:
-        output.check_folder(out, ("eval_metrics.json", "predictions.png"))
+        output.check_folder(out, ("eval_metrics.json", "predictions.png", "per_image.csv", "worst.png"))
     config_path = Path(checkpoint).parent / "config.json"
     if not config_path.exists():
         raise CnnlabError(f"{config_path} not found: evaluate needs the run folder the checkpoint was written in")
@@ -326,12 +328,29 @@ def evaluate_segmenter(checkpoint: str | Path, data_dir: str | Path | None = Non
     result = evaluate_set(model, subset, meta["mean"], meta["std"], data.classes, dev,
                           _inference_for(meta, threshold, tta, window),
                           config.get("options", {}).get("eval_batch_size", 4),
-                          out_dir / "predictions.png" if out_dir else None)
+                          out_dir / "predictions.png" if out_dir else None, worst=WORST_SHOWN,
+                          worst_figure=out_dir / "worst.png" if out_dir else None)
     result["split"] = split
+    per_image = result.pop("per_image")
+    result["worst"] = [row["name"] for row in sorted(per_image, key=rank_key)[:WORST_SHOWN]]
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        _write_per_image(out_dir / "per_image.csv", per_image)
         write_json(out_dir / "eval_metrics.json", result)
     return result
+
+
+WORST_SHOWN = 8  # images in worst.png and eval_metrics.json's "worst"
+
+
+def _write_per_image(path: Path, rows: list[dict]) -> None:
+    """One CSV row per image (empty cell: the score is undefined for that image)."""
+    import csv
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
 
 def _input_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -403,7 +422,8 @@ def predict_masks(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     out.mkdir(parents=True, exist_ok=True)
     binary = len(meta["classes"]) == 2
     written = []
-    for path in files:
+    # a bar over a folder, on a terminal only (disable=None), never for one image
+    for path in tqdm(files, desc="masks", unit="image", disable=len(files) < 2 or None, file=sys.stderr, leave=False):
         pred = segment_image(model, meta, read_image(path, meta["in_chans"]), inference)
         target = out / f"{path.stem}.png"
         _write_png(pred * 255 if binary else pred, target)

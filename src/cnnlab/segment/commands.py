@@ -50,6 +50,8 @@ def _print_scores(m: dict) -> None:
     width = max(len(c) for c in m["per_class"])
     for name, r in m["per_class"].items():
         print(f"  {name:{width}s}  IoU {r['iou']:.4f}  Dice {r['dice']:.4f}  pixels {r['support']}")
+    if m.get("worst"):
+        print(f"worst images: {', '.join(m['worst'])}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

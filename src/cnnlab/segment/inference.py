@@ -105,20 +105,43 @@ def infer(model: nn.Module, x: Tensor, window: Sequence[int] | None = None, over
     return views[0] if len(views) == 1 else torch.stack(views).mean(0)
 
 
+def image_scores(pred: Tensor, target: Tensor, num_classes: int) -> dict[str, float | None]:
+    """One image's scores: the whole-set definitions applied to its own confusion matrix.
+
+    ``miou`` averages the classes present in its truth or prediction; binary tasks add the positive
+    class's ``dice`` and ``iou``, None when the image has no positive pixel in either (nothing to miss).
+    """
+    s = scores(confusion_matrix(pred, target, num_classes, IGNORE))
+    finite = lambda v: None if torch.isnan(v) else float(v)  # noqa: E731
+    row = {"pixel_accuracy": float(s["pixel_accuracy"]), "miou": finite(s["miou"])}
+    if num_classes == 2:
+        row.update(dice=finite(s["dice"][1]), iou=finite(s["iou"][1]))
+    return row
+
+
+def rank_key(row: dict) -> float:
+    """What "worst" means: the positive class's Dice (binary) or the image's mIoU; undefined counts as perfect."""
+    value = row["dice"] if "dice" in row else row["miou"]
+    return 1.0 if value is None else value
+
+
 def evaluate_set(model: nn.Module, data: SegSet, mean, std, classes: list[str], device: torch.device,
                  inference: Inference = Inference(), batch_size: int = 4, figure: Path | None = None,
-                 n_show: int = 4, search: ThresholdSearch | None = None) -> dict:
+                 n_show: int = 4, search: ThresholdSearch | None = None, worst: int = 0,
+                 worst_figure: Path | None = None) -> dict:
     """Scores of ``model`` over a whole set (one confusion matrix) with ``inference``'s settings.
 
     Also, in the same pass, ``plain``: the scores without TTA at threshold 0.5 (what the settings
     add). ``search`` (binary tasks) is fed the TTA logits, to choose a threshold afterwards.
+    ``worst`` > 0 adds ``per_image`` (every image's own scores, in data order) and draws the
+    ``worst`` lowest-scoring images to ``worst_figure``: what a user looks at next.
     """
     model.eval()
     k = len(classes)
     loader = SegLoader(data, batch_size, mean, std, device=device)
     cm = torch.zeros(k, k, dtype=torch.long, device=device)
     cm_plain = torch.zeros_like(cm)
-    shown = []
+    shown, per_image, kept = [], [], []  # kept: (key, index, prediction) of the worst images so far
     for x, y in loader:
         views = flip_views(model, x, inference.window, inference.overlap, inference.tta)
         logits = views[0] if len(views) == 1 else torch.stack(views).mean(0)
@@ -129,11 +152,23 @@ def evaluate_set(model: nn.Module, data: SegSet, mean, std, classes: list[str], 
             search.update(logits, y)
         if len(shown) * batch_size < n_show:
             shown.append(pred.cpu())
+        if worst:
+            for p, t in zip(pred, y):
+                row = {"name": data.names[len(per_image)], **image_scores(p, t, k)}
+                kept = sorted(kept + [(rank_key(row), len(per_image), p.cpu())], key=lambda e: e[:2])[:worst]
+                per_image.append(row)
     result = {**summarize(cm, classes), "images": len(data), "inference": inference.to_dict(),
               "plain": {k_: v for k_, v in summarize(cm_plain, classes).items() if k_ not in ("per_class", "confusion_matrix")}}
     if figure is not None and len(data):
         n = min(n_show, len(data))
         figures.prediction_panels(data.images[:n], data.masks[:n], torch.cat(shown)[:n], k, figure, data.names[:n])
+    if worst:
+        result["per_image"] = per_image
+        if worst_figure is not None and kept:
+            idx = [i for _, i, _ in kept]
+            figures.prediction_panels(data.images[idx], data.masks[idx], torch.stack([p for *_, p in kept]), k,
+                                      worst_figure, [data.names[i] for i in idx],
+                                      [f"{'Dice' if k == 2 else 'mIoU'} {key:.3f}" for key, *_ in kept])
     return result
 
 
