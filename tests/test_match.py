@@ -1,6 +1,7 @@
 """Template matching: scorers against OpenCV and brute force, known answers on real photos, the CLI."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -235,6 +236,25 @@ def test_cli_benchmark_writes_boxes_and_table(tmp_path, capsys):
     assert [r["method"] for r in rows] == ["zncc-pixel", "opencv"] and rows[0]["per_pair"]["iou"]["pair0001"] > 0.9
     table = (out / "table.md").read_text()
     assert "| zncc-pixel | 2 | 1.000 |" in table and "| opencv | 2 | 1.000 |" in table and "| 1x |" in table
+    lines = (out / "per_pair.csv").read_text().splitlines()
+    assert lines[0] == "pair,zncc-pixel_iou,zncc-pixel_seconds,opencv_iou,opencv_seconds" and len(lines) == 3
+    assert lines[1].startswith("pair0001,") and float(lines[1].split(",")[1]) > 0.9
+    assert not (out / "failures.png").exists()  # nothing failed, nothing to draw
+
+
+def test_cli_benchmark_draws_the_pairs_the_first_method_fails(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    data = _bbs_folder(tmp_path / "data")
+    x, y, w, h = BOX  # the truth moved off the face: every method now fails pair0002
+    (data / "pair0002_frm1_cat_0022.txt").write_text(f"{x + w:f},{y + h:f},{w:f},{h:f}")
+    out = tmp_path / "out"
+    assert main(["match", "benchmark", str(data), "--out", str(out), "--methods", "zncc-pixel"]) == 0
+    rows = list(csv.DictReader((out / "per_pair.csv").read_text().splitlines()))
+    assert float(rows[0]["zncc-pixel_iou"]) > 0.9 and float(rows[1]["zncc-pixel_iou"]) == 0.0
+    with Image.open(out / "failures.png") as im:
+        assert im.size[1] < 400  # one failed pair: one row
 
 
 def test_cli_benchmark_unknown_method_is_one_clear_line(tmp_path, capsys):

@@ -78,7 +78,8 @@ def run_benchmark(data_dir: str | Path, out: str | Path, methods: Sequence[str],
     config = dataclasses.replace(config or MatchConfig(), top_k=1)
     config = dataclasses.replace(config, device=resolve_device(config.device))
     pairs = bbs.read_pairs(data_dir)[:limit]
-    out = output.output_folder(out, ("boxes.json", "results.json", "table.md", *(f"{m}/boxes.json" for m in methods)))
+    out = output.output_folder(out, ("boxes.json", "results.json", "table.md", "per_pair.csv", "failures.png",
+                                     *(f"{m}/boxes.json" for m in methods)))
     rows = []
     net = None  # one backbone for every deep method
     for method in methods:
@@ -108,7 +109,34 @@ def run_benchmark(data_dir: str | Path, out: str | Path, methods: Sequence[str],
             write_json(out / "boxes.json", boxes)
     write_json(out / "results.json", {"data": str(data_dir), "rows": rows})
     write_text(out / "table.md", markdown_table(rows) + "\n")
+    write_text(out / "per_pair.csv", per_pair_csv(pairs, rows))
+    first = rows[0]["per_pair"]
+    failed = sorted((p for p in pairs if p.name in first["iou"] and first["iou"][p.name] <= SUCCESS_IOU),
+                    key=lambda p: first["iou"][p.name])[:FAILURES_SHOWN]
+    if failed:
+        figures.save_failures(failed, first["box"], first["iou"], methods[0], out / "failures.png")
     return rows
+
+
+SUCCESS_IOU = 0.5  # the benchmark's success threshold (IoU > 0.5)
+FAILURES_SHOWN = 8  # the worst failures of the first method drawn in failures.png
+
+
+def per_pair_csv(pairs: Sequence, rows: list[dict]) -> str:
+    """One line per pair: its IoU and seconds under each method (an empty IoU: the pair has no true box)."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["pair"] + [f"{r['method']}_{k}" for r in rows for k in ("iou", "seconds")])
+    for pair in pairs:
+        cells = [pair.name]
+        for r in rows:
+            value = r["per_pair"]["iou"].get(pair.name)
+            cells += ["" if value is None else f"{value:.4f}", f"{r['per_pair']['seconds'][pair.name]:.4f}"]
+        writer.writerow(cells)
+    return text.getvalue()
 
 
 def markdown_table(rows: list[dict]) -> str:

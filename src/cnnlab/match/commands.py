@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import math
 
 from cnnlab.cli.options import OVERWRITE
@@ -64,7 +65,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
             raise CnnlabError(f"--methods {m!r}: expected a comma-separated list of {', '.join(BENCHMARK_METHODS)}")
     rows = run_benchmark(args.data_dir, args.out, methods, _config(args, methods[0]), args.limit)
     print(markdown_table(rows))
-    print(f"wrote {args.out}/boxes.json ({methods[0]}), <method>/boxes.json, results.json, table.md")
+    print(f"wrote {args.out}/boxes.json ({methods[0]}), <method>/boxes.json, results.json, table.md, per_pair.csv"
+          + (f", failures.png ({methods[0]}'s worst failures)" if (Path(args.out) / "failures.png").exists() else ""))
 
 
 def _match_options(p: argparse.ArgumentParser) -> None:

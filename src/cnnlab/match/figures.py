@@ -52,3 +52,25 @@ def save_boxes(search: Tensor, matches: Sequence[Match], path: str | Path) -> Pa
     with atomic_path(path) as tmp:
         im.save(tmp, format="PNG")
     return path
+
+
+def save_failures(pairs: Sequence, found: dict[str, Sequence[float]], ious: dict[str, float], method: str,
+                  path: str | Path) -> Path:
+    """One row per failed pair: the template as cut from its frame | the search image with the true
+    box (green) and the box ``method`` found (magenta), its IoU in the title."""
+    from cnnlab.match.images import load_image
+
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(8, 3.2 * len(pairs)), squeeze=False,
+                             gridspec_kw={"width_ratios": (1, 2)})
+    for (left, right), pair in zip(axes, pairs):
+        x, y, w, h = (round(v) for v in pair.template_box)
+        left.imshow(to_rgb(load_image(pair.template_image)[:, y:y + max(h, 1), x:x + max(w, 1)]))
+        left.set_title(f"{pair.name}: template", fontsize=8)
+        right.imshow(to_rgb(load_image(pair.search_image)))
+        for box, colour in ((pair.true_box, COLOURS[0]), (found[pair.name], COLOURS[1])):
+            bx, by, bw, bh = box
+            right.add_patch(Rectangle((bx - 0.5, by - 0.5), bw, bh, fill=False, lw=2, color=colour))
+        right.set_title(f"{method}: IoU {ious[pair.name]:.2f} (green: truth, magenta: found)", fontsize=8)
+        for ax in (left, right):
+            ax.axis("off")
+    return save_figure(fig, path, dpi=80)
