@@ -448,7 +448,7 @@ CASES: list[tuple[str, str]] = [
     ("predict --checkpoint {seg}/best.ckpt {img}", "holds a segmentation model (unet)"),
     ("evaluate --checkpoint {seg}/best.ckpt", "holds a segmentation model (unet)"),
     ("attack sweep --checkpoint {seg}/best.ckpt", "holds a segmentation model (unet)"),
-    ("segment predict --checkpoint {run}/best.ckpt {img} --out {out}", "is not a cnnlab segmentation checkpoint"),
+    ("segment predict --checkpoint {run}/best.ckpt {img} --out {out}", "holds a classifier (simple-cnn)"),
     ("segment evaluate --checkpoint {segbroken}/best.ckpt", "segbroken/config.json is not valid JSON"),
     ("summary {root}/nothing.ckpt", "nothing.ckpt: no such file"),
     # -- image files: not images, folders, missing
@@ -568,6 +568,9 @@ CASES: list[tuple[str, str]] = [
     ("scratch mlp --dataset fashion-mnist --data-dir {idxsize} --out {out}", "holds 10x10 images but"),
     ("scratch cnn --dataset fashion-mnist --data-dir {idxfloatimg} --out {out}", "expected N x H x W uint8 images"),
     # -- 29.8 messages name the real cause: code in a checkpoint, an ONNX file, an empty file, bare weights
+    ("segment evaluate --checkpoint {run}/best.ckpt", "holds a classifier (simple-cnn); use it with `cnnlab evaluate|predict`"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg,extra --out {out}",
+     "(this mask is binary, 0/255: --classes names 3 classes, a binary mask needs 2)"),
     ("evaluate --checkpoint {ossystem}", "ossystem.ckpt refuses to load: it holds code (os.system)"),
     ("predict --checkpoint {ossystem} {img}", "refuses to load: it holds code (os.system)"),
     ("train --init-from {ossystem} --out {out}", "refuses to load: it holds code (os.system)"),

@@ -193,7 +193,12 @@ def read_mask(path: Path, fmt: str, num_classes: int, void: int | None = None,
     valid = ((raw >= 0) & (raw < num_classes)) | (raw == void if void is not None else False)
     bad = np.unique(raw[~valid])
     if len(bad):
-        hint = " (for 0/255 two-class masks use --mask-format binary)" if num_classes == 2 and 255 in bad else ""
+        if num_classes == 2 and 255 in bad:
+            hint = " (for 0/255 two-class masks use --mask-format binary)"
+        elif num_classes > 2 and bad.tolist() == [top] and top in (255, 65535) and np.isin(raw, (0, top)).all():
+            hint = f" (this mask is binary, 0/{top}: --classes names {num_classes} classes, a binary mask needs 2)"
+        else:
+            hint = ""
         raise CnnlabError(f"{path}: mask values {bad[:10].tolist()} are not classes 0..{num_classes - 1}"
                           + (f" or void {void}" if void is not None else "") + hint)
     if void is not None:

@@ -50,6 +50,9 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """Rebuild a trained segmentation model from its checkpoint: ``(model in eval mode, meta)``."""
     ckpt = load_checkpoint(path)
     if ckpt.get("task") != "segmentation":
+        if "classes" in ckpt and "model" in ckpt:
+            raise CnnlabError(f"checkpoint {path} holds a classifier ({ckpt['model']}); "
+                              f"use it with `cnnlab evaluate|predict`")
         raise CnnlabError(f"checkpoint {path} is not a cnnlab segmentation checkpoint")
     return _segmenter(path, ckpt, device)
 
