@@ -96,4 +96,4 @@ def test_quick_lab_writes_files_that_parse(tmp_path):
     assert 0 <= numbers["accuracy"]["mean"] <= 1
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "003 Q2d" in (tmp_path / "summary.md").read_text()
-    assert record["conclusion"] == saved["conclusion"] and len(saved["conclusion"]) == 5
+    assert record["conclusion"] == saved["conclusion"] and len(saved["conclusion"]) == 6
