@@ -97,3 +97,14 @@ def test_quick_lab_writes_files_that_parse(tmp_path):
     assert (tmp_path / "figure.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "003 Q2d" in (tmp_path / "summary.md").read_text()
     assert record["conclusion"] == saved["conclusion"] and len(saved["conclusion"]) == 6
+
+
+def test_question_free_target_names_every_colour_present():
+    scenes = vqa.make_scenes(10, seed=2)
+    hot = vqa.colour_targets(scenes)
+    for s in range(10):
+        present = sorted(c for c in scenes["colour"][s].tolist() if c >= 0)
+        assert hot[s].nonzero()[:, 0].tolist() == present
+    net = vqa.FiLMNet(width=4)
+    vqa.train(net, scenes, 1, seed=0, question_free=True)
+    assert net.modulate is False  # never sees a question
