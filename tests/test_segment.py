@@ -347,6 +347,50 @@ def test_corrupt_masks_known_fraction():
         corrupt_masks(masks, 0.1, "flip")
 
 
+def _lesion_masks() -> torch.Tensor:
+    """Two 32x32 masks by hand: 10 separate 4x4 lesions (class 1) in all, 6 in the first, 4 in the second."""
+    masks = torch.zeros(2, 32, 32, dtype=torch.uint8)
+    for i, (y, x) in enumerate([(2, 2), (2, 10), (2, 18), (10, 2), (10, 10), (10, 18), (20, 2), (20, 10),
+                                (20, 18), (26, 26)]):
+        masks[0 if i < 6 else 1, y:y + 4, x:x + 4] = 1
+    return masks
+
+
+def test_boundary_corruption_moves_the_outline_by_exactly_k_pixels():
+    from cnnlab.segment.noise import parse_mode
+
+    masks = torch.zeros(1, 20, 20, dtype=torch.uint8)
+    masks[0, 6:14, 6:14] = 1  # an 8x8 lesion
+    grown, idx = corrupt_masks(masks, 1.0, "dilate:2")
+    assert idx == [0] and int(grown[0].sum()) == 12 * 12 and bool(grown[0, 4:16, 4:16].all())
+    shrunk, _ = corrupt_masks(masks, 1.0, "erode:2")
+    assert int(shrunk[0].sum()) == 4 * 4 and bool(shrunk[0, 8:12, 8:12].all())
+    assert parse_mode("dilate") == ("dilate", 3) and parse_mode("erode:5") == ("erode", 5)
+    for bad in ("dilate:0", "erode:x", "shift:2"):
+        with pytest.raises(CnnlabError, match="corruption"):
+            parse_mode(bad)
+
+
+def test_lesion_corruption_hits_its_requested_rates():
+    from cnnlab.segment.noise import lesions
+
+    masks = _lesion_masks()
+    assert sum(len(lesions(m)) for m in masks) == 10
+    dropped, idx = corrupt_masks(masks, 0.3, "drop", seed=3)
+    assert sum(len(lesions(m)) for m in dropped) == 7 and int(dropped.sum()) == 7 * 16
+    assert torch.equal(dropped | masks, masks) and idx  # only erased, in the masks named
+    added, idx = corrupt_masks(masks, 0.5, "spurious", seed=3)
+    assert sum(len(lesions(m)) for m in added) == 15 and int(added.sum()) == 15 * 16
+    assert torch.equal(added & masks, masks)  # every true lesion kept, the new ones on free ground
+
+
+def test_cli_refuses_an_unknown_corruption_at_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["segment", "train", "--corrupt-mode", "dilate:0", "--corrupt-fraction", "0.1"])
+    assert exit_.value.code == 2
+    assert "argument --corrupt-mode: corruption 'dilate:0'" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- end to end
 
 FAST = dict(model_kwargs={"width": 4, "depth": 2}, epochs=25, batch_size=4, lr=0.01, device="cpu", progress=False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.core.errors import CnnlabError
 from cnnlab.cli.options import CHECKPOINT, DEVICE, OVERWRITE, RUN, TRAINING, Option, OptionGroup, add_groups, values
 from cnnlab.cli.types import (comma_list, float_range, fraction, json_list, json_object, nonneg_float, positive_float,
                              positive_int, probability, word_or)
@@ -10,6 +11,17 @@ from cnnlab.data.catalog import MASK_FORMATS, SEGMENTATION_DATASETS
 from cnnlab.models.catalog import SEGMENTATION_MODELS
 
 class_weights = word_or(("median-frequency",), comma_list(nonneg_float))
+
+
+def corrupt_mode(text: str) -> str:
+    """``--corrupt-mode``: a corruption of ``cnnlab.segment.noise`` (checked here, before any data loads)."""
+    from cnnlab.segment.noise import parse_mode
+
+    try:
+        parse_mode(text)
+    except CnnlabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 pos_weight = word_or(("balanced", "sqrt"), positive_float)
 threshold_value = float_range(0, 1, low_open=True, high_open=True)
 
@@ -120,8 +132,12 @@ _SEGMENTER = OptionGroup("segmenter and data", (
     Option("--noisy-drop", dict(type=fraction, help="noisy labels: leave out this fraction of highest-loss images "
                                                     "per batch after warm-up")),
     Option("--noisy-warmup", dict(type=probability, help="fraction of epochs before --noisy-drop acts (default 0.3)")),
-    Option("--corrupt-fraction", dict(type=probability, help="corrupt this fraction of training masks")),
-    Option("--corrupt-mode", dict(choices=["shift", "erase", "dilate"], help="default shift")),
+    Option("--corrupt-fraction", dict(type=probability, help="experiments: corrupt training masks at this rate "
+                                                             "(a fraction of the masks, or of the lesions for drop "
+                                                             "and spurious)")),
+    Option("--corrupt-mode", dict(type=corrupt_mode, help="shift (default), erase, dilate[:K], erode[:K] (K pixels, "
+                                                          "default 3), drop (lesions erased), spurious (false lesions "
+                                                          "added)")),
     Option("--test-fraction", dict(type=fraction, help="default 0.2")),
 ))
 _TRAIN_GROUPS = (_SEGMENTER, RUN, TRAINING)
