@@ -237,6 +237,23 @@ def test_unet_2015_size_and_resunet_has_residual_encoder():
     assert type(res.encoder[0]).__name__ == "ResidualBlock"
 
 
+def test_every_resunet_stage_is_residual_the_identity_path_carries_the_input():
+    from cnnlab.models.layers import ResidualBlock
+
+    torch.manual_seed(0)
+    res = create_model("resunet", num_classes=2, in_chans=3, width=4, depth=2).eval()
+    blocks = [*res.encoder, *(up.conv for up in res.decoder)]
+    assert len(blocks) == 5 and all(isinstance(b, ResidualBlock) for b in blocks)
+    for block in blocks:
+        last_bn = [m for m in block.body.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+        in_ch = next(m for m in block.body.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+        x = torch.randn(2, in_ch, 8, 8)
+        with torch.no_grad():
+            last_bn.weight.zero_(), last_bn.bias.zero_()  # the branch now adds nothing
+            assert torch.allclose(block(x), torch.relu(block.shortcut(x)))  # the shortcut alone carries x
+            assert block.shortcut(x).abs().sum() > 0
+
+
 def test_mobilenetv2_unet_skips_and_pretrained_weights(monkeypatch):
     from torchvision.models import mobilenet_v2
 

@@ -81,7 +81,7 @@ def test_every_unet_takes_skips_false(name, kwargs):
     params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert params(without) < params(with_skips)
     # without skips each decoder stage's first convolution takes only the upsampled channels
-    first_convs = [m.conv[0][0] for m in without.decoder]
+    first_convs = [next(c for c in m.conv.modules() if isinstance(c, torch.nn.Conv2d)) for m in without.decoder]
     assert all(c.in_channels == up.up.out_channels for c, up in zip(first_convs, without.decoder))
 
 

@@ -36,13 +36,15 @@ def residual_stage(in_ch: int, out_ch: int, bn: bool = True) -> ResidualBlock:
 
 
 class UpBlock(nn.Module):
-    """Upsample x2 to ``out_ch`` channels, concatenate the skip, then a double conv.
+    """Upsample x2 to ``out_ch`` channels, concatenate the skip, then a double conv (``unit``:
+    :class:`DoubleConv`, or :func:`residual_stage` in ResU-Net's decoder).
 
     ``up="transpose"``: a learned 2x2 stride-2 transposed convolution (the paper's "up-conv");
     ``up="bilinear"``: fixed bilinear upsampling then a 1x1 conv (no checkerboard artefacts).
     """
 
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, up: str = "transpose", bn: bool = True) -> None:
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, up: str = "transpose", bn: bool = True,
+                 unit=DoubleConv) -> None:
         super().__init__()
         if up == "transpose":
             self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
@@ -51,7 +53,7 @@ class UpBlock(nn.Module):
                                     ConvBNAct(in_ch, out_ch, 1, bn=bn))
         else:
             raise ValueError(f"unknown upsampling {up!r}; expected 'transpose' or 'bilinear'")
-        self.conv = DoubleConv(out_ch + skip_ch, out_ch, bn)
+        self.conv = unit(out_ch + skip_ch, out_ch, bn)
 
     def forward(self, x: Tensor, skip: Tensor | None) -> Tensor:
         x = self.up(x)
@@ -103,8 +105,9 @@ class EncoderUNet(nn.Module):
 class UNet(nn.Module):
     """U-Net with ``depth`` poolings; stage ``i`` has ``width * 2**i`` channels.
 
-    ``block="double"`` is the 2015 design; ``block="residual"`` makes the encoder (and the
-    bottleneck) residual: ResU-Net. The decoder is the same for both. ``skips=False`` gives the same
+    ``block="double"`` is the 2015 design; ``block="residual"`` makes every stage residual, the
+    encoder, the bottleneck and the decoder (ResU-Net, Zhang et al. 2018: residual units on both
+    sides, each ``relu(conv-bn-relu-conv-bn(x) + shortcut(x))``). ``skips=False`` gives the same
     encoder-decoder without skip connections (each decoder stage sees only the upsampled features):
     the course's baseline for what the skips add (000 Q8).
     """
@@ -123,7 +126,7 @@ class UNet(nn.Module):
                                      [enc(chans[i - 1], chans[i], bn) for i in range(1, depth + 1)])
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.decoder = nn.ModuleList([UpBlock(chans[i + 1], chans[i] if skips else 0, chans[i], up, bn)
+        self.decoder = nn.ModuleList([UpBlock(chans[i + 1], chans[i] if skips else 0, chans[i], up, bn, enc)
                                       for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], num_classes, 1)
 
@@ -150,5 +153,5 @@ def unet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 
 @register_model("resunet", default_input=(3, 256, 256), tags=("segmentation",))
 def resunet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
             bn: bool = True, dropout: float = 0.0, skips: bool = True) -> nn.Module:
-    """ResU-Net: U-Net whose encoder stages are residual blocks."""
+    """ResU-Net: U-Net whose encoder, bottleneck and decoder stages are residual blocks."""
     return UNet(num_classes, in_chans, width, depth, up, bn, "residual", dropout, skips)
