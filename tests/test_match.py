@@ -307,3 +307,28 @@ def test_scales_option_parses_lists_and_geometric_ranges():
     assert scales("0.5,1,2") == (0.5, 1.0, 2.0)
     assert scales("0.5:2:3") == (0.5, 1.0, 2.0)
     assert math.isclose(scales("0.5:2:7")[1], 0.5 * 4 ** (1 / 6), rel_tol=1e-3)
+
+
+def test_cross_validation_keeps_videos_whole_and_never_scores_a_pair_it_chose_on():
+    groups = {f"pair{i:04d}": f"video{(i - 1) // 3}" for i in range(1, 31)}  # 10 videos, 3 pairs each
+    folds = bbs.grouped_folds(groups, 5)
+    assert sorted(p for f in folds for p in f) == sorted(groups)
+    assert all(len({groups[p] for p in f}) * 3 == len(f) for f in folds)  # whole videos only
+    # "lucky" is perfect on fold 0's pairs and 0.55 elsewhere; "steady" 0.6 everywhere. With fold 0 in
+    # the choosing pairs lucky wins (0.66 vs 0.6, and 0.64 on all pairs); chosen without them it
+    # loses: so an honest fold 0 is scored with steady's IoUs, a leaky one with lucky's 1.0
+    lucky = {p: 1.0 if p in folds[0] else 0.55 for p in groups}
+    steady = {p: 0.6 for p in groups}
+    result = bbs.cross_validate({"lucky": lucky, "steady": steady}, groups, 5)
+    assert [f["chosen"] for f in result["folds"]] == ["steady", "lucky", "lucky", "lucky", "lucky"]
+    assert result["chosen"] == "lucky" and result["tuned_auc"] > 0.63
+    for f in result["folds"]:
+        assert f["train_pairs"] == len(groups) - len(f["test_pairs"])
+    assert result["held_out"]["mean_iou"] == pytest.approx((6 * 0.6 + 24 * 0.55) / 30)
+    with pytest.raises(CnnlabError, match="folds"):
+        bbs.grouped_folds(groups, 11)
+
+
+def test_sequence_is_the_video_in_the_file_name(tmp_path):
+    pairs = bbs.read_pairs(_bbs_folder(tmp_path))
+    assert [bbs.sequence(p) for p in pairs] == ["cat", "cat"]

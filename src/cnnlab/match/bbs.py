@@ -89,3 +89,40 @@ def scores(ious: list[float]) -> dict[str, float]:
     published = np.mean([(values >= t + 1e-6).mean() for t in np.linspace(0, 1, 21)[:-1]])
     return {"success_rate": float((values > 0.5).mean()), "auc": float(np.trapezoid(rate, thresholds)),
             "auc_published": float(published), "mean_iou": float(values.mean())}
+
+
+def sequence(pair: Pair) -> str:
+    """The video a pair was cut from (``pair0001_frm1_bolt_0032.jpg`` -> ``bolt``): BBS takes three pairs
+    from each video, so a held-out fold must hold all of a video's pairs or it is not held out."""
+    m = _IMAGE.match(pair.template_image.name)
+    return m[3] if m else pair.name
+
+
+def grouped_folds(groups: dict[str, str], folds: int) -> list[list[str]]:
+    """Pair names in ``folds`` folds, every group (video) whole in one fold; groups dealt in name order."""
+    names = sorted(set(groups.values()))
+    if not 2 <= folds <= len(names):
+        raise CnnlabError(f"folds must be from 2 to the {len(names)} videos, got {folds}")
+    fold_of = {g: i % folds for i, g in enumerate(names)}
+    return [sorted(p for p, g in groups.items() if fold_of[g] == k) for k in range(folds)]
+
+
+def cross_validate(ious: dict[str, dict[str, float]], groups: dict[str, str], folds: int = 5) -> dict:
+    """What choosing the best method on the benchmark itself is worth on pairs it did not see.
+
+    ``ious[method][pair]``. For each fold the method with the highest AUC on the OTHER folds' pairs is
+    chosen and scored on the fold's own pairs; the held-out IoUs of all folds, pooled, give the
+    procedure's honest scores. ``chosen`` is the method the whole benchmark picks (what a default
+    would be), ``tuned_auc`` its AUC on the pairs it was picked on, ``held_out`` the pooled scores.
+    """
+    split = grouped_folds(groups, folds)
+    held, per_fold = {}, []
+    for k, test in enumerate(split):
+        train = [p for j, f in enumerate(split) if j != k for p in f]
+        best = max(ious, key=lambda m: scores([ious[m][p] for p in train])["auc"])
+        per_fold.append({"fold": k, "chosen": best, "train_pairs": len(train), "test_pairs": test})
+        held.update({p: ious[best][p] for p in test})
+    everything = sorted(groups)
+    chosen = max(ious, key=lambda m: scores([ious[m][p] for p in everything])["auc"])
+    return {"folds": per_fold, "chosen": chosen, "tuned_auc": scores([ious[chosen][p] for p in everything])["auc"],
+            "held_out": scores([held[p] for p in everything])}

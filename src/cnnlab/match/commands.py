@@ -108,7 +108,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     "search image) and boxes.png (`find` may be left out). cnnlab match benchmark DATA_DIR --out DIR "
                     "runs a folder in the BBS layout and writes boxes.json and a table of methods. Methods: "
                     "zncc-pixel (colour pixels, OpenCV's TM_CCOEFF_NORMED), zncc, qatm, dim (on CNN features; "
-                    "qatm is the default).")
+                    f"{DEFAULT_METHOD} is the default).")
     commands = add_subcommands(p, "match_command", default="find")
 
     s = commands.add_parser("find", help="find a template in a search image")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.core.errors import CnnlabError
+from cnnlab.match.catalog import DEFAULT_METHOD
 from cnnlab.match import scoring
 from cnnlab.match.features import FeatureNet, FeatureSpace, load_feature_net
 
@@ -46,7 +47,7 @@ Box = tuple[float, float, float, float]
 class MatchConfig:
     """One setting for every pair: what the CLI options fill in."""
 
-    method: str = "qatm"
+    method: str = DEFAULT_METHOD
     backbone: str | None = None
     checkpoint: str | None = None
     layers: list[str] | None = None
