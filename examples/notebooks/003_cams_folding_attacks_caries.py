@@ -117,8 +117,8 @@ print(f"total: {q3_summary.params:,} parameters, {q3_summary.macs:,} MACs")
 # %% [markdown]
 # ## 003 Q4 — Template matching with CNN features
 #
-# `cnnlab.match` finds a template in a search image by comparing deep features (QATM on a pretrained
-# network's feature maps), not pixels. One pair of the BBS benchmark when `$CNNLAB_DATA` has it (the
+# `cnnlab.match` finds a template in a search image by comparing deep features (DIM, its default, on a
+# pretrained network's feature maps), not pixels. One pair of the BBS benchmark when `$CNNLAB_DATA` has it (the
 # template cut from one video frame, searched in a later frame, scored by the overlap with the true box);
 # otherwise a crop of a photograph searched in a darker, noisier copy of it.
 # `cnnlab match benchmark` scores every method over all 105 BBS pairs.
