@@ -533,3 +533,28 @@ def test_per_image_scores_are_the_whole_set_definitions_on_each_image():
     assert rank_key(second) < rank_key(first)
     clean = image_scores(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long), 2)
     assert clean["dice"] is None and rank_key(clean) == 1.0  # nothing to find, nothing found: not among the worst
+
+
+def test_a_folder_run_pins_its_splits_and_evaluate_rebuilds_exactly_those(tmp_path):
+    import warnings
+
+    from cnnlab.segment.api import evaluate_segmenter
+
+    images, masks = write_pairs(tmp_path, 10)
+    out = tmp_path / "run"
+    train_segmenter(folder=dict(images=images, masks=masks, classes=["bg", "square", "disc"]), out=out,
+                    val_fraction=0.2, test_fraction=0.2, **{**FAST, "epochs": 1})
+    pinned = json.loads((out / "config.json").read_text())["data_files"]
+    assert sorted(n for names in pinned.values() for n in names) == [f"s{i:02d}" for i in range(10)]
+    assert len(pinned["test"]) == 2
+    before = evaluate_segmenter(out / "last.ckpt", device="cpu")
+    write_pairs(tmp_path, 14)  # four new pairs: a re-split would move training images into the test split
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        after = evaluate_segmenter(out / "last.ckpt", device="cpu")
+    assert any("4 image(s)" in str(w.message) and "left out" in str(w.message) for w in caught)
+    assert after["images"] == 2 and after["miou"] == before["miou"]
+    (images / f"{pinned['test'][0]}.png").unlink()
+    (masks / f"{pinned['test'][0]}.png").unlink()
+    with pytest.raises(CnnlabError, match=f"{pinned['test'][0]}.* is gone: 1 of the 10 images"):
+        evaluate_segmenter(out / "last.ckpt", device="cpu")

@@ -14,6 +14,8 @@ naming the file, never a silently wrong label.
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -62,6 +64,12 @@ class SegData:
     std: tuple[float, ...]
     name: str = "folder"
     notes: list[str] = field(default_factory=list)
+    carved: bool = False  # the splits were cut from one folder by a seeded shuffle (a run pins them by name)
+
+    def split_names(self) -> dict[str, list[str]]:
+        """Each split's image names: what a run's config.json pins (``data_files``) when the splits were carved."""
+        return {s: list(part.names) for s, part in (("train", self.train), ("val", self.val), ("test", self.test))
+                if part is not None}
 
     @property
     def num_classes(self) -> int:
@@ -311,11 +319,14 @@ def load_segmentation(
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
     seed: int = 42,
+    pinned: dict[str, list[str]] | None = None,
 ) -> SegData:
     """A preset by name (``camvid``, ``isbi2012``, ``dc1000``, ``carla``) or image/mask folders.
 
     Folders (``images`` + ``masks`` + ``classes``) and single-split presets are divided into
     train/val/test with a seeded shuffle; CamVid keeps its own train/val (and test when present).
+    ``pinned`` (a run's ``data_files``: each split's image names) rebuilds that run's carved splits
+    exactly: images added since are left out (with a warning), a pinned image gone is refused by name.
     Normalization statistics come from the training images only.
     """
     if dataset is not None:
@@ -336,12 +347,31 @@ def load_segmentation(
         raise CnnlabError(f"segmentation needs at least 2 classes, got {names}")
     read = {split: load_pairs(pair_files(a, b, mask_suffix), fmt, len(names), channels, void, palette, size)
             for split, (a, b) in layout.items()}
-    if "all" in read:
-        tr, va, te = split_indices(len(read["all"]), val_fraction, test_fraction, seed)
-        read = {"train": read["all"].subset(tr), "val": read["all"].subset(va) if va else None,
-                "test": read["all"].subset(te) if te else None}
+    carved = "all" in read
+    if carved:
+        every = read["all"]
+        parts = _pinned_parts(every, pinned, layout["all"][0]) if pinned else \
+            dict(zip(("train", "val", "test"), split_indices(len(every), val_fraction, test_fraction, seed)))
+        read = {split: every.subset(idx) if idx else None for split, idx in parts.items()}
     mean, std = channel_stats(read["train"].images)
-    return SegData(read["train"], read.get("val"), read.get("test"), names, mean, std, key)
+    return SegData(read["train"], read.get("val"), read.get("test"), names, mean, std, key, carved=carved)
+
+
+def _pinned_parts(every: SegSet, pinned: dict[str, list[str]], folder: Path) -> dict[str, list[int]]:
+    """Indices of a run's pinned split names in ``every``; a pinned image gone is refused by name."""
+    if not isinstance(pinned, dict) or not all(isinstance(v, list) for v in pinned.values()) \
+            or not set(pinned) <= {"train", "val", "test"} or "train" not in pinned:
+        raise CnnlabError("config.json's data_files is not the train/val/test image names cnnlab writes")
+    index = {name: i for i, name in enumerate(every.names)}
+    wanted = [n for names in pinned.values() for n in names]
+    gone = [n for n in wanted if n not in index]
+    if gone:
+        raise CnnlabError(f"{folder}/{gone[0]}.* is gone: {len(gone)} of the {len(wanted)} images this run's splits "
+                          f"are pinned to are missing; put them back, or train a new run on the folder as it is")
+    if len(index) > len(wanted):
+        warnings.warn(f"{len(index) - len(wanted)} image(s) in {folder} were added after this run was trained; "
+                      f"they are left out of its splits", stacklevel=2)
+    return {split: [index[n] for n in pinned.get(split, [])] for split in ("train", "val", "test")}
 
 
 for _name, _preset in PRESETS.items():  # listed by `cnnlab datasets` beside the classification sets

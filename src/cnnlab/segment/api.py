@@ -72,9 +72,10 @@ def _augment(spec) -> JointAugment | None:
 
 
 def load_data(dataset: str | None, data_dir, folder: dict | None, size, val_fraction: float,
-              test_fraction: float, split_seed: int) -> SegData:
+              test_fraction: float, split_seed: int, pinned: dict | None = None) -> SegData:
+    """The run's splits; ``pinned`` (its config.json's ``data_files``) rebuilds carved splits by image name."""
     return load_segmentation(dataset, data_dir, size=tuple(size) if size else None, val_fraction=val_fraction,
-                             test_fraction=test_fraction, seed=split_seed, **(folder or {}))
+                             test_fraction=test_fraction, seed=split_seed, pinned=pinned, **(folder or {}))
 
 
 def train_segmenter(
@@ -125,7 +126,8 @@ def train_segmenter(
     lifecycle.refuse_ineffective(asked, {**run, **opts}, INEFFECTIVE)
     cfg = engine_config(opts, TRAIN_FIELDS)
     out = lifecycle.run_folder(out, f"segment-{run['dataset'] or 'folder'}-{opts['model']}", resume, overwrite)
-    task_run = SegmenterRun(run, opts, cfg, kind, out, cpu_started)
+    task_run = SegmenterRun(run, opts, cfg, kind, out, cpu_started,
+                            pinned=lifecycle.pinned_files(out) if resume else None)
     task_run.asked = set(asked)
     return lifecycle.train(task_run, out, resume=resume, overwrite=overwrite, progress=progress,
                            tensorboard=tensorboard, started=started)
@@ -150,8 +152,10 @@ class SegmenterRun:
 
     data_parallel = False  # not yet: its loaders, whole-set metrics and threshold search are per process
 
-    def __init__(self, run: dict, opts: dict, cfg: TrainConfig, kind: str, out: Path, cpu_started: float) -> None:
+    def __init__(self, run: dict, opts: dict, cfg: TrainConfig, kind: str, out: Path, cpu_started: float,
+                 pinned: dict | None = None) -> None:
         self.run, self.opts, self.cfg, self.out, self.cpu_started = run, opts, cfg, out, cpu_started
+        self.pinned = pinned  # a resumed run's split names: its data as it was split, whatever was added since
         dataset = run["dataset"]
         self.recipe = f"{dataset.lower()}/{kind}" if dataset and dataset.lower() in RECIPES else None
 
@@ -182,6 +186,7 @@ class SegmenterRun:
         config = dict(dataset=run["dataset"], data_dir=str(run["data_dir"]) if run["data_dir"] else None,
                       folder=run["folder"], **{k: run[k] for k in RUN_DEFAULTS},
                       corrupted=[data.train.names[i] for i in corrupted], recipe=self.recipe,
+                      **({"data_files": data.split_names()} if data.carved else {}),
                       options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
         self.data, self.net, self.mean, self.std, self.corrupted = data, net, mean, std, len(corrupted)
         return Prepared(net, train_loader, val_loader, self.task, cfg, meta, config, reported=self.reported)
@@ -190,7 +195,7 @@ class SegmenterRun:
         """The run's seeded splits, and which training masks were corrupted on purpose."""
         run = self.run
         data = load_data(run["dataset"], run["data_dir"], run["folder"], self.opts["size"], run["val_fraction"],
-                         run["test_fraction"], run["split_seed"])
+                         run["test_fraction"], run["split_seed"], self.pinned)
         if run["corrupt_fraction"] <= 0:
             return data, []
         data.train.masks, corrupted = corrupt_masks(data.train.masks, run["corrupt_fraction"], run["corrupt_mode"],
@@ -318,7 +323,8 @@ def evaluate_segmenter(checkpoint: str | Path, data_dir: str | Path | None = Non
     dev = TrainConfig(device=device).resolved_device()
     model, meta = load_segmenter(checkpoint, dev)
     data = load_data(config["dataset"], data_dir or config.get("data_dir"), config.get("folder"), meta.get("size"),
-                     *(config.get(k, RUN_DEFAULTS[k]) for k in ("val_fraction", "test_fraction", "split_seed")))
+                     *(config.get(k, RUN_DEFAULTS[k]) for k in ("val_fraction", "test_fraction", "split_seed")),
+                     pinned=config.get("data_files"))
     subset = getattr(data, split, None) if split in ("train", "val", "test") else None
     if subset is None or not len(subset):
         raise CnnlabError(f"split {split!r} is empty or unknown for this dataset; use train, val or test")
