@@ -170,8 +170,10 @@ def save_untargeted_vs_class_models(models: Tensor, arrays: dict, classes: Seque
         ax[2].set_xticks(range(len(classes)))
         ax[2].set_xticklabels(classes, fontsize=6, rotation=30, ha="right")
         ax[2].set_ylabel("r", fontsize=7)
-        ax[2].set_title(stats["summary"][:110], fontsize=6)
+        d = stats["difference"]
+        ax[2].set_title(f"r(own) {stats['own']['mean']:+.3f} vs r(others) {stats['others']['mean']:+.3f}: "
+                        f"{d['mean']:+.3f} ± {2 * d['se']:.3f} (2 SE): own {stats['outcome']}", fontsize=7)
     fig.suptitle("untargeted FGSM direction vs class models (Pearson r over pixels, per image; bars ± 2 SE)",
                  fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     return save_figure(fig, path)

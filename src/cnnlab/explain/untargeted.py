@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from cnnlab.attack.attacks import loss_gradient
 from cnnlab.attack.sweep import smallest_eps
-from cnnlab.core.text import verdict_sentence
+from cnnlab.core.text import verdict_sentence, versus
 
 VARIANTS = ("sign", "gradient", "applied")
 
@@ -89,6 +89,7 @@ def compare_rows(r: Tensor, labels: Tensor, classes: list[str]) -> dict:
         d = _stats([x - y for x, y in zip(a, b)])
         out = {"own": _stats(a), "others": _stats(b), "difference": d}
         out["verdict"] = verdict_sentence(SENTENCES, d["mean"], d["se"], d["n"])
+        out["outcome"] = versus(d["mean"], d["se"], d["n"])  # own vs others: higher, lower, same or undecided
         out["summary"] = (f"r(own) {out['own']['mean']:+.4f} vs r(others) {out['others']['mean']:+.4f}: "
                           f"{d['mean']:+.4f} ± {2 * d['se']:.4f} (2 SE, {d['n']} images): {out['verdict']}")
         return out
