@@ -517,3 +517,9 @@ def test_cli_visualize_compare_attack_untargeted_writes_files_that_parse(digits_
     assert "needs --checkpoint" in capsys.readouterr().err
     assert main(["visualize", "--checkpoint", ckpt]) == 2
     assert "--class" in capsys.readouterr().err
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "untargeted_vs_class_models.json").write_text("mine")
+    assert main(["visualize", "--compare-attack", "--untargeted", "--checkpoint", ckpt, "--out", str(users)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (users / "untargeted_vs_class_models.json").read_text() == "mine"

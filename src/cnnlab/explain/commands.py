@@ -170,5 +170,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--n", type=positive_int, default=200, help="--untargeted: test images per class (default 200)")
     g.add_argument("--data-dir", help="--untargeted: dataset folder, if not the one recorded with the checkpoint")
     g.add_argument("--eps-max", type=float_range(0, 1, low_open=True), default=0.5,
-                   help="largest L-inf budget searched for the targeted attack")
+                   help="largest L-inf budget searched for the targeted attack (--untargeted: for the smallest flip)")
     p.set_defaults(func=cmd_visualize)

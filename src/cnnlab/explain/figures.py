@@ -175,5 +175,5 @@ def save_untargeted_vs_class_models(models: Tensor, arrays: dict, classes: Seque
                         f"{d['mean']:+.3f} ± {2 * d['se']:.3f} (2 SE): own {stats['outcome']}", fontsize=7)
     fig.suptitle("untargeted FGSM direction vs class models (Pearson r over pixels, per image; bars ± 2 SE)",
                  fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
     return save_figure(fig, path)
