@@ -497,9 +497,10 @@ def test_cli_visualize_compare_attack_untargeted_writes_files_that_parse(digits_
     r = json.loads((out / "untargeted_vs_class_models.json").read_text(), parse_constant=no_constants)
     assert len(r["classes"]) == 10 and r["n_images"] == sum(r["images_per_class"].values()) <= 40
     for v in ("sign", "gradient", "applied"):
-        assert set(r[v]["per_class"]) == set(r["classes"])
+        assert set(r[v]["per_class"]) <= {c for c, k in r["images_per_class"].items() if k}  # applied: flipped only
         a = r[v]["all"]
         assert a["difference"]["n"] <= r["n_images"]
+    assert set(r["sign"]["per_class"]) == {c for c, k in r["images_per_class"].items() if k}
     s = r["sign"]["all"]
     assert -1 <= s["own"]["mean"] <= 1 and s["difference"]["se"] > 0
     assert s["difference"]["mean"] == pytest.approx(s["own"]["mean"] - s["others"]["mean"], abs=1e-9)
@@ -507,7 +508,9 @@ def test_cli_visualize_compare_attack_untargeted_writes_files_that_parse(digits_
     one = tmp_path / "one"
     assert main(["visualize", "--compare-attack", "--untargeted", "--class", "3", "--checkpoint", ckpt, "--n", "3",
                  "--steps", "2", "--out", str(one)]) == 0
-    assert json.loads((one / "untargeted_vs_class_models.json").read_text())["classes"] == ["3"]
+    r1 = json.loads((one / "untargeted_vs_class_models.json").read_text())
+    assert r1["classes"] == ["3"] and list(r1["sign"]["per_class"]) == ["3"]
+    assert len(r1["mean_direction_correlation"]["3"]) == 10  # against every class's model
     capsys.readouterr()
     assert main(["visualize", "--untargeted", "--checkpoint", ckpt]) == 2
     assert "mode of --compare-attack" in capsys.readouterr().err

@@ -146,7 +146,7 @@ def save_untargeted_vs_class_models(models: Tensor, arrays: dict, classes: Seque
     """003 Q7b, one row per class C: C's class model | the mean untargeted FGSM direction over C's images
     (mean sign of the gradient, blue -1 .. red +1) | the mean Pearson r of the per-image direction with every
     class model (± 2 SE), C's own bar in red."""
-    rows = list(wanted)
+    rows = [c for c in wanted if classes[c] in r["sign"]["per_class"]]  # classes with correctly classified images
     fig, axes = plt.subplots(len(rows), 3, figsize=(9.5, 2.2 * len(rows) + 0.4), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 2.6]})
     corr, labels = arrays["r_sign"], arrays["labels"]

@@ -94,7 +94,8 @@ def compare_rows(r: Tensor, labels: Tensor, classes: list[str]) -> dict:
                           f"{d['mean']:+.4f} ± {2 * d['se']:.4f} (2 SE, {d['n']} images): {out['verdict']}")
         return out
 
-    per_class = {name: block(labels.cpu() == c) for c, name in enumerate(classes)}
+    present = set(labels.cpu().tolist())  # the classes studied (one, with --class)
+    per_class = {name: block(labels.cpu() == c) for c, name in enumerate(classes) if c in present}
     return {"all": block(torch.ones_like(keep)), "per_class": per_class, "left_out_constant": int((~keep).sum())}
 
 
@@ -118,6 +119,6 @@ def study(model: nn.Module, images: Tensor, labels: Tensor, class_models: Tensor
                          for c in range(len(classes))])
     r_mean = pearson_rows(means, class_models)
     out["mean_direction_correlation"] = {classes[c]: dict(zip(classes, r_mean[c].tolist()))
-                                         for c in range(len(classes))}
+                                         for c in range(len(classes)) if (labels == c).any()}
     out["_arrays"] = {"mean_sign": means.detach().cpu(), "r_sign": matrices["sign"], "labels": labels.cpu()}
     return out
