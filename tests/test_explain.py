@@ -415,3 +415,114 @@ def test_cli_visualize_compare_attack_writes_figure_and_json(tiny_checkpoint, tm
     assert (tmp_path / f"{target}_vs_attack.png").stat().st_size > 0
     assert main(["visualize", "--class", clean, "--compare-attack", str(image), "--checkpoint", str(ckpt)]) == 2
     assert "already says" in capsys.readouterr().err
+
+
+# -- 003 Q7b: untargeted FGSM on images of class C vs C's class model
+
+def test_pearson_rows_matches_numpy_corrcoef():
+    from cnnlab.explain.untargeted import pearson_rows
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 1, 4, 4, generator=g), torch.randn(3, 1, 4, 4, generator=g)
+    r = pearson_rows(a, b)
+    for i in range(5):
+        for j in range(3):
+            assert float(r[i, j]) == pytest.approx(float(np.corrcoef(a[i].flatten(), b[j].flatten())[0, 1]), abs=1e-12)
+    assert float(pearson_rows(a[:1], 3 * a[:1] + 2)[0, 0]) == pytest.approx(1)
+    assert torch.isnan(pearson_rows(torch.ones(1, 16), b)).all()  # a constant direction has no correlation
+
+
+def test_untargeted_fgsm_direction_on_a_linear_model_is_minus_the_sign_of_the_true_class_margin():
+    """Two classes, logits W x + b: d CE(x, y) / dx = -(1 - p_y) (w_y - w_other), so untargeted FGSM adds
+    ``-eps * sign(w_y - w_other)`` (down the true class's margin); checked by hand, by central differences of
+    the loss, and against ``fgsm`` itself."""
+    import torch.nn.functional as F
+
+    from cnnlab.attack.attacks import fgsm
+    from cnnlab.explain.untargeted import untargeted_directions
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).double().eval()
+    x = (0.3 + 0.4 * torch.rand(3, 1, 4, 4)).double()
+    y = torch.tensor([0, 1, 0])
+    d = untargeted_directions(model, x, y, eps_max=1.0)
+    w = model[1].weight.detach()
+    for i in range(3):
+        margin = w[y[i]] - w[1 - y[i]]
+        assert torch.equal(d["sign"][i].flatten(), -margin.sign())
+        fd = torch.zeros(16, dtype=torch.float64)
+        for k in range(16):
+            e = torch.zeros(16, dtype=torch.float64)
+            e[k] = 1e-6
+            up = F.cross_entropy(model((x[i].flatten() + e).view(1, 1, 4, 4)), y[i:i + 1])
+            down = F.cross_entropy(model((x[i].flatten() - e).view(1, 1, 4, 4)), y[i:i + 1])
+            fd[k] = (up - down) / 2e-6
+        torch.testing.assert_close(d["gradient"][i].flatten(), fd, atol=1e-8, rtol=1e-6)
+    eps = 0.01  # x stays inside [0, 1]: no clipping
+    torch.testing.assert_close(fgsm(model, x, y, eps) - x, eps * d["sign"])
+    flipped = torch.isfinite(d["eps"])
+    assert flipped.any()
+    torch.testing.assert_close(d["applied"][flipped], (x + d["eps"].view(-1, 1, 1, 1) * d["sign"]).clamp(0, 1)[flipped]
+                               - x[flipped])
+    pred = model(x + d["applied"]).argmax(1)
+    assert (pred[flipped] != y[flipped]).all()
+
+
+def test_untargeted_comparison_finds_a_planted_resemblance():
+    """Directions built as minus each image's class model plus noise: r(own) is far below r(others)."""
+    from cnnlab.explain.untargeted import compare_rows, pearson_rows
+
+    g = torch.Generator().manual_seed(1)
+    models = torch.rand(3, 1, 6, 6, generator=g)
+    labels = torch.arange(3).repeat(10)
+    directions = -models[labels] + 0.3 * torch.randn(30, 1, 6, 6, generator=g)
+    res = compare_rows(pearson_rows(directions, models), labels, ["a", "b", "c"])
+    assert res["all"]["difference"]["n"] == 30 and res["all"]["difference"]["mean"] < -0.5
+    assert "LESS like" in res["all"]["verdict"]
+    same = compare_rows(pearson_rows(torch.randn(30, 1, 6, 6, generator=g), models), labels, ["a", "b", "c"])
+    assert same["all"]["own"]["n"] == 30 and "within noise" in same["all"]["verdict"]
+
+
+def test_cli_visualize_compare_attack_untargeted_writes_files_that_parse(digits_run, tmp_path, capsys):
+    ckpt = str(digits_run / "best.ckpt")
+    out = tmp_path / "untargeted"
+    assert main(["visualize", "--compare-attack", "--untargeted", "--checkpoint", ckpt, "--n", "4", "--steps", "3",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "all classes, sign:" in printed and "untargeted_vs_class_models.json" in printed
+
+    def no_constants(name):
+        raise ValueError(f"not standard JSON: {name}")
+
+    r = json.loads((out / "untargeted_vs_class_models.json").read_text(), parse_constant=no_constants)
+    assert len(r["classes"]) == 10 and r["n_images"] == sum(r["images_per_class"].values()) <= 40
+    for v in ("sign", "gradient", "applied"):
+        assert set(r[v]["per_class"]) <= {c for c, k in r["images_per_class"].items() if k}  # applied: flipped only
+        a = r[v]["all"]
+        assert a["difference"]["n"] <= r["n_images"]
+    assert set(r["sign"]["per_class"]) == {c for c, k in r["images_per_class"].items() if k}
+    s = r["sign"]["all"]
+    assert -1 <= s["own"]["mean"] <= 1 and s["difference"]["se"] > 0
+    assert s["difference"]["mean"] == pytest.approx(s["own"]["mean"] - s["others"]["mean"], abs=1e-9)
+    assert (out / "untargeted_vs_class_models.png").stat().st_size > 0
+    one = tmp_path / "one"
+    assert main(["visualize", "--compare-attack", "--untargeted", "--class", "3", "--checkpoint", ckpt, "--n", "3",
+                 "--steps", "2", "--out", str(one)]) == 0
+    r1 = json.loads((one / "untargeted_vs_class_models.json").read_text())
+    assert r1["classes"] == ["3"] and list(r1["sign"]["per_class"]) == ["3"]
+    assert len(r1["mean_direction_correlation"]["3"]) == 10  # against every class's model
+    capsys.readouterr()
+    assert main(["visualize", "--untargeted", "--checkpoint", ckpt]) == 2
+    assert "mode of --compare-attack" in capsys.readouterr().err
+    assert main(["visualize", "--class", "1", "--compare-attack", "--checkpoint", ckpt]) == 2
+    assert "needs an IMAGE" in capsys.readouterr().err
+    assert main(["visualize", "--compare-attack", "--untargeted"]) == 2
+    assert "needs --checkpoint" in capsys.readouterr().err
+    assert main(["visualize", "--checkpoint", ckpt]) == 2
+    assert "--class" in capsys.readouterr().err
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "untargeted_vs_class_models.json").write_text("mine")
+    assert main(["visualize", "--compare-attack", "--untargeted", "--checkpoint", ckpt, "--out", str(users)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (users / "untargeted_vs_class_models.json").read_text() == "mine"

@@ -219,3 +219,40 @@ def compare_attack_files(target: str, image: str, model: str | None = None, chec
                                                               f"{stem}.png"))
     write_json(f"{stem}.json", result)
     return result
+
+
+UNTARGETED_FILES = ("untargeted_vs_class_models.json", "untargeted_vs_class_models.png")
+
+
+def untargeted_attack_files(checkpoint: str | Path, target: str | None = None, n: int = 200,
+                            data_dir: str | None = None, out: str | Path = "runs/visualize", device: str = "cpu",
+                            eps_max: float = 0.5, **options) -> dict:
+    """003 Q7b: untargeted FGSM on ``n`` correctly classified test images of each class C (or of ``target``
+    only), its direction correlated with the class model of C and of every other class
+    (:mod:`cnnlab.explain.untargeted`). Writes ``untargeted_vs_class_models.json`` and ``.png``."""
+    from cnnlab.attack.api import checkpoint_test_set
+    from cnnlab.explain.untargeted import study
+
+    out = output.check_folder(out, UNTARGETED_FILES)
+    pc = load_model(checkpoint=checkpoint, device=device)
+    wanted = range(len(pc.classes)) if target is None else [resolve_class(target, pc.classes, "--class")]
+    images, labels, _ = checkpoint_test_set(checkpoint, data_dir)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(options.get("seed", 0)))
+    images, labels = images[order].to(device), labels[order].to(device)
+    pred = torch.cat([_predict(pc.model, b).argmax(1) for b in images.split(512)])
+    picks = torch.cat([torch.nonzero((labels == c) & (pred == c))[:n, 0] for c in wanted])
+    if len(picks) < 2:
+        raise CnnlabError(f"fewer than two correctly classified test images of {', '.join(pc.classes[c] for c in wanted)}:"
+                          f" nothing to average")
+    x, y = images[picks], labels[picks]
+    models = torch.stack([class_model(pc.model, c, pc.input_size, **options).image for c in range(len(pc.classes))])
+    result = study(pc.model, x, y, models, pc.classes, eps_max)
+    arrays = result.pop("_arrays")
+    result = dict(model=pc.name, classes=[pc.classes[c] for c in wanted], n_per_class=n,
+                  images_per_class={pc.classes[c]: int((y == c).sum()) for c in wanted},
+                  clean_accuracy_of_sample=float((pred == labels).float().mean()), options=options, **result)
+    out.mkdir(parents=True, exist_ok=True)
+    result["figure"] = str(figures.save_untargeted_vs_class_models(models, arrays, pc.classes, wanted, result,
+                                                                   out / UNTARGETED_FILES[1]))
+    write_json(out / UNTARGETED_FILES[0], result)
+    return result

@@ -1,4 +1,5 @@
-"""CLI: ``cnnlab explain image|compare|layers`` and ``cnnlab visualize --class NAME [--compare-attack IMAGE]``.
+"""CLI: ``cnnlab explain image|compare|layers``, ``cnnlab visualize --class NAME [--compare-attack IMAGE]`` and
+``cnnlab visualize --compare-attack --untargeted --checkpoint CKPT`` (003 Q7b).
 
 ``cnnlab explain IMAGE...`` (no sub-command) still means ``explain image``; ``explain --list-layers`` is
 ``explain layers``; the CAM robustness study (003 Q1b) is the course lab ``cnnlab lab cam-robustness``.
@@ -43,11 +44,42 @@ def cmd_layers(args: argparse.Namespace) -> None:
         print(f"{name:40s} {' x '.join(map(str, shape))}")
 
 
+def _untargeted(args: argparse.Namespace, options: dict) -> None:
+    from cnnlab.core.errors import CnnlabError
+    from cnnlab.explain.api import untargeted_attack_files
+
+    if args.compare_attack:
+        raise CnnlabError("--untargeted attacks the checkpoint's own test images: give --compare-attack without IMAGE")
+    if args.checkpoint is None:
+        raise CnnlabError("--compare-attack --untargeted needs --checkpoint (a classifier trained with `cnnlab train`: "
+                          "its test images are attacked)")
+    r = untargeted_attack_files(args.checkpoint, args.class_name, args.n, args.data_dir, args.out, args.device,
+                                args.eps_max, **options)
+    print(f"untargeted FGSM on {r['n_images']} correctly classified test images ({r['flipped']} flipped within "
+          f"eps {r['eps_max']}, median smallest eps {r['smallest_flip_eps']['median']:.4f}); Pearson r of the "
+          f"direction sign(grad) with the class model of the image's class C vs the mean over the other classes:")
+    for name, s in r["sign"]["per_class"].items():
+        print(f"  {name}: {s['summary']}")
+    for v in ("sign", "gradient", "applied"):
+        print(f"all classes, {v}: {r[v]['all']['summary']}")
+    print(f"wrote {r['figure']} and untargeted_vs_class_models.json")
+
+
 def cmd_visualize(args: argparse.Namespace) -> None:
+    from cnnlab.core.errors import CnnlabError
     from cnnlab.explain.api import compare_attack_files, visualize_class
 
     options = dict(steps=args.steps, lr=args.lr, l2=args.l2, jitter=args.jitter, blur_every=args.blur_every,
                    blur_sigma=args.blur_sigma, seed=args.seed)
+    if args.untargeted and args.compare_attack is None:
+        raise CnnlabError("--untargeted is a mode of --compare-attack: cnnlab visualize --compare-attack --untargeted "
+                          "--checkpoint CKPT")
+    if args.untargeted:
+        return _untargeted(args, options)
+    if args.class_name is None:
+        raise CnnlabError("the following arguments are required: --class")
+    if args.compare_attack == "":
+        raise CnnlabError("--compare-attack needs an IMAGE (or --untargeted, to attack the checkpoint's test images)")
     if args.compare_attack:
         r = compare_attack_files(args.class_name, args.compare_attack, args.model, args.checkpoint, args.out,
                                  args.device, args.eps_max, **options)
@@ -115,7 +147,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("visualize", help="class-model visualization: the input a class scores highest for",
                        description="Gradient ascent on the input from noise for one class score, with L2 decay, "
                                    "jitter and periodic blur; writes the image and its score trajectory.")
-    p.add_argument("--class", dest="class_name", required=True, help="class name (e.g. flamingo) or index")
+    p.add_argument("--class", dest="class_name", help="class name (e.g. flamingo) or index (required, except with "
+                   "--compare-attack --untargeted, where it picks one class instead of all)")
     model_args(p)
     p.add_argument("--steps", type=positive_int, default=200)
     p.add_argument("--lr", type=positive_float, default=0.05, help="step size (pixel change per step, gradient normalized)")
@@ -126,9 +159,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default="runs/visualize", help="output folder (default runs/visualize)")
     OVERWRITE.add_to(p)
-    g = p.add_argument_group("003 Q7: the class model next to the minimal targeted attack toward the class")
-    g.add_argument("--compare-attack", metavar="IMAGE", help="image file (or skimage:<name>) to turn into --class "
-                   "with the smallest targeted FGSM; reports the perturbation's correlation with the class model")
+    g = p.add_argument_group("003 Q7: the class model next to the minimal targeted attack toward the class, and "
+                             "(--untargeted, 003 Q7b) next to untargeted FGSM on images of the class")
+    g.add_argument("--compare-attack", metavar="IMAGE", nargs="?", const="",
+                   help="image file (or skimage:<name>) to turn into --class with the smallest targeted FGSM; reports "
+                        "the perturbation's correlation with the class model. With --untargeted: no IMAGE")
+    g.add_argument("--untargeted", action="store_true",
+                   help="003 Q7b: untargeted FGSM on --n correctly classified test images of each class C of "
+                        "--checkpoint; Pearson r of its direction with C's class model vs the other classes'")
+    g.add_argument("--n", type=positive_int, default=200, help="--untargeted: test images per class (default 200)")
+    g.add_argument("--data-dir", help="--untargeted: dataset folder, if not the one recorded with the checkpoint")
     g.add_argument("--eps-max", type=float_range(0, 1, low_open=True), default=0.5,
-                   help="largest L-inf budget searched for the targeted attack")
+                   help="largest L-inf budget searched for the targeted attack (--untargeted: for the smallest flip)")
     p.set_defaults(func=cmd_visualize)

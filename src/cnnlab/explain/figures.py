@@ -139,3 +139,41 @@ def save_attack_vs_class_model(image: Tensor, delta: Tensor, target_model: Tenso
         ax.set_title(title, fontsize=7)
         ax.axis("off")
     return save_figure(fig, path)
+
+
+def save_untargeted_vs_class_models(models: Tensor, arrays: dict, classes: Sequence[str], wanted: Sequence[int],
+                                    r: dict, path: str | Path) -> Path:
+    """003 Q7b, one row per class C: C's class model | the mean untargeted FGSM direction over C's images
+    (mean sign of the gradient, blue -1 .. red +1) | the mean Pearson r of the per-image direction with every
+    class model (± 2 SE), C's own bar in red."""
+    rows = [c for c in wanted if classes[c] in r["sign"]["per_class"]]  # classes with correctly classified images
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9.5, 2.2 * len(rows) + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 2.6]})
+    corr, labels = arrays["r_sign"], arrays["labels"]
+    for ax, c in zip(axes, rows):
+        stats = r["sign"]["per_class"][classes[c]]
+        ax[0].imshow(to_rgb(models[c]))
+        ax[0].set_title(f"class model: {classes[c]}", fontsize=7)
+        mean = arrays["mean_sign"][c]
+        ax[1].imshow(mean.mean(0).numpy(), cmap="bwr", vmin=-1, vmax=1)
+        ax[1].set_title(f"mean FGSM direction (n={stats['own']['n']})\n"
+                        f"r with own model {r['mean_direction_correlation'][classes[c]][classes[c]]:+.3f}", fontsize=7)
+        for a in ax[:2]:
+            a.axis("off")
+        rc = corr[labels == c]
+        m = rc.nanmean(0).numpy()
+        k = torch.isfinite(rc).sum(0).clamp(min=2)
+        se = (torch.nan_to_num(rc - rc.nanmean(0)) ** 2).sum(0).div(k - 1).sqrt().div(k.sqrt()).numpy()
+        colours = ["tab:red" if j == c else "tab:grey" for j in range(len(classes))]
+        ax[2].bar(range(len(classes)), m, yerr=2 * se, color=colours)
+        ax[2].axhline(0, color="black", lw=0.5)
+        ax[2].set_xticks(range(len(classes)))
+        ax[2].set_xticklabels(classes, fontsize=6, rotation=30, ha="right")
+        ax[2].set_ylabel("r", fontsize=7)
+        d = stats["difference"]
+        ax[2].set_title(f"r(own) {stats['own']['mean']:+.3f} vs r(others) {stats['others']['mean']:+.3f}: "
+                        f"{d['mean']:+.3f} ± {2 * d['se']:.3f} (2 SE): own {stats['outcome']}", fontsize=7)
+    fig.suptitle("untargeted FGSM direction vs class models (Pearson r over pixels, per image; bars ± 2 SE)",
+                 fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
+    return save_figure(fig, path)

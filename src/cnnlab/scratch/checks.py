@@ -19,7 +19,8 @@ from cnnlab.scratch.mlp import MLP
 from cnnlab.scratch.network import Network
 from cnnlab.scratch.twin import compare_steps
 
-GRADCHECK_NETS = [((64, 16, 10), "sigmoid"), ((64, 16, 10), "relu"), ((64, 12, 8, 8, 10), "relu")]
+GRADCHECK_NETS = [((64, 16, 10), "sigmoid"), ((64, 16, 10), "relu"), ((64, 12, 8, 8, 10), "relu"),
+                  ((64, 16, 10), "identity")]  # identity: 002 Q4b's linear hidden layer
 CNN_NETS = [((4, 6), "max"), ((4, 6), "avg")]
 TWIN_RUNS = [("sigmoid", "sgd", 2.0), ("relu", "sgd", 0.1), ("relu", "momentum", 0.05), ("relu", "nesterov", 0.05)]
 

@@ -103,9 +103,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common(p)
     _training(p)
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[128, 64], help="hidden layer sizes (default 128 64)")
-    p.add_argument("--activation", default="relu", help="sigmoid, tanh or relu (default)")
+    p.add_argument("--activation", default="relu", help="sigmoid, tanh, relu (default) or identity (linear hidden layers, "
+                                                         "002 Q4b: the net is then multinomial logistic regression)")
     p.add_argument("--init", default=None, help="xavier, he, normal (N(0, 0.01²)), unit-normal (N(0, 1)) or zero "
-                                                "(default: xavier for sigmoid and tanh, he for relu)")
+                                                "(default: xavier for sigmoid, tanh and identity, he for relu)")
     p.set_defaults(func=cmd_mlp)
 
     p = ssub.add_parser("cnn", help="train the NumPy CNN (conv blocks + dense, hand-written backprop)",

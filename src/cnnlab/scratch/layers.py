@@ -130,6 +130,20 @@ class ReLU(Layer):
         return g
 
 
+class Identity(Layer):
+    """``id(z) = z``, derivative 1: the gradient passes unchanged (002 Q4b's linear hidden layer).
+
+    A network of dense layers with identity activations is one affine map (``W1 W2`` is a single
+    matrix): with a softmax output it is multinomial logistic regression, however many layers.
+    """
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        return z
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g
+
+
 class SoftmaxCrossEntropy:
     """Softmax and the mean cross-entropy fused into one numerically stable step.
 

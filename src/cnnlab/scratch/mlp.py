@@ -10,12 +10,12 @@ from typing import Sequence
 import numpy as np
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.scratch.layers import INITS, Dense, Layer, ReLU, Sigmoid, Tanh
+from cnnlab.scratch.layers import INITS, Dense, Identity, Layer, ReLU, Sigmoid, Tanh
 from cnnlab.scratch.network import Network
 
-ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
+ACTIVATIONS = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "identity": Identity}
 # the init that keeps signal variance steady for each activation (see layers.init_weights)
-DEFAULT_INIT = {"sigmoid": "xavier", "tanh": "xavier", "relu": "he"}
+DEFAULT_INIT = {"sigmoid": "xavier", "tanh": "xavier", "relu": "he", "identity": "xavier"}
 
 
 def check_architecture(hidden: Sequence[int], activation: str, init: str | None = None) -> None:

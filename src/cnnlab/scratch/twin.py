@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.scratch.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, ToChannelsLast
-from cnnlab.scratch.layers import Dense, Layer, ReLU, Sigmoid, Tanh
+from cnnlab.scratch.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
 from cnnlab.scratch.network import Network
 from cnnlab.scratch.optim import make_optimizer
 from cnnlab.core.threads import compute_threads
@@ -26,6 +26,7 @@ _TORCH_LAYER: dict[type, Callable[[Layer], nn.Module]] = {
     ReLU: lambda layer: nn.ReLU(),
     Sigmoid: lambda layer: nn.Sigmoid(),
     Tanh: lambda layer: nn.Tanh(),
+    Identity: lambda layer: nn.Identity(),
     MaxPool2D: lambda layer: nn.MaxPool2d(layer.kernel, layer.stride),
     AvgPool2D: lambda layer: nn.AvgPool2d(layer.kernel, layer.stride),
     Flatten: lambda layer: nn.Flatten(),
