@@ -10,21 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.cli.main import build_parser, main
+from cnnlab.cli.main import build_parser
 from cnnlab.cli.types import TEXT_OPTIONS
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.places import cache_dir
 from cnnlab.data import load_dataset
+from tests.test_hostile import run_cli
 
 TINY = ["--epochs", "1", "--batch-size", "256", "--model-kwargs", '{"width": 2}', "--no-progress"]
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's refusals
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:

@@ -6,43 +6,13 @@
 # which gives every question's lab and its measured answer.
 
 # %%
-import os
-import warnings
 from pathlib import Path
 
-import IPython.display as ipd
 from IPython.display import Markdown, display
 
-# no ipywidgets here: tqdm falls back to text bars (and would say so in every notebook)
-warnings.filterwarnings("ignore", message="IProgress not found")
+from cnnlab.report.notebook import DATA, QUICK, have, output_folder, show
 
-QUICK = os.environ.get("CNNLAB_QUICK") == "1"  # the tests run every notebook in seconds with this set
-DATA = os.environ.get("CNNLAB_DATA")  # the real datasets (see the data README), when present
-OUT = Path(os.environ.get("CNNLAB_EXAMPLES_OUT", "runs/examples")) / "004"
-
-
-def have(name: str) -> bool:
-    """Is the real dataset ``name`` under $CNNLAB_DATA?"""
-    return bool(DATA) and (Path(DATA) / name).is_dir()
-
-
-def show(path, width: int = 720) -> None:
-    """Display an image file ``width`` pixels wide. The notebook is committed with its outputs, so a large
-    file is stored at that width in 256 colours (a full-size photo panel would weigh megabytes)."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    data = Path(path).read_bytes()
-    image = Image.open(BytesIO(data))
-    if len(data) > 150_000:
-        image = image.convert("RGB")
-        if image.width > width:
-            image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
-        buffer = BytesIO()
-        image.quantize(256).save(buffer, format="PNG", optimize=True)
-        data = buffer.getvalue()
-    display(ipd.Image(data=data, format="png", width=width))
+OUT = output_folder("004")
 
 # %% [markdown]
 # ## 004 Ex1a-e — EfficientNet compound scaling
