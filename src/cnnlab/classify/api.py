@@ -29,7 +29,7 @@ from torchmetrics.functional.classification import (
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core import output
+from cnnlab.core import bounds, output
 from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.core.text import top_classes
@@ -235,7 +235,8 @@ class ClassifierRun:
             kwargs.setdefault("image_size", splits.image_size[0])
         seed_everything(self.cfg.seed)  # before the model draws its initial weights
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
-        check_input(net, (splits.in_chans, *splits.image_size), opts["model"])
+        check_input(net, (splits.in_chans, *splits.image_size), opts["model"],
+                    batch=self.cfg.batch_size, images=len(splits.train))
         if opts["init_from"]:
             init_weights(net, opts["init_from"], f"{opts['model']} {kwargs}")
         meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
@@ -432,6 +433,7 @@ def show_samples(dataset: str, data_dir: str | None = None, out: str | Path = "s
     """``n`` random training images in a grid (new ones each call unless ``seed`` is given)."""
     splits = load_dataset(dataset, data_dir, val_fraction=0, **dataset_kwargs)
     rng = random.Random(seed)
-    idx = torch.tensor(rng.sample(range(len(splits.train)), min(n, len(splits.train))))
+    n = bounds.at_most("-n", n, len(splits.train), f"the training split of {dataset}")
+    idx = torch.tensor(rng.sample(range(len(splits.train)), n))
     titles = [splits.classes[int(splits.train.labels[i])] for i in idx]
     return plots.image_grid(splits.train.images[idx], titles, out, cols=int(np.ceil(np.sqrt(n))))

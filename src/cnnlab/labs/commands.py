@@ -11,6 +11,7 @@ import argparse
 from cnnlab.attack.catalog import ATTACK_NAMES
 from cnnlab.attack.commands import parse_eps
 from cnnlab.classify.commands import adversarial_spec
+from cnnlab.core import bounds
 from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
@@ -65,7 +66,7 @@ def _run_options(p: argparse.ArgumentParser, quick: str = "a seconds-long versio
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--data-dir", help="folder holding fashion-mnist/ (default: $CNNLAB_DATA); else digits")
     p.add_argument("--device", type=device, default="cpu")
-    p.add_argument("--threads", type=positive_int, default=1,
+    p.add_argument("--threads", type=bounds.threads, default=1,
                    help="CPU threads for NumPy and PyTorch (default 1: the labs' networks are small)")
     p.add_argument("--no-progress", action="store_true")
     OVERWRITE.add_to(p)

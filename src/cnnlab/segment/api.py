@@ -161,8 +161,10 @@ class SegmenterRun:
         model_kwargs = dict(opts["model_kwargs"], **({} if opts["skips"] else {"skips": False}))
         seed_everything(cfg.seed)  # before the model draws its initial weights
         net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
-        for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
-            check_input(net, (data.in_chans, *shape), opts["model"])
+        train_shape = tuple(opts["crop"] or data.train.images.shape[-2:])
+        for shape in {train_shape, tuple(data.train.images.shape[-2:])}:
+            check_input(net, (data.in_chans, *shape), opts["model"],
+                        batch=cfg.batch_size if shape == train_shape else None, images=len(data.train))
         mean, std = _normalization(net, data)
         train_loader, val_loader = self._loaders(data, mean, std)
         self.split = "test" if data.test is not None and len(data.test) else "val"
