@@ -40,7 +40,7 @@ from cnnlab.data.images import load_images
 from cnnlab.data.streaming import FileImageSet, workers
 from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
 from cnnlab.models import create_model
-from cnnlab.models.registry import check_input
+from cnnlab.models.registry import check_input, step_bytes
 from cnnlab.report import plots
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
@@ -408,6 +408,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     if chosen is None or not len(chosen):
         raise CnnlabError(f"--split {split}: the run of {checkpoint} has no {split} images (its val_fraction is 0)")
     cfg = TrainConfig(device=device, tta=config.get("train", {}).get("tta", 0))  # as the run was tested
+    # a batch above the split is the whole split: its forward (input and activations) must fit
+    step = min(batch_size, len(chosen))
+    needed = step_bytes(model, tuple(meta["input_size"]), step, copies=1)
+    if needed is not None:
+        bounds.need("--batch-size", f"{batch_size}{f' ({step} images here)' if step < batch_size else ''} of "
+                    f"{'x'.join(map(str, meta['input_size']))} images", needed, "a forward needs")
     splits.mean, splits.std, splits.test = tuple(meta["mean"]), tuple(meta["std"]), chosen
     _, val_loader, test_loader = make_loaders(splits, cfg, eval_batch_size=batch_size)
     out_dir = Path(out) if out else None
