@@ -114,14 +114,16 @@ def test_subset_above_the_training_split_warns_and_keeps_it_whole():
 
 
 def test_a_model_whose_weights_do_not_fit_is_refused_before_they_are_allocated(monkeypatch):
-    from cnnlab.models.registry import create_model
+    from cnnlab.models.registry import check_weights
 
     monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "10K")
     with pytest.raises(CnnlabError, match=r"^model 'simple-cnn' with \{'width': 64\}: its weights alone need .* "
                                           r"more than \$CNNLAB_MEMORY_BUDGET \(10 kB\)$"):
-        create_model("simple-cnn", num_classes=10, in_chans=1, width=64)
+        check_weights("simple-cnn", 10, 1, {"width": 64})
+    check_weights("simple-cnn", 10, 1, {})  # the registry's own sizes are not checked
     monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "1G")
-    assert isinstance(create_model("simple-cnn", num_classes=10, in_chans=1, width=4), nn.Module)
+    check_weights("simple-cnn", 10, 1, {"width": 4})
+    check_weights("simple-cnn", 10, 1, {"width": "x"})  # left to the real build, which names the fault
 
 
 def test_visualize_blur_is_bounded_by_the_image():

@@ -40,7 +40,7 @@ from cnnlab.data.images import load_images
 from cnnlab.data.streaming import FileImageSet, workers
 from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
 from cnnlab.models import create_model
-from cnnlab.models.registry import check_input, step_bytes
+from cnnlab.models.registry import check_input, check_weights, step_bytes
 from cnnlab.report import plots
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
@@ -234,6 +234,7 @@ class ClassifierRun:
         if opts["model"] == "mlp":
             kwargs.setdefault("image_size", splits.image_size[0])
         seed_everything(self.cfg.seed)  # before the model draws its initial weights
+        check_weights(opts["model"], outputs, splits.in_chans, kwargs)
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
         check_input(net, (splits.in_chans, *splits.image_size), opts["model"],
                     batch=self.cfg.batch_size, images=len(splits.train))

@@ -110,9 +110,6 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
     if unknown and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         takes = ", ".join(p for p in named if p not in ("num_classes", "in_chans")) or "nothing"
         raise CnnlabError(f"model {name!r} has no argument {', '.join(map(repr, unknown))} (it takes: {takes})")
-    if kwargs:  # a width or depth given by the user: its weights must fit before they are allocated
-        _check_weights(name, kwargs, lambda: entry.builder(*args, num_classes=num_classes, in_chans=in_chans,
-                                                           **kwargs))
     try:
         return entry.builder(*args, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -122,18 +119,22 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
         raise CnnlabError(f"model {name!r} cannot be built with {kwargs}: {type(exc).__name__}: {first}") from None
 
 
-def _check_weights(name: str, kwargs: dict, build: Callable[[], nn.Module]) -> None:
+def check_weights(name: str, num_classes: int, in_chans: int, kwargs: dict) -> None:
     """Build the model on the meta device (shapes only, nothing allocated) and refuse it when its
-    weights alone exceed the memory free (core.bounds): ``{"width": 10**8}`` is one line, not an
-    out-of-memory kill. A model that cannot be built on meta is left to the real build."""
+    weights alone exceed the memory free (core.bounds): ``--model-kwargs '{"width": 100000000}'`` is
+    one line, not an out-of-memory kill. For the user's kwargs (commands call it before
+    :func:`create_model`); a model that cannot be built on meta is left to the real build."""
     import torch
 
     from cnnlab.core import bounds
 
+    if not kwargs:  # the registry's own sizes fit
+        return
     try:
-        with torch.device("meta"):
-            shadow = build()
-    except Exception:  # noqa: BLE001 - the real build below reports what is wrong with kwargs
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loading weights into meta tensors says it is a no-op
+            shadow = create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except Exception:  # noqa: BLE001 - the real build reports what is wrong with kwargs
         return
     nbytes = sum(t.numel() * t.element_size() for t in [*shadow.parameters(), *shadow.buffers()])
     limit = bounds.over(nbytes)

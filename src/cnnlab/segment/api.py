@@ -23,11 +23,11 @@ from cnnlab.core import output
 from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
-from cnnlab.models.registry import check_input
+from cnnlab.models.registry import check_input, check_weights
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
 from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
-from cnnlab.runs.restore import build_model, load_segmenter
+from cnnlab.runs.restore import build_model, load_segmenter, out_channels
 from cnnlab.data.augment import JointAugment
 from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.segment.inference import Inference, evaluate_set, infer
@@ -160,6 +160,7 @@ class SegmenterRun:
         criterion = self._criterion(data)
         model_kwargs = dict(opts["model_kwargs"], **({} if opts["skips"] else {"skips": False}))
         seed_everything(cfg.seed)  # before the model draws its initial weights
+        check_weights(opts["model"], out_channels(data.num_classes), data.in_chans, opts["model_kwargs"])
         net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
         train_shape = tuple(opts["crop"] or data.train.images.shape[-2:])
         for shape in {train_shape, tuple(data.train.images.shape[-2:])}:
