@@ -686,6 +686,8 @@ CASES: list[tuple[str, str]] = [
     ("summary simple-cnn --input 4096,4096,4096 --execute", "--input 4096,4096,4096: a forward needs"),
     ("train --model-kwargs {{\"width\":100000000}} --epochs 1 --out {out}",
      "model 'simple-cnn' with {{'width': 100000000}}: its weights alone need"),
+    ("lab cam-robustness --quick --width 100000000 --out {out}",
+     "model 'simple-cnn' with {{'width': 100000000}}: its weights alone need"),
     ("visualize --class 3 --checkpoint {run}/best.ckpt --blur-sigma 30 --out {out}",
      "--blur-sigma 30: its Gaussian kernel of 181 pixels is wider than the 8x8 image it blurs (at most 2.33 here)"),
     # -- 29.2 demo --host: an address this machine cannot serve is one line naming --host, before the model loads

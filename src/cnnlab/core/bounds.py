@@ -93,7 +93,7 @@ def free_memory() -> tuple[int, str]:
 
 def human(n: float) -> str:
     """``300 GB``, ``6.1 GB``, ``512 MB`` (decimal units, as ``free -h`` users read them, 2-3 digits)."""
-    for unit, size in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, size in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             v = n / size
             return f"{v:.0f} {unit}" if v >= 10 else f"{v:.1f} {unit}"

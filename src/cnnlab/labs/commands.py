@@ -53,6 +53,10 @@ def cmd_all(args: argparse.Namespace) -> None:
 def cmd_cam_robustness(args: argparse.Namespace) -> None:
     """CAMs on clean vs FGSM/PGD images, for a clean and an adversarially trained model."""
     options = {name: getattr(args, name) for name in args.lab_options if hasattr(args, name)}
+    if "width" in options and "checkpoint" not in options:  # before the lab makes its folder
+        from cnnlab.models.registry import check_weights
+
+        check_weights("simple-cnn", 10, 3, {"width": options["width"]})
     record = _run("cam-robustness", args.out, args, options)
     for key, m in record["settings"]["models"].items():
         print(f"{key} model {m['checkpoint']}: clean accuracy {m['clean_accuracy']:.4f} on "
