@@ -802,6 +802,22 @@ def test_lossy_masks_load_with_a_warning(tmp_path):
         load_segmentation(**kwargs)  # auto: JPEG noise makes the values no longer 0/255
 
 
+def test_a_count_above_the_data_is_all_of_it_with_a_warning(world, capsys, tmp_path):
+    """29.5: more images than the data holds means all of them, said once (show -n, attack sweep --n)."""
+    with pytest.warns(UserWarning, match=r"^-n 100: the training split of imagefolder holds only (\d+) images; "
+                                         r"using all \1$"):
+        code, err = run_cli(["show", "--dataset", "imagefolder", "--data-dir", world.paths["twocls"], "-n", "100",
+                             "--out", str(tmp_path / "grid.png")], capsys)
+    assert code == 0 and (tmp_path / "grid.png").is_file(), err
+
+
+def test_attack_sweep_n_above_the_test_split_is_all_of_it_with_a_warning(world, capsys, tmp_path):
+    with pytest.warns(UserWarning, match=r"^--n 100000: the checkpoint's test split holds only (\d+) images"):
+        code, err = run_cli(["attack", "sweep", "--checkpoint", f"{world.paths['run']}/best.ckpt", "--n", "100000",
+                             "--eps", "0", "--attacks", "fgsm", "--out", str(tmp_path / "sweep")], capsys)
+    assert code == 0, err
+
+
 def test_read_only_cache_is_a_warning_not_an_error(world, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", "/sys/cnnlab-cache")
     code, err = run_cli(["show", "--dataset", "imagefolder", "--data-dir", world.paths["twocls"], "--out",

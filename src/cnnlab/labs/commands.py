@@ -58,6 +58,8 @@ def cmd_cam_robustness(args: argparse.Namespace) -> None:
 
         check_weights("simple-cnn", 10, 3, {"width": options["width"]})
     record = _run("cam-robustness", args.out, args, options)
+    if "n" in options:  # a count above the data is all of it, said (core.bounds.at_most)
+        bounds.at_most("--n", options["n"], record["settings"]["images"], "the test split")
     for key, m in record["settings"]["models"].items():
         print(f"{key} model {m['checkpoint']}: clean accuracy {m['clean_accuracy']:.4f} on "
               f"{record['settings']['images']} test images")
