@@ -3,13 +3,19 @@ hand, the argparse bounds, and the memory refusals with a budget small enough to
 from __future__ import annotations
 
 import argparse
+import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+import cnnlab.classify.api  # noqa: F401  (the train command's imports: at collection, not in a test)
+from cnnlab.cli.main import main
 from cnnlab.core import bounds
 from cnnlab.core.errors import CnnlabError
+from cnnlab.data import load_dataset
 from cnnlab.explain.visualize import class_model  # torchvision: imported at collection, not in a test
 
 
@@ -105,12 +111,20 @@ def test_a_count_above_the_data_is_all_of_it_with_a_warning():
     assert bounds.at_most("--subset", 5, 7, "the training split of x") == 5
 
 
-def test_subset_above_the_training_split_warns_and_keeps_it_whole():
-    from cnnlab.data import load_dataset
+def _folder(root):
+    """Two classes of five 8x8 grey images."""
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(root / c / f"{i}.png")
 
-    with pytest.warns(UserWarning, match=r"--subset 1000000: the training split of digits holds only \d+ images") as w:
-        splits = load_dataset("digits", val_fraction=0, subset=10**6)
-    assert f"holds only {len(splits.train)} images; using all {len(splits.train)}" in str(w[0].message)
+
+def test_subset_above_the_training_split_warns_and_keeps_it_whole(tmp_path):
+    _folder(tmp_path)
+    with pytest.warns(UserWarning, match=r"^--subset 1000: the training split of imagefolder holds only (\d+) "
+                                         r"images; using all \1$"):
+        splits = load_dataset("imagefolder", tmp_path, val_fraction=0, subset=1000)
+    assert len(splits.train) + len(splits.test) == 10
 
 
 def test_a_model_whose_weights_do_not_fit_is_refused_before_they_are_allocated(monkeypatch):
@@ -139,7 +153,6 @@ def test_a_training_step_that_does_not_fit_is_refused_before_the_run_folder(monk
     """--batch-size with the image size: the step's estimate (weights x 4, activations of a meta
     trace x batch) against the budget; with 4096-pixel images the same check refuses real machines,
     at a cost of decoding them first, so the small budget stands in for a small machine here."""
-    from cnnlab.cli.main import main
     from cnnlab.models.registry import check_input
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1))
@@ -149,9 +162,40 @@ def test_a_training_step_that_does_not_fit_is_refused_before_the_run_folder(monk
         check_input(model, (1, 4, 4), "tiny", batch=64, images=3)
     check_input(model, (1, 4, 4), "tiny", batch=1, images=3)  # 4 x 80 + 192 bytes: fits
     monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "100K")
-    code = main(["train", "--dataset", "digits", "--batch-size", "64", "--epochs", "1", "--no-progress",
-                 "--out", str(tmp_path / "run")])
+    _folder(tmp_path / "data")
+    code = main(["train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "data"), "--model", "simple-cnn",
+                 "--batch-size", "64", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "error: --batch-size 64 of 1x8x8 images: a training step of model 'simple-cnn' needs" in err
+    assert re.search(r"error: --batch-size 64 \(\d images here\) of 1x8x8 images: a training step of model "
+                     r"'simple-cnn' needs .*, more than \$CNNLAB_MEMORY_BUDGET \(102 kB\)$", err.strip()), err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_gpu_step_is_measured_against_the_gpus_own_memory(monkeypatch):
+    monkeypatch.delenv("CNNLAB_MEMORY_BUDGET", raising=False)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=None: (1000, 8000))
+    with pytest.raises(CnnlabError, match=r"^--batch-size 9: a step needs 2.0 kB, more than the 1.0 kB GPU 1 has free$"):
+        bounds.need("--batch-size", 9, 2000, "a step needs", torch.device("cuda:1"))
+    bounds.need("--batch-size", 9, 2000, "a step needs", torch.device("cpu"))  # the host's memory: plenty
+
+
+def test_attack_sweep_n_above_the_test_split_is_all_of_it_with_a_warning(monkeypatch, tmp_path, capsys):
+    """The sweep draws min(n, test split) images (cnnlab.attack.api); the handler says when that was fewer."""
+    import cnnlab.attack.api
+
+    asked = {}
+
+    def fake_sweep(checkpoint, n=None, **_):
+        asked["n"] = n
+        return {"n": 360, "eps": [0.0], "fgsm": [0.9], "min_flip_eps": {"wrong_when_clean": 36, "median_of_correct": 0.1,
+                                                                        "never_flipped": 0, "eps_max": 0.25}}
+
+    monkeypatch.setattr(cnnlab.attack.api, "sweep_checkpoint", fake_sweep)
+    argv = ["attack", "sweep", "--checkpoint", "x.ckpt", "--eps", "0", "--attacks", "fgsm", "--out", str(tmp_path / "s")]
+    with pytest.warns(UserWarning, match=r"^--n 100000: the checkpoint's test split holds only 360 images; using all 360$"):
+        assert main([*argv, "--n", "100000"]) == 0
+    assert asked["n"] == 100000
+    assert main(argv) == 0 and asked["n"] == 1000  # the default: silent
+    assert main([*argv, "--n", "0"]) == 0 and asked["n"] is None  # 0: all of them
+    assert "warning" not in capsys.readouterr().err

@@ -811,13 +811,6 @@ def test_a_count_above_the_data_is_all_of_it_with_a_warning(world, capsys, tmp_p
     assert code == 0 and (tmp_path / "grid.png").is_file(), err
 
 
-def test_attack_sweep_n_above_the_test_split_is_all_of_it_with_a_warning(world, capsys, tmp_path):
-    with pytest.warns(UserWarning, match=r"^--n 100000: the checkpoint's test split holds only (\d+) images"):
-        code, err = run_cli(["attack", "sweep", "--checkpoint", f"{world.paths['run']}/best.ckpt", "--n", "100000",
-                             "--eps", "0", "--attacks", "fgsm", "--out", str(tmp_path / "sweep")], capsys)
-    assert code == 0, err
-
-
 def test_read_only_cache_is_a_warning_not_an_error(world, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", "/sys/cnnlab-cache")
     code, err = run_cli(["show", "--dataset", "imagefolder", "--data-dir", world.paths["twocls"], "--out",

@@ -237,7 +237,7 @@ class ClassifierRun:
         check_weights(opts["model"], outputs, splits.in_chans, kwargs)
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
         check_input(net, (splits.in_chans, *splits.image_size), opts["model"],
-                    batch=self.cfg.batch_size, images=len(splits.train))
+                    batch=self.cfg.batch_size, images=len(splits.train), device=self.cfg.resolved_device())
         if opts["init_from"]:
             init_weights(net, opts["init_from"], f"{opts['model']} {kwargs}")
         meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
@@ -414,7 +414,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     needed = step_bytes(model, tuple(meta["input_size"]), step, copies=1)
     if needed is not None:
         bounds.need("--batch-size", f"{batch_size}{f' ({step} images here)' if step < batch_size else ''} of "
-                    f"{'x'.join(map(str, meta['input_size']))} images", needed, "a forward needs")
+                    f"{'x'.join(map(str, meta['input_size']))} images", needed, "a forward needs", cfg.resolved_device())
     splits.mean, splits.std, splits.test = tuple(meta["mean"]), tuple(meta["std"]), chosen
     _, val_loader, test_loader = make_loaders(splits, cfg, eval_batch_size=batch_size)
     out_dir = Path(out) if out else None

@@ -78,14 +78,20 @@ def threads(text: str) -> int:
 
 # -- memory
 
-def free_memory() -> tuple[int, str]:
+def free_memory(device: object = None) -> tuple[int, str]:
     """Bytes free now and how to say where the figure comes from: ``$CNNLAB_MEMORY_BUDGET`` when set
-    (the same variable as the dataset budget, :mod:`cnnlab.data.streaming`), else the memory the
-    system reports available (psutil)."""
+    (the same variable as the dataset budget, :mod:`cnnlab.data.streaming`), else on a CUDA
+    ``device`` the GPU's free memory (``torch.cuda.mem_get_info``), else the memory the system
+    reports available (psutil)."""
     from cnnlab.data.streaming import BUDGET_ENV, memory_budget
 
     if os.environ.get(BUDGET_ENV, "").strip():
         return memory_budget(), f"${BUDGET_ENV}"
+    if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
+        import torch
+
+        index = torch.device(device).index
+        return torch.cuda.mem_get_info(index)[0], f"GPU {index or 0} has free"
     import psutil
 
     return psutil.virtual_memory().available, "this machine has free"
@@ -100,22 +106,23 @@ def human(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def need(option: str, value: object, nbytes: float, what: str) -> None:
+def need(option: str, value: object, nbytes: float, what: str, device: object = None) -> None:
     """Refuse ``option value`` when ``nbytes`` exceed the memory free; ``what`` says what needs them,
     with its verb: ``--hidden 100000000: the weights alone need 314 GB, more than the 6.1 GB this
     machine has free``."""
-    limit = over(nbytes)
+    limit = over(nbytes, device)
     if limit:
         shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
         raise CnnlabError(f"{option} {shown}: {what} {human(nbytes)}, {limit}")
 
 
-def over(nbytes: float) -> str | None:
-    """``more than the 6.1 GB this machine has free`` when ``nbytes`` exceed the memory free, else None."""
-    free, where = free_memory()
+def over(nbytes: float, device: object = None) -> str | None:
+    """``more than the 6.1 GB this machine has free`` when ``nbytes`` exceed the memory free (of
+    ``device``, see :func:`free_memory`), else None."""
+    free, where = free_memory(device)
     if nbytes <= free:
         return None
-    return f"more than the {human(free)} {where}" if where.startswith("this") else f"more than {where} ({human(free)})"
+    return f"more than {where} ({human(free)})" if where.startswith("$") else f"more than the {human(free)} {where}"
 
 
 def at_most(option: str, value: int, available: int, what: str, unit: str = "images") -> int:

@@ -143,13 +143,13 @@ def check_weights(name: str, num_classes: int, in_chans: int, kwargs: dict) -> N
 
 
 def check_input(model: nn.Module, input_size: tuple[int, ...], name: str, batch: int | None = None,
-                images: int | None = None) -> None:
+                images: int | None = None, device: object = None) -> None:
     """Run one blank image through ``model``: an input it cannot take (too small for its pooling,
     wrong channels) fails here in one line, before a run folder exists, not in the first batch.
     A renamed torchvision name given small images (<= 64 px) says which model it used to mean.
     With ``batch`` (``--batch-size``), a training step whose memory (:func:`step_bytes`) exceeds what
     is free is refused first, naming ``--batch-size`` and the image size; a batch holds at most the
-    ``images`` of the training split."""
+    ``images`` of the training split; the memory is the training ``device``'s (a GPU's own)."""
     import torch
 
     if name.strip().lower() in RENAMED_CIFAR and max(input_size[1:]) <= 64:
@@ -161,7 +161,8 @@ def check_input(model: nn.Module, input_size: tuple[int, ...], name: str, batch:
         needed = step_bytes(model, input_size, step)
         if needed is not None:
             bounds.need("--batch-size", f"{batch}{f' ({step} images here)' if step < batch else ''} of "
-                        f"{'x'.join(map(str, input_size))} images", needed, f"a training step of model {name!r} needs")
+                        f"{'x'.join(map(str, input_size))} images", needed, f"a training step of model {name!r} needs",
+                        device)
 
     training = model.training
     model.eval()

@@ -165,7 +165,8 @@ class SegmenterRun:
         train_shape = tuple(opts["crop"] or data.train.images.shape[-2:])
         for shape in {train_shape, tuple(data.train.images.shape[-2:])}:
             check_input(net, (data.in_chans, *shape), opts["model"],
-                        batch=cfg.batch_size if shape == train_shape else None, images=len(data.train))
+                        batch=cfg.batch_size if shape == train_shape else None, images=len(data.train),
+                        device=cfg.resolved_device())
         mean, std = _normalization(net, data)
         train_loader, val_loader = self._loaders(data, mean, std)
         self.split = "test" if data.test is not None and len(data.test) else "val"
