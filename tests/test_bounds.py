@@ -63,18 +63,18 @@ def test_human_sizes():
 
 
 def test_need_names_option_value_estimate_and_limit(monkeypatch):
-    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "1M")
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "1M")
     bounds.need("--hidden", [10, 20], 1 << 20, "the weights alone need")  # exactly the budget: fine
     with pytest.raises(CnnlabError) as err:
         bounds.need("--hidden", [10, 20], 2e6, "the weights alone need")
-    assert str(err.value) == "--hidden 10 20: the weights alone need 2.0 MB, more than $CNNLAB_MEMORY_BUDGET (1.0 MB)"
-    monkeypatch.delenv("CNNLAB_MEMORY_BUDGET")
+    assert str(err.value) == "--hidden 10 20: the weights alone need 2.0 MB, more than $CNNLAB_MEMORY_LIMIT (1.0 MB)"
+    monkeypatch.delenv("CNNLAB_MEMORY_LIMIT")
     with pytest.raises(CnnlabError, match=r"^--d 7: it needs 1.0 PB, more than the .* this machine has free$"):
         bounds.need("--d", 7, 1e15, "it needs")
 
 
 def test_check_blames_the_option_whose_default_helps_most(monkeypatch):
-    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "1000")
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "1000")
     def estimate(o):
         return o["a"] * o["b"]
     assert bounds.culprit(estimate, {"a": 1000, "b": 2}, {"a": 1, "b": 1}) == "a"
@@ -130,12 +130,12 @@ def test_subset_above_the_training_split_warns_and_keeps_it_whole(tmp_path):
 def test_a_model_whose_weights_do_not_fit_is_refused_before_they_are_allocated(monkeypatch):
     from cnnlab.models.registry import check_weights
 
-    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "10K")
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "10K")
     with pytest.raises(CnnlabError, match=r"^model 'simple-cnn' with \{'width': 64\}: its weights alone need .* "
-                                          r"more than \$CNNLAB_MEMORY_BUDGET \(10 kB\)$"):
+                                          r"more than \$CNNLAB_MEMORY_LIMIT \(10 kB\)$"):
         check_weights("simple-cnn", 10, 1, {"width": 64})
     check_weights("simple-cnn", 10, 1, {})  # the registry's own sizes are not checked
-    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "1G")
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "1G")
     check_weights("simple-cnn", 10, 1, {"width": 4})
     check_weights("simple-cnn", 10, 1, {"width": "x"})  # left to the real build, which names the fault
 
@@ -156,24 +156,24 @@ def test_a_training_step_that_does_not_fit_is_refused_before_the_run_folder(monk
     from cnnlab.models.registry import check_input
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1))
-    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "600")
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "600")
     with pytest.raises(CnnlabError, match=r"^--batch-size 64 \(3 images here\) of 1x4x4 images: a training step of "
-                                          r"model 'tiny' needs 896 bytes, more than \$CNNLAB_MEMORY_BUDGET"):
+                                          r"model 'tiny' needs 896 bytes, more than \$CNNLAB_MEMORY_LIMIT"):
         check_input(model, (1, 4, 4), "tiny", batch=64, images=3)
     check_input(model, (1, 4, 4), "tiny", batch=1, images=3)  # 4 x 80 + 192 bytes: fits
-    monkeypatch.setenv("CNNLAB_MEMORY_BUDGET", "100K")
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "100K")
     _folder(tmp_path / "data")
     code = main(["train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "data"), "--model", "simple-cnn",
                  "--batch-size", "64", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert re.search(r"error: --batch-size 64 \(\d images here\) of 1x8x8 images: a training step of model "
-                     r"'simple-cnn' needs .*, more than \$CNNLAB_MEMORY_BUDGET \(102 kB\)$", err.strip()), err
+                     r"'simple-cnn' needs .*, more than \$CNNLAB_MEMORY_LIMIT \(102 kB\)$", err.strip()), err
     assert not (tmp_path / "run").exists()
 
 
 def test_a_gpu_step_is_measured_against_the_gpus_own_memory(monkeypatch):
-    monkeypatch.delenv("CNNLAB_MEMORY_BUDGET", raising=False)
+    monkeypatch.delenv("CNNLAB_MEMORY_LIMIT", raising=False)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=None: (1000, 8000))
     with pytest.raises(CnnlabError, match=r"^--batch-size 9: a step needs 2.0 kB, more than the 1.0 kB GPU 1 has free$"):
         bounds.need("--batch-size", 9, 2000, "a step needs", torch.device("cuda:1"))

@@ -78,15 +78,19 @@ def threads(text: str) -> int:
 
 # -- memory
 
-def free_memory(device: object = None) -> tuple[int, str]:
-    """Bytes free now and how to say where the figure comes from: ``$CNNLAB_MEMORY_BUDGET`` when set
-    (the same variable as the dataset budget, :mod:`cnnlab.data.streaming`), else on a CUDA
-    ``device`` the GPU's free memory (``torch.cuda.mem_get_info``), else the memory the system
-    reports available (psutil)."""
-    from cnnlab.data.streaming import BUDGET_ENV, memory_budget
+LIMIT_ENV = "CNNLAB_MEMORY_LIMIT"  # e.g. 8G: the memory the estimates are held against, instead of what is free
 
-    if os.environ.get(BUDGET_ENV, "").strip():
-        return memory_budget(), f"${BUDGET_ENV}"
+
+def free_memory(device: object = None) -> tuple[int, str]:
+    """Bytes free now and how to say where the figure comes from: ``$CNNLAB_MEMORY_LIMIT`` when set
+    (read like the dataset budget ``$CNNLAB_MEMORY_BUDGET`` of :mod:`cnnlab.data.streaming`, which
+    is another figure: how much a decoded dataset may take), else on a CUDA ``device`` the GPU's
+    free memory (``torch.cuda.mem_get_info``), else the memory the system reports available (psutil)."""
+    from cnnlab.data.streaming import env_size
+
+    limit = env_size(LIMIT_ENV)
+    if limit is not None:
+        return limit, f"${LIMIT_ENV}"
     if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
         import torch
 
