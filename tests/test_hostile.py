@@ -811,6 +811,23 @@ def test_a_count_above_the_data_is_all_of_it_with_a_warning(world, capsys, tmp_p
     assert code == 0 and (tmp_path / "grid.png").is_file(), err
 
 
+def test_a_batch_over_the_memory_limit_is_refused_before_anything_runs(world, capsys, tmp_path, monkeypatch):
+    """29.5: --batch-size against $CNNLAB_MEMORY_LIMIT (standing in for a small machine): evaluate before its
+    pass, segment train before its run folder, each naming the option, the image size and the estimate."""
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "1K")
+    code, err = run_cli(["evaluate", "--checkpoint", f"{world.paths['run']}/best.ckpt", "--out", str(tmp_path / "e")],
+                        capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error: --batch-size 512 (359 images here) of 1x8x8 images: a forward needs" in err, err
+    assert not (tmp_path / "e").exists()
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "40M")  # the recipe's unet (31 MB of weights) fits; a step does not
+    code, err = run_cli(["segment", "train", "--images", world.paths["segimages"], "--masks", world.paths["segmasks"],
+                         "--classes", "bg,fg", "--batch-size", "4", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error: --batch-size 4 of 3x16x16 images: a training step of model 'unet' needs" in err, err
+    assert "more than $CNNLAB_MEMORY_LIMIT (42 MB)" in err and not (tmp_path / "s").exists()
+
+
 def test_read_only_cache_is_a_warning_not_an_error(world, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", "/sys/cnnlab-cache")
     code, err = run_cli(["show", "--dataset", "imagefolder", "--data-dir", world.paths["twocls"], "--out",
