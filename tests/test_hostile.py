@@ -686,6 +686,10 @@ CASES: list[tuple[str, str]] = [
     ("summary simple-cnn --input 4096,4096,4096 --execute", "--input 4096,4096,4096: a forward needs"),
     ("train --model-kwargs {{\"width\":100000000}} --epochs 1 --out {out}",
      "model 'simple-cnn' with {{'width': 100000000}}: its weights alone need"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --crop 8 8 --samples 100000000000000 "
+     "--out {out}", "--samples 100000000000000: an epoch of 100000000000000 crops needs for its order alone 1.7 PB"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --crop 8 8 --repeat 10000000000000 "
+     "--out {out}", "--repeat 10000000000000: an epoch of"),
     ("lab cam-robustness --quick --width 100000000 --out {out}",
      "model 'simple-cnn' with {{'width': 100000000}}: its weights alone need"),
     ("visualize --class 3 --checkpoint {run}/best.ckpt --blur-sigma 30 --out {out}",

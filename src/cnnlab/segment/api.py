@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core import output
+from cnnlab.core import bounds, output
 from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
@@ -168,6 +168,10 @@ class SegmenterRun:
                         batch=cfg.batch_size if shape == train_shape else None, images=len(data.train),
                         device=cfg.resolved_device())
         mean, std = _normalization(net, data)
+        # an epoch's shuffled order holds one index per visit (int64 passes, cut: 2 x 8 bytes, and a focus flag)
+        visits = opts["samples"] or len(data.train) * opts["repeat"]
+        bounds.need("--samples" if opts["samples"] else "--repeat", opts["samples"] or opts["repeat"], 17 * visits,
+                    f"an epoch of {visits} crops needs for its order alone")
         train_loader, val_loader = self._loaders(data, mean, std)
         self.split = "test" if data.test is not None and len(data.test) else "val"
         if (data.test if self.split == "test" else data.val) is None:
