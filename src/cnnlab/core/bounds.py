@@ -1,19 +1,21 @@
 """Bounds of the size-like options, from the machine or the data (issue 29, mechanism 5).
 
 A size-like option (an image side, a layer width, a batch, a thread or image count) is checked
-before anything is loaded or written, in one of three ways:
+before anything is written, and before the data load unless the bound depends on the data (a batch
+of images of the size the data have), in one of three ways:
 
 - a fixed bound on the command line: an image side is at most ``MAX_SIDE`` pixels, a grid at most
   ``MAX_GRID`` images (:func:`side`, :func:`grid`, argparse types);
 - a bound from the machine: ``--threads`` at most the CPUs it has (:func:`threads`), and an option
   whose memory grows with its value refused when an estimate of the bytes it needs exceeds the
-  memory free now (:func:`need`, with the estimators below: each counts the arrays the code
-  really allocates, so a test can check it against a hand count);
+  memory free now, or ``$CNNLAB_MEMORY_LIMIT`` (:func:`need`, with the estimators below: each
+  counts the arrays the code really allocates, so a test can check it against a hand count; a
+  model's by a shape-only trace, :func:`cnnlab.models.registry.step_bytes`);
 - a bound from the data: a count above what the data holds (``--subset`` 10**9) means all of it,
   with a warning naming the option and the count used (:func:`at_most`), as slicing
   ``dataset[:n]`` does.
 
-Torch-free: the parser imports it.
+Torch-free when imported: the parser imports it (torch and psutil load when memory is asked).
 """
 from __future__ import annotations
 
