@@ -55,6 +55,8 @@ def test_step_bytes_counts_weights_activations_and_input():
     # 20 float weights, 4 copies; per image: the 2x4x4 output and the 1x4x4 input, 4 bytes each
     assert step_bytes(model, (1, 4, 4), batch=3) == 4 * 20 * 4 + 3 * (2 * 16 * 4 + 16 * 4) == 896
     assert step_bytes(model, (1, 4, 4), batch=3, copies=1) == 20 * 4 + 3 * 192
+    model[0].bias.requires_grad_(False)  # partly frozen: no estimate of what the backward keeps
+    assert step_bytes(model, (1, 4, 4), batch=3) is None
 
 
 def test_human_sizes():

@@ -182,9 +182,12 @@ def step_bytes(model: nn.Module, input_size: tuple[int, ...], batch: int, copies
     their gradients and two optimizer buffers: 4; a forward alone: 1), and every layer's output
     kept for the backward pass (the activations of a shape-only forward on the meta device, as
     ``cnnlab summary`` counts them) with the input, per image. None where the model cannot be
-    traced without running it."""
+    traced without running it, and for a partly frozen model (a transfer model's first phase keeps
+    no activations of its frozen trunk, so the sum would refuse runs that fit)."""
     from cnnlab.analysis.summary import _meta_copy, _trace
 
+    if copies > 1 and not all(p.requires_grad for p in model.parameters()):
+        return None
     shadow = _meta_copy(model)
     if shadow is None:
         return None
