@@ -260,11 +260,11 @@ CASES: list[tuple[str, str]] = [
     ("evaluate --checkpoint {run}/best.ckpt --device tpu", "argument --device"),
     ("predict --checkpoint {run}/best.ckpt {img} --topk 0", "argument --topk: expected an integer >= 1, got '0'"),
     ("predict --checkpoint {run}/best.ckpt {img} --topk -2", "argument --topk"),
-    ("show -n 0 --out {out}", "argument -n: expected an integer >= 1"),
+    ("show -n 0 --out {out}", "argument -n: expected a number of images in [1, 1024]"),
     ("show --seed -3 --out {out}", "argument --seed"),
     ("show --image-size -1", "argument --image-size"),
     ("segment train --epochs 0", "argument --epochs"),
-    ("segment train --size 0 0", "argument --size: expected an integer >= 1"),
+    ("segment train --size 0 0", "argument --size: expected an image side in [1, 4096] pixels"),
     ("segment train --crop -1 5", "argument --crop"),
     ("segment train --window 0 0", "argument --window"),
     ("segment train --repeat 0", "argument --repeat"),
@@ -500,7 +500,7 @@ CASES: list[tuple[str, str]] = [
     ("export {run}/best.ckpt --out {file}/x.onnx", "plain.txt"),
     ("export {run}/best.ckpt --size 8 8 --out {out}.onnx", "--size is for segmenters"),
     ("export {run}/best.ckpt --opset 5", "argument --opset"),
-    ("export {seg}/best.ckpt --size 0 0", "argument --size: expected an integer >= 1"),
+    ("export {seg}/best.ckpt --size 0 0", "argument --size: expected an image side in [1, 4096] pixels"),
     ("export {run}/best.ckpt --format keras", "argument --format: invalid choice"),
     ("report {file}", "plain.txt: not a folder"),
     ("report {root}/missing", "missing: not a folder"),
@@ -655,6 +655,48 @@ CASES: list[tuple[str, str]] = [
     ("show --out {cache}/grid.png", "--out {cache}/grid.png is inside cnnlab's cache"),
     ("evaluate --checkpoint {pinrun}/best.ckpt --out {pindata}/eval",
      "--out {pindata}/eval is inside the run's data folder {pindata}"),
+    # -- 29.5 size bounds: image sides, grids, threads and memory, refused before anything loads or is written
+    ("train --dataset imagefolder --data-dir {twocls} --image-size 4097 --out {out}",
+     "argument --image-size: expected an image side in [1, 4096] pixels, got '4097'"),
+    ("show --dataset imagefolder --data-dir {twocls} --image-size 100000 --out {out}.png",
+     "argument --image-size: expected an image side in [1, 4096] pixels"),
+    ("show -n 100000 --out {out}.png", "argument -n: expected a number of images in [1, 1024] (one figure)"),
+    ("export {seg}/best.ckpt --size 100000 100000 --out {out}.onnx", "argument --size: expected an image side"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --size 100000 100000 --out {out}",
+     "argument --size: expected an image side in [1, 4096] pixels"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --crop 100000 100000 --out {out}",
+     "argument --crop: expected an image side"),
+    ("segment predict --checkpoint {seg}/best.ckpt {img} --window 100000 100000 --out {out}",
+     "argument --window: expected an image side"),
+    ("summary simple-cnn --input 1,100000,100000 --execute", "argument --input: expected channels and sides of at most 4096"),
+    ("match {img} {img} --tile 100000000 --out {out}", "argument --tile: expected a tile side in [64, 4096] pixels"),
+    ("match {img} {img} --template-size 1e6 --out {out}", "argument --template-size: expected a number in [0, 4096]"),
+    ("match {img} {img} --scales 0.5:2:1000000000 --out {out}", "argument --scales: expected scales like"),
+    ("match {img} {img} --scales 1,1000 --out {out}", "argument --scales: expected at most 100 scales of at most 64"),
+    ("scratch mlp --dataset digits --threads 100000 --out {out}", "argument --threads: expected a thread count in [1, "),
+    ("scratch linreg --threads 100000 --out {out}", "argument --threads: expected a thread count"),
+    ("lab run bn-scale-invariance --quick --threads 100000 --out {out}", "argument --threads: expected a thread count"),
+    ("fuse simple-cnn --threads 100000", "argument --threads: expected a thread count"),
+    ("scratch mlp --dataset digits --hidden 10000000000 --out {out}",
+     "--hidden 10000000000: the weights alone need 3.0 TB, more than"),
+    ("scratch mlp --dataset digits --hidden 1000000 100000 --out {out}", "--hidden 1000000 100000: the weights alone need"),
+    ("scratch cnn --dataset digits --kernel 99999 --out {out}", "--kernel 99999: the weights alone need"),
+    ("scratch cnn --dataset digits --channels 8 10000000000 --out {out}", "--channels 8 10000000000: the weights alone"),
+    ("scratch linreg --n 10000000000 --out {out}", "--n 10000000000: the largest problem needs"),
+    ("scratch linreg --d 1000000 --out {out}", "--d 1000000: the largest problem needs 16 TB, more than"),
+    ("scratch linreg --n-fixed 10000000000 --out {out}", "--n-fixed 10000000000: the largest problem needs"),
+    ("fuse simple-cnn --batch 100000000000", "--batch 100000000000 of 1x28x28: a forward needs"),
+    ("summary simple-cnn --input 4096,4096,4096 --execute", "--input 4096,4096,4096: a forward needs"),
+    ("train --model-kwargs {{\"width\":100000000}} --epochs 1 --out {out}",
+     "model 'simple-cnn' with {{'width': 100000000}}: its weights alone need"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --crop 8 8 --samples 100000000000000 "
+     "--out {out}", "--samples 100000000000000: an epoch of 100000000000000 crops needs for its order alone 1.7 PB"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --crop 8 8 --repeat 10000000000000 "
+     "--out {out}", "--repeat 10000000000000: an epoch of"),
+    ("lab cam-robustness --quick --width 100000000 --out {out}",
+     "model 'simple-cnn' with {{'width': 100000000}}: its weights alone need"),
+    ("visualize --class 3 --checkpoint {run}/best.ckpt --blur-sigma 30 --out {out}",
+     "--blur-sigma 30: its Gaussian kernel of 181 pixels is wider than the 8x8 image it blurs (at most 2.33 here)"),
     # -- 29.2 demo --host: an address this machine cannot serve is one line naming --host, before the model loads
     ("demo --host no-such-host.invalid --port 0", "--host no-such-host.invalid: expected an IPv4 address or a name "
                                                   "of this machine"),
@@ -765,6 +807,32 @@ def test_lossy_masks_load_with_a_warning(tmp_path):
     assert set(data.train.masks.unique().tolist()) == {0, 1}
     with pytest.warns(UserWarning), pytest.raises(CnnlabError, match="not classes 0..1 .*use --mask-format binary"):
         load_segmentation(**kwargs)  # auto: JPEG noise makes the values no longer 0/255
+
+
+def test_a_count_above_the_data_is_all_of_it_with_a_warning(world, capsys, tmp_path):
+    """29.5: more images than the data holds means all of them, said once (show -n, attack sweep --n)."""
+    with pytest.warns(UserWarning, match=r"^-n 100: the training split of imagefolder holds only (\d+) images; "
+                                         r"using all \1$"):
+        code, err = run_cli(["show", "--dataset", "imagefolder", "--data-dir", world.paths["twocls"], "-n", "100",
+                             "--out", str(tmp_path / "grid.png")], capsys)
+    assert code == 0 and (tmp_path / "grid.png").is_file(), err
+
+
+def test_a_batch_over_the_memory_limit_is_refused_before_anything_runs(world, capsys, tmp_path, monkeypatch):
+    """29.5: --batch-size against $CNNLAB_MEMORY_LIMIT (standing in for a small machine): evaluate before its
+    pass, segment train before its run folder, each naming the option, the image size and the estimate."""
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "1K")
+    code, err = run_cli(["evaluate", "--checkpoint", f"{world.paths['run']}/best.ckpt", "--out", str(tmp_path / "e")],
+                        capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error: --batch-size 512 (359 images here) of 1x8x8 images: a forward needs" in err, err
+    assert not (tmp_path / "e").exists()
+    monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "40M")  # the recipe's unet (31 MB of weights) fits; a step does not
+    code, err = run_cli(["segment", "train", "--images", world.paths["segimages"], "--masks", world.paths["segmasks"],
+                         "--classes", "bg,fg", "--batch-size", "4", "--out", str(tmp_path / "s")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error: --batch-size 4 of 3x16x16 images: a training step of model 'unet' needs" in err, err
+    assert "more than $CNNLAB_MEMORY_LIMIT (42 MB)" in err and not (tmp_path / "s").exists()
 
 
 def test_read_only_cache_is_a_warning_not_an_error(world, capsys, tmp_path, monkeypatch):

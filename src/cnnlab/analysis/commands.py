@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnlab.core import bounds
 from cnnlab.cli.types import positive_int, seed
 
 MODEL_HELP = ("a cnnlab model name (cnnlab models), a torchvision name (resnet18, torchvision:vgg11), "
@@ -27,6 +28,8 @@ def cmd_summary(args: argparse.Namespace) -> None:
     from cnnlab.analysis.summary import summarize
 
     model, size = _load(args)
+    if args.execute:  # the shape-only trace allocates nothing
+        check_memory(model, size, 1, "--input")
     print(summarize(model, size, execute=args.execute).format(args.format))
 
 
@@ -36,6 +39,7 @@ def cmd_fuse(args: argparse.Namespace) -> None:
     from cnnlab.analysis.fold import fuse_report, randomize_batchnorm
 
     model, size = _load(args)
+    check_memory(model, size, args.batch, "--batch")
     if args.random_bn:
         randomize_batchnorm(model, args.seed)
     if args.threads:
@@ -60,7 +64,21 @@ def input_size(text: str) -> tuple[int, ...]:
     if not 1 <= len(size) <= 4 or min(size) < 1:
         raise argparse.ArgumentTypeError(f"expected positive sizes C,H,W such as 3,224,224 (or C,L / C,D,H,W), "
                                          f"got {text!r}")
+    if max(size) > bounds.MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"expected channels and sides of at most {bounds.MAX_SIDE}, got {text!r}")
     return size
+
+
+def check_memory(model, size: tuple[int, ...], batch: int, option: str) -> None:
+    """A real forward of ``batch`` inputs of ``size`` against the memory free: its input and every
+    layer's output (a shape-only trace on the meta device), before any of it is allocated."""
+    from cnnlab.core import bounds
+    from cnnlab.models.registry import step_bytes
+
+    needed = step_bytes(model, size, batch, copies=1)
+    if needed is not None:
+        shown = f"{batch} of {'x'.join(map(str, size))}" if option == "--batch" else ",".join(map(str, size))
+        bounds.need(option, shown, needed, "a forward needs")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -94,7 +112,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=positive_int, default=10, help="timed forwards per model (median)")
     p.add_argument("--random-bn", action="store_true",
                    help="give an untrained model's BatchNorms random statistics first (fresh ones are the identity)")
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=bounds.threads, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_fuse)

@@ -8,6 +8,7 @@ import argparse
 import math
 
 from cnnlab.attack.catalog import ATTACK_NAMES
+from cnnlab.core import bounds
 from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
@@ -61,7 +62,9 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     if args.checkpoint is None:
         raise CnnlabError("attack sweep needs --checkpoint (a classifier trained with `cnnlab train`)")
-    r = call(sweep_checkpoint, args, n=args.n or None)
+    r = call(sweep_checkpoint, args, n=(1000 if args.n is None else args.n) or None)
+    if args.n and r["n"] < args.n:  # a count above the data is all of it, said (core.bounds.at_most)
+        bounds.at_most("--n", args.n, r["n"], "the checkpoint's test split")
     print(f"accuracy vs eps on {r['n']} test images (PGD: {args.steps} steps, random start)")
     print("| eps | " + " | ".join(args.attacks) + " |\n|---|" + "---|" * len(args.attacks))
     for i, e in enumerate(r["eps"]):
@@ -107,7 +110,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--checkpoint", help="a classifier trained with `cnnlab train` (runs/<run>/best.ckpt)")
     s.add_argument("--device", type=device, default="cpu")
     s.add_argument("--data-dir", help="dataset folder, if not the one recorded with the checkpoint")
-    s.add_argument("--n", type=nonneg_int, default=1000, help="test images to use (0: all)")
+    s.add_argument("--n", type=nonneg_int, help="test images to use (default 1000, or all if fewer; 0: all)")
     s.add_argument("--eps", type=comma_list(parse_eps), default="0,0.01,0.02,0.05,0.1,0.2",
                    help="comma-separated budgets (default 0,0.01,0.02,0.05,0.1,0.2)")
     s.add_argument("--attacks", type=comma_list(one_of(ATTACK_NAMES)), default="fgsm,pgd",

@@ -29,7 +29,7 @@ from torchmetrics.functional.classification import (
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
 from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core import output
+from cnnlab.core import bounds, output
 from cnnlab.core.fileio import read_json, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.core.text import top_classes
@@ -40,7 +40,7 @@ from cnnlab.data.images import load_images
 from cnnlab.data.streaming import FileImageSet, workers
 from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
 from cnnlab.models import create_model
-from cnnlab.models.registry import check_input
+from cnnlab.models.registry import check_input, check_weights, step_bytes
 from cnnlab.report import plots
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
@@ -234,8 +234,10 @@ class ClassifierRun:
         if opts["model"] == "mlp":
             kwargs.setdefault("image_size", splits.image_size[0])
         seed_everything(self.cfg.seed)  # before the model draws its initial weights
+        check_weights(opts["model"], outputs, splits.in_chans, kwargs)
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
-        check_input(net, (splits.in_chans, *splits.image_size), opts["model"])
+        check_input(net, (splits.in_chans, *splits.image_size), opts["model"],
+                    batch=self.cfg.batch_size, images=len(splits.train), device=self.cfg.resolved_device())
         if opts["init_from"]:
             init_weights(net, opts["init_from"], f"{opts['model']} {kwargs}")
         meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
@@ -407,6 +409,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     if chosen is None or not len(chosen):
         raise CnnlabError(f"--split {split}: the run of {checkpoint} has no {split} images (its val_fraction is 0)")
     cfg = TrainConfig(device=device, tta=config.get("train", {}).get("tta", 0))  # as the run was tested
+    # a batch above the split is the whole split: its forward (input and activations) must fit
+    step = min(batch_size, len(chosen))
+    needed = step_bytes(model, tuple(meta["input_size"]), step, copies=1)
+    if needed is not None:
+        bounds.need("--batch-size", f"{batch_size}{f' ({step} images here)' if step < batch_size else ''} of "
+                    f"{'x'.join(map(str, meta['input_size']))} images", needed, "a forward needs", cfg.resolved_device())
     splits.mean, splits.std, splits.test = tuple(meta["mean"]), tuple(meta["std"]), chosen
     _, val_loader, test_loader = make_loaders(splits, cfg, eval_batch_size=batch_size)
     out_dir = Path(out) if out else None
@@ -432,6 +440,7 @@ def show_samples(dataset: str, data_dir: str | None = None, out: str | Path = "s
     """``n`` random training images in a grid (new ones each call unless ``seed`` is given)."""
     splits = load_dataset(dataset, data_dir, val_fraction=0, **dataset_kwargs)
     rng = random.Random(seed)
-    idx = torch.tensor(rng.sample(range(len(splits.train)), min(n, len(splits.train))))
+    n = bounds.at_most("-n", n, len(splits.train), f"the training split of {dataset}")
+    idx = torch.tensor(rng.sample(range(len(splits.train)), n))
     titles = [splits.classes[int(splits.train.labels[i])] for i in idx]
     return plots.image_grid(splits.train.images[idx], titles, out, cols=int(np.ceil(np.sqrt(n))))

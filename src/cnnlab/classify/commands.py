@@ -5,6 +5,7 @@ import argparse
 
 from cnnlab.cli.options import (CHECKPOINT, CLASSIFY_TRAINING, DEVICE, FIGURE_SUFFIXES, OVERWRITE, RUN, TRAINING,
                                 Option, OptionGroup, add_groups, values)
+from cnnlab.core import bounds
 from cnnlab.cli.types import float_range, json_object, nonneg_int, positive_float, positive_int, seed
 
 open_fraction = float_range(0, 1, low_open=True, high_open=True)
@@ -21,7 +22,8 @@ def class_list(text: str) -> list[str]:
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>, else the user cache)")
     p.add_argument("--label-regex", help="filename dataset: regex whose first group is the label")
-    p.add_argument("--image-size", type=positive_int, help="resize image-folder datasets to this square size")
+    p.add_argument("--image-size", type=bounds.side,
+                   help=f"resize image-folder datasets to this square size (1 to {bounds.MAX_SIDE} pixels)")
 
 
 def adversarial_spec(text: str) -> str:
@@ -185,6 +187,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _data_args(p)
     p.add_argument("--out", default="samples.png", help=f"image file ({', '.join(filter(None, FIGURE_SUFFIXES))})")
     OVERWRITE.add_to(p)
-    p.add_argument("-n", type=positive_int, default=4, help="number of images")
+    p.add_argument("-n", type=bounds.grid, default=4,
+                   help=f"number of images (1 to {bounds.MAX_GRID}; at most the dataset's)")
     p.add_argument("--seed", type=seed, help="fix the draw (default: new samples each run)")
     p.set_defaults(func=cmd_show, out_suffixes=FIGURE_SUFFIXES)

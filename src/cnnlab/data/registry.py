@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 
 from cnnlab.data.base import DatasetSplits, ImageSet, channel_stats, seeded_split
+from cnnlab.core import bounds
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import Registry
 
@@ -95,12 +96,14 @@ def load_dataset(
         return splits
     if classes:
         select_classes(splits, classes)
+    # a subset above what a split holds is all of it, with a warning (core.bounds.at_most)
     if subset:
-        if subset < len(splits.train):
+        if bounds.at_most("--subset", subset, len(splits.train), f"the training split of {entry.name}") < len(splits.train):
             splits.train = seeded_split(splits.train, subset / len(splits.train), seed)[1]
         splits.info["subset"] = subset
     if test_subset:
-        if test_subset < len(splits.test):
+        if bounds.at_most("--test-subset", test_subset, len(splits.test), f"the test split of {entry.name}") \
+                < len(splits.test):
             splits.test = seeded_split(splits.test, test_subset / len(splits.test), seed)[1]
         splits.info["test_subset"] = test_subset
     if splits.val is None and val_fraction > 0:

@@ -29,14 +29,22 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 def memory_budget() -> int:
     """Bytes a decoded dataset may take: ``$CNNLAB_MEMORY_BUDGET`` (``123``, ``512M``, ``8G``), else half
     of the memory available now (the rest is the model's, the optimizer's and the batches')."""
-    text = os.environ.get(BUDGET_ENV, "").strip()
-    if not text:
+    size = env_size(BUDGET_ENV)
+    if size is None:
         import psutil
 
         return psutil.virtual_memory().available // 2
+    return size
+
+
+def env_size(name: str) -> int | None:
+    """Bytes given by environment variable ``name`` (``123``, ``512M``, ``8G``), None when unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", text, re.IGNORECASE)
     if not match:
-        raise CnnlabError(f"${BUDGET_ENV}={text!r}: expected a size such as 512M, 8G or a number of bytes")
+        raise CnnlabError(f"${name}={text!r}: expected a size such as 512M, 8G or a number of bytes")
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 

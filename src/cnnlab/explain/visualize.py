@@ -19,6 +19,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 
+from cnnlab.core import bounds
 from cnnlab.core.errors import CnnlabError
 from cnnlab.explain.cam import frozen
 
@@ -38,12 +39,18 @@ def class_model(model: nn.Module, target: int, input_size: tuple[int, int, int],
     if steps < 1 or lr <= 0 or l2 < 0 or jitter < 0 or blur_sigma < 0:
         raise CnnlabError(f"need steps >= 1, lr > 0, l2 >= 0, jitter >= 0, blur sigma >= 0 "
                           f"(got {steps}, {lr}, {l2}, {jitter}, {blur_sigma})")
+    side = min(input_size[1:])
+    if blur_every and blur_sigma > 0 and bounds.blur_kernel(blur_sigma) // 2 >= side:
+        # the blur pads by reflection, half its kernel each way: no more than the image holds
+        raise CnnlabError(f"--blur-sigma {blur_sigma:g}: its Gaussian kernel of {bounds.blur_kernel(blur_sigma)} "
+                          f"pixels is wider than the {'x'.join(map(str, input_size[1:]))} image it blurs "
+                          f"(at most {(side - 1) / 3:.3g} here)")
     model.eval()
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     x = (0.5 + 0.1 * torch.randn(1, *input_size, generator=g)).clamp(0, 1).to(device)
     result = ClassModel(x[0], target)
-    kernel = 2 * int(3 * blur_sigma) + 1
+    kernel = bounds.blur_kernel(blur_sigma)
     with frozen(model):
         for step in range(steps + 1):
             dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=g).tolist() if jitter and step < steps else (0, 0))

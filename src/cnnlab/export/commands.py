@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.core import bounds
 from cnnlab.cli.options import OVERWRITE
-from cnnlab.cli.types import int_range, positive_int
+from cnnlab.cli.types import int_range
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -33,7 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="a fixed batch of 1 (default: any batch size, the batch axis left dynamic as timm's export does)")
     batch.add_argument("--dynamic-batch", action="store_true",
                        help="any batch size: the default now; accepted so that older commands still run")
-    p.add_argument("--size", type=positive_int, nargs=2, metavar=("H", "W"),
+    p.add_argument("--size", type=bounds.side, nargs=2, metavar=("H", "W"),
                    help="segmenters: input height and width of the graph (default: the training size)")
     OVERWRITE.add_to(p, help="replace an existing output file")
     p.set_defaults(func=cmd_export, out_suffixes=(".onnx", ".ts"))  # the exact one per --format: export.api

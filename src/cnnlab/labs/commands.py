@@ -11,6 +11,7 @@ import argparse
 from cnnlab.attack.catalog import ATTACK_NAMES
 from cnnlab.attack.commands import parse_eps
 from cnnlab.classify.commands import adversarial_spec
+from cnnlab.core import bounds
 from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
 from cnnlab.cli.types import comma_list, device, float_range, nonneg_int, one_of, positive_int, seed
@@ -52,7 +53,13 @@ def cmd_all(args: argparse.Namespace) -> None:
 def cmd_cam_robustness(args: argparse.Namespace) -> None:
     """CAMs on clean vs FGSM/PGD images, for a clean and an adversarially trained model."""
     options = {name: getattr(args, name) for name in args.lab_options if hasattr(args, name)}
+    if "width" in options and "checkpoint" not in options:  # before the lab makes its folder
+        from cnnlab.models.registry import check_weights
+
+        check_weights("simple-cnn", 10, 3, {"width": options["width"]})
     record = _run("cam-robustness", args.out, args, options)
+    if "n" in options:  # a count above the data is all of it, said (core.bounds.at_most)
+        bounds.at_most("--n", options["n"], record["settings"]["images"], "the test split")
     for key, m in record["settings"]["models"].items():
         print(f"{key} model {m['checkpoint']}: clean accuracy {m['clean_accuracy']:.4f} on "
               f"{record['settings']['images']} test images")
@@ -65,7 +72,7 @@ def _run_options(p: argparse.ArgumentParser, quick: str = "a seconds-long versio
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--data-dir", help="folder holding fashion-mnist/ (default: $CNNLAB_DATA); else digits")
     p.add_argument("--device", type=device, default="cpu")
-    p.add_argument("--threads", type=positive_int, default=1,
+    p.add_argument("--threads", type=bounds.threads, default=1,
                    help="CPU threads for NumPy and PyTorch (default 1: the labs' networks are small)")
     p.add_argument("--no-progress", action="store_true")
     OVERWRITE.add_to(p)

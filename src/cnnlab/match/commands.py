@@ -8,11 +8,15 @@ import argparse
 from pathlib import Path
 import math
 
+from cnnlab.core import bounds
 from cnnlab.cli.options import OVERWRITE
 from cnnlab.cli.subcommands import add_subcommands, call
-from cnnlab.cli.types import (comma_list, device, finite_float, int_range, nonneg_float, nonneg_int, positive_int,
+from cnnlab.cli.types import (comma_list, device, finite_float, float_range, nonneg_int, positive_int,
                              probability)
 from cnnlab.match.catalog import DEFAULT_METHOD, METHOD_NAMES
+
+
+MAX_SCALES, MAX_SCALE = 100, 64.0  # template pyramid: levels, and the largest factor
 
 
 def scales(text: str) -> tuple[float, ...]:
@@ -21,7 +25,7 @@ def scales(text: str) -> tuple[float, ...]:
         if ":" in text:
             lo, hi, n = text.split(":")
             low, high, steps = float(lo), float(hi), int(n)
-            if steps < 1 or not (0 < low <= high < math.inf):
+            if not 1 <= steps <= MAX_SCALES or not (0 < low <= high < math.inf):
                 raise ValueError
             values = tuple(low * (high / low) ** (i / max(1, steps - 1)) for i in range(steps))
         else:
@@ -31,6 +35,10 @@ def scales(text: str) -> tuple[float, ...]:
                                          f"got {text!r}") from None
     if not values or any(not (0 < v < math.inf) for v in values):
         raise argparse.ArgumentTypeError(f"expected positive finite scales, got {text!r}")
+    if len(values) > MAX_SCALES or max(values) > MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_SCALES} scales of at most {MAX_SCALE:g} (a "
+                                         f"{bounds.MAX_SIDE // MAX_SCALE}-pixel template then spans "
+                                         f"{bounds.MAX_SIDE} pixels), got {text!r}")
     return tuple(round(v, 4) for v in values)
 
 
@@ -79,12 +87,12 @@ def _match_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layers", type=comma_list(str),
                    help="comma-separated layer names (or unique suffixes, e.g. _blocks.2,_blocks.4); "
                         "`cnnlab explain layers` lists them")
-    g.add_argument("--template-size", type=nonneg_float, default=64.0,
+    g.add_argument("--template-size", type=float_range(0, bounds.MAX_SIDE), default=64.0,
                    help="resize both images so the template is about this many pixels a side (0: no resize)")
     g.add_argument("--pca", type=nonneg_int, default=64, help="keep this many principal components of the search "
                                                              "image's features (0: all)")
     g.add_argument("--whiten", action="store_true", help="with --pca: divide each component by its spread")
-    g.add_argument("--tile", type=int_range(64), default=1024,
+    g.add_argument("--tile", type=bounds.tile_side, default=1024,
                    help="network tile side in pixels: memory is bounded by one tile (plus its halo)")
     g.add_argument("--device", type=device, default="cpu")
     g = p.add_argument_group("search")

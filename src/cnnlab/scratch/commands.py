@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
+from cnnlab.core import bounds
 from cnnlab.cli.options import OVERWRITE, PROGRESS
 from cnnlab.cli.types import fraction, positive_float, positive_int, seed
 
@@ -15,21 +17,51 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--epochs", type=positive_int, default=10)
     p.add_argument("--seed", type=seed, default=0, help="initial weights and batch order")
-    p.add_argument("--threads", type=positive_int, default=1,
+    p.add_argument("--threads", type=bounds.threads, default=1,
                    help="BLAS/PyTorch threads (default 1: small batches gain nothing from more)")
     PROGRESS.add_to(p)
 
 
-def _train(cfg, args: argparse.Namespace, network: str) -> None:
+# what load_arrays gives for the datasets the scratch commands name: (C, H, W), training images, classes;
+# their memory is checked before the data loads, another dataset's once it has loaded
+KNOWN_DATA = {"digits": ((1, 8, 8), 1437, 10), "mnist": ((1, 28, 28), 60000, 10),
+              "fashion-mnist": ((1, 28, 28), 60000, 10)}
+DEFAULTS = {"mlp": dict(hidden=[128, 64], batch_size=64), "cnn": dict(channels=[32, 64], kernel=3, hidden=[128],
+                                                                     batch_size=64)}
+
+
+def check_memory(args: argparse.Namespace, network: str, image: tuple[int, ...], n_train: int, classes: int) -> None:
+    """The network's weights, then one training step, against the memory free (core.bounds): a
+    width, kernel or batch too large is refused before anything is written, naming the option."""
+    from cnnlab.core import bounds
+
+    def estimate(o: dict, part: int) -> int:
+        batch = min(o["batch_size"], n_train)  # a batch above the training set is the whole set
+        if network == "mlp":
+            return bounds.scratch_mlp_bytes([math.prod(image), *o["hidden"], classes], batch, args.optimizer)[part]
+        return bounds.scratch_cnn_bytes(image, o["channels"], o["kernel"], o["hidden"], classes, batch,
+                                        args.optimizer)[part]
+
+    given = {name: getattr(args, name) for name in DEFAULTS[network]}
+    bounds.check(lambda o: estimate(o, 0), given, DEFAULTS[network], "the weights alone need")
+    bounds.check(lambda o: estimate(o, 1), given, DEFAULTS[network], "a training step needs")
+
+
+def _train(cfg, args: argparse.Namespace, network: str, label: str) -> None:
     """Train ``cfg`` on ``args.dataset``, write the run folder, print one line of final figures."""
     from cnnlab.scratch.experiments import load_arrays, run_training
     from cnnlab.core.threads import compute_threads
 
+    known = KNOWN_DATA.get(args.dataset)
+    if known:
+        check_memory(args, network, *known)
     data = load_arrays(args.dataset, args.data_dir)
+    if not known:
+        check_memory(args, network, data.image_shape, len(data.x_train), len(data.classes))
     with compute_threads(args.threads):
         result = run_training(cfg, data, args.out, progress=args.progress)
     f = result["final"]
-    print(f"{args.framework} {network} {cfg.label()} lr={cfg.lr:g}: "
+    print(f"{args.framework} {label} {cfg.label()} lr={cfg.lr:g}: "
           f"train acc {f['train_accuracy']:.4f} loss {f['train_loss']:.4f} | test acc {f['test_accuracy']:.4f} "
           f"loss {f['test_loss']:.4f} | {result['train_seconds']:.1f} s -> {args.out}/metrics.json, curves.png")
 
@@ -43,7 +75,7 @@ def cmd_mlp(args: argparse.Namespace) -> None:
     from cnnlab.scratch.experiments import MLPConfig
 
     cfg = MLPConfig(hidden=tuple(args.hidden), activation=args.activation, init=args.init, **_run_options(args))
-    _train(cfg, args, f"MLP {'-'.join(map(str, cfg.hidden))}")
+    _train(cfg, args, "mlp", f"MLP {'-'.join(map(str, cfg.hidden))}")
 
 
 def cmd_cnn(args: argparse.Namespace) -> None:
@@ -51,7 +83,7 @@ def cmd_cnn(args: argparse.Namespace) -> None:
 
     cfg = CNNConfig(channels=tuple(args.channels), kernel=args.kernel, hidden=tuple(args.hidden), pool=args.pool,
                     **_run_options(args))
-    _train(cfg, args, f"kernel {cfg.kernel}, {cfg.pool}-pool, dense {'-'.join(map(str, cfg.hidden))},")
+    _train(cfg, args, "cnn", f"kernel {cfg.kernel}, {cfg.pool}-pool, dense {'-'.join(map(str, cfg.hidden))},")
 
 
 def _training(p: argparse.ArgumentParser) -> None:
@@ -83,6 +115,11 @@ def cmd_linreg(args: argparse.Namespace) -> None:
     from cnnlab.scratch.linreg import linreg_table, run_linreg
     from cnnlab.core.threads import compute_threads
 
+    # the largest problem asked for, against the memory free, naming the option most to blame
+    problems = [({"n": n, "d_fixed": args.d_fixed}) for n in args.n] + \
+               [({"n_fixed": args.n_fixed, "d": d}) for d in args.d]
+    bounds.check(lambda o: bounds.linreg_bytes(*o.values()), max(problems, key=lambda o: bounds.linreg_bytes(*o.values())),
+                 {"n": 8000, "d_fixed": 100, "n_fixed": 8000, "d": 100}, "the largest problem needs")
     with compute_threads(args.threads):
         rows = run_linreg(args.out, args.n, args.d, args.n_fixed, args.d_fixed, args.steps, args.repeats, args.seed)
     print(linreg_table(rows))
@@ -139,7 +176,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=100, help="gradient-descent steps m")
     p.add_argument("--repeats", type=positive_int, default=3, help="timings are the best of this many runs")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads (default 1: steadier timings)")
+    p.add_argument("--threads", type=bounds.threads, default=1, help="BLAS threads (default 1: steadier timings)")
     p.add_argument("--out", required=True, help="folder for linreg.json and linreg.png")
     OVERWRITE.add_to(p)
     p.set_defaults(func=cmd_linreg)

@@ -21,15 +21,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cnnlab.core.errors import CnnlabError
-from cnnlab.core import output
+from cnnlab.core import bounds, output
 from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
-from cnnlab.models.registry import check_input
+from cnnlab.models.registry import check_input, check_weights
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
 from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
-from cnnlab.runs.restore import build_model, load_segmenter
+from cnnlab.runs.restore import build_model, load_segmenter, out_channels
 from cnnlab.data.augment import JointAugment
 from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.segment.inference import Inference, evaluate_set, infer, rank_key
@@ -166,10 +166,18 @@ class SegmenterRun:
         criterion = self._criterion(data)
         model_kwargs = dict(opts["model_kwargs"], **({} if opts["skips"] else {"skips": False}))
         seed_everything(cfg.seed)  # before the model draws its initial weights
+        check_weights(opts["model"], out_channels(data.num_classes), data.in_chans, opts["model_kwargs"])
         net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
-        for shape in {tuple(opts["crop"] or data.train.images.shape[-2:]), tuple(data.train.images.shape[-2:])}:
-            check_input(net, (data.in_chans, *shape), opts["model"])
+        train_shape = tuple(opts["crop"] or data.train.images.shape[-2:])
+        for shape in {train_shape, tuple(data.train.images.shape[-2:])}:
+            check_input(net, (data.in_chans, *shape), opts["model"],
+                        batch=cfg.batch_size if shape == train_shape else None, images=len(data.train),
+                        device=cfg.resolved_device())
         mean, std = _normalization(net, data)
+        # an epoch's shuffled order holds one index per visit (int64 passes, cut: 2 x 8 bytes, and a focus flag)
+        visits = opts["samples"] or len(data.train) * opts["repeat"]
+        bounds.need("--samples" if opts["samples"] else "--repeat", opts["samples"] or opts["repeat"], 17 * visits,
+                    f"an epoch of {visits} crops needs for its order alone")
         train_loader, val_loader = self._loaders(data, mean, std)
         self.split = "test" if data.test is not None and len(data.test) else "val"
         if (data.test if self.split == "test" else data.val) is None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.core import bounds
 from cnnlab.core.errors import CnnlabError
 from cnnlab.cli.options import CHECKPOINT, DEVICE, OVERWRITE, RUN, TRAINING, Option, OptionGroup, add_groups, values
 from cnnlab.cli.types import (comma_list, float_range, fraction, json_list, json_object, nonneg_float, positive_float,
@@ -91,7 +92,7 @@ def _inference_options(tta_default: str, threshold_default: str) -> tuple[Option
 
 # how evaluate and predict apply a trained run (left out: as the run was reported)
 _INFERENCE = OptionGroup("inference", (
-    Option("--window", dict(type=positive_int, nargs=2, metavar=("H", "W"), help="sliding-window tile")),
+    Option("--window", dict(type=bounds.side, nargs=2, metavar=("H", "W"), help="sliding-window tile")),
     *_inference_options("the run's", "the run's"),
     DEVICE,
 ))
@@ -118,15 +119,15 @@ _SEGMENTER = OptionGroup("segmenter and data", (
     Option("--loss", dict(help="ce, bce, dice, focal, tversky or sums like bce+dice, focal+0.5*tversky")),
     Option("--class-weights", dict(type=class_weights, help="median-frequency or comma-separated weights (ce)")),
     Option("--pos-weight", dict(type=pos_weight, help="number, balanced (neg/pos) or sqrt (its square root) (bce)")),
-    Option("--size", dict(type=positive_int, nargs=2, metavar=("H", "W"), help="resize every image and mask")),
-    Option("--crop", dict(type=positive_int, nargs=2, metavar=("H", "W"), help="train on random crops of this size")),
+    Option("--size", dict(type=bounds.side, nargs=2, metavar=("H", "W"), help="resize every image and mask")),
+    Option("--crop", dict(type=bounds.side, nargs=2, metavar=("H", "W"), help="train on random crops of this size")),
     Option("--repeat", dict(type=positive_int, help="visits of each training image per epoch")),
     Option("--samples", dict(type=positive_int,
                              help="crops per epoch, whatever the number of images (instead of --repeat)")),
     Option("--focus", dict(type=probability, help="fraction of crops centred near a foreground pixel")),
     Option("--no-augment", dict(dest="augment", action="store_const", const="none",
                                 help="no flips, scaling, rotation or colour jitter")),
-    Option("--window", dict(dest="eval_window", type=positive_int, nargs=2, metavar=("H", "W"),
+    Option("--window", dict(dest="eval_window", type=bounds.side, nargs=2, metavar=("H", "W"),
                             help="sliding-window evaluation tile")),
     *_inference_options("the recipe's", "val (chosen on the validation images; the default for binary tasks)"),
     Option("--noisy-drop", dict(type=fraction, help="noisy labels: leave out this fraction of highest-loss images "

@@ -223,8 +223,12 @@ def robustness_files(checkpoint: str | None = None, checkpoint_adv: str | None =
     from cnnlab.attack.training import parse_adversarial
     from cnnlab.runs.sources import load_model
 
-    out = output.check_folder(out, ("robustness.json", "robustness.md", "maps.png", "stability.png"))
     parse_adversarial(adversarial)
+    if checkpoint is None:  # the models trained here: a --width whose weights cannot fit is refused first
+        from cnnlab.models.registry import check_weights
+
+        check_weights("simple-cnn", 10, 3, {"width": width})
+    out = output.check_folder(out, ("robustness.json", "robustness.md", "maps.png", "stability.png"))
     if dataset is None:
         dataset = "fashion-mnist" if has_files("fashion-mnist", data_dir) else "digits"
     train = dict(dataset=dataset, adversarial=adversarial, epochs=epochs, subset=subset or None, width=width, seed=seed)
