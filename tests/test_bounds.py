@@ -49,7 +49,7 @@ def test_linreg_and_batch_estimates_are_the_hand_counts():
 
 
 def test_step_bytes_counts_weights_activations_and_input():
-    from cnnlab.models.registry import step_bytes
+    from cnnlab.analysis.memory import step_bytes
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1))
     # 20 float weights, 4 copies; per image: the 2x4x4 output and the 1x4x4 input, 4 bytes each
@@ -155,14 +155,14 @@ def test_a_training_step_that_does_not_fit_is_refused_before_the_run_folder(monk
     """--batch-size with the image size: the step's estimate (weights x 4, activations of a meta
     trace x batch) against the budget; with 4096-pixel images the same check refuses real machines,
     at a cost of decoding them first, so the small budget stands in for a small machine here."""
-    from cnnlab.models.registry import check_input
+    from cnnlab.analysis.memory import check_step
 
     model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1))
     monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "600")
     with pytest.raises(CnnlabError, match=r"^--batch-size 64 \(3 images here\) of 1x4x4 images: a training step of "
                                           r"model 'tiny' needs 896 bytes, more than \$CNNLAB_MEMORY_LIMIT"):
-        check_input(model, (1, 4, 4), "tiny", batch=64, images=3)
-    check_input(model, (1, 4, 4), "tiny", batch=1, images=3)  # 4 x 80 + 192 bytes: fits
+        check_step(model, (1, 4, 4), 64, images=3, copies=4, doing="a training step of model 'tiny' needs")
+    check_step(model, (1, 4, 4), 1, images=3, copies=4)  # 4 x 80 + 192 bytes: fits
     monkeypatch.setenv("CNNLAB_MEMORY_LIMIT", "100K")
     _folder(tmp_path / "data")
     code = main(["train", "--dataset", "imagefolder", "--data-dir", str(tmp_path / "data"), "--model", "simple-cnn",

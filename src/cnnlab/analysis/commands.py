@@ -25,11 +25,12 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
+    from cnnlab.analysis.memory import check_step
     from cnnlab.analysis.summary import summarize
 
     model, size = _load(args)
     if args.execute:  # the shape-only trace allocates nothing
-        check_memory(model, size, 1, "--input")
+        check_step(model, size, 1, option="--input")
     print(summarize(model, size, execute=args.execute).format(args.format))
 
 
@@ -37,9 +38,10 @@ def cmd_fuse(args: argparse.Namespace) -> None:
     import torch
 
     from cnnlab.analysis.fold import fuse_report, randomize_batchnorm
+    from cnnlab.analysis.memory import check_step
 
     model, size = _load(args)
-    check_memory(model, size, args.batch, "--batch")
+    check_step(model, size, args.batch, option="--batch")
     if args.random_bn:
         randomize_batchnorm(model, args.seed)
     if args.threads:
@@ -67,18 +69,6 @@ def input_size(text: str) -> tuple[int, ...]:
     if max(size) > bounds.MAX_SIDE:
         raise argparse.ArgumentTypeError(f"expected channels and sides of at most {bounds.MAX_SIDE}, got {text!r}")
     return size
-
-
-def check_memory(model, size: tuple[int, ...], batch: int, option: str) -> None:
-    """A real forward of ``batch`` inputs of ``size`` against the memory free: its input and every
-    layer's output (a shape-only trace on the meta device), before any of it is allocated."""
-    from cnnlab.core import bounds
-    from cnnlab.models.registry import step_bytes
-
-    needed = step_bytes(model, size, batch, copies=1)
-    if needed is not None:
-        shown = f"{batch} of {'x'.join(map(str, size))}" if option == "--batch" else ",".join(map(str, size))
-        bounds.need(option, shown, needed, "a forward needs")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

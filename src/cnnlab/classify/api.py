@@ -40,7 +40,8 @@ from cnnlab.data.images import load_images
 from cnnlab.data.streaming import FileImageSet, workers
 from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
 from cnnlab.models import create_model
-from cnnlab.models.registry import check_input, check_weights, step_bytes
+from cnnlab.analysis.memory import check_step
+from cnnlab.models.registry import check_input, check_weights
 from cnnlab.report import plots
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
@@ -236,8 +237,10 @@ class ClassifierRun:
         seed_everything(self.cfg.seed)  # before the model draws its initial weights
         check_weights(opts["model"], outputs, splits.in_chans, kwargs)
         net = create_model(opts["model"], num_classes=outputs, in_chans=splits.in_chans, **kwargs)
-        check_input(net, (splits.in_chans, *splits.image_size), opts["model"],
-                    batch=self.cfg.batch_size, images=len(splits.train), device=self.cfg.resolved_device())
+        shape = (splits.in_chans, *splits.image_size)
+        check_input(net, shape, opts["model"])
+        check_step(net, shape, self.cfg.batch_size, doing=f"a training step of model {opts['model']!r} needs",
+                   copies=4, images=len(splits.train), device=self.cfg.resolved_device())
         if opts["init_from"]:
             init_weights(net, opts["init_from"], f"{opts['model']} {kwargs}")
         meta = dict(model=opts["model"], model_kwargs=kwargs, classes=splits.classes, mean=list(splits.mean),
@@ -409,12 +412,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | None = None, out
     if chosen is None or not len(chosen):
         raise CnnlabError(f"--split {split}: the run of {checkpoint} has no {split} images (its val_fraction is 0)")
     cfg = TrainConfig(device=device, tta=config.get("train", {}).get("tta", 0))  # as the run was tested
-    # a batch above the split is the whole split: its forward (input and activations) must fit
-    step = min(batch_size, len(chosen))
-    needed = step_bytes(model, tuple(meta["input_size"]), step, copies=1)
-    if needed is not None:
-        bounds.need("--batch-size", f"{batch_size}{f' ({step} images here)' if step < batch_size else ''} of "
-                    f"{'x'.join(map(str, meta['input_size']))} images", needed, "a forward needs", cfg.resolved_device())
+    check_step(model, tuple(meta["input_size"]), batch_size, images=len(chosen), device=cfg.resolved_device())
     splits.mean, splits.std, splits.test = tuple(meta["mean"]), tuple(meta["std"]), chosen
     _, val_loader, test_loader = make_loaders(splits, cfg, eval_batch_size=batch_size)
     out_dir = Path(out) if out else None

@@ -10,7 +10,7 @@ of images of the size the data have), in one of three ways:
   whose memory grows with its value refused when an estimate of the bytes it needs exceeds the
   memory free now, or ``$CNNLAB_MEMORY_LIMIT`` (:func:`need`, with the estimators below: each
   counts the arrays the code really allocates, so a test can check it against a hand count; a
-  model's by a shape-only trace, :func:`cnnlab.models.registry.step_bytes`);
+  model's by a shape-only trace, :func:`cnnlab.analysis.memory.step_bytes`);
 - a bound from the data: a count above what the data holds (``--subset`` 10**9) means all of it,
   with a warning naming the option and the count used (:func:`at_most`), as slicing
   ``dataset[:n]`` does.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import warnings
 from typing import Callable, Iterable, Sequence
 
@@ -81,6 +82,19 @@ def threads(text: str) -> int:
 # -- memory
 
 LIMIT_ENV = "CNNLAB_MEMORY_LIMIT"  # e.g. 8G: the memory the estimates are held against, instead of what is free
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def env_size(name: str) -> int | None:
+    """Bytes given by environment variable ``name`` (``123``, ``512M``, ``8G``), None when unset: one
+    reader for ``$CNNLAB_MEMORY_LIMIT`` here and the dataset budget of :mod:`cnnlab.data.streaming`."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", text, re.IGNORECASE)
+    if not match:
+        raise CnnlabError(f"${name}={text!r}: expected a size such as 512M, 8G or a number of bytes")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def free_memory(device: object = None) -> tuple[int, str]:
@@ -88,8 +102,6 @@ def free_memory(device: object = None) -> tuple[int, str]:
     (read like the dataset budget ``$CNNLAB_MEMORY_BUDGET`` of :mod:`cnnlab.data.streaming`, which
     is another figure: how much a decoded dataset may take), else on a CUDA ``device`` the GPU's
     free memory (``torch.cuda.mem_get_info``), else the memory the system reports available (psutil)."""
-    from cnnlab.data.streaming import env_size
-
     limit = env_size(LIMIT_ENV)
     if limit is not None:
         return limit, f"${LIMIT_ENV}"

@@ -11,7 +11,6 @@ come from differs: ``torch.utils.data.DataLoader`` worker processes decode each 
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cnnlab.core.bounds import env_size
 from cnnlab.core.errors import CnnlabError
 
 BUDGET_ENV = "CNNLAB_MEMORY_BUDGET"
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
 
 def memory_budget() -> int:
     """Bytes a decoded dataset may take: ``$CNNLAB_MEMORY_BUDGET`` (``123``, ``512M``, ``8G``), else half
@@ -35,17 +33,6 @@ def memory_budget() -> int:
 
         return psutil.virtual_memory().available // 2
     return size
-
-
-def env_size(name: str) -> int | None:
-    """Bytes given by environment variable ``name`` (``123``, ``512M``, ``8G``), None when unset."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?", text, re.IGNORECASE)
-    if not match:
-        raise CnnlabError(f"${name}={text!r}: expected a size such as 512M, 8G or a number of bytes")
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 def header_shape(files: list[Path], image_size: int | None) -> tuple[int, tuple[int, int]]:

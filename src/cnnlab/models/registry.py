@@ -11,7 +11,6 @@ The families register themselves on import; every lookup here first imports them
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -142,27 +141,15 @@ def check_weights(name: str, num_classes: int, in_chans: int, kwargs: dict) -> N
         raise CnnlabError(f"model {name!r} with {kwargs}: its weights alone need {bounds.human(nbytes)}, {limit}")
 
 
-def check_input(model: nn.Module, input_size: tuple[int, ...], name: str, batch: int | None = None,
-                images: int | None = None, device: object = None) -> None:
+def check_input(model: nn.Module, input_size: tuple[int, ...], name: str) -> None:
     """Run one blank image through ``model``: an input it cannot take (too small for its pooling,
     wrong channels) fails here in one line, before a run folder exists, not in the first batch.
     A renamed torchvision name given small images (<= 64 px) says which model it used to mean.
-    With ``batch`` (``--batch-size``), a training step whose memory (:func:`step_bytes`) exceeds what
-    is free is refused first, naming ``--batch-size`` and the image size; a batch holds at most the
-    ``images`` of the training split; the memory is the training ``device``'s (a GPU's own)."""
+    (Whether a batch of them fits memory is :func:`cnnlab.analysis.memory.check_step`.)"""
     import torch
 
     if name.strip().lower() in RENAMED_CIFAR and max(input_size[1:]) <= 64:
         warn_renamed(name.strip().lower(), f"{'x'.join(map(str, input_size))} inputs to model {name!r}")
-    if batch is not None:
-        from cnnlab.core import bounds
-
-        step = min(batch, images or batch)
-        needed = step_bytes(model, input_size, step)
-        if needed is not None:
-            bounds.need("--batch-size", f"{batch}{f' ({step} images here)' if step < batch else ''} of "
-                        f"{'x'.join(map(str, input_size))} images", needed, f"a training step of model {name!r} needs",
-                        device)
 
     training = model.training
     model.eval()
@@ -175,29 +162,6 @@ def check_input(model: nn.Module, input_size: tuple[int, ...], name: str, batch:
                           f"use larger images or another model") from None
     finally:
         model.train(training)
-
-
-def step_bytes(model: nn.Module, input_size: tuple[int, ...], batch: int, copies: int = 4) -> int | None:
-    """Bytes one training step of ``batch`` images holds at least: ``copies`` of the weights (with
-    their gradients and two optimizer buffers: 4; a forward alone: 1), and every layer's output
-    kept for the backward pass (the activations of a shape-only forward on the meta device, as
-    ``cnnlab summary`` counts them) with the input, per image. None where the model cannot be
-    traced without running it, and for a partly frozen model (a transfer model's first phase keeps
-    no activations of its frozen trunk, so the sum would refuse runs that fit)."""
-    from cnnlab.analysis.summary import _meta_copy, _trace
-
-    if copies > 1 and not all(p.requires_grad for p in model.parameters()):
-        return None
-    shadow = _meta_copy(model)
-    if shadow is None:
-        return None
-    import torch
-
-    try:
-        s = _trace(shadow, tuple(input_size), torch.device("meta"))
-    except Exception:  # noqa: BLE001 - no meta kernel: the real forward of check_input says what fails
-        return None
-    return copies * s.param_bytes + batch * (s.activation_bytes + 4 * math.prod(input_size))
 
 
 def list_models(tag: str | None = None) -> list[ModelEntry]:

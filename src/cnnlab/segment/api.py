@@ -25,6 +25,7 @@ from cnnlab.core import bounds, output
 from cnnlab.core.fileio import atomic_path, read_json, refuse_overwriting_inputs, write_json
 from cnnlab.core.seeding import seed_everything
 from cnnlab.data.segmentation import IGNORE, SegData, SegSet, image_files, load_segmentation, read_image
+from cnnlab.analysis.memory import check_step
 from cnnlab.models.registry import check_input, check_weights
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
@@ -170,9 +171,9 @@ class SegmenterRun:
         net = build_model(opts["model"], data.num_classes, data.in_chans, **model_kwargs)
         train_shape = tuple(opts["crop"] or data.train.images.shape[-2:])
         for shape in {train_shape, tuple(data.train.images.shape[-2:])}:
-            check_input(net, (data.in_chans, *shape), opts["model"],
-                        batch=cfg.batch_size if shape == train_shape else None, images=len(data.train),
-                        device=cfg.resolved_device())
+            check_input(net, (data.in_chans, *shape), opts["model"])
+        check_step(net, (data.in_chans, *train_shape), cfg.batch_size, copies=4, images=len(data.train),
+                   doing=f"a training step of model {opts['model']!r} needs", device=cfg.resolved_device())
         mean, std = _normalization(net, data)
         # an epoch's shuffled order holds one index per visit (int64 passes, cut: 2 x 8 bytes, and a focus flag)
         visits = opts["samples"] or len(data.train) * opts["repeat"]
