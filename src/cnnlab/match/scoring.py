@@ -159,30 +159,24 @@ def dim(image: Tensor, templates: Tensor, iterations: int = 10, eps: float = 1e-
         raise ValueError(f"templates have {kc} channels, image {c}")
     a, b = (h - 1) // 2, (w - 1) // 2
     n, m = fft_length(hh + h), fft_length(ww + w)
-    peak = templates.amax(dim=(1, 2, 3)).clamp_min(1e-6)  # v_k = T_k / peak_k
-    total = templates.sum(dim=(1, 2, 3)).clamp_min(1e-6)  # w_k = T_k / total_k
-    # the templates sit centred on cell (0, 0) of the periodic grid, so the convolution and the
-    # correlation both come out 'same'-aligned with no shift per iteration; v and w are T scaled,
-    # so one spectrum (K x C per frequency) serves both directions
-    centred = F.pad(templates, (0, m - w, 0, n - h)).roll((-a, -b), (2, 3))
-    spectrum = _per_frequency(torch.fft.rfft2(centred))  # F x K x C
-    f_feedback = (spectrum / peak[:, None]).transpose(1, 2).contiguous()  # F x C x K
-    f_forward = (spectrum.conj() / total[:, None]).contiguous()  # F x K x C
-    eps1 = eps / (templates / peak[:, None, None, None]).sum(dim=(0, 2, 3)).max().clamp_min(1e-6)
-    # x and y live in n x m buffers, zero outside the image: the FFTs need no padding per iteration
-    # and the error x / r is zero there by itself
-    x = F.pad(image, (0, m - ww, 0, n - hh))
-    y = image.new_zeros(k, n, m)
-    inside = y[:, :hh, :ww]
+    feedback = templates / templates.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    forward = templates / templates.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    # per frequency, the K x C template spectra act as small matrices: one batched matmul each way
+    f_feedback = _per_frequency(torch.fft.rfft2(feedback, s=(n, m))).transpose(1, 2).contiguous()  # F x C x K
+    f_forward = _per_frequency(torch.fft.rfft2(forward, s=(n, m)).conj()).contiguous()  # F x K x C
+    eps1 = eps / feedback.sum(dim=(0, 2, 3)).max().clamp_min(1e-6)
+    y = image.new_zeros(k, hh, ww)
     for step in range(iterations):
         if step == 0:
-            error = x / eps
+            error = image / eps
         else:
-            recon = _from_frequency(torch.bmm(f_feedback, _per_frequency(torch.fft.rfft2(y))[..., None]), (n, m))
-            error = x / recon.clamp_min(eps)
-        drive = _from_frequency(torch.bmm(f_forward, _per_frequency(torch.fft.rfft2(error))[..., None]), (n, m))
-        inside.copy_((inside.clamp_min(eps1) * drive[:, :hh, :ww]).clamp_min(0))
-    return inside
+            recon = _from_frequency(torch.bmm(f_feedback, _per_frequency(torch.fft.rfft2(y, s=(n, m)))[..., None]),
+                                    (n, m)).roll((-a, -b), (1, 2))[:, :hh, :ww]
+            error = image / recon.clamp_min(eps)
+        drive = _from_frequency(torch.bmm(f_forward, _per_frequency(torch.fft.rfft2(error, s=(n, m)))[..., None]),
+                                (n, m)).roll((a, b), (1, 2))[:, :hh, :ww]
+        y = (y.clamp_min(eps1) * drive).clamp_min(0)
+    return y
 
 
 def _per_frequency(spectrum: Tensor) -> Tensor:
