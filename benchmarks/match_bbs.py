@@ -31,7 +31,7 @@ import torch
 
 from cnnlab.match import bbs
 from cnnlab.match.api import BENCHMARK_METHODS, PEER, run_benchmark
-from cnnlab.match.matcher import METHODS, MatchConfig
+from cnnlab.match.matcher import MatchConfig
 
 
 def table(rows: list[dict]) -> tuple[list[dict], str]:
@@ -76,8 +76,6 @@ def main() -> None:
                "load_average_at_start": load, "wall_seconds": time.perf_counter() - start,
                "cpu_seconds": time.process_time() - cpu}
     setting = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("method", "device")}
-    setting["template_side"] = {m: dataclasses.replace(config, method=m).template_side
-                                for m in METHODS if m != "zncc-pixel"}  # template_size None: each method's own
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"data": args.data_dir, "pairs": len(rows[0]["per_pair"]["iou"]), "setting": setting,

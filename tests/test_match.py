@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 
@@ -115,13 +114,6 @@ def test_dim_default_rounds_give_the_box_of_ten_rounds(net):
         short = deep(net, "dim", refine=False).match(image, changed, BOX).matches[0].box
         full = deep(net, "dim", refine=False, iterations=10).match(image, changed, BOX).matches[0].box
         assert short == full and iou(short, BOX) > 0.9
-
-
-def test_template_size_defaults_per_method_and_an_explicit_size_wins():
-    assert MatchConfig(method="dim").template_side == 48 and MatchConfig(method="qatm").template_side == 64
-    assert MatchConfig(method="dim", template_size=0).template_side == 0
-    # a benchmark swaps the method of one config: the default follows the method
-    assert dataclasses.replace(MatchConfig(method="dim"), method="zncc").template_side == 64
 
 
 def test_brightness_and_contrast_change_does_not_move_the_match(net):

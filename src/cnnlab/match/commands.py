@@ -87,9 +87,8 @@ def _match_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layers", type=comma_list(str),
                    help="comma-separated layer names (or unique suffixes, e.g. _blocks.2,_blocks.4); "
                         "`cnnlab explain layers` lists them")
-    g.add_argument("--template-size", type=float_range(0, bounds.MAX_SIDE),
-                   help="resize both images so the template is about this many pixels a side (0: no resize; "
-                        "default 48 for dim, 64 for zncc and qatm)")
+    g.add_argument("--template-size", type=float_range(0, bounds.MAX_SIDE), default=64.0,
+                   help="resize both images so the template is about this many pixels a side (0: no resize)")
     g.add_argument("--pca", type=nonneg_int, default=64, help="keep this many principal components of the search "
                                                              "image's features (0: all)")
     g.add_argument("--whiten", action="store_true", help="with --pca: divide each component by its spread")

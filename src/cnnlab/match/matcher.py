@@ -41,10 +41,6 @@ METHODS = {
     "dim": "divisive input modulation on CNN features, look-alikes explained away (Deep-DIM, Gao & Spratling 2021)",
 }
 Box = tuple[float, float, float, float]
-# template side (pixels) the deep methods resize to unless --template-size is given. DIM's seconds grow
-# with the grid's area; at 48 its AUC on BBS's dev third is that of 64 (0.703) in half the time
-TEMPLATE_SIZE = {"dim": 48.0}
-DEFAULT_TEMPLATE_SIZE = 64.0
 
 
 @dataclass
@@ -56,7 +52,7 @@ class MatchConfig:
     checkpoint: str | None = None
     layers: list[str] | None = None
     scales: tuple[float, ...] = (1.0,)
-    template_size: float | None = None  # deep methods: template side after resizing (0: keep; None: the method's)
+    template_size: float = 64.0  # deep methods: template side after resizing (0: keep the size)
     pca: int = 64  # principal components of the search image's features kept (0: all channels)
     whiten: bool = False
     top_k: int = 1
@@ -70,13 +66,6 @@ class MatchConfig:
     lookalikes: int = 5  # DIM: extra templates cut from the template's own image
     refine: bool = True  # deep methods: locate the peak between cells (parabola through neighbours)
     device: str = "cpu"
-
-    @property
-    def template_side(self) -> float:
-        """``template_size``, or the method's default (:data:`TEMPLATE_SIZE`) when none was given."""
-        if self.template_size is not None:
-            return self.template_size
-        return TEMPLATE_SIZE.get(self.method, DEFAULT_TEMPLATE_SIZE)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -175,8 +164,8 @@ class Matcher:
                               f"({search_shape[1]}x{search_shape[0]})")
         template, search = template.to(cfg.device), search.to(cfg.device)
         factor = 1.0
-        if self.net is not None and cfg.template_side > 0:
-            factor = min(4.0, max(1 / 8, cfg.template_side / math.sqrt(box[2] * box[3])))
+        if self.net is not None and cfg.template_size > 0:
+            factor = min(4.0, max(1 / 8, cfg.template_size / math.sqrt(box[2] * box[3])))
         grid, space, stride, yx = self._search_features(search, factor)
         candidates: list[Match] = []
         maps = []
