@@ -106,6 +106,16 @@ def test_template_cut_from_image_found_exactly(net):
         assert iou(deep(net, method).match(image, image, BOX).matches[0].box, BOX) > 0.95, method
 
 
+def test_dim_default_rounds_give_the_box_of_ten_rounds(net):
+    """The default stops DIM after fewer rounds than 10 (issue 28); on the known answers the box is the same."""
+    assert MatchConfig().iterations < 10
+    image = photo("chelsea", (96, 144))
+    for changed in (image, 0.55 * image + 0.3):
+        short = deep(net, "dim", refine=False).match(image, changed, BOX).matches[0].box
+        full = deep(net, "dim", refine=False, iterations=10).match(image, changed, BOX).matches[0].box
+        assert short == full and iou(short, BOX) > 0.9
+
+
 def test_brightness_and_contrast_change_does_not_move_the_match(net):
     image = photo("chelsea", (96, 144))
     changed = 0.55 * image + 0.3  # darker contrast, brighter: still inside [0, 1]

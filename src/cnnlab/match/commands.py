@@ -103,7 +103,7 @@ def _match_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nms-iou", type=probability, default=0.5,
                    help="a box overlapping a better one by more than this IoU is dropped")
     g.add_argument("--alpha", type=finite_float, default=25.0, help="qatm: softmax sharpness")
-    g.add_argument("--iterations", type=positive_int, default=10, help="dim: explaining-away rounds")
+    g.add_argument("--iterations", type=positive_int, default=6, help="dim: explaining-away rounds")
     g.add_argument("--lookalikes", type=nonneg_int, default=5,
                    help="dim: look-alike windows of the template's image that compete with it (needs --box)")
 
