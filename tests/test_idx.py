@@ -31,6 +31,8 @@ def test_a_good_set_loads_and_gzip_is_told_by_content_not_name(tmp_path):
     (dict(train_images=np.zeros((40, 8, 8), ">f4")), "train-images-idx3-ubyte.gz: expected N x H x W uint8 images"),
     (dict(train_images=labels, train_labels=np.zeros((40, 8, 8), np.uint8)), "the two files are swapped"),
     (dict(train_labels=labels[:39]), "train-images-idx3-ubyte.gz holds 40 images but"),
+    (dict(test_images=np.zeros((0, 8, 8), np.uint8), test_labels=labels[:0]),
+     "t10k-images-idx3-ubyte.gz: the header says 0 images"),
     (dict(test_images=np.zeros((20, 10, 10), np.uint8)),
      "t10k-images-idx3-ubyte.gz holds 10x10 images but"),
 ])

@@ -75,6 +75,9 @@ def check_idx_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path], clas
                               f"{labels.dtype} of shape {list(labels.shape)}")
         if len(images) != len(labels):
             raise CnnlabError(f"{image_file} holds {len(images)} images but {label_file} holds {len(labels)} labels")
+        if not len(images):
+            raise CnnlabError(f"{image_file}: the header says 0 images; the official {split} file holds "
+                              f"{'60,000' if split == 'train' else '10,000'}")
         bad = np.flatnonzero((labels < 0) | (labels >= classes))
         if len(bad):
             raise CnnlabError(f"{label_file}: label {int(labels[bad[0]])} at position {int(bad[0])} is not one of the "

@@ -87,12 +87,15 @@ def _shown(value: Any) -> str:
 
 
 def refuse_unvalidated(job: Prepared) -> None:
-    """Early stopping watches the validation split: a run without one (``--val-fraction 0`` and no
+    """Early stopping and ``--keep-top`` watch the validation split: a run without one (``--val-fraction 0`` and no
     val folder) would stop on the training score instead. Checked on the loaded data, before the run
     folder is made, so the advised command runs without ``--overwrite``."""
     if job.cfg.patience and job.val_loader is None:
         raise CnnlabError(f"--patience {job.cfg.patience}: early stopping watches the validation split, and this run "
                           f"has none (--val-fraction 0); give --val-fraction > 0, or leave --patience out")
+    if job.cfg.keep_top and job.val_loader is None:
+        raise CnnlabError(f"--keep-top {job.cfg.keep_top}: the best epochs are ranked on the validation split, and this "
+                          f"run has none (--val-fraction 0); give --val-fraction > 0, or leave --keep-top out")
 
 
 def pinned_files(folder: str | Path) -> dict | None:

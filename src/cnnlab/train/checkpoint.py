@@ -30,8 +30,12 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The checkpoint's dict, loaded safely: tensors and plain values only, no pickled code."""
     path = Path(path)
+    if path.is_dir():
+        found = [p.name for p in (path / "best.ckpt", path / "last.ckpt") if p.is_file()]
+        raise CnnlabError(f"checkpoint {path} is a folder; give a checkpoint file"
+                          + (f" such as {path / found[0]}" if found else " (a run folder holds best.ckpt)"))
     if not path.is_file():
-        raise CnnlabError(f"checkpoint {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise CnnlabError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CnnlabError(f"checkpoint {path} is empty (0 bytes): a run that was killed before writing it, or a "
                           f"copy that failed")
