@@ -54,8 +54,9 @@ def tiny_data(dataset: str, root) -> str:
 def test_every_course_recipe_resolves_and_runs_one_tiny_step(name, tmp_path):
     recipe = NAMED_RECIPES[name]
     assert recipe.assignment and recipe.description
-    dataset, opts = resolve_options(None, name)
-    assert dataset == recipe.dataset and {k: opts[k] for k in recipe.options} == recipe.options
+    dataset, opts = resolve_options(None, name)  # here: the CPU preset (tests/test_presets.py: both)
+    preset = recipe.preset("cpu")
+    assert dataset == recipe.dataset and {k: opts[k] for k in preset} == preset
     given = dict(TINY)
     if name in TINY_MODEL:
         given["model_kwargs"] = TINY_MODEL[name]
@@ -66,10 +67,10 @@ def test_every_course_recipe_resolves_and_runs_one_tiny_step(name, tmp_path):
     out = tmp_path / "run"
     m = train_classifier(recipe=name, data_dir=tiny_data(dataset, tmp_path / dataset), out=out, **given)
     config = json.loads((out / "config.json").read_text())
-    assert config["recipe"] == name and config["model"] == recipe.options["model"]
+    assert config["recipe"] == name and config["preset"] == "cpu" and config["model"] == preset["model"]
     for key in ("optimizer", "lr", "schedule", "weight_decay"):
-        if key in recipe.options:
-            assert config["train"][key] == recipe.options[key]
+        if key in preset:
+            assert config["train"][key] == preset[key]
     assert {"best.ckpt", "last.ckpt", "metrics.json", "curves.png", "confusion_matrix.png"} <= {p.name for p in out.iterdir()}
     assert 0.0 <= m["test_accuracy"] <= 1.0 and len(m["history"]) == 1
 
@@ -249,7 +250,7 @@ def test_zoo_is_every_scratch_classifier_and_each_fits_32_pixels():
         "dilated-cnn", "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "googlenet-cifar",
         "inception-v3-cifar", "inception-v4-cifar", "inception-resnet-v2-cifar",
         "locally-connected", "mlp", "mobilenet-v1", "mobilenet-v2", "resnet18-cifar", "resnet34-cifar", "resnet50-cifar", "resnet9",
-        "resnext29-4x16d", "resnext29-8x64d", "se-resnet18", "simple-cnn", "speed-vgg", "vgg-small"}
+        "resnext11-4x16d", "resnext29-4x16d", "resnext29-8x64d", "se-resnet18", "simple-cnn", "speed-vgg", "vgg-small"}
     assert [zoo_resolution(f"efficientnet-b{phi}") for phi in range(4)] == [32, 37, 42, 49]
     macs = {}
     with torch.device("meta"):
@@ -280,16 +281,24 @@ def test_course_recipes_benchmark_tables_a_finished_run(tmp_path, capsys):
     runs = tmp_path / "runs"
     m = train_classifier(recipe="cifar10-cnn", data_dir=tiny_data("cifar10", tmp_path / "cifar10"),
                          out=runs / "cifar10-cnn", **TINY)
-    (runs / "cifar10-cnn" / "cpu.json").write_text(json.dumps({"cpu_seconds": 3.5, "wall_seconds": 9.0, "threads": 1,
+    (runs / "cifar10-cnn" / "cpu.json").write_text(json.dumps({"cpu_seconds": 3.5, "wall_seconds": 9.0,
                                                                "command": "cnnlab train --recipe cifar10-cnn"}))
+    roof = {"fp32": 1e11, "bf16": 4e11, "threads": 2}
+    (runs / "roofline.json").write_text(json.dumps(roof))
     rows = bench.table(runs, tmp_path / "kept")
-    assert [r["recipe"] for r in rows] == ["cifar10-cnn"]  # planned recipes without a run are left out
+    assert [r["recipe"] for r in rows] == ["cifar10-cnn"]  # recipes without a run are left out
     row = rows[0]
     assert row["test_accuracy"] == round(m["test_accuracy"], 4) and row["epochs"] == 1 and row["cpu_seconds"] == 3.5
-    assert row["assignment"] == "001 Sec.3a" and row["train_images"] == m["train_size"] == 10
-    kept = json.loads((tmp_path / "kept" / "summary.json").read_text())
-    assert kept["runs"] == rows and (tmp_path / "kept" / "cifar10-cnn" / "curves.png").exists()
-    assert "| `cifar10-cnn` | 001 Sec.3a | 10 / 10 | 1 |" in capsys.readouterr().out
+    assert row["train_images"] == m["train_size"] == 10 and row["test_images"] == 10 and row["floor"] == 0.80
+    seconds = m["history"][0]["seconds"]
+    assert row["images_per_second"] == pytest.approx(10 / seconds, rel=0.01)
+    macs = 38_731_008  # vgg-small width 32 at 32 x 32 (cnnlab summary)
+    expected = 10 / seconds * 6 * macs / roof["bf16" if row["bf16"] else "fp32"]
+    assert row["roofline_fraction"] == pytest.approx(expected, rel=0.02, abs=1e-3)
+    kept = json.loads((tmp_path / "kept" / "course_recipes_cpu.json").read_text())
+    assert kept["rows"] == rows and kept["matmul_flops"] == roof
+    assert (tmp_path / "kept" / "recipes_cpu" / "cifar10-cnn" / "curves.png").exists()
+    assert "| `cifar10-cnn` | vgg-small | 10 / 10 | 1 |" in capsys.readouterr().out
 
 
 def test_zoo_benchmark_pareto_front_and_budget_plan():

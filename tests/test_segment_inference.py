@@ -14,7 +14,8 @@ from PIL import Image
 from cnnlab.models import create_model
 from cnnlab.models.efficientnet_unet import EfficientNetLite0UNet
 from cnnlab.segment.api import evaluate_segmenter, predict_masks, train_segmenter
-from cnnlab.segment.recipes import device_kind, recipe
+from cnnlab.runs.recipe import device_kind
+from cnnlab.segment.recipes import recipe
 from cnnlab.data.tensor_loader import SegLoader
 from cnnlab.data.segmentation import SegSet
 from cnnlab.segment.inference import infer

@@ -27,7 +27,8 @@ from torchmetrics.functional.classification import (
 )
 
 from cnnlab.attack.training import AdversarialBatches, parse_adversarial, robust_accuracy
-from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options
+from cnnlab.classify.cache import cached_loaders, check_cacheable
+from cnnlab.classify.recipes import OPTIONS, RUN_DEFAULTS, resolve_options, resolve_preset
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core import bounds, output
 from cnnlab.core.fileio import read_json, write_json
@@ -86,6 +87,7 @@ def train_classifier(
     dataset: str | None = None,
     *,
     recipe: str | None = None,
+    preset: str | None = None,
     data_dir: str | None = None,
     out: str | Path | None = None,
     target_recall: float | None = None,
@@ -103,7 +105,8 @@ def train_classifier(
     ``options`` are ``model``, ``model_kwargs``, ``val_fraction``, ``test_fraction``, ``split_seed``,
     ``augment``, ``vflip``, ``loss``, ``classes``, ``subset``, ``test_subset``, ``init_from``, ``finetune_epochs``,
     ``finetune_lr`` and every ``TrainConfig`` field (epochs, lr, ...); those left out (or None) come
-    from the named ``recipe`` and the dataset's recipe (see ``classify.recipes``); with ``resume``
+    from the named ``recipe`` (its ``preset``, cpu or gpu: by default the one of the device the run
+    uses) and the dataset's recipe (see ``classify.recipes``); with ``resume``
     they come from the run's config.json instead (see ``cnnlab.runs.rundir``).
     ``tensorboard`` also logs every epoch and the final figures to ``out/tb``. ``config`` (a run's
     config.json or its folder) reruns that run: every option left out comes from it, those given win.
@@ -120,20 +123,22 @@ def train_classifier(
     two_phase_run = out is not None and (Path(out) / "frozen").is_dir()
     continues = resume and not two_phase_run  # a two-phase run's phases resume from the options given
     run = lifecycle.continued(out, continues, OPTIONS, dict(
-        dataset=dataset, recipe=recipe, data_dir=data_dir, target_recall=target_recall,
+        dataset=dataset, recipe=recipe, preset=preset, data_dir=data_dir, target_recall=target_recall,
         dataset_kwargs=dataset_kwargs or None, **options), config=config)
-    dataset, recipe, data_dir, target_recall, dataset_kwargs = (
-        run.pop(k) for k in ("dataset", "recipe", "data_dir", "target_recall", "dataset_kwargs"))
-    dataset, opts = resolve_options(dataset, recipe, target_recall=target_recall, **run)
+    dataset, recipe, preset, data_dir, target_recall, dataset_kwargs = (
+        run.pop(k) for k in ("dataset", "recipe", "preset", "data_dir", "target_recall", "dataset_kwargs"))
+    preset = resolve_preset(recipe, preset, run.get("device"))
+    dataset, opts = resolve_options(dataset, recipe, preset, target_recall=target_recall, **run)
     refuse_unknown(opts, OPTIONS, "training")
     lifecycle.refuse_ineffective(asked, opts, INEFFECTIVE)
     engine_config(opts)  # settings outside their rules stop here, printed or not
     if print_config:
-        print(json.dumps(dict(dataset=dataset, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs or {},
+        print(json.dumps(dict(dataset=dataset, recipe=recipe, preset=preset, data_dir=data_dir,
+                              dataset_kwargs=dataset_kwargs or {},
                               **opts), indent=2, default=str))
         return {}
     out = lifecycle.run_folder(out, f"{dataset}-{opts['model'].replace(':', '-')}", continues, overwrite)
-    common = dict(recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
+    common = dict(recipe=recipe, preset=preset, data_dir=data_dir, dataset_kwargs=dataset_kwargs, progress=progress,
                   tensorboard=tensorboard)
     if not opts["finetune_epochs"]:
         return _train(dataset, opts, out, resume=resume, overwrite=overwrite, started=started,
@@ -148,6 +153,7 @@ def train_classifier(
                        pinned=lifecycle.pinned_files(frozen_dir) if resume1 else None, **common)
         resume = False
     phase2 = dict(opts, finetune_epochs=0, epochs=opts["finetune_epochs"], lr=opts["finetune_lr"] or opts["lr"],
+                  cache_features=False,
                   init_from=str(frozen_dir / "best.ckpt"),
                   model_kwargs={**opts["model_kwargs"], **({"freeze": False} if "freeze" in opts["model_kwargs"] else {})})
     resume2 = resume and (out / "last.ckpt").exists()
@@ -173,13 +179,14 @@ INEFFECTIVE: tuple[lifecycle.Rule, ...] = (
 )
 
 
-def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None, resume: bool,
+def _train(dataset: str, opts: dict, out: Path, *, recipe: str | None, preset: str | None, data_dir: str | None,
+           resume: bool,
            overwrite: bool, dataset_kwargs: dict | None, progress: bool, tensorboard: bool, started: float,
            pinned: dict | None = None) -> dict:
     """One training run with fully resolved options into ``out`` (a phase of ``train_classifier``);
     ``pinned``: the image files of each split to use (a run continued, or a second phase)."""
-    run = ClassifierRun(dataset, opts, out, recipe=recipe, data_dir=data_dir, dataset_kwargs=dataset_kwargs,
-                        pinned=pinned)
+    run = ClassifierRun(dataset, opts, out, recipe=recipe, preset=preset, data_dir=data_dir,
+                        dataset_kwargs=dataset_kwargs, pinned=pinned)
     return lifecycle.train(run, out, resume=resume, overwrite=overwrite, progress=progress, tensorboard=tensorboard,
                            started=started)
 
@@ -194,10 +201,10 @@ class ClassifierRun:
     data_parallel = True
 
     def __init__(self, dataset: str, opts: dict, out: Path, *, recipe: str | None, data_dir: str | None,
-                 dataset_kwargs: dict | None, pinned: dict | None = None) -> None:
+                 dataset_kwargs: dict | None, pinned: dict | None = None, preset: str | None = None) -> None:
         self.dataset, self.opts, self.out = dataset, opts, out
         self.cfg = engine_config(opts)
-        self.config = dict(dataset=dataset, recipe=recipe, data_dir=str(data_dir) if data_dir else None,
+        self.config = dict(dataset=dataset, recipe=recipe, preset=preset, data_dir=str(data_dir) if data_dir else None,
                            model=opts["model"],
                            **{k: opts[k] for k in RUN_DEFAULTS if k not in ("finetune_epochs", "finetune_lr")},
                            dataset_kwargs=dataset_kwargs or {}, train=asdict(self.cfg))
@@ -218,7 +225,10 @@ class ClassifierRun:
         if opts["target_recall"] is not None and splits.num_classes != 2:
             raise CnnlabError(f"--target-recall needs a two-class dataset; {dataset} has {splits.num_classes} classes")
         net, meta = self._model(splits)
-        train_loader, self.val_loader, self.test_loader = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
+        loaders = make_loaders(splits, cfg, opts["augment"], opts["vflip"])
+        if opts["cache_features"]:  # a frozen trunk runs once; the epochs train the head on its features
+            loaders = cached_loaders(check_cacheable(net, opts), loaders, cfg)
+        train_loader, self.val_loader, self.test_loader = loaders
         if opts["target_recall"] is not None and self.val_loader is None:  # before the run folder is made
             raise CnnlabError(f"--target-recall {opts['target_recall']}: the threshold is chosen on the validation "
                               f"split, and this run has none (--val-fraction 0); give --val-fraction > 0")

@@ -6,6 +6,7 @@ import argparse
 from cnnlab.cli.options import (CHECKPOINT, CLASSIFY_TRAINING, DEVICE, FIGURE_SUFFIXES, OVERWRITE, RUN, TRAINING,
                                 Option, OptionGroup, add_groups, values)
 from cnnlab.core import bounds
+from cnnlab.runs.recipe import PRESETS
 from cnnlab.cli.types import float_range, json_object, nonneg_int, positive_float, positive_int, seed
 
 open_fraction = float_range(0, 1, low_open=True, high_open=True)
@@ -61,6 +62,10 @@ _CLASSIFIER = OptionGroup("classifier and data", (
     Option("--finetune-epochs", dict(type=nonneg_int,
                                      help="then a second phase: every weight trainable for N epochs from the first "
                                           "phase's best checkpoint (first phase goes to OUT/frozen/)")),
+    Option("--cache-features", dict(action="store_true", default=None,
+                                    help="frozen transfer models: compute the trunk's features once and train the "
+                                         "head on them (needs --augment none; every epoch then costs next to "
+                                         "nothing)")),
     Option("--finetune-lr", dict(type=positive_float,
                                  help="learning rate of the fine-tuning phase (default: --lr)")),
     Option("--adversarial", dict(type=adversarial_spec, metavar="METHOD:EPS",
@@ -85,7 +90,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.list_recipes:
         _list_recipes()
         return
-    metrics = train_classifier(args.dataset, recipe=args.recipe, data_dir=args.data_dir,
+    metrics = train_classifier(args.dataset, recipe=args.recipe, preset=args.preset, data_dir=args.data_dir,
                                dataset_kwargs=_dataset_kwargs(args),
                                **values(args, _TRAIN_GROUPS))
     if metrics:
@@ -100,6 +105,8 @@ def _list_recipes() -> None:
         where = f" [{r.assignment}]" if r.assignment else ""
         note = f" ({r.data_note})" if r.data_note else ""
         print(f"{r.name:{width}s}  {r.dataset:14s} {r.description}{where}{note}")
+        if r.cpu:
+            print(f"{'':{width}s}  {'cpu preset':14s} {r.cpu_note}")
 
 
 def _print_summary(m: dict, split: str = "test", epoch: str = "best epoch") -> None:
@@ -157,6 +164,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset name (see `cnnlab datasets`); default: the recipe's, else digits")
     p.add_argument("--recipe", help="a named recipe (see --list-recipes): model, optimiser, schedule, epochs, "
                                     "augmentation and split as an assignment states; other options override it")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="a named recipe's settings for this kind of device: gpu (the assignment's own) or cpu "
+                        "(sized to train on all the data within 30 minutes on 2 cores); default: the device's")
     p.add_argument("--list-recipes", action="store_true", help="list the named recipes and exit")
     _data_args(p)
     add_groups(p, _TRAIN_GROUPS)

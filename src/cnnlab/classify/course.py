@@ -1,7 +1,10 @@
 """The course's classification practicals as named recipes: ``cnnlab train --recipe NAME``.
 
 Plain data (``NamedRecipe`` fields), registered by ``cnnlab.classify.recipes``. Each fixes model, optimiser, schedule, epochs, augmentation and split as its assignment states
-(options the user gives still win). Where the assignment's dataset is not available offline the
+(options the user gives still win): that is the recipe's ``gpu`` preset. ``cpu`` holds the changes
+of its ``cpu`` preset, which trains on ALL the data within 30 minutes on a 2-core CPU: a smaller
+member of the same family where the assignment's network cannot fit, named for what it is, and
+``cpu_note`` says what changed. A recipe without ``cpu`` is the same on every device. Where the assignment's dataset is not available offline the
 recipe trains on the one named in ``dataset`` and ``data_note`` says how to get the original.
 ``cnnlab train --list-recipes`` lists them; docs/course.md has each one's measured result.
 """
@@ -11,24 +14,45 @@ from __future__ import annotations
 # (lr 1e-3, no weight decay, no schedule), batch 256, 10 epochs, no augmentation.
 CNN_3A = dict(model="vgg-small", model_kwargs={"width": 32}, optimizer="adam", lr=1e-3, weight_decay=0.0,
               schedule="none", batch_size=256, epochs=10, label_smoothing=0.0, augment="none")
+# its CPU preset: the same network, epochs and optimiser, with a one-cycle schedule (peak 2e-3) and
+# label smoothing, so that 10 epochs on all 45,000 training images end at a low LR instead of overfitting
+CNN_3A_CPU = dict(schedule="onecycle", lr=2e-3, label_smoothing=0.1)
+CNN_3A_CPU_NOTE = "one-cycle LR (peak 2e-3) and label smoothing 0.1; same network, 10 epochs, all 45,000 training images"
+
+# The CPU preset of the transfer recipes: the frozen trunk's features computed once (classify.cache),
+# a head trained on them for 30 epochs, no fine-tuning (on a CPU it would cost hours at 224 px)
+TRANSFER_CPU = dict(cache_features=True, finetune_epochs=0, epochs=30, batch_size=256, augment="none")
+TRANSFER_CPU_NOTE = ("the trunk's features computed once and cached (no augmentation), then the head trained "
+                     "for 30 epochs on them; no fine-tuning phase")
+RESNEXT_CPU_EPOCHS = 8
+RESNET9_CPU_WIDTH = 32
 
 # The transfer recipes train at 224 px in batches of 64, not 256: with the whole network trainable,
 # 256 images at 224 px outgrew a 23 GB machine's memory (the fine-tuning phase was killed).
 COURSE_RECIPES: list[dict] = [
     dict(name="cifar10-cnn", dataset="cifar10", assignment="001 Sec.3a", options=CNN_3A,
-         description="3 x (conv, conv, maxpool, BN) + 2 dense, Adam, batch 256, 10 epochs"),
+         description="3 x (conv, conv, maxpool, BN) + 2 dense, Adam, batch 256, 10 epochs",
+         cpu=CNN_3A_CPU, cpu_note=CNN_3A_CPU_NOTE),
     dict(name="cifar10-cnn-augment", dataset="cifar10", assignment="001 Sec.3b-c",
          options=dict(CNN_3A, augment="rotate", vflip=True),
-         description="cifar10-cnn + vertical flips and random rotations (up to 36 degrees) on training images only"),
+         description="cifar10-cnn + vertical flips and random rotations (up to 36 degrees) on training images only",
+         cpu=CNN_3A_CPU, cpu_note=CNN_3A_CPU_NOTE),
+    dict(name="cifar10-cnn-flipcrop", dataset="cifar10", assignment="001 Sec.3b-c",
+         options=dict(CNN_3A, augment="cifar"),
+         description="cifar10-cnn + the augmentation that suits CIFAR: horizontal flips and shifts of up to 4 "
+                     "pixels (reflect-padded crops), on training images only",
+         cpu=CNN_3A_CPU, cpu_note=CNN_3A_CPU_NOTE),
     dict(name="cifar10-transfer", dataset="cifar10", assignment="001 Sec.3d",
          options=dict(CNN_3A, model="transfer:efficientnet-lite0", model_kwargs={"freeze": True, "resize": 224},
                       epochs=5, finetune_epochs=5, finetune_lr=1e-4, batch_size=64),
          description="ImageNet EfficientNet-Lite0 (offline weights) at 224 px: a new head on the frozen trunk for "
-                     "5 epochs (OUT/frozen/), then the whole network fine-tuned for 5 epochs at lr 1e-4 (OUT/)"),
+                     "5 epochs (OUT/frozen/), then the whole network fine-tuned for 5 epochs at lr 1e-4 (OUT/)",
+         cpu=dict(TRANSFER_CPU), cpu_note=TRANSFER_CPU_NOTE),
     dict(name="cifar10-transfer-resnet50", dataset="cifar10", assignment="001 Sec.3d",
          options=dict(CNN_3A, model="transfer:resnet50", model_kwargs={"freeze": True, "resize": 224},
                       epochs=5, finetune_epochs=5, finetune_lr=1e-4, batch_size=64),
          description="cifar10-transfer with torchvision's ImageNet ResNet-50 (the course used Keras' ResNet)",
+         cpu=dict(TRANSFER_CPU), cpu_note=TRANSFER_CPU_NOTE,
          data_note="its weights download from torchvision once; offline, use cifar10-transfer"),
     dict(name="resnext29", dataset="cifar10", assignment="003 Q6",
          options=dict(model="resnext29-4x16d", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
@@ -36,11 +60,18 @@ COURSE_RECIPES: list[dict] = [
          description="ResNeXt-29 (4x16d), SGD + Nesterov, cosine LR schedule, weight decay, label smoothing, "
                      "flips and shifts, 30 epochs; the best validation checkpoint is the one tested",
          data_note="the assignment trains on CIFAR-100: add --dataset cifar100 (same loader; downloads when "
-                   "online); --model resnext29-8x64d is the paper's 34.4M-parameter network"),
+                   "online); --model resnext29-8x64d is the paper's 34.4M-parameter network",
+         cpu=dict(model="resnext11-4x16d", epochs=RESNEXT_CPU_EPOCHS),
+         cpu_note=f"ResNeXt-11 4x16d (one block per stage instead of three, outputs 128/256/512 instead of "
+                  f"256/512/1024: 118 M multiply-adds to 494 M) for {RESNEXT_CPU_EPOCHS} epochs; the same blocks "
+                  f"(4 paths), optimiser and schedule"),
     dict(name="resnet9-onecycle", dataset="cifar10", assignment="004 Ex3",
          options=dict(model="resnet9", model_kwargs={"width": 64}, optimizer="adam", lr=0.01, schedule="onecycle",
                       weight_decay=1e-4, batch_size=128, epochs=18, label_smoothing=0.0, augment="cifar"),
          description="ResNet9 (64-128-res-256-512-res), Adam, one-cycle LR peaking at 0.01, 18 epochs",
+         cpu=dict(model_kwargs={"width": RESNET9_CPU_WIDTH}),
+         cpu_note=f"ResNet9 at width {RESNET9_CPU_WIDTH} ({RESNET9_CPU_WIDTH}-{2 * RESNET9_CPU_WIDTH}-res-..., "
+                  f"about {(RESNET9_CPU_WIDTH / 64) ** 2:.2f} of the multiply-adds); the same 18 epochs and schedule",
          data_note="the course reports val 0.91 / test 0.90 on Intel Image Classification (6 classes, 150x150); "
                    "--dataset imagefolder --data-dir DIR --image-size 150 reads Kaggle's layout (DIR holding "
                    "seg_train/ and seg_test/: trains on seg_train, tests on seg_test)"),

@@ -5,6 +5,11 @@ recipe (``RECIPES``), a named recipe (``cnnlab train --recipe NAME``: a course a
 speed recipe, fixing model, optimiser, schedule, epochs, augmentation and split), then the options
 the user gave. :func:`resolve_options` does the layering; :func:`train_config` picks the engine's
 ``TrainConfig`` fields out of the result.
+
+A named recipe has two presets: ``gpu``, the assignment's own settings (``options``), and ``cpu``,
+those settings with the changes (``cpu``) that make it train on ALL the data within 30 minutes
+on a 2-core CPU: most of the course's students have no GPU. A run takes the preset of the device
+it resolves to, as segmentation's recipes do; ``--preset`` forces one.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 from cnnlab.classify.course import COURSE_RECIPES
 from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import did_you_mean
-from cnnlab.runs.recipe import TRAIN_FIELDS, engine_config, given, layered
+from cnnlab.runs.recipe import PRESETS, TRAIN_FIELDS, device_kind, engine_config, given, layered
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import cpu_has_native_bf16
 
@@ -38,10 +43,11 @@ DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_
 # loss "ce" (K logits, softmax) or "bce" (two classes, one sigmoid logit); classes/subset/test_subset
 # select classes and a stratified share of the training / test images; init_from starts from a checkpoint's
 # weights; finetune_epochs > 0 makes a run two phases (see classify.api.train_classifier);
-# target_recall picks a two-class decision threshold on validation
+# target_recall picks a two-class decision threshold on validation; cache_features trains the head of a
+# frozen transfer model on its trunk's features, computed once (classify.cache)
 RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False,
                     loss="ce", classes=None, subset=None, test_subset=None, init_from=None, finetune_epochs=0,
-                    finetune_lr=None, target_recall=None)
+                    finetune_lr=None, target_recall=None, cache_features=False)
 # every option a classification run takes (``--resume`` reads each back from config.json)
 OPTIONS = frozenset({*RUN_DEFAULTS, *TRAIN_FIELDS, "model"})
 
@@ -56,6 +62,15 @@ class NamedRecipe:
     assignment: str = ""         # course reference, e.g. "001 Sec.3a"
     options: dict = field(default_factory=dict)  # train_classifier options: model, epochs, lr, augment, ...
     data_note: str = ""          # where the assignment's own dataset differs from the one used here
+    cpu: dict = field(default_factory=dict)  # the CPU preset: what changes from ``options`` on a CPU
+    cpu_note: str = ""           # those changes in words (a smaller member of the family, ...)
+
+    def preset(self, kind: str) -> dict:
+        """The recipe's options for a ``kind`` (cpu | gpu) device. A CPU preset (a recipe with ``cpu``
+        changes) also trains in bf16 where the CPU does bf16 in hardware: about half the time a step."""
+        if kind == "cpu" and self.cpu:
+            return layered(self.options, {"cpu_amp": cpu_has_native_bf16()}, self.cpu)
+        return dict(self.options)
 
 
 NAMED_RECIPES: dict[str, NamedRecipe] = {}
@@ -79,15 +94,30 @@ def get_recipe(name: str) -> NamedRecipe:
     return NAMED_RECIPES[name]
 
 
-def resolve_options(dataset: str | None = None, recipe: str | None = None, **options_given) -> tuple[str, dict]:
-    """The dataset and every run option, layered: defaults < dataset recipe < named recipe < given.
+def resolve_preset(recipe: str | None, preset: str | None, device: str | None) -> str | None:
+    """The preset a run of named ``recipe`` takes: ``preset`` if given, else the kind of ``device``
+    (``auto``: the one the run will use). None without a named recipe, which has no presets."""
+    if preset is not None and preset not in PRESETS:
+        raise CnnlabError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if recipe is None:
+        if preset is not None:
+            raise CnnlabError(f"--preset {preset}: presets belong to named recipes (--recipe NAME; see "
+                              f"--list-recipes); a dataset's own defaults are the same on every device")
+        return None
+    return preset or device_kind(TrainConfig(device=device or "auto").resolved_device())
+
+
+def resolve_options(dataset: str | None = None, recipe: str | None = None, preset: str | None = None,
+                    **options_given) -> tuple[str, dict]:
+    """The dataset and every run option, layered: defaults < dataset recipe < named recipe's preset < given.
 
     ``options_given`` that are None count as not given; the layering and its ``model_kwargs`` rule
-    are ``cnnlab.runs.recipe``'s, shared with segmentation.
+    are ``cnnlab.runs.recipe``'s, shared with segmentation. The preset is :func:`resolve_preset`'s.
     """
     named = get_recipe(recipe) if recipe else None
+    kind = resolve_preset(recipe, preset, options_given.get("device"))
     dataset = dataset or (named.dataset if named else "digits")
-    options = layered(RUN_DEFAULTS, DEFAULT_RECIPE, RECIPES.get(dataset, {}), named.options if named else {},
+    options = layered(RUN_DEFAULTS, DEFAULT_RECIPE, RECIPES.get(dataset, {}), named.preset(kind) if named else {},
                       given(options_given))
     return dataset, options
 

@@ -122,10 +122,16 @@ class TransferNet(nn.Module):
             for p in self.features.parameters():
                 p.requires_grad_(False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor) -> Tensor:
+        """The trunk's pooled features of images (N x channels): what the new head classifies."""
         if self.in_chans == 1:
             x = x.expand(-1, 3, -1, -1)
-        return self.head(self.features(self.resize(x)))
+        return self.head[:2](self.features(self.resize(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of images (N x C x H x W), or of their :meth:`embed` features (N x channels) when a
+        frozen trunk's features were computed once (``cnnlab.classify.cache``)."""
+        return self.head[2:](x if x.ndim == 2 else self.embed(x))
 
 
 @register_model("transfer:", default_input=(3, 224, 224), tags=("pretrained",))

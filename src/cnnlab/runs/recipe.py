@@ -8,12 +8,21 @@ depth belongs to the recipe's model, not to the one chosen instead.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.train.config import TrainConfig
 
+if TYPE_CHECKING:
+    import torch
+
 TRAIN_FIELDS = frozenset(f.name for f in fields(TrainConfig))  # the options the engine takes
+PRESETS = ("cpu", "gpu")  # the device kinds a recipe can be sized for
+
+
+def device_kind(device: torch.device) -> str:
+    """Which preset a device gets: ``cpu``, or ``gpu`` for CUDA and Apple MPS."""
+    return "cpu" if device.type == "cpu" else "gpu"
 
 
 def layered(*layers: dict) -> dict:

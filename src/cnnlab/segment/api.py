@@ -29,7 +29,7 @@ from cnnlab.analysis.memory import check_step
 from cnnlab.models.registry import check_input, check_weights
 from cnnlab.runs import lifecycle
 from cnnlab.runs.lifecycle import Prepared
-from cnnlab.runs.recipe import engine_config, given, layered, refuse_unknown
+from cnnlab.runs.recipe import device_kind, engine_config, given, layered, refuse_unknown
 from cnnlab.runs.restore import build_model, load_segmenter, out_channels
 from cnnlab.data.augment import JointAugment
 from cnnlab.data.tensor_loader import SegLoader
@@ -37,7 +37,7 @@ from cnnlab.segment.inference import Inference, evaluate_set, infer, rank_key
 from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights, refuse_unused_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
-from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, device_kind, recipe
+from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, recipe
 from cnnlab.segment.task import SegmentationTask
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.config import TrainConfig

@@ -5,12 +5,7 @@ of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``), then the op
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from cnnlab.runs.recipe import TRAIN_FIELDS as ENGINE_FIELDS, layered
-
-if TYPE_CHECKING:  # the recipes stay torch-free: the CLI may read them while building its parser
-    import torch
 
 # What a run uses when an option is not given: these defaults, then the dataset's recipe for the
 # kind of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``).
@@ -51,11 +46,6 @@ RUN_DEFAULTS: dict = dict(val_fraction=0.1, test_fraction=0.2, split_seed=42, no
                           corrupt_fraction=0.0, corrupt_mode="shift")
 # the recipe and engine options of a run (``--resume`` reads each back from config.json)
 OPTIONS = frozenset({*SEG_DEFAULTS, *TRAIN_FIELDS})
-
-
-def device_kind(device: torch.device) -> str:
-    """Which recipe a device gets: ``cpu``, or ``gpu`` for CUDA and Apple MPS."""
-    return "cpu" if device.type == "cpu" else "gpu"
 
 
 def recipe(dataset: str | None, kind: str = "cpu") -> dict:

@@ -1,0 +1,126 @@
+"""Recipe presets (cpu | gpu, chosen by the device) and the frozen-trunk feature cache (issue 25)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cnnlab.classify import recipes
+from cnnlab.classify.api import evaluate_checkpoint, train_classifier
+from cnnlab.classify.cache import FeatureLoader, trunk_features
+from cnnlab.classify.recipes import NAMED_RECIPES, resolve_options
+from cnnlab.cli.main import main
+from cnnlab.core.errors import CnnlabError
+from cnnlab.data.base import ImageSet
+from cnnlab.data.tensor_loader import TensorLoader
+from cnnlab.models import create_model
+from cnnlab.models.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.config import TrainConfig
+from tests.test_recipes import tiny_data
+
+PRESET_RECIPES = [name for name, r in NAMED_RECIPES.items() if r.cpu]
+
+
+def test_the_preset_follows_the_device_and_preset_forces_one(monkeypatch):
+    _, cpu = resolve_options(None, "resnext29", device="cpu")
+    _, gpu = resolve_options(None, "resnext29", device="cpu", preset="gpu")
+    assert cpu["model"] == "resnext11-4x16d" and gpu["model"] == "resnext29-4x16d"
+    assert cpu["epochs"] == NAMED_RECIPES["resnext29"].cpu["epochs"] and gpu["epochs"] == 30
+    monkeypatch.setattr(TrainConfig, "resolved_device", lambda self: torch.device("cuda", 0))
+    _, auto = resolve_options(None, "resnext29")  # a run that resolves to a GPU takes the GPU preset
+    assert auto["model"] == "resnext29-4x16d"
+    assert recipes.resolve_preset("resnext29", None, None) == "gpu"
+    assert recipes.resolve_preset(None, None, None) is None  # no named recipe: no preset
+
+
+@pytest.mark.parametrize("name", PRESET_RECIPES)
+def test_every_cpu_preset_is_the_recipe_with_its_stated_changes(name):
+    recipe = NAMED_RECIPES[name]
+    _, opts = resolve_options(None, name, preset="cpu")
+    assert recipe.cpu_note and {k: opts[k] for k in recipe.cpu} == recipe.cpu
+    kept = {k: v for k, v in recipe.options.items() if k not in recipe.cpu and k != "model_kwargs"}
+    assert {k: opts[k] for k in kept} == kept  # everything else stays the assignment's
+    assert opts["cpu_amp"] == recipes.cpu_has_native_bf16()
+    _, gpu = resolve_options(None, name, preset="gpu")
+    assert {k: gpu[k] for k in recipe.options} == recipe.options
+
+
+def test_a_preset_needs_a_named_recipe_and_a_known_kind():
+    with pytest.raises(CnnlabError, match="--preset cpu: presets belong to named recipes"):
+        resolve_options("digits", None, preset="cpu")
+    with pytest.raises(CnnlabError, match="expected one of cpu, gpu"):
+        resolve_options(None, "cifar10-cnn", preset="tpu")
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "cifar10-cnn", "--preset", "tpu"])
+
+
+def test_the_run_records_its_preset_and_list_recipes_shows_the_cpu_changes(tmp_path, capsys):
+    out = tmp_path / "run"
+    train_classifier(recipe="cifar10-cnn", preset="gpu", data_dir=tiny_data("cifar10", tmp_path / "c10"), out=out,
+                     epochs=1, batch_size=8, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "gpu" and config["train"]["schedule"] == "none"  # the assignment's own
+    main(["train", "--list-recipes"])
+    listing = capsys.readouterr().out
+    assert "cpu preset" in listing and "ResNeXt-11 4x16d" in listing
+
+
+def test_resnext11_is_resnext29_with_one_block_per_stage_and_half_the_outputs():
+    small, full = create_model("resnext11-4x16d"), create_model("resnext29-4x16d")
+    assert [len(s) for s in small.stages] == [1, 1, 1] and [len(s) for s in full.stages] == [3, 3, 3]
+    assert [s[-1].body[2][0].out_channels for s in small.stages] == [128, 256, 512]  # half the outputs
+    grouped = [m.groups for m in small.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert grouped == [4, 4, 4]  # one 4-path grouped 3x3 per block, as in ResNeXt-29 4x16d
+    assert type(small.stages[0][0]) is type(full.stages[0][0])
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _frozen_transfer() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("transfer:efficientnet-lite0", num_classes=3, freeze=True, resize=64).eval()
+
+
+def test_cached_features_give_the_logits_of_the_uncached_frozen_trunk():
+    net = _frozen_transfer()
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    loader = TensorLoader(ImageSet(images, torch.arange(10) % 3), 4, IMAGENET_MEAN, IMAGENET_STD)
+    features = trunk_features(net, loader, TrainConfig(device="cpu"), batch_size=3)
+    assert features.shape == (10, 1280)
+    cached = FeatureLoader(features, loader.labels, 4)
+    with torch.no_grad():
+        direct = torch.cat([net(x) for x, _ in loader])
+        from_cache = torch.cat([net(f) for f, _ in cached])
+    torch.testing.assert_close(from_cache, direct, rtol=1e-4, atol=1e-4)
+    shuffled = FeatureLoader(features, loader.labels, 4, shuffle=True, seed=1)
+    rows = torch.cat([f for f, _ in shuffled])
+    assert sorted(rows[:, 0].tolist()) == sorted(features[:, 0].tolist())  # each image once an epoch
+
+
+def test_a_cached_run_trains_only_the_head_and_its_checkpoint_reads_images(tmp_path):
+    out = tmp_path / "run"
+    m = train_classifier(recipe="cifar10-transfer", preset="cpu", data_dir=tiny_data("cifar10", tmp_path / "c10"),
+                         out=out, model_kwargs={"freeze": True, "resize": 32}, epochs=2, batch_size=8, progress=False)
+    assert not (out / "frozen").exists() and len(m["history"]) == 2  # the CPU preset has no fine-tuning phase
+    config = json.loads((out / "config.json").read_text())
+    assert config["cache_features"] is True and config["preset"] == "cpu"
+    trained = load_checkpoint(out / "last.ckpt")["state_dict"]
+    pretrained = create_model("transfer:efficientnet-lite0", num_classes=10).state_dict()
+    trunk = [k for k in pretrained if k.startswith("features.")]
+    assert trunk and all(torch.equal(trained[k], pretrained[k]) for k in trunk)  # BN statistics included
+    # the test figure from cached features = the checkpoint evaluated on the images themselves
+    assert evaluate_checkpoint(out / "best.ckpt")["test_accuracy"] == pytest.approx(m["test_accuracy"])
+
+
+def test_the_cache_refuses_what_would_change_between_epochs(tmp_path):
+    data = tiny_data("cifar10", tmp_path / "c10")
+    common = dict(data_dir=data, epochs=1, batch_size=8, progress=False, cache_features=True)
+    with pytest.raises(CnnlabError, match="--cache-features computes each image's features once.*--augment cifar"):
+        train_classifier("cifar10", out=tmp_path / "a", model="transfer:efficientnet-lite0",
+                         model_kwargs={"freeze": True, "resize": 32}, augment="cifar", **common)
+    with pytest.raises(CnnlabError, match="has no frozen pretrained trunk"):
+        train_classifier("cifar10", out=tmp_path / "b", model="transfer:efficientnet-lite0",
+                         model_kwargs={"resize": 32}, augment="none", **common)
+    with pytest.raises(CnnlabError, match="has no frozen pretrained trunk"):
+        train_classifier("cifar10", out=tmp_path / "c", model="simple-cnn", augment="none", **common)
