@@ -111,6 +111,30 @@ def test_bce_trains_one_logit_and_every_tool_reads_it_as_two_classes(tmp_path):
         train_classifier("digits", out=tmp_path / "r2", loss="bce", epochs=1, progress=False)
 
 
+def test_threshold_with_confidence_is_the_binomial_tail_margin():
+    import math
+
+    n = 100
+    scores = torch.linspace(1.0, 0.01, n)  # 100 validation positives, best first
+    targets = torch.ones(n, dtype=torch.long)
+    for target, confidence in ((0.9, 0.95), (0.95, 0.95), (0.9, 0.5)):
+        # the Clopper-Pearson bound of k hits reaches the target <=> P(Binomial(n, target) >= k) <= 1 - confidence
+        tail = [sum(math.comb(n, j) * target ** j * (1 - target) ** (n - j) for j in range(k, n + 1))
+                for k in range(n + 1)]
+        k = next(k for k in range(1, n + 1) if tail[k] <= 1 - confidence)
+        assert threshold_for_recall(scores, targets, target, confidence) == pytest.approx(float(scores[k - 1]))
+        assert k >= math.ceil(target * n)  # never less sure than the plain threshold
+    assert threshold_for_recall(scores, targets, 0.9, 0.95) < threshold_for_recall(scores, targets, 0.9)
+    # 10 positives cannot show recall >= 0.99 at 95% (all 10 hit: bound 0.05 ** 0.1 = 0.74): the lowest score
+    assert threshold_for_recall(scores[:10], targets[:10], 0.99, 0.95) == pytest.approx(float(scores[9]))
+
+
+def test_recall_confidence_needs_a_target_recall(tmp_path):
+    with pytest.raises(CnnlabError, match="--recall-confidence 0.9: .* no --target-recall"):
+        train_classifier("digits", out=tmp_path / "r", classes=["3", "8"], recall_confidence=0.9, epochs=1,
+                         progress=False)
+
+
 def test_bce_loss_equals_the_formula_and_two_class_cross_entropy():
     z = torch.tensor([[2.0], [-1.0], [0.5]])
     y = torch.tensor([1, 0, 0])

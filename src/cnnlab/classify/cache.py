@@ -61,7 +61,7 @@ def check_cacheable(model: nn.Module, opts: dict) -> TransferNet:
 
 @torch.no_grad()
 def trunk_features(model: TransferNet, loader: TensorLoader, cfg: TrainConfig, what: str = "images",
-                   batch_size: int = 256) -> Tensor:
+                   batch_size: int = 32) -> Tensor:
     """``model.embed`` of every image of ``loader`` in its stored order (float32, on the loader's device)."""
     if isinstance(loader, StreamingLoader):
         raise CnnlabError("--cache-features needs the images in memory; this dataset streams from its files")

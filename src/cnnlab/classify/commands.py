@@ -50,6 +50,10 @@ _CLASSIFIER = OptionGroup("classifier and data", (
                                    help="test share when the dataset has no test split (default 0.2)")),
     Option("--target-recall", dict(type=float_range(0, 1, low_open=True),
                                    help="binary tasks: pick the threshold reaching this val recall")),
+    Option("--recall-confidence", dict(type=float_range(0, 1, low_open=True, high_open=True),
+                                       help="with --target-recall: the threshold's validation recall must reach the "
+                                            "target with this one-sided confidence (Clopper-Pearson), so that new "
+                                            "data misses it less often; e.g. 0.95")),
     Option("--loss", dict(choices=["ce", "bce"], help="ce: K outputs, softmax cross-entropy (default); "
                                                       "bce: two classes, ONE sigmoid output, binary cross-entropy")),
     Option("--classes", dict(type=class_list, help="keep only these classes, comma-separated, relabelled in this "
@@ -120,7 +124,8 @@ def _print_summary(m: dict, split: str = "test", epoch: str = "best epoch") -> N
         print(f"robust test accuracy {m['test_robust_accuracy']:.4f} under {m['adversarial']} (clean {m['test_accuracy']:.4f})")
     if "binary" in m and "threshold" in m["binary"]:
         b = m["binary"]
-        print(f"threshold {b['threshold']:.4f} for recall >= {b['target_recall']}: "
+        sure = f" at {b['recall_confidence']} confidence" if b.get("recall_confidence") else ""
+        print(f"threshold {b['threshold']:.4f} for recall >= {b['target_recall']}{sure} on validation: "
               f"test precision {b['test_precision']:.4f}, test recall {b['test_recall']:.4f}")
 
 

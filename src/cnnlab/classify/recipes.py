@@ -43,11 +43,12 @@ DEFAULT_RECIPE = dict(model="resnet9", epochs=20, batch_size=64, lr=0.05, label_
 # loss "ce" (K logits, softmax) or "bce" (two classes, one sigmoid logit); classes/subset/test_subset
 # select classes and a stratified share of the training / test images; init_from starts from a checkpoint's
 # weights; finetune_epochs > 0 makes a run two phases (see classify.api.train_classifier);
-# target_recall picks a two-class decision threshold on validation; cache_features trains the head of a
+# target_recall picks a two-class decision threshold on validation (recall_confidence: with that one-sided
+# confidence, see classify.api.threshold_for_recall); cache_features trains the head of a
 # frozen transfer model on its trunk's features, computed once (classify.cache)
 RUN_DEFAULTS = dict(model_kwargs={}, val_fraction=0.1, test_fraction=0.2, split_seed=42, augment=None, vflip=False,
                     loss="ce", classes=None, subset=None, test_subset=None, init_from=None, finetune_epochs=0,
-                    finetune_lr=None, target_recall=None, cache_features=False)
+                    finetune_lr=None, target_recall=None, recall_confidence=None, cache_features=False)
 # every option a classification run takes (``--resume`` reads each back from config.json)
 OPTIONS = frozenset({*RUN_DEFAULTS, *TRAIN_FIELDS, "model"})
 
