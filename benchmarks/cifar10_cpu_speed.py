@@ -82,19 +82,19 @@ def run_cnnlab(data_dir: str, out: Path, finished: Path | None = None) -> dict:
     (e.g. benchmarks/course_recipes.py's, measured alone in the same session)."""
     cmd = ["cnnlab", "train", "--recipe", "cifar10-fast", "--preset", "cpu", "--device", "cpu", "--data-dir", data_dir,
            "--out", str(out), "--no-progress", "--overwrite"]
-    wall = None
+    command, wall = " ".join(cmd), None
     if finished is None:
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         wall = round(time.perf_counter() - start, 1)
-    else:
+    else:  # course_recipes.py's run records its command beside it
         out = finished
-        cmd = json.loads((out / "cpu.json").read_text())["command"].split() if (out / "cpu.json").exists() else cmd
+        command = json.loads((out / "cpu.json").read_text())["command"]
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
     train = sum(r["seconds"] for r in metrics["history"])
     return dict(accuracy=metrics["test_accuracy"], seconds=train, run_wall_seconds=metrics["wall_seconds"],
-                process_wall_seconds=wall, bf16=config["train"]["cpu_amp"], command=" ".join(cmd), run=str(out))
+                process_wall_seconds=wall, bf16=config["train"]["cpu_amp"], command=command, run=str(out))
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -48,7 +48,7 @@ class FeatureLoader(TensorLoader):
 
 def check_cacheable(model: nn.Module, opts: dict) -> TransferNet:
     """The run's model, if its features can be computed once: a frozen pretrained trunk, unaugmented
-    images. Anything else is refused by name, before any data is loaded."""
+    images. Anything else is refused by name, before the features are computed or anything is trained."""
     if not isinstance(model, TransferNet) or any(p.requires_grad for p in model.features.parameters()):
         raise CnnlabError(f"--cache-features: model {opts['model']!r} has no frozen pretrained trunk; it needs "
                           f"--model transfer:NAME with --model-kwargs '{{\"freeze\": true}}'")

@@ -130,5 +130,5 @@ def resnext11_4x16d(num_classes: int = 10, in_chans: int = 3, stem: str = "auto"
     128/256/512 instead of 256/512/1024 (the same 4 paths of 16-64 channels): 118 M multiply-adds
     to 494 M. The family member that trains on all of CIFAR-10 on a 2-core CPU: there BatchNorm and
     ReLU on the wide full-resolution maps, not the convolutions, take most of a step, and
-    ResNeXt-29 4x16d trains at 66 images/s (benchmarks/results/cpu_roofline.json)."""
+    ResNeXt-29 4x16d trains at 48-66 images/s in bf16, ResNeXt-11 at 210-230 (benchmarks/cpu_roofline.py)."""
     return resnext29(4, 16, num_classes, in_chans, resolve_stem(stem, image_size), blocks=1, widths=(128, 256, 512))
