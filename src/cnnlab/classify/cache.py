@@ -13,6 +13,8 @@ one (``--finetune-epochs``) trains on images again.
 """
 from __future__ import annotations
 
+import logging
+import time
 from types import SimpleNamespace
 
 import torch
@@ -24,6 +26,8 @@ from cnnlab.data.tensor_loader import StreamingLoader, TensorLoader
 from cnnlab.models.pretrained import TransferNet
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import autocast
+
+log = logging.getLogger(__name__)
 
 
 class FeatureLoader(TensorLoader):
@@ -68,13 +72,15 @@ def trunk_features(model: TransferNet, loader: TensorLoader, cfg: TrainConfig, w
     device = cfg.resolved_device()
     was_training = model.training
     model.eval().to(device, memory_format=torch.channels_last)
-    parts = []
+    parts, start_time = [], time.perf_counter()
     for start in tqdm(range(0, len(loader.images), batch_size), desc=f"trunk features ({what})", unit="batch",
                       leave=False, disable=None):
         x = loader.transform(loader.images[start:start + batch_size]).to(device)
         with autocast(device, cfg.amp, cfg.cpu_amp):
             parts.append(model.embed(x.contiguous(memory_format=torch.channels_last)).float())
     model.train(was_training)
+    # a line in the log even when the bar is off (piped output): the trunk pass is most of a cached run
+    log.info("trunk features (%s): %d images in %.1f s", what, len(loader.images), time.perf_counter() - start_time)
     return torch.cat(parts)
 
 
