@@ -108,6 +108,16 @@ def row(name: str, runs: Path, roof: dict | None) -> dict:
     return result
 
 
+def slim_config(path: Path) -> dict:
+    """A run's config.json with its lists of image files (1.6 MB for CIFAR-10) replaced by their counts."""
+    config = json.loads(path.read_text())
+    files = config.get("data_files")
+    if isinstance(files, dict):
+        config["data_files"] = {k: {"images": len(v)} if isinstance(v, list) and v and isinstance(v[0], str)
+                               else v for k, v in files.items()}
+    return config
+
+
 def table(runs: Path, results: Path = RESULTS) -> list[dict]:
     """The rows of every recipe with a finished run in ``runs``, kept under ``results``."""
     roof_file = runs / "roofline.json"
@@ -120,8 +130,9 @@ def table(runs: Path, results: Path = RESULTS) -> list[dict]:
         rows.append(row(name, runs, roof))
         keep = results / "recipes_cpu" / name
         keep.mkdir(parents=True, exist_ok=True)
-        for file in ("config.json", "metrics.json", "curves.png", "cpu.json"):
+        for file in ("metrics.json", "curves.png", "cpu.json"):
             shutil.copy2(runs / name / file, keep / file)
+        (keep / "config.json").write_text(json.dumps(slim_config(runs / name / "config.json"), indent=1))
     (results / "course_recipes_cpu.json").write_text(json.dumps(
         {"machine": "2 cores, each run alone on the machine, default threads", "matmul_flops": roof, "rows": rows},
         indent=1))
