@@ -116,6 +116,41 @@ def test_dim_default_rounds_give_the_box_of_ten_rounds(net):
         assert short == full and iou(short, BOX) > 0.9
 
 
+def test_dim_cascade_equals_full_dim_where_its_crops_see_the_whole_grid(net):
+    """With context covering the grid, the cascade's scored windows are exactly the full map's; -inf elsewhere."""
+    image = photo("coffee", (120, 160))
+    box = (60.0, 40.0, 30.0, 24.0)
+    full, cascade = deep(net, "dim", candidates=0), deep(net, "dim", candidates=2, context=50.0)
+    grid, space, stride, _ = full._search_features(image, 32 / math.sqrt(30 * 24))
+    t = full._template(image, box, 32 / math.sqrt(30 * 24), 1.0, space, True)
+    whole, some = full._score(grid, t, stride), cascade._score(grid, t, stride)
+    scored = torch.isfinite(some)
+    h, w = t.cells.shape[-2:]
+    assert 0 < scored.sum() <= 2 * (2 * (h // 2) + 1) * (2 * (w // 2) + 1) < scored.numel()  # two candidates' windows only
+    assert torch.isneginf(some[~scored]).all()
+    assert torch.allclose(some[scored], whole[scored], rtol=1e-4, atol=1e-6)
+    best = scoring.zncc(grid, t.cells[:1])[0].argmax()  # the best ZNCC window is always a candidate
+    assert scored.flatten()[best]
+
+
+def test_dim_cascade_finds_the_full_maps_box_on_known_answers(net):
+    image = photo("chelsea", (96, 144))
+    for changed in (image, 0.55 * image + 0.3):
+        full = deep(net, "dim", refine=False, candidates=0).match(image, changed, BOX)
+        cascade = deep(net, "dim", refine=False).match(image, changed, BOX)  # the default: 3 candidates
+        assert cascade.matches[0].box == full.matches[0].box and iou(cascade.matches[0].box, BOX) > 0.9
+        assert torch.isnan(cascade.score_map).any() and torch.isfinite(cascade.score_map).any()
+
+
+def test_best_windows_do_not_overlap_each_other_or_the_taken_window():
+    from cnnlab.match.matcher import _best_windows
+
+    scores = torch.zeros(10, 10)
+    scores[2, 2], scores[3, 3], scores[2, 6], scores[8, 8] = 4.0, 3.0, 2.0, 1.0
+    assert _best_windows(scores, 3, (3, 3)) == [(2, 2), (2, 6), (8, 8)]  # (3, 3) overlaps (2, 2)
+    assert _best_windows(scores, 2, (3, 3), taken=((2, 5),)) == [(2, 2), (8, 8)]  # (2, 6) overlaps (2, 5)
+
+
 def test_brightness_and_contrast_change_does_not_move_the_match(net):
     image = photo("chelsea", (96, 144))
     changed = 0.55 * image + 0.3  # darker contrast, brighter: still inside [0, 1]

@@ -95,6 +95,7 @@ def _match_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile", type=bounds.tile_side, default=1024,
                    help="network tile side in pixels: memory is bounded by one tile (plus its halo)")
     g.add_argument("--device", type=device, default="cpu")
+    g.add_argument("--bf16", action="store_true", help="run the network in bfloat16 (CPUs with bf16 units: faster)")
     g = p.add_argument_group("search")
     g.add_argument("--scales", type=scales, default=(1.0,),
                    help="template pyramid: 0.5,1,2 or 0.5:2:7 (geometric); the box has the matched scale")
@@ -106,6 +107,10 @@ def _match_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--iterations", type=positive_int, default=6, help="dim: explaining-away rounds")
     g.add_argument("--lookalikes", type=nonneg_int, default=5,
                    help="dim: look-alike windows of the template's image that compete with it (needs --box)")
+    g.add_argument("--candidates", type=nonneg_int, default=3,
+                   help="dim: explain away only around the N best ZNCC windows (0: the whole map)")
+    g.add_argument("--context", type=float_range(0, 16), default=0.5,
+                   help="dim with --candidates: template sides of features kept around each candidate")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -70,7 +70,7 @@ class FeatureNet:
 
         def keep(name: str):
             def hook(module, inputs, out):
-                outputs[name] = out.detach()
+                outputs[name] = out.detach().float()  # float32 even under a bf16 autocast
                 if len(outputs) == len(self.layers):
                     raise _Stop
             return hook

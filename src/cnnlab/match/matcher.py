@@ -64,6 +64,12 @@ class MatchConfig:
     # the map is still moving by more than 10% of its peak per round at 10, so no tolerance stops it earlier
     iterations: int = 6
     lookalikes: int = 5  # DIM: extra templates cut from the template's own image
+    # DIM cascade: explain away only around the ``candidates`` best ZNCC windows (0: the whole map), each
+    # with ``context`` template sides of features around it; the cost no longer grows with the image.
+    # 3 and 0.5 on all 105 BBS pairs: AUC 0.700 (whole map 0.699), 0.67 s per pair instead of 0.96-1.44
+    candidates: int = 3
+    context: float = 0.5
+    bf16: bool = False  # deep methods on a CPU: the network in bfloat16 autocast (scoring stays float32)
     refine: bool = True  # deep methods: locate the peak between cells (parabola through neighbours)
     device: str = "cpu"
 
@@ -72,6 +78,8 @@ class MatchConfig:
             raise CnnlabError(f"--method {self.method!r}: expected one of {', '.join(METHODS)}")
         if not self.scales or any(not (0 < s < math.inf) for s in self.scales):
             raise CnnlabError(f"--scales {self.scales}: expected positive finite numbers")
+        if self.candidates < 0 or not (0 <= self.context < math.inf):
+            raise CnnlabError(f"--candidates {self.candidates} / --context {self.context}: expected numbers >= 0")
 
 
 @dataclass
@@ -181,6 +189,7 @@ class Matcher:
             raise CnnlabError(f"{names[0]} is larger than {names[1]} at every scale in {cfg.scales}")
         matches = _nms(candidates, cfg.top_k, cfg.nms_iou, cfg.min_score)
         score_map = _centre_map([(m, t) for m, t in maps], stride, yx, search_shape)
+        score_map = torch.where(torch.isfinite(score_map), score_map, math.nan)  # -inf: not scored (cascade)
         info = {"factor": factor, "grid": list(grid.shape), "stride": stride,
                 "layers": self.net.layers if self.net else ["pixels"],
                 "scales": [t.scale for _, t in maps], "template_cells": [list(t.cells.shape[-2:]) for _, t in maps]}
@@ -193,9 +202,15 @@ class Matcher:
         if self.net is None:
             return search.float(), None, 1, (1.0, 1.0)
         scaled, yx = _resize(search, factor)
-        maps = self.net.extract(scaled, cfg.tile)
+        maps = self._extract(scaled)
         space = FeatureSpace.fit(maps, cfg.pca, cfg.whiten)
         return space.apply(maps), space, self.net.stride, yx
+
+    def _extract(self, image: Tensor) -> list[Tensor]:
+        """The network's maps of ``image``; in bf16 autocast when asked (about twice as fast on CPUs with bf16 units)."""
+        cfg = self.config
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and cfg.device == "cpu"):
+            return self.net.extract(image, cfg.tile)
 
     def _template(self, image: Tensor, box: Box, factor: float, scale: float, space: FeatureSpace | None,
                   in_context: bool) -> _Template:
@@ -220,7 +235,7 @@ class Matcher:
             y1 = min(image.shape[1], math.ceil(box[1] + box[3] + m))
             image, box = image[:, y0:y1, x0:x1], (box[0] - x0, box[1] - y0, box[2], box[3])
         scaled, (fy, fx) = _resize(image, factor)
-        feats = space.apply(self.net.extract(scaled, cfg.tile))
+        feats = space.apply(self._extract(scaled))
         g = self.net.stride
         by, bx, bh, bw = box[1] * fy, box[0] * fx, box[3] * fy, box[2] * fx
         r0, r1 = _cells(by, bh, g, feats.shape[1], odd=cfg.method == "dim")
@@ -243,6 +258,8 @@ class Matcher:
         h, w = t.cells.shape[-2:]
         if cfg.method == "qatm":
             return scoring.qatm(grid, t.cells[0], cfg.alpha)[0]
+        if cfg.method == "dim" and cfg.candidates:
+            return self._score_candidates(grid, t)
         rows, cols = grid.shape[1] - h + 1, grid.shape[2] - w + 1
         side = max(cfg.tile // stride, 2 * max(h, w))  # output cells per tile side
         if rows <= side and cols <= side:
@@ -256,6 +273,29 @@ class Matcher:
                 a1, b1 = min(grid.shape[1], r1 + h - 1 + halo), min(grid.shape[2], c1 + w - 1 + halo)
                 part = self._score_window(grid[:, a0:a1, b0:b1], t)
                 out[r0:r1, c0:c1] = part[r0 - a0:r1 - a0, c0 - b0:c1 - b0]
+        return out
+
+    def _score_candidates(self, grid: Tensor, t: _Template) -> Tensor:
+        """DIM around the ``candidates`` best ZNCC windows of the target template; -inf elsewhere.
+
+        ZNCC ranks the windows that look like the target, distractors included; DIM's explaining
+        away is what tells the target from the distractors, and it only needs their neighbourhood.
+        Each candidate's windows within half a template side are scored on a crop that keeps
+        ``context`` template sides of features beyond them, so a crop costs the same whatever the
+        size of the image.
+        """
+        cfg = self.config
+        h, w = t.cells.shape[-2:]
+        coarse = scoring.zncc(grid, t.cells[:1])[0]
+        out = torch.full_like(coarse, -math.inf)
+        halo_r, halo_c = math.ceil(cfg.context * h), math.ceil(cfg.context * w)
+        for r, c in _best_windows(coarse, cfg.candidates, (h, w)):
+            r0, r1 = max(0, r - h // 2), min(coarse.shape[0], r + h // 2 + 1)  # windows scored
+            c0, c1 = max(0, c - w // 2), min(coarse.shape[1], c + w // 2 + 1)
+            a0, b0 = max(0, r0 - halo_r), max(0, c0 - halo_c)  # features they see
+            a1, b1 = min(grid.shape[1], r1 + h - 1 + halo_r), min(grid.shape[2], c1 + w - 1 + halo_c)
+            part = self._score_window(grid[:, a0:a1, b0:b1], t)[r0 - a0:r1 - a0, c0 - b0:c1 - b0]
+            out[r0:r1, c0:c1] = torch.fmax(out[r0:r1, c0:c1], part)
         return out
 
     def _score_window(self, grid: Tensor, t: _Template) -> Tensor:
@@ -316,19 +356,26 @@ def _cells(start: float, length: float, g: int, limit: int, odd: bool) -> tuple[
     return c0, c1
 
 
-def _lookalikes(feats: Tensor, target: Tensor, at: tuple[int, int], n: int) -> Tensor:
-    """The ``n`` windows of ``feats`` most like ``target`` (ZNCC) that overlap neither it nor each other."""
-    h, w = target.shape[-2:]
-    scores = scoring.zncc(feats, target[None])[0]
-    taken = [at]
-    picked = []
+def _best_windows(scores: Tensor, n: int, size: tuple[int, int],
+                  taken: tuple[tuple[int, int], ...] = ()) -> list[tuple[int, int]]:
+    """Top-left cells of the ``n`` best-scoring windows of ``size`` that overlap neither each other nor ``taken``."""
+    h, w = size
+    kept, picked = list(taken), []
     for i in scores.flatten().argsort(descending=True).tolist():
         if len(picked) == n:
             break
         r, c = divmod(i, scores.shape[1])
-        if all(abs(r - tr) >= h or abs(c - tc) >= w for tr, tc in taken):
-            taken.append((r, c))
-            picked.append(feats[:, r:r + h, c:c + w])
+        if all(abs(r - kr) >= h or abs(c - kc) >= w for kr, kc in kept):
+            kept.append((r, c))
+            picked.append((r, c))
+    return picked
+
+
+def _lookalikes(feats: Tensor, target: Tensor, at: tuple[int, int], n: int) -> Tensor:
+    """The ``n`` windows of ``feats`` most like ``target`` (ZNCC) that overlap neither it nor each other."""
+    h, w = target.shape[-2:]
+    windows = _best_windows(scoring.zncc(feats, target[None])[0], n, (h, w), taken=(at,))
+    picked = [feats[:, r:r + h, c:c + w] for r, c in windows]
     return torch.stack(picked) if picked else target.new_zeros(0, *target.shape)
 
 
