@@ -126,7 +126,8 @@ def test_dim_cascade_equals_full_dim_where_its_crops_see_the_whole_grid(net):
     whole, some = full._score(grid, t, stride), cascade._score(grid, t, stride)
     scored = torch.isfinite(some)
     h, w = t.cells.shape[-2:]
-    assert 0 < scored.sum() <= 2 * (2 * (h // 2) + 1) * (2 * (w // 2) + 1) < scored.numel()  # two candidates' windows only
+    # two candidates' windows only
+    assert 0 < scored.sum() <= 2 * (2 * (h // 2) + 1) * (2 * (w // 2) + 1) < scored.numel()
     assert torch.isneginf(some[~scored]).all()
     assert torch.allclose(some[scored], whole[scored], rtol=1e-4, atol=1e-6)
     best = scoring.zncc(grid, t.cells[:1])[0].argmax()  # the best ZNCC window is always a candidate

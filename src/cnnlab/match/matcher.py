@@ -207,7 +207,7 @@ class Matcher:
         return space.apply(maps), space, self.net.stride, yx
 
     def _extract(self, image: Tensor) -> list[Tensor]:
-        """The network's maps of ``image``; in bf16 autocast when asked (about twice as fast on CPUs with bf16 units)."""
+        """The network's maps of ``image``; in bf16 autocast when asked (CPU only; on BBS here it was no faster)."""
         cfg = self.config
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and cfg.device == "cpu"):
             return self.net.extract(image, cfg.tile)
@@ -255,27 +255,31 @@ class Matcher:
         whole image needs no tiles: it runs in chunks of cells (see :func:`scoring.qatm`).
         """
         cfg = self.config
-        h, w = t.cells.shape[-2:]
         if cfg.method == "qatm":
             return scoring.qatm(grid, t.cells[0], cfg.alpha)[0]
         if cfg.method == "dim" and cfg.candidates:
-            return self._score_candidates(grid, t)
+            return self._score_candidates(grid, t, stride)
+        h, w = t.cells.shape[-2:]
+        return self._in_tiles(grid, t, stride, self._score_window, 2 * max(h, w) if cfg.method == "dim" else 0)
+
+    def _in_tiles(self, grid: Tensor, t: _Template, stride: int, score, halo: int) -> Tensor:
+        """``score(grid, t)``, a window map, on tiles of ``tile / stride`` output cells with ``halo`` cells of context."""
+        h, w = t.cells.shape[-2:]
         rows, cols = grid.shape[1] - h + 1, grid.shape[2] - w + 1
-        side = max(cfg.tile // stride, 2 * max(h, w))  # output cells per tile side
+        side = max(self.config.tile // stride, 2 * max(h, w))  # output cells per tile side
         if rows <= side and cols <= side:
-            return self._score_window(grid, t)
-        halo = 2 * max(h, w) if cfg.method == "dim" else 0
+            return score(grid, t)
         out = grid.new_empty(rows, cols)
         for r0 in range(0, rows, side):
             for c0 in range(0, cols, side):
                 r1, c1 = min(rows, r0 + side), min(cols, c0 + side)
                 a0, b0 = max(0, r0 - halo), max(0, c0 - halo)
                 a1, b1 = min(grid.shape[1], r1 + h - 1 + halo), min(grid.shape[2], c1 + w - 1 + halo)
-                part = self._score_window(grid[:, a0:a1, b0:b1], t)
+                part = score(grid[:, a0:a1, b0:b1], t)
                 out[r0:r1, c0:c1] = part[r0 - a0:r1 - a0, c0 - b0:c1 - b0]
         return out
 
-    def _score_candidates(self, grid: Tensor, t: _Template) -> Tensor:
+    def _score_candidates(self, grid: Tensor, t: _Template, stride: int) -> Tensor:
         """DIM around the ``candidates`` best ZNCC windows of the target template; -inf elsewhere.
 
         ZNCC ranks the windows that look like the target, distractors included; DIM's explaining
@@ -286,7 +290,7 @@ class Matcher:
         """
         cfg = self.config
         h, w = t.cells.shape[-2:]
-        coarse = scoring.zncc(grid, t.cells[:1])[0]
+        coarse = self._in_tiles(grid, t, stride, _zncc_map, 0)  # in tiles: memory stays bounded on large images
         out = torch.full_like(coarse, -math.inf)
         halo_r, halo_c = math.ceil(cfg.context * h), math.ceil(cfg.context * w)
         for r, c in _best_windows(coarse, cfg.candidates, (h, w)):
@@ -301,7 +305,7 @@ class Matcher:
     def _score_window(self, grid: Tensor, t: _Template) -> Tensor:
         cfg = self.config
         if cfg.method in ("zncc", "zncc-pixel"):
-            return scoring.zncc(grid, t.cells[:1])[0]
+            return _zncc_map(grid, t)
         h, w = t.cells.shape[-2:]
         x = scoring.on_off(grid)
         ph, pw = min(h, x.shape[1] - 1), min(w, x.shape[2] - 1)
@@ -327,6 +331,11 @@ class Matcher:
             bh, bw = t.size[0] / yx[0], t.size[1] / yx[1]
             out.append(Match((cx - bw / 2, cy - bh / 2, bw, bh), float(values[i]), t.scale))
         return out
+
+
+def _zncc_map(grid: Tensor, t: _Template) -> Tensor:
+    """ZNCC of the target template (not its look-alikes) with every window of ``grid``."""
+    return scoring.zncc(grid, t.cells[:1])[0]
 
 
 def _subcell(scores: Tensor, r: int, c: int) -> tuple[float, float]:
