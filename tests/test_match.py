@@ -143,6 +143,34 @@ def test_dim_cascade_finds_the_full_maps_box_on_known_answers(net):
         assert torch.isnan(cascade.score_map).any() and torch.isfinite(cascade.score_map).any()
 
 
+def test_fusion_of_identical_maps_is_the_map_and_ignores_a_maps_unit():
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(7, 9, generator=g) * 3
+    m[2, 3] = -math.inf  # a window the cascade did not score
+    assert torch.equal(torch.isneginf(scoring.fuse([m, m])), torch.isneginf(m))
+    fin = torch.isfinite(m)
+    assert torch.allclose(scoring.fuse([m, m])[fin], m[fin], rtol=1e-5)
+    other = torch.rand(7, 9, generator=g)
+    by_hand = (m.clamp_min(0) * other).sqrt()
+    assert torch.allclose(scoring.fuse([m, other])[fin], by_hand[fin], rtol=1e-5)
+    # the geometric mean's argmax does not depend on either map's unit
+    assert scoring.fuse([m, other]).argmax() == scoring.fuse([1000 * m, 0.01 * other]).argmax()
+
+
+def test_dim_qatm_map_is_the_fusion_of_the_dim_and_qatm_maps(net):
+    image = photo("chelsea", (96, 144))
+    factor = 32 / math.sqrt(BOX[2] * BOX[3])
+    fused, alone = deep(net, "dim-qatm"), deep(net, "dim")
+    grid, space, stride, _ = fused._search_features(image, factor)
+    t = fused._template(image, BOX, factor, 1.0, space, True)
+    qatm = scoring.qatm(grid, t.cells[0], fused.config.alpha)[0]
+    expected = scoring.fuse([alone._score(grid, t, stride), qatm])
+    got = fused._score(grid, t, stride)
+    assert torch.equal(torch.isfinite(got), torch.isfinite(expected))
+    assert torch.allclose(got[torch.isfinite(got)], expected[torch.isfinite(got)], rtol=1e-5)
+    assert iou(fused.match(image, 0.55 * image + 0.3, BOX).matches[0].box, BOX) > 0.9
+
+
 def test_best_windows_do_not_overlap_each_other_or_the_taken_window():
     from cnnlab.match.matcher import _best_windows
 

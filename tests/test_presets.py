@@ -113,6 +113,39 @@ def test_a_cached_run_trains_only_the_head_and_its_checkpoint_reads_images(tmp_p
     assert evaluate_checkpoint(out / "best.ckpt")["test_accuracy"] == pytest.approx(m["test_accuracy"])
 
 
+def test_cached_frozen_block_maps_give_the_logits_of_the_uncached_partly_trained_trunk():
+    torch.manual_seed(0)
+    net = create_model("transfer:efficientnet-lite0", num_classes=3, freeze=True, resize=64, train_last=2).eval()
+    blocks = net.features.blocks
+    trained = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert any(f"_blocks.{blocks - 1}." in n for n in trained) and any(f"_blocks.{blocks - 2}." in n for n in trained)
+    assert not any(f"_blocks.{blocks - 3}." in n for n in trained) and "features.net._conv_stem.weight" not in trained
+    assert net.cacheable() and "head.3.weight" in trained and "features.net._conv_head.weight" in trained
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    loader = TensorLoader(ImageSet(images, torch.arange(6) % 3), 4, IMAGENET_MEAN, IMAGENET_STD)
+    maps = trunk_features(net, loader, TrainConfig(device="cpu"), batch_size=4)
+    assert maps.shape == (6, net.split_channels, 2, 2)  # 64 px in, stride 32
+    with torch.no_grad():
+        direct = torch.cat([net(x) for x, _ in loader])
+        from_cache = torch.cat([net(f) for f, _ in FeatureLoader(maps, loader.labels, 4)])
+    torch.testing.assert_close(from_cache, direct, rtol=1e-4, atol=1e-4)
+    with pytest.raises(CnnlabError, match="train_last=99: expected a number of blocks from 1 to"):
+        create_model("transfer:efficientnet-lite0", num_classes=3, freeze=True, train_last=99)
+
+
+def test_a_cached_partial_fine_tune_trains_the_last_blocks_and_its_checkpoint_reads_images(tmp_path):
+    out = tmp_path / "run"
+    m = train_classifier(recipe="cifar10-transfer", preset="cpu", data_dir=tiny_data("cifar10", tmp_path / "c10"),
+                         out=out, model_kwargs={"freeze": True, "resize": 32, "train_last": 1}, epochs=2,
+                         batch_size=8, progress=False)
+    trained = load_checkpoint(out / "last.ckpt")["state_dict"]
+    pretrained = create_model("transfer:efficientnet-lite0", num_classes=10).state_dict()
+    last = len([k for k in pretrained if k.endswith("._project_conv.weight")]) - 1
+    moved = {k for k in pretrained if k.startswith("features.") and not torch.equal(trained[k], pretrained[k])}
+    assert moved and all(f"_blocks.{last}." in k or "_conv_head" in k or "_bn1" in k for k in moved)
+    assert evaluate_checkpoint(out / "best.ckpt")["test_accuracy"] == pytest.approx(m["test_accuracy"])
+
+
 def test_the_cache_refuses_what_would_change_between_epochs(tmp_path):
     data = tiny_data("cifar10", tmp_path / "c10")
     common = dict(data_dir=data, epochs=1, batch_size=8, progress=False, cache_features=True)

@@ -53,7 +53,7 @@ class FeatureLoader(TensorLoader):
 def check_cacheable(model: nn.Module, opts: dict) -> TransferNet:
     """The run's model, if its features can be computed once: a frozen pretrained trunk, unaugmented
     images. Anything else is refused by name, before the features are computed or anything is trained."""
-    if not isinstance(model, TransferNet) or any(p.requires_grad for p in model.features.parameters()):
+    if not isinstance(model, TransferNet) or not model.cacheable():
         raise CnnlabError(f"--cache-features: model {opts['model']!r} has no frozen pretrained trunk; it needs "
                           f"--model transfer:NAME with --model-kwargs '{{\"freeze\": true}}'")
     if opts["augment"] != "none" or opts["vflip"]:
@@ -66,7 +66,8 @@ def check_cacheable(model: nn.Module, opts: dict) -> TransferNet:
 @torch.no_grad()
 def trunk_features(model: TransferNet, loader: TensorLoader, cfg: TrainConfig, what: str = "images",
                    batch_size: int = 32) -> Tensor:
-    """``model.embed`` of every image of ``loader`` in its stored order (float32, on the loader's device)."""
+    """``model.frozen`` of every image of ``loader`` in its stored order (float32, on the loader's device):
+    pooled features, or the frozen blocks' maps when the trunk's last blocks train (``train_last``)."""
     if isinstance(loader, StreamingLoader):
         raise CnnlabError("--cache-features needs the images in memory; this dataset streams from its files")
     device = cfg.resolved_device()
@@ -77,7 +78,7 @@ def trunk_features(model: TransferNet, loader: TensorLoader, cfg: TrainConfig, w
                       leave=False, disable=None):
         x = loader.transform(loader.images[start:start + batch_size]).to(device)
         with autocast(device, cfg.amp, cfg.cpu_amp):
-            parts.append(model.embed(x.contiguous(memory_format=torch.channels_last)).float())
+            parts.append(model.frozen(x.contiguous(memory_format=torch.channels_last)).float())
     model.train(was_training)
     # a line in the log even when the bar is off (piped output): the trunk pass is most of a cached run
     log.info("trunk features (%s): %d images in %.1f s", what, len(loader.images), time.perf_counter() - start_time)

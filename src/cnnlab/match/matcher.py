@@ -39,7 +39,9 @@ METHODS = {
     "zncc": "zero-mean normalised cross-correlation on CNN features",
     "qatm": "QATM soft mutual nearest neighbour on CNN features (Cheng et al. 2019)",
     "dim": "divisive input modulation on CNN features, look-alikes explained away (Deep-DIM, Gao & Spratling 2021)",
+    "dim-qatm": "product fusion of the dim and qatm maps (their geometric mean) on the same features",
 }
+DIM_METHODS = ("dim", "dim-qatm")  # the methods that cut odd-sized templates with look-alikes and run DIM
 Box = tuple[float, float, float, float]
 
 
@@ -238,10 +240,11 @@ class Matcher:
         feats = space.apply(self._extract(scaled))
         g = self.net.stride
         by, bx, bh, bw = box[1] * fy, box[0] * fx, box[3] * fy, box[2] * fx
-        r0, r1 = _cells(by, bh, g, feats.shape[1], odd=cfg.method == "dim")
-        c0, c1 = _cells(bx, bw, g, feats.shape[2], odd=cfg.method == "dim")
+        is_dim = cfg.method in DIM_METHODS
+        r0, r1 = _cells(by, bh, g, feats.shape[1], odd=is_dim)
+        c0, c1 = _cells(bx, bw, g, feats.shape[2], odd=is_dim)
         cells = feats[None, :, r0:r1, c0:c1]
-        if cfg.method == "dim" and in_context and cfg.lookalikes:
+        if is_dim and in_context and cfg.lookalikes:
             cells = torch.cat([cells, _lookalikes(feats, cells[0], (r0, c0), cfg.lookalikes)])
         return _Template(cells, (by - r0 * g, bx - c0 * g), (bh, bw), scale)
 
@@ -257,10 +260,18 @@ class Matcher:
         cfg = self.config
         if cfg.method == "qatm":
             return scoring.qatm(grid, t.cells[0], cfg.alpha)[0]
-        if cfg.method == "dim" and cfg.candidates:
+        if cfg.method == "dim-qatm":
+            return scoring.fuse([self._dim_map(grid, t, stride), scoring.qatm(grid, t.cells[0], cfg.alpha)[0]])
+        if cfg.method == "dim":
+            return self._dim_map(grid, t, stride)
+        return self._in_tiles(grid, t, stride, self._score_window, 0)
+
+    def _dim_map(self, grid: Tensor, t: _Template, stride: int) -> Tensor:
+        """DIM's window map: around the ZNCC candidates (the cascade) or on the whole grid in tiles."""
+        if self.config.candidates:
             return self._score_candidates(grid, t, stride)
         h, w = t.cells.shape[-2:]
-        return self._in_tiles(grid, t, stride, self._score_window, 2 * max(h, w) if cfg.method == "dim" else 0)
+        return self._in_tiles(grid, t, stride, self._score_window, 2 * max(h, w))
 
     def _in_tiles(self, grid: Tensor, t: _Template, stride: int, score, halo: int) -> Tensor:
         """``score(grid, t)``, a window map, on tiles of ``tile / stride`` output cells with ``halo`` cells of context."""

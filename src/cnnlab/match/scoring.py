@@ -25,6 +25,7 @@ does not lose precision.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,19 @@ def qatm(image: Tensor, template: Tensor, alpha: float = 25.0, chunk: int = 6553
     # relative to chance (every similarity equal: quality 1 / sqrt(N * M)), so the scores of
     # templates with different numbers of cells (a pyramid) can be compared
     return (window_mean + 0.5 * math.log(search.shape[0] * cells.shape[0])).exp().float()[None]
+
+
+def fuse(maps: Sequence[Tensor]) -> Tensor:
+    """Product fusion of non-negative score maps: their geometric mean, -inf where any map is -inf.
+
+    A window must score well on every map to score well here, so the maps' failures must coincide to
+    survive; the geometric mean (not the plain product) keeps fused maps on their inputs' scale, and
+    its argmax does not change when one map is multiplied by a constant, so the maps need no common
+    unit. Negative scores count as 0.
+    """
+    stacked = torch.stack(list(maps))
+    fused = stacked.clamp_min(0).log().mean(0).exp()
+    return torch.where(torch.isneginf(stacked).any(0), -math.inf, fused)
 
 
 def on_off(features: Tensor) -> Tensor:

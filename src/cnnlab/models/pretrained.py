@@ -31,12 +31,42 @@ class Backbone:
 
 
 class _LiteFeatures(nn.Module):
+    """Lite0's stem, MBConv blocks and 1x1 head convolution (``extract_features``), splittable at a
+    block: ``upto(x, k)`` then ``after(y, k)`` is ``forward(x)``, the same drop-connect rates included."""
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
+    @property
+    def blocks(self) -> int:
+        return len(self.net._blocks)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net.extract_features(x)
+
+    def upto(self, x: Tensor, k: int) -> Tensor:
+        """The stem and blocks ``0 .. k-1``."""
+        return self._blocks(self.net._swish(self.net._bn0(self.net._conv_stem(x))), 0, k)
+
+    def after(self, x: Tensor, k: int) -> Tensor:
+        """Blocks ``k ..`` and the head convolution, on the output of :meth:`upto`."""
+        x = self._blocks(x, k, self.blocks)
+        return self.net._swish(self.net._bn1(self.net._conv_head(x)))
+
+    def channels_at(self, k: int) -> int:
+        """Channels of ``upto(x, k)``."""
+        return self.net._blocks[k - 1]._project_conv.out_channels if k else self.net._conv_stem.out_channels
+
+    def trained_after(self, k: int) -> list[nn.Module]:
+        """The modules :meth:`after` runs: what fine-tuning from block ``k`` trains."""
+        return [*self.net._blocks[k:], self.net._conv_head, self.net._bn1]
+
+    def _blocks(self, x: Tensor, start: int, stop: int) -> Tensor:
+        rate = self.net._global_params.drop_connect_rate
+        for idx in range(start, stop):
+            x = self.net._blocks[idx](x, drop_connect_rate=rate * idx / self.blocks if rate else rate)
+        return x
 
 
 def _lite0_imagenet(pretrained: bool = True) -> nn.Module:
@@ -110,7 +140,7 @@ class TransferNet(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, in_chans: int = 3,
-                 freeze: bool = False, dropout: float = 0.2, resize: int | None = None) -> None:
+                 freeze: bool = False, dropout: float = 0.2, resize: int | None = None, train_last: int = 0) -> None:
         super().__init__()
         self.in_chans = in_chans
         self.resize = Resize(resize) if resize else nn.Identity()
@@ -118,29 +148,66 @@ class TransferNet(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                                   nn.Linear(backbone.channels, num_classes))
         self.pretrained_mean, self.pretrained_std = backbone.mean, backbone.std
+        self.split = self._split(train_last) if train_last else None  # first block of the trained part
         if freeze:
             for p in self.features.parameters():
                 p.requires_grad_(False)
+            for module in self.features.trained_after(self.split) if self.split is not None else []:
+                module.requires_grad_(True)
+        # the channels of the frozen part's maps (what forward recognises as cached maps)
+        self.split_channels = self.features.channels_at(self.split) if self.split is not None else None
 
-    def embed(self, x: Tensor) -> Tensor:
-        """The trunk's pooled features of images (N x channels): what the new head classifies."""
+    def _split(self, train_last: int) -> int:
+        blocks = getattr(self.features, "blocks", None)
+        if blocks is None:
+            raise CnnlabError("train_last: only the efficientnet-lite0 trunk can be split at a block; "
+                              "other backbones train all or none of it (freeze)")
+        if not 1 <= train_last <= blocks:
+            raise CnnlabError(f"train_last={train_last}: expected a number of blocks from 1 to {blocks}")
+        return blocks - train_last
+
+    def cacheable(self) -> bool:
+        """Whether the part :meth:`frozen` runs is frozen (its output can be computed once)."""
+        return not any(p.requires_grad for p in self._frozen_parameters())
+
+    def _frozen_parameters(self):
+        trained = {id(p) for m in self.features.trained_after(self.split) for p in m.parameters()} \
+            if self.split is not None else set()
+        return (p for p in self.features.parameters() if id(p) not in trained)
+
+    def frozen(self, x: Tensor) -> Tensor:
+        """What a frozen trunk's cache stores per image: the pooled features (N x channels), or with
+        ``train_last`` the maps the frozen blocks hand to the trained ones (N x C x h x w)."""
         if self.in_chans == 1:
             x = x.expand(-1, 3, -1, -1)
-        return self.head[:2](self.features(self.resize(x)))
+        if self.split is None:
+            return self.head[:2](self.features(self.resize(x)))
+        return self.features.upto(self.resize(x), self.split)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits of images (N x C x H x W), or of their :meth:`embed` features (N x channels) when a
-        frozen trunk's features were computed once (``cnnlab.classify.cache``)."""
-        return self.head[2:](x if x.ndim == 2 else self.embed(x))
+        """Logits of images (N x C x H x W), or of what :meth:`frozen` returned for them (the cache of
+        ``cnnlab.classify.cache``): pooled features (N x channels) or the frozen blocks' maps, told
+        from images by their channel count (``split_channels``, never 1 or 3)."""
+        if x.ndim == 2:
+            return self.head[2:](x)
+        if self.split is not None and x.shape[1] == self.split_channels:
+            return self.head(self.features.after(x, self.split))
+        if self.in_chans == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.head(self.features(self.resize(x)))
 
 
 @register_model("transfer:", default_input=(3, 224, 224), tags=("pretrained",))
 def transfer(backbone: str, num_classes: int = 10, in_chans: int = 3, pretrained: bool = True,
-             freeze: bool = False, dropout: float = 0.2, resize: int | None = None) -> nn.Module:
-    """transfer:<backbone> - a pretrained backbone (efficientnet-lite0 offline, or torchvision) with a new head."""
+             freeze: bool = False, dropout: float = 0.2, resize: int | None = None, train_last: int = 0) -> nn.Module:
+    """transfer:<backbone> - a pretrained backbone (efficientnet-lite0 offline, or torchvision) with a new head.
+
+    ``freeze`` with ``train_last`` N (efficientnet-lite0): the trunk's last N blocks and its head
+    convolution train with the new head, the rest stays frozen (a partial fine-tune).
+    """
     if in_chans not in (1, 3):
         raise CnnlabError(f"transfer:{backbone} takes 1- or 3-channel images, got in_chans={in_chans}")
-    return TransferNet(load_backbone(backbone, pretrained), num_classes, in_chans, freeze, dropout, resize)
+    return TransferNet(load_backbone(backbone, pretrained), num_classes, in_chans, freeze, dropout, resize, train_last)
 
 
 @register_model("efficientnet-lite0-imagenet", default_input=(3, 224, 224), tags=("pretrained",))
