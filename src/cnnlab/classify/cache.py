@@ -72,14 +72,17 @@ def trunk_features(model: TransferNet, loader: TensorLoader, cfg: TrainConfig, w
         raise CnnlabError("--cache-features needs the images in memory; this dataset streams from its files")
     device = cfg.resolved_device()
     was_training = model.training
-    model.eval().to(device, memory_format=torch.channels_last)
+    model.eval().to(device, memory_format=torch.channels_last)  # the 224-px trunk: oneDNN's fast layout
     parts, start_time = [], time.perf_counter()
     for start in tqdm(range(0, len(loader.images), batch_size), desc=f"trunk features ({what})", unit="batch",
                       leave=False, disable=None):
         x = loader.transform(loader.images[start:start + batch_size]).to(device)
         with autocast(device, cfg.amp, cfg.cpu_amp):
-            parts.append(model.frozen(x.contiguous(memory_format=torch.channels_last)).float())
+            # maps stored NCHW: the training loop gives them the layout its run asks for (--no-channels-last)
+            parts.append(model.frozen(x.contiguous(memory_format=torch.channels_last)).float().contiguous())
     model.train(was_training)
+    if not cfg.channels_last:  # back to NCHW weights for a run that trains in NCHW
+        model.to(memory_format=torch.contiguous_format)
     # a line in the log even when the bar is off (piped output): the trunk pass is most of a cached run
     log.info("trunk features (%s): %d images in %.1f s", what, len(loader.images), time.perf_counter() - start_time)
     return torch.cat(parts)
