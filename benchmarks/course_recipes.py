@@ -96,8 +96,10 @@ def row(name: str, runs: Path, roof: dict | None) -> dict:
     if "binary" in metrics and "test_recall" in metrics["binary"]:
         result.update(test_recall=round(metrics["binary"]["test_recall"], 4),
                       test_precision=round(metrics["binary"]["test_precision"], 4))
-    if config.get("cache_features"):  # the trunk ran once; each epoch trained a linear head
-        result["note"] = "frozen trunk's features computed once; epochs train the head"
+    if config.get("cache_features"):  # the frozen part ran once; the epochs trained the rest on its output
+        last = config["model_kwargs"].get("train_last")
+        result["note"] = (f"frozen blocks' maps computed once; epochs train the last {last} blocks and the head" if last
+                          else "frozen trunk's features computed once; epochs train the head")
     elif roof is not None:
         meta = load_checkpoint(folder / "best.ckpt")
         size = tuple(meta["input_size"])

@@ -29,6 +29,13 @@ def test_model_catalog_equals_the_model_registry():
     assert set(SEGMENTATION_MODELS) == {e.name for e in list_models(tag="segmentation")}
 
 
+def test_segmentation_recipe_catalog_equals_the_named_recipes():
+    from cnnlab.segment.catalog import RECIPE_NAMES
+    from cnnlab.segment.recipes import NAMED
+
+    assert RECIPE_NAMES == tuple(NAMED)
+
+
 def test_demo_cam_names_come_from_explains_registry():
     from cnnlab.demo.server import CAM_METHODS
     from cnnlab.explain.cam import METHODS
@@ -37,7 +44,7 @@ def test_demo_cam_names_come_from_explains_registry():
 
 
 def test_catalogs_load_without_torch():
-    code = ("import sys; import cnnlab.data.catalog, cnnlab.models.catalog, cnnlab.core.names; "
+    code = ("import sys; import cnnlab.data.catalog, cnnlab.models.catalog, cnnlab.segment.catalog, cnnlab.core.names; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

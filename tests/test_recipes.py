@@ -274,7 +274,7 @@ def test_zoo_is_every_scratch_classifier_and_each_fits_32_pixels():
         "dilated-cnn", "efficientnet-b0", "efficientnet-b1", "efficientnet-b2", "efficientnet-b3", "googlenet-cifar",
         "inception-v3-cifar", "inception-v4-cifar", "inception-resnet-v2-cifar",
         "locally-connected", "mlp", "mobilenet-v1", "mobilenet-v2", "resnet18-cifar", "resnet34-cifar", "resnet50-cifar", "resnet9",
-        "resnext11-4x16d", "resnext29-4x16d", "resnext29-8x64d", "se-resnet18", "simple-cnn", "speed-vgg", "vgg-small"}
+        "resnext11-4x16d", "resnext11-4x8d", "resnext29-4x16d", "resnext29-8x64d", "se-resnet18", "simple-cnn", "speed-vgg", "vgg-small"}
     assert [zoo_resolution(f"efficientnet-b{phi}") for phi in range(4)] == [32, 37, 42, 49]
     macs = {}
     with torch.device("meta"):

@@ -505,6 +505,24 @@ def test_another_model_does_not_inherit_the_recipes_unet_kwargs(tmp_path, monkey
     assert "width" not in (config.get("model_kwargs") or {})
 
 
+def test_the_caries_resunet_recipe_trains_a_resunet_on_dc1000_and_refuses_another_dataset(tmp_path, capsys):
+    from cnnlab.segment.recipes import NAMED, recipe
+
+    dc = tmp_path / "dc1000"
+    write_pairs(dc, 6, fmt="binary", img_dir="images", mask_dir="labels")
+    opts = recipe("dc1000", "cpu", "caries-resunet")
+    assert opts["model"] == "resunet" and opts["loss"] == "bce+dice" and opts["crop"] == (256, 256)  # dc1000's
+    m = train_segmenter(recipe="caries-resunet", data_dir=dc, out=tmp_path / "run", val_fraction=0.2,
+                        test_fraction=0.2, epochs=1, crop=(32, 32), samples=4, batch_size=2, progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert m["model"] == "resunet" and config["recipe"] == "caries-resunet" and config["dataset"] == "dc1000"
+    with pytest.raises(CnnlabError, match="--recipe caries-resunet trains on --dataset dc1000, not 'camvid'"):
+        train_segmenter("camvid", recipe="caries-resunet", out=tmp_path / "b")
+    main(["segment", "train", "--list-recipes"])
+    listing = capsys.readouterr().out
+    assert "caries-resunet (003 Q8, --dataset dc1000)" in listing and str(NAMED["caries-resunet"]["cpu"]) in listing
+
+
 def test_unet_without_skips_ignores_encoder_features():
     """skips=False: the decoder sees only upsampled bottleneck features (fewer input channels per stage)."""
     from cnnlab.models import create_model

@@ -37,7 +37,8 @@ from cnnlab.segment.inference import Inference, evaluate_set, infer, rank_key
 from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights, refuse_unused_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
 from cnnlab.segment.noise import corrupt_masks
-from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, recipe
+from cnnlab.segment.recipes import OPTIONS, RECIPES, RUN_DEFAULTS, TRAIN_FIELDS, named_dataset
+from cnnlab.segment.recipes import recipe as dataset_recipe
 from cnnlab.segment.task import SegmentationTask
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.config import TrainConfig
@@ -92,6 +93,7 @@ def train_segmenter(
     noisy_warmup: float | None = None,
     corrupt_fraction: float | None = None,
     corrupt_mode: str | None = None,
+    recipe: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -100,6 +102,7 @@ def train_segmenter(
 ) -> dict:
     """Train a segmentation model and write a complete run folder; returns metrics.json's dict.
 
+    ``recipe`` names an assignment's run (``cnnlab.segment.recipes.NAMED``; it sets ``dataset``).
     ``dataset`` is a preset (camvid, isbi2012, dc1000, carla) or None with ``folder`` =
     ``dict(images=, masks=, classes=, mask_format=, palette=, mask_suffix=)``. ``options``
     override the recipe for the run's device (see ``cnnlab.segment.recipes``) and the
@@ -114,7 +117,9 @@ def train_segmenter(
     ``tta`` flips, and these settings are stored in the reported checkpoint for predict/evaluate.
     """
     started, cpu_started = time.perf_counter(), time.process_time()
-    call = dict(options, dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
+    if recipe is not None:
+        dataset = named_dataset(recipe, dataset)
+    call = dict(options, recipe=recipe, dataset=dataset, data_dir=data_dir, folder=folder, val_fraction=val_fraction,
                 test_fraction=test_fraction, split_seed=split_seed, noisy_drop=noisy_drop, noisy_warmup=noisy_warmup,
                 corrupt_fraction=corrupt_fraction, corrupt_mode=corrupt_mode)
     asked = given(call)  # what this call gave (not what a recipe or a resumed run's config.json holds)
@@ -123,7 +128,7 @@ def train_segmenter(
     run.update({k: v for k, v in RUN_DEFAULTS.items() if run.get(k) is None})
     kind = device_kind(TrainConfig(device=options.get("device") or "auto").resolved_device())
     refuse_unknown(options, OPTIONS, "segmentation")
-    opts = layered(recipe(run["dataset"], kind), given(options))
+    opts = layered(dataset_recipe(run["dataset"], kind, run["recipe"]), given(options))
     lifecycle.refuse_ineffective(asked, {**run, **opts}, INEFFECTIVE)
     cfg = engine_config(opts, TRAIN_FIELDS)
     out = lifecycle.run_folder(out, f"segment-{run['dataset'] or 'folder'}-{opts['model']}", resume, overwrite)
@@ -159,6 +164,8 @@ class SegmenterRun:
         self.pinned = pinned  # a resumed run's split names: its data as it was split, whatever was added since
         dataset = run["dataset"]
         self.recipe = f"{dataset.lower()}/{kind}" if dataset and dataset.lower() in RECIPES else None
+        if run.get("recipe"):
+            self.recipe = f"{run['recipe']}/{kind} (on {self.recipe})"
 
     def prepare(self) -> Prepared:
         """Data (with masks corrupted on purpose if asked), loss, seeded model, loaders, task."""
@@ -194,7 +201,7 @@ class SegmenterRun:
                     size=list(opts["size"]) if opts["size"] else None, dataset=run["dataset"] or "folder")
         config = dict(dataset=run["dataset"], data_dir=str(run["data_dir"]) if run["data_dir"] else None,
                       folder=run["folder"], **{k: run[k] for k in RUN_DEFAULTS},
-                      corrupted=[data.train.names[i] for i in corrupted], recipe=self.recipe,
+                      corrupted=[data.train.names[i] for i in corrupted], recipe_layers=self.recipe,
                       **({"data_files": data.split_names()} if data.carved else {}),
                       options={k: v for k, v in opts.items() if k not in TRAIN_FIELDS}, train=asdict(cfg))
         self.data, self.net, self.mean, self.std, self.corrupted = data, net, mean, std, len(corrupted)

@@ -10,6 +10,7 @@ from cnnlab.cli.types import (comma_list, float_range, fraction, json_list, json
                              positive_int, probability, word_or)
 from cnnlab.data.catalog import MASK_FORMATS, SEGMENTATION_DATASETS
 from cnnlab.models.catalog import SEGMENTATION_MODELS
+from cnnlab.segment.catalog import RECIPE_NAMES
 
 class_weights = word_or(("median-frequency",), comma_list(nonneg_float))
 
@@ -39,10 +40,24 @@ def _tta(value: str | None) -> str | None:
 def cmd_train(args: argparse.Namespace) -> None:
     from cnnlab.segment.api import train_segmenter
 
+    if args.list_recipes:
+        _list_recipes()
+        return
     folder = _FOLDER.values(args) if args.images else None
-    m = train_segmenter(args.dataset, data_dir=args.data_dir, folder=folder, **values(args, _TRAIN_GROUPS))
+    m = train_segmenter(args.dataset, data_dir=args.data_dir, folder=folder, recipe=args.recipe,
+                        **values(args, _TRAIN_GROUPS))
     if m:
         _print_scores(m)
+
+
+def _list_recipes() -> None:
+    """The named recipes: assignment, dataset, what they train, and their options per device."""
+    from cnnlab.segment.recipes import NAMED
+
+    for name, r in NAMED.items():
+        print(f"{name} ({r['assignment']}, --dataset {r['dataset']}): {r['description']}")
+        for kind in ("cpu", "gpu"):
+            print(f"  {kind} preset, on the {r['dataset']} recipe: {r[kind]}")
 
 
 def _score_line(name: str, m: dict) -> str:
@@ -152,6 +167,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         description="Options left out come from the dataset's recipe (cnnlab.segment.recipes.RECIPES).")
     p.add_argument("--dataset", help=f"preset: {', '.join(SEGMENTATION_DATASETS)} (or give --images/--masks/--classes)")
     p.add_argument("--data-dir", help="dataset folder (default: $CNNLAB_DATA/<dataset>)")
+    p.add_argument("--recipe", choices=RECIPE_NAMES,
+                   help="an assignment's named run (sets --dataset; see --list-recipes)")
+    p.add_argument("--list-recipes", action="store_true", help="list the named recipes and exit")
     add_groups(p, (_FOLDER, *_TRAIN_GROUPS))
     p.set_defaults(func=cmd_train, run_folder=True)
 

@@ -1,0 +1,5 @@
+"""The named segmentation recipes the CLI offers, without torch: the parser is built from them.
+
+They must equal ``cnnlab.segment.recipes.NAMED`` (``tests/test_catalogs.py`` checks that).
+"""
+RECIPE_NAMES = ("caries-resunet",)
