@@ -21,7 +21,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cnnlab.models.layers import adapt_first_conv
-from cnnlab.models.pretrained import LITE_MEAN, LITE_STD, _lite0_imagenet
+from cnnlab.models.pretrained import LITE_MEAN, LITE_STD, _lite0_imagenet, lite_drop_rates
 from cnnlab.models.registry import register_model
 from cnnlab.models.unet import EncoderUNet
 
@@ -64,9 +64,7 @@ class EfficientNetLite0UNet(EncoderUNet):
         self.pretrained_mean, self.pretrained_std = (LITE_MEAN[0],) * in_chans, (LITE_STD[0],) * in_chans
         net._conv_stem = adapt_first_conv(net._conv_stem, in_chans)
         stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        rate = net._global_params.drop_connect_rate if drop_connect is None else drop_connect
-        n = len(net._blocks)
-        rates = [rate * i / n for i in range(n)]
+        rates = lite_drop_rates(net, drop_connect)
         bounds = list(zip(STAGE_STARTS, STAGE_STARTS[1:]))
         self.stages = nn.ModuleList([LiteStage(list(net._blocks[a:b]), rates[a:b], stem if i == 0 else None)
                                      for i, (a, b) in enumerate(bounds)])

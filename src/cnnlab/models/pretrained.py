@@ -63,10 +63,18 @@ class _LiteFeatures(nn.Module):
         return [*self.net._blocks[k:], self.net._conv_head, self.net._bn1]
 
     def _blocks(self, x: Tensor, start: int, stop: int) -> Tensor:
-        rate = self.net._global_params.drop_connect_rate
+        rates = lite_drop_rates(self.net)
         for idx in range(start, stop):
-            x = self.net._blocks[idx](x, drop_connect_rate=rate * idx / self.blocks if rate else rate)
+            x = self.net._blocks[idx](x, drop_connect_rate=rates[idx])
         return x
+
+
+def lite_drop_rates(net: nn.Module, rate: float | None = None) -> list[float]:
+    """Each Lite0 block's drop-connect rate as ``extract_features`` gives it: ``rate`` (default the
+    network's own) times the block's index over the number of blocks (stochastic depth rising with depth)."""
+    rate = net._global_params.drop_connect_rate if rate is None else rate
+    n = len(net._blocks)
+    return [rate * i / n for i in range(n)]
 
 
 def _lite0_imagenet(pretrained: bool = True) -> nn.Module:
@@ -168,21 +176,20 @@ class TransferNet(nn.Module):
 
     def cacheable(self) -> bool:
         """Whether the part :meth:`frozen` runs is frozen (its output can be computed once)."""
-        return not any(p.requires_grad for p in self._frozen_parameters())
-
-    def _frozen_parameters(self):
         trained = {id(p) for m in self.features.trained_after(self.split) for p in m.parameters()} \
             if self.split is not None else set()
-        return (p for p in self.features.parameters() if id(p) not in trained)
+        return not any(p.requires_grad for p in self.features.parameters() if id(p) not in trained)
+
+    def _trunk_input(self, x: Tensor) -> Tensor:
+        """Images as the trunk takes them: three channels, at the ``resize`` resolution."""
+        return self.resize(x.expand(-1, 3, -1, -1) if self.in_chans == 1 else x)
 
     def frozen(self, x: Tensor) -> Tensor:
         """What a frozen trunk's cache stores per image: the pooled features (N x channels), or with
         ``train_last`` the maps the frozen blocks hand to the trained ones (N x C x h x w)."""
-        if self.in_chans == 1:
-            x = x.expand(-1, 3, -1, -1)
         if self.split is None:
-            return self.head[:2](self.features(self.resize(x)))
-        return self.features.upto(self.resize(x), self.split)
+            return self.head[:2](self.features(self._trunk_input(x)))
+        return self.features.upto(self._trunk_input(x), self.split)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of images (N x C x H x W), or of what :meth:`frozen` returned for them (the cache of
@@ -192,9 +199,7 @@ class TransferNet(nn.Module):
             return self.head[2:](x)
         if self.split is not None and x.shape[1] == self.split_channels:
             return self.head(self.features.after(x, self.split))
-        if self.in_chans == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return self.head(self.features(self.resize(x)))
+        return self.head(self.features(self._trunk_input(x)))
 
 
 @register_model("transfer:", default_input=(3, 224, 224), tags=("pretrained",))

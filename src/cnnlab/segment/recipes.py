@@ -5,6 +5,7 @@ of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``), then the op
 """
 from __future__ import annotations
 
+from cnnlab.core.errors import CnnlabError
 from cnnlab.runs.recipe import TRAIN_FIELDS as ENGINE_FIELDS, layered
 from cnnlab.train.engine import cpu_has_native_bf16
 
@@ -73,8 +74,6 @@ def recipe(dataset: str | None, kind: str = "cpu", name: str | None = None) -> d
 
 def named_dataset(name: str, dataset: str | None) -> str:
     """The dataset a named recipe trains on; a clear error for an unknown name or another dataset."""
-    from cnnlab.core.errors import CnnlabError
-
     if name not in NAMED:
         raise CnnlabError(f"--recipe {name!r}: expected one of {', '.join(NAMED)} (cnnlab segment train --list-recipes)")
     own = NAMED[name]["dataset"]
