@@ -26,7 +26,7 @@ PRESET_RECIPES = [name for name, r in NAMED_RECIPES.items() if r.cpu]
 def test_the_preset_follows_the_device_and_preset_forces_one(monkeypatch):
     _, cpu = resolve_options(None, "resnext29", device="cpu")
     _, gpu = resolve_options(None, "resnext29", device="cpu", preset="gpu")
-    assert cpu["model"] == "resnext11-4x8d" and gpu["model"] == "resnext29-4x16d"
+    assert cpu["model"] == "resnext20-4x16d" and gpu["model"] == "resnext29-4x16d"
     assert cpu["epochs"] == NAMED_RECIPES["resnext29"].cpu["epochs"] and gpu["epochs"] == 30
     monkeypatch.setattr(TrainConfig, "resolved_device", lambda self: torch.device("cuda", 0))
     _, auto = resolve_options(None, "resnext29")  # a run that resolves to a GPU takes the GPU preset
@@ -64,7 +64,7 @@ def test_the_run_records_its_preset_and_list_recipes_shows_the_cpu_changes(tmp_p
     assert config["preset"] == "gpu" and config["train"]["schedule"] == "none"  # the assignment's own
     main(["train", "--list-recipes"])
     listing = capsys.readouterr().out
-    assert "cpu preset" in listing and "ResNeXt-11 4x8d" in listing
+    assert "cpu preset" in listing and "ResNeXt-20 4x16d" in listing
 
 
 def test_resnext11_is_resnext29_with_one_block_per_stage_and_half_the_outputs():
@@ -85,6 +85,22 @@ def test_resnext11_4x8d_is_the_one_block_member_with_half_width_paths_and_quarte
     assert grouped == [(4, 32), (4, 64), (4, 128)]  # 4 paths of 8, 16, 32 channels
     assert type(small.stages[0][0]) is type(wide.stages[0][0])
     assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_resnext20_halves_the_resolution_in_its_first_stage_and_keeps_resnext29s_paths():
+    small, full = create_model("resnext20-4x16d"), create_model("resnext29-4x16d")
+    assert [len(s) for s in small.stages] == [2, 2, 2]
+    assert [s[-1].body[2][0].out_channels for s in small.stages] == [128, 256, 512]
+    grouped = [(m.groups, m.in_channels) for m in small.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert grouped == [(4, 64)] * 2 + [(4, 128)] * 2 + [(4, 256)] * 2  # 4 paths of 16, 32, 64 as in 4x16d
+    assert grouped[::2] == [(g, c) for g, c in ((m.groups, m.in_channels) for m in full.modules()
+                                               if isinstance(m, torch.nn.Conv2d) and m.groups > 1)][::3]
+    shapes = []
+    hooks = [s.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[-2:]))) for s in small.stages]
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert shapes == [(16, 16), (8, 8), (4, 4)]  # full ResNeXt-29 keeps 32, 16, 8
+    for h in hooks:
+        h.remove()
 
 
 def _frozen_transfer() -> torch.nn.Module:
