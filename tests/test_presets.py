@@ -67,12 +67,16 @@ def test_the_run_records_its_preset_and_list_recipes_shows_the_cpu_changes(tmp_p
     assert "cpu preset" in listing and "ResNeXt-20 4x16d" in listing
 
 
+def _grouped_convs(net: torch.nn.Module) -> list[tuple[int, int]]:
+    """(groups, input channels) of every grouped convolution: a ResNeXt block's paths."""
+    return [(m.groups, m.in_channels) for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+
+
 def test_resnext11_is_resnext29_with_one_block_per_stage_and_half_the_outputs():
     small, full = create_model("resnext11-4x16d"), create_model("resnext29-4x16d")
     assert [len(s) for s in small.stages] == [1, 1, 1] and [len(s) for s in full.stages] == [3, 3, 3]
     assert [s[-1].body[2][0].out_channels for s in small.stages] == [128, 256, 512]  # half the outputs
-    grouped = [m.groups for m in small.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
-    assert grouped == [4, 4, 4]  # one 4-path grouped 3x3 per block, as in ResNeXt-29 4x16d
+    assert [g for g, _ in _grouped_convs(small)] == [4, 4, 4]  # one 4-path grouped 3x3 per block, as in ResNeXt-29 4x16d
     assert type(small.stages[0][0]) is type(full.stages[0][0])
     assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -81,8 +85,7 @@ def test_resnext11_4x8d_is_the_one_block_member_with_half_width_paths_and_quarte
     small, wide = create_model("resnext11-4x8d"), create_model("resnext11-4x16d")
     assert [len(s) for s in small.stages] == [1, 1, 1]
     assert [s[-1].body[2][0].out_channels for s in small.stages] == [64, 128, 256]
-    grouped = [(m.groups, m.in_channels) for m in small.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
-    assert grouped == [(4, 32), (4, 64), (4, 128)]  # 4 paths of 8, 16, 32 channels
+    assert _grouped_convs(small) == [(4, 32), (4, 64), (4, 128)]  # 4 paths of 8, 16, 32 channels
     assert type(small.stages[0][0]) is type(wide.stages[0][0])
     assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -91,10 +94,8 @@ def test_resnext20_halves_the_resolution_in_its_first_stage_and_keeps_resnext29s
     small, full = create_model("resnext20-4x16d"), create_model("resnext29-4x16d")
     assert [len(s) for s in small.stages] == [2, 2, 2]
     assert [s[-1].body[2][0].out_channels for s in small.stages] == [128, 256, 512]
-    grouped = [(m.groups, m.in_channels) for m in small.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
-    assert grouped == [(4, 64)] * 2 + [(4, 128)] * 2 + [(4, 256)] * 2  # 4 paths of 16, 32, 64 as in 4x16d
-    assert grouped[::2] == [(g, c) for g, c in ((m.groups, m.in_channels) for m in full.modules()
-                                               if isinstance(m, torch.nn.Conv2d) and m.groups > 1)][::3]
+    assert _grouped_convs(small) == [(4, 64)] * 2 + [(4, 128)] * 2 + [(4, 256)] * 2  # 4 paths of 16, 32, 64
+    assert _grouped_convs(small)[::2] == _grouped_convs(full)[::3]  # as in ResNeXt-29 4x16d
     shapes = []
     hooks = [s.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[-2:]))) for s in small.stages]
     assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
