@@ -20,7 +20,7 @@ import torch
 
 from cnnlab.analysis.complexity import count_macs
 from cnnlab.models import create_model
-from cnnlab.train.engine import cpu_has_native_bf16
+from cnnlab.core.distributed import cpu_has_native_bf16
 
 # (name, model, model_kwargs, batch): the networks of the CPU presets and their GPU-preset originals
 NETWORKS = [

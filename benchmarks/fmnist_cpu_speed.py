@@ -43,7 +43,8 @@ from cnnlab.cli.main import keep_freed_memory
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
 from cnnlab.core.seeding import seed_everything
-from cnnlab.train.engine import cpu_has_native_bf16, evaluate, fit
+from cnnlab.core.distributed import cpu_has_native_bf16
+from cnnlab.train.engine import evaluate, fit
 from cnnlab.train.tasks import ClassificationTask
 
 TARGET = 0.92

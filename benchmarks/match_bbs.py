@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.core.distributed import cpu_has_native_bf16
 from cnnlab.match import bbs
 from cnnlab.match.api import BENCHMARK_METHODS, PEER, run_benchmark
 from cnnlab.match.matcher import MatchConfig
@@ -73,6 +74,7 @@ def main() -> None:
     print(text)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "native_bf16": cpu_has_native_bf16(),  # the network runs in bf16 where this is true (bf16=None)
                "load_average_at_start": load, "wall_seconds": time.perf_counter() - start,
                "cpu_seconds": time.process_time() - cpu}
     setting = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("method", "device")}

@@ -90,6 +90,23 @@ def test_dim_fft_equals_direct_convolution():
     assert torch.allclose(scoring.dim(x, templates, 4), y, rtol=1e-4, atol=1e-6)
 
 
+def test_dim_batch_of_crops_equals_each_crop_alone():
+    """The cascade runs its crops as one zero-padded batch; the support mask keeps each crop's maps exact."""
+    torch.manual_seed(3)
+    templates = torch.rand(3, 6, 5, 7)
+    crops = [torch.rand(6, 14, 17), torch.rand(6, 19, 12)]
+    batch, support = torch.zeros(2, 6, 19, 17), torch.zeros(2, 1, 19, 17)
+    for i, x in enumerate(crops):
+        batch[i, :, :x.shape[1], :x.shape[2]], support[i, :, :x.shape[1], :x.shape[2]] = x, 1
+    together = scoring.dim(batch, templates, 4, support=support)
+    for i, x in enumerate(crops):
+        alone = scoring.dim(x, templates, 4)
+        assert torch.allclose(together[i, :, :x.shape[1], :x.shape[2]], alone, rtol=1e-4, atol=1e-6)
+    # without the mask, activations grow on the padding and leak back into the smaller crop
+    leaky = scoring.dim(batch, templates, 4)[0, :, :14, :17]
+    assert not torch.allclose(leaky, scoring.dim(crops[0], templates, 4), rtol=1e-3, atol=1e-5)
+
+
 # --- known answers on real photos --------------------------------------------------------------
 
 BOX = (52.0, 30.0, 34.0, 26.0)  # x, y, w, h: the cat's face in chelsea at 96 x 144

@@ -20,7 +20,7 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.core.names import did_you_mean
 from cnnlab.runs.recipe import PRESETS, TRAIN_FIELDS, device_kind, engine_config, given, layered
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import cpu_has_native_bf16
+from cnnlab.core.distributed import cpu_has_native_bf16
 
 # Default recipe per dataset: what `cnnlab train --dataset X` uses when an option is not given.
 # Fashion-MNIST's is chosen for a 2-core CPU budget: with 6-8 epochs the small CNN gains more from

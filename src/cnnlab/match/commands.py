@@ -95,8 +95,8 @@ def _match_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile", type=bounds.tile_side, default=1024,
                    help="network tile side in pixels: memory is bounded by one tile (plus its halo)")
     g.add_argument("--device", type=device, default="cpu")
-    g.add_argument("--bf16", action="store_true",
-                   help="run the network in bfloat16 autocast (CPU only; measured no faster on BBS here)")
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the network in bfloat16 autocast on a CPU (default: where the CPU has native bf16)")
     g = p.add_argument_group("search")
     g.add_argument("--scales", type=scales, default=(1.0,),
                    help="template pyramid: 0.5,1,2 or 0.5:2:7 (geometric); the box has the matched scale")

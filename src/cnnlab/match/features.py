@@ -159,6 +159,8 @@ def load_feature_net(backbone: str | None = None, checkpoint: str | None = None,
         raise CnnlabError(f"--backbone {name!r}: expected {DEFAULT_BACKBONE} (offline) or torchvision:<name> "
                           f"(e.g. torchvision:vgg19), or give --checkpoint")
     in_chans = pc.input_size[0]
+    # oneDNN's convolutions (depthwise ones above all) run faster channels-last, in bf16 about 2x
+    pc.model.to(memory_format=torch.channels_last)
     probe = torch.rand(1, in_chans, _PROBE, _PROBE, device=device)
     available = feature_layers(pc.model, probe)
     if layers is None:
@@ -257,9 +259,18 @@ class FeatureSpace:
         return space
 
     def apply(self, maps: list[Tensor]) -> Tensor:
-        """``C' x H x W`` features: the layers concatenated, standardised, weighted (and projected)."""
-        x = torch.cat(maps)
-        x = (x - self.mean[:, None, None]) * self.scale[:, None, None]
-        if self.basis is not None:
-            x = torch.einsum("chw,ck->khw", x, self.basis)
-        return x
+        """``C' x H x W`` features: the layers concatenated, standardised, weighted (and projected).
+
+        With a projection the standardisation is folded into it, ``P^T (s * (x - m)) = (s P)^T x - (s P)^T m``:
+        one matrix product per layer, and the layers are never copied into one tensor.
+        """
+        if self.basis is None:
+            return (torch.cat(maps) - self.mean[:, None, None]) * self.scale[:, None, None]
+        weights = self.basis * self.scale[:, None]  # C x k
+        out = -(self.mean @ weights)[:, None]  # k x 1, broadcast over the cells
+        start = 0
+        for m in maps:
+            c = m.shape[0]
+            out = torch.addmm(out, weights[start:start + c].T, m.reshape(c, -1))
+            start += c
+        return out.reshape(-1, *maps[0].shape[-2:])

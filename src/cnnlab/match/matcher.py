@@ -32,6 +32,7 @@ from cnnlab.core.errors import CnnlabError
 from cnnlab.match.catalog import DEFAULT_METHOD
 from cnnlab.match import scoring
 from cnnlab.match.features import FeatureNet, FeatureSpace, load_feature_net
+from cnnlab.core.distributed import cpu_has_native_bf16
 
 # name -> what it scores (the README and `cnnlab match --help` list these)
 METHODS = {
@@ -71,7 +72,9 @@ class MatchConfig:
     # 3 and 0.5 on all 105 BBS pairs: AUC 0.700 (whole map 0.699), 0.67 s per pair instead of 0.96-1.44
     candidates: int = 3
     context: float = 0.5
-    bf16: bool = False  # deep methods on a CPU: the network in bfloat16 autocast (scoring stays float32)
+    # deep methods on a CPU: the network in bfloat16 autocast (scoring stays float32); None: where the
+    # CPU has native bf16 (AVX512-BF16 host: the network 2x faster with channels-last, same BBS AUC)
+    bf16: bool | None = None
     refine: bool = True  # deep methods: locate the peak between cells (parabola through neighbours)
     device: str = "cpu"
 
@@ -209,9 +212,10 @@ class Matcher:
         return space.apply(maps), space, self.net.stride, yx
 
     def _extract(self, image: Tensor) -> list[Tensor]:
-        """The network's maps of ``image``; in bf16 autocast when asked (CPU only; on BBS here it was no faster)."""
+        """The network's maps of ``image``; in bf16 autocast on a CPU when asked (by default where it is native)."""
         cfg = self.config
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and cfg.device == "cpu"):
+        bf16 = cpu_has_native_bf16() if cfg.bf16 is None else cfg.bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and cfg.device == "cpu"):
             return self.net.extract(image, cfg.tile)
 
     def _template(self, image: Tensor, box: Box, factor: float, scale: float, space: FeatureSpace | None,
@@ -304,26 +308,47 @@ class Matcher:
         coarse = self._in_tiles(grid, t, stride, _zncc_map, 0)  # in tiles: memory stays bounded on large images
         out = torch.full_like(coarse, -math.inf)
         halo_r, halo_c = math.ceil(cfg.context * h), math.ceil(cfg.context * w)
+        scored, crops = [], []
         for r, c in _best_windows(coarse, cfg.candidates, (h, w)):
             r0, r1 = max(0, r - h // 2), min(coarse.shape[0], r + h // 2 + 1)  # windows scored
             c0, c1 = max(0, c - w // 2), min(coarse.shape[1], c + w // 2 + 1)
             a0, b0 = max(0, r0 - halo_r), max(0, c0 - halo_c)  # features they see
             a1, b1 = min(grid.shape[1], r1 + h - 1 + halo_r), min(grid.shape[2], c1 + w - 1 + halo_c)
-            part = self._score_window(grid[:, a0:a1, b0:b1], t)[r0 - a0:r1 - a0, c0 - b0:c1 - b0]
-            out[r0:r1, c0:c1] = torch.fmax(out[r0:r1, c0:c1], part)
+            scored.append((r0, r1, c0, c1, a0, b0))
+            crops.append(grid[:, a0:a1, b0:b1])
+        # all crops in one DIM batch: they share the templates' spectra
+        for (r0, r1, c0, c1, a0, b0), part in zip(scored, self._dim_windows(crops, t)):
+            out[r0:r1, c0:c1] = torch.fmax(out[r0:r1, c0:c1], part[r0 - a0:r1 - a0, c0 - b0:c1 - b0])
         return out
 
     def _score_window(self, grid: Tensor, t: _Template) -> Tensor:
-        cfg = self.config
-        if cfg.method in ("zncc", "zncc-pixel"):
+        if self.config.method in ("zncc", "zncc-pixel"):
             return _zncc_map(grid, t)
+        return self._dim_windows([grid], t)[0]
+
+    def _dim_windows(self, grids: list[Tensor], t: _Template) -> list[Tensor]:
+        """DIM's window maps (top-left indexed) of several feature crops, run as one zero-padded batch.
+
+        Each crop is reflect-padded by a template so windows at its border see plausible input, then
+        zero-padded to the batch's size with no activation allowed there: each crop's maps are the
+        ones it would get alone.
+        """
         h, w = t.cells.shape[-2:]
-        x = scoring.on_off(grid)
-        ph, pw = min(h, x.shape[1] - 1), min(w, x.shape[2] - 1)
-        x = F.pad(x[None], (pw, pw, ph, ph), mode="reflect")[0]
-        y = scoring.dim(x, scoring.on_off(t.cells.transpose(0, 1)).transpose(0, 1), cfg.iterations)[0]
+        padded, pads = [], []
+        for grid in grids:
+            x = scoring.on_off(grid)
+            ph, pw = min(h, x.shape[1] - 1), min(w, x.shape[2] - 1)
+            padded.append(F.pad(x[None], (pw, pw, ph, ph), mode="reflect")[0])
+            pads.append((ph, pw))
+        rows, cols = max(x.shape[1] for x in padded), max(x.shape[2] for x in padded)
+        batch = torch.stack([F.pad(x, (0, cols - x.shape[2], 0, rows - x.shape[1])) for x in padded])
+        support = torch.stack([F.pad(x.new_ones(1, *x.shape[1:]), (0, cols - x.shape[2], 0, rows - x.shape[1]))
+                               for x in padded])
+        templates = scoring.on_off(t.cells.transpose(0, 1)).transpose(0, 1)
+        y = scoring.dim(batch, templates, self.config.iterations, support=support)[:, 0]
         a, b = (h - 1) // 2, (w - 1) // 2  # centre cell -> top-left cell of the window
-        return y[ph + a: ph + a + grid.shape[1] - h + 1, pw + b: pw + b + grid.shape[2] - w + 1]
+        return [y[i, ph + a: ph + a + g.shape[1] - h + 1, pw + b: pw + b + g.shape[2] - w + 1]
+                for i, (g, (ph, pw)) in enumerate(zip(grids, pads))]
 
     def _peaks(self, scores: Tensor, t: _Template, stride: int, yx: tuple[float, float]) -> list[Match]:
         """Local maxima of one scale's map as boxes in search-image pixels (best first)."""

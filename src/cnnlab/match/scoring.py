@@ -153,53 +153,62 @@ def on_off(features: Tensor) -> Tensor:
     return torch.cat([features.clamp_min(0), (-features).clamp_min(0)])
 
 
-def dim(image: Tensor, templates: Tensor, iterations: int = 10, eps: float = 1e-2) -> Tensor:
+def dim(image: Tensor, templates: Tensor, iterations: int = 10, eps: float = 1e-2,
+        support: Tensor | None = None) -> Tensor:
     """Divisive input modulation: template activations after ``iterations`` rounds of explaining away.
 
-    ``image`` is ``C x H x W`` and ``templates`` ``K x C x h x w``, both non-negative (see
-    :func:`on_off`), template 0 the target and the rest look-alikes. With feed-forward weights
-    ``w_k = T_k / sum(T_k)`` and feedback weights ``v_k = T_k / max(T_k)``, starting from ``y = 0``::
+    ``image`` is ``C x H x W`` (or a batch ``B x C x H x W`` of crops, zero-padded to one size) and
+    ``templates`` ``K x C x h x w``, both non-negative (see :func:`on_off`), template 0 the target
+    and the rest look-alikes. With feed-forward weights ``w_k = T_k / sum(T_k)`` and feedback
+    weights ``v_k = T_k / max(T_k)``, starting from ``y = 0``::
 
         r = sum_k y_k (*) v_k            reconstruction of the input (convolution)
         e = x / max(eps, r)              what is not yet explained (>1) or over-explained (<1)
         y_k = max(eps1, y_k) * (e (x) w_k)   correlation: a template grows where its fit is unexplained
 
     Both operations are 'same'-size, zero outside the image, computed with the FFT. Returns the
-    ``K x H x W`` activations, each at the window's centre cell (odd ``h``, ``w`` put it exactly).
+    ``K x H x W`` activations (``B x K x H x W`` for a batch), each at the window's centre cell (odd
+    ``h``, ``w`` put it exactly). A batch shares the templates' spectra, the costliest set-up, and
+    turns the per-frequency products into matrix products; ``support`` (``B x 1 x H x W``, 1 inside
+    each crop, 0 on the zeros that pad it to the batch's size) keeps activations off the padding, so
+    every crop gets exactly the maps it would get alone.
     """
-    c, hh, ww = image.shape
+    x = image if image.dim() == 4 else image[None]
+    _, c, hh, ww = x.shape
     k, kc, h, w = templates.shape
     if kc != c:
         raise ValueError(f"templates have {kc} channels, image {c}")
     a, b = (h - 1) // 2, (w - 1) // 2
     n, m = fft_length(hh + h), fft_length(ww + w)
-    feedback = templates / templates.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    forward = templates / templates.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-    # per frequency, the K x C template spectra act as small matrices: one batched matmul each way
-    f_feedback = _per_frequency(torch.fft.rfft2(feedback, s=(n, m))).transpose(1, 2).contiguous()  # F x C x K
-    f_forward = _per_frequency(torch.fft.rfft2(forward, s=(n, m)).conj()).contiguous()  # F x K x C
-    eps1 = eps / feedback.sum(dim=(0, 2, 3)).max().clamp_min(1e-6)
-    y = image.new_zeros(k, hh, ww)
+    # v_k and w_k are T_k scaled: one spectrum of T serves both directions (the correlation is its conjugate)
+    spectrum = torch.fft.rfft2(templates, s=(n, m)).flatten(-2).permute(2, 0, 1)  # F x K x C
+    feedback = 1 / templates.amax(dim=(1, 2, 3)).clamp_min(1e-6)
+    forward = 1 / templates.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    f_feedback = (spectrum * feedback[:, None]).transpose(1, 2).contiguous()  # F x C x K
+    f_forward = (spectrum.conj() * forward[:, None]).contiguous()  # F x K x C
+    eps1 = eps / (templates * feedback[:, None, None, None]).sum(dim=(0, 2, 3)).max().clamp_min(1e-6)
+    y = x.new_zeros(x.shape[0], k, hh, ww)
     for step in range(iterations):
         if step == 0:
-            error = image / eps
+            error = x / eps
         else:
-            recon = _from_frequency(torch.bmm(f_feedback, _per_frequency(torch.fft.rfft2(y, s=(n, m)))[..., None]),
-                                    (n, m)).roll((-a, -b), (1, 2))[:, :hh, :ww]
-            error = image / recon.clamp_min(eps)
-        drive = _from_frequency(torch.bmm(f_forward, _per_frequency(torch.fft.rfft2(error, s=(n, m)))[..., None]),
-                                (n, m)).roll((a, b), (1, 2))[:, :hh, :ww]
+            recon = _from_frequency(torch.bmm(f_feedback, _per_frequency(torch.fft.rfft2(y, s=(n, m)))),
+                                    (n, m)).roll((-a, -b), (-2, -1))[..., :hh, :ww]
+            error = x / recon.clamp_min(eps)
+        drive = _from_frequency(torch.bmm(f_forward, _per_frequency(torch.fft.rfft2(error, s=(n, m)))),
+                                (n, m)).roll((a, b), (-2, -1))[..., :hh, :ww]
         y = (y.clamp_min(eps1) * drive).clamp_min(0)
-    return y
+        if support is not None:
+            y = y * support
+    return y if image.dim() == 4 else y[0]
 
 
 def _per_frequency(spectrum: Tensor) -> Tensor:
-    """``... x n x m'`` spectra -> ``n*m' x ...``: frequencies first, for batched matmuls."""
-    lead = spectrum.shape[:-2]
-    return spectrum.reshape(*lead, -1).movedim(-1, 0)
+    """``B x X x n x m'`` spectra -> ``n*m' x X x B``: frequencies first, for batched matmuls."""
+    return spectrum.flatten(-2).permute(2, 1, 0).contiguous()  # strided operands send bmm to a slow per-matrix loop
 
 
 def _from_frequency(batched: Tensor, size: tuple[int, int]) -> Tensor:
-    """``n*m' x C x 1`` (from :func:`_per_frequency` and a matmul) -> ``C x n x m`` real maps."""
+    """``n*m' x X x B`` (from :func:`_per_frequency` and a matmul) -> ``B x X x n x m`` real maps."""
     n, m = size
-    return torch.fft.irfft2(batched[..., 0].T.reshape(-1, n, m // 2 + 1), s=size)
+    return torch.fft.irfft2(batched.permute(2, 1, 0).reshape(batched.shape[2], batched.shape[1], n, m // 2 + 1), s=size)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cnnlab.core.errors import CnnlabError
 from cnnlab.runs.recipe import TRAIN_FIELDS as ENGINE_FIELDS, layered
-from cnnlab.train.engine import cpu_has_native_bf16
+from cnnlab.core.distributed import cpu_has_native_bf16
 
 # What a run uses when an option is not given: these defaults, then the dataset's recipe for the
 # kind of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``).

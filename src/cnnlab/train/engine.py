@@ -113,16 +113,6 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     raise CnnlabError(f"unknown schedule {cfg.schedule!r}; expected onecycle, cosine, step, plateau or none")
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU does bf16 matrix math in hardware (AMX tiles or AVX512-BF16).
-
-    There ``cpu_amp`` roughly halves a small CNN's epoch (oneDNN's bf16 convolutions); elsewhere
-    bf16 is emulated and slower than fp32, so recipes switch it on only where this is True.
-    """
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's own feature checks
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
 def autocast(device: torch.device, enabled: bool = True, cpu: bool = False):
     """bf16 autocast on CUDA (where it is fast and safe for these models), and on the CPU when
     ``cpu`` (oneDNN runs bf16 convs on AMX/AVX512-BF16 units); a no-op elsewhere."""
