@@ -6,6 +6,7 @@ After training the group is closed, and rank 0 alone evaluates and writes the re
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -29,8 +30,10 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU does bf16 matrix math in hardware (AMX tiles or AVX512-BF16).
+    """Whether this CPU does bf16 matrix math in hardware (AMX tiles or AVX512-BF16); asked once
+    per process, since the matcher asks it for every image it extracts features from.
 
     There ``cpu_amp`` roughly halves a small CNN's epoch (oneDNN's bf16 convolutions); elsewhere
     bf16 is emulated and slower than fp32, so recipes switch it on only where this is True.

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cnnlab.core.distributed import cpu_has_native_bf16
 from cnnlab.core.errors import CnnlabError
 from cnnlab.match.catalog import DEFAULT_METHOD
 from cnnlab.match import scoring
 from cnnlab.match.features import FeatureNet, FeatureSpace, load_feature_net
-from cnnlab.core.distributed import cpu_has_native_bf16
 
 # name -> what it scores (the README and `cnnlab match --help` list these)
 METHODS = {
@@ -341,9 +341,13 @@ class Matcher:
             padded.append(F.pad(x[None], (pw, pw, ph, ph), mode="reflect")[0])
             pads.append((ph, pw))
         rows, cols = max(x.shape[1] for x in padded), max(x.shape[2] for x in padded)
-        batch = torch.stack([F.pad(x, (0, cols - x.shape[2], 0, rows - x.shape[1])) for x in padded])
-        support = torch.stack([F.pad(x.new_ones(1, *x.shape[1:]), (0, cols - x.shape[2], 0, rows - x.shape[1]))
-                               for x in padded])
+        batch, support = padded[0].new_zeros(len(padded), padded[0].shape[0], rows, cols), None
+        for i, x in enumerate(padded):
+            batch[i, :, :x.shape[1], :x.shape[2]] = x
+        if any(x.shape[1:] != (rows, cols) for x in padded):  # some crops carry padding: mask it
+            support = batch.new_zeros(len(padded), 1, rows, cols)
+            for i, x in enumerate(padded):
+                support[i, :, :x.shape[1], :x.shape[2]] = 1
         templates = scoring.on_off(t.cells.transpose(0, 1)).transpose(0, 1)
         y = scoring.dim(batch, templates, self.config.iterations, support=support)[:, 0]
         a, b = (h - 1) // 2, (w - 1) // 2  # centre cell -> top-left cell of the window
