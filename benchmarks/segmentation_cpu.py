@@ -7,6 +7,11 @@ Groups (``--group``), each one command short enough to hold the machine alone:
 - ``caries-resunet``: ``cnnlab segment train --recipe caries-resunet`` (003 Q8 as asked: a ResU-Net
   built here, the same bar);
 - ``camvid``: ``cnnlab segment train --dataset camvid`` (val mIoU and per-class IoU);
+- ``camvid-mobilenetv2-unet``, ``camvid-unet``: the same recipe with ``--model`` changed (001 Sec.5; the
+  plain U-Net at width 16: at the default width 32 a step costs 3 times the Lite0 U-Net's, 50 minutes);
+- ``camvid-encoders``: the three CamVid runs side by side (val mIoU, wall time) with each model's
+  parameters, multiply-adds and CPU inference images/s on a whole 360 x 480 image: what the light
+  encoder buys;
 - ``isbi2012``: ``cnnlab segment train --dataset isbi2012`` (pixel error on the held-out slices);
 - ``isbi2012-no-skips``: the same with ``--no-skips`` (what the skip connections add, 000 Q8);
 - ``ablation``: one dataset's CPU recipe (``--dataset``: ISBI 2012 by default, where the course asks
@@ -66,10 +71,11 @@ def summary(m: dict) -> dict:
     return out
 
 
-def default_run(dataset: str, data: Path, runs: Path, *extra: str, recipe: str | None = None) -> dict:
+def default_run(dataset: str, data: Path, runs: Path, *extra: str, recipe: str | None = None,
+                name: str | None = None) -> dict:
     """``cnnlab segment train --dataset NAME`` (or ``--recipe RECIPE``) with nothing else but where its
-    data and run folder are (and ``extra`` arguments, for a one-change variant)."""
-    out = runs / ((recipe or f"{dataset}-default") + "".join(extra).replace("--", "-"))
+    data and run folder (``runs/name``) are (and ``extra`` arguments, for a one-change variant)."""
+    out = runs / (name or (recipe or f"{dataset}-default") + "".join(extra).replace("--", "-"))
     env = {**os.environ, "CNNLAB_DATA": str(data)}
     chosen = ["--recipe", recipe] if recipe else ["--dataset", dataset]
     cmd = [sys.executable, "-m", "cnnlab.cli.main", "segment", "train", *chosen, *extra, "--out", str(out)]
@@ -82,6 +88,45 @@ def default_run(dataset: str, data: Path, runs: Path, *extra: str, recipe: str |
     result.update(command=" ".join(["cnnlab", *cmd[3:]]), command_wall_seconds=round(wall, 1),
                   command_cpu_seconds=round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1))
     return result
+
+
+# the CamVid recipe with another model: 001 Sec.5's MobileNetV2 U-Net and a plain U-Net (width 16: a
+# 256 x 320 bf16 training step of 8 crops costs 0.68 s, Lite0's 0.75, width 32's 2.24 on 2 cores)
+CAMVID_MODELS = {"camvid-mobilenetv2-unet": ("--model", "mobilenetv2-unet"),
+                 "camvid-unet": ("--model", "unet", "--model-kwargs", '{"width": 16}')}
+ENCODERS = {"efficientnet-lite0-unet": ("camvid", {}), "mobilenetv2-unet": ("camvid-mobilenetv2-unet", {}),
+            "unet": ("camvid-unet", {"width": 16})}
+
+
+def inference_cost(model: str, kwargs: dict, classes: int = 11, size: tuple[int, int] = (360, 480),
+                   batch: int = 4) -> dict:
+    """Parameters, multiply-adds and CPU forward images/s (float32, as ``segment evaluate`` runs, channels-
+    last, the median of 5 batches after one warm-up) of ``model`` on whole ``size`` RGB images."""
+    from cnnlab.analysis.complexity import count_macs
+    from cnnlab.runs.restore import build_model
+
+    net = build_model(model, classes, 3, **kwargs).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, *size).contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.no_grad():
+        for _ in range(6):
+            t0 = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t0)
+    return {"params": sum(p.numel() for p in net.parameters()), "macs": count_macs(net, (3, *size)),
+            "images_per_second": round(batch / sorted(times[1:])[2], 2)}
+
+
+def encoders(results: dict) -> dict:
+    """One row per CamVid model: its run's val mIoU and wall time (from ``results``) and its cost."""
+    rows = {}
+    for model, (key, kwargs) in ENCODERS.items():
+        run = results.get(key, {})
+        rows[model] = {**inference_cost(model, kwargs), "model_kwargs": kwargs, "miou": run.get("miou"),
+                       "per_class_iou": run.get("per_class_iou"), "wall_seconds": run.get("command_wall_seconds"),
+                       "pretrained_loaded": run.get("pretrained_loaded"), "run": key if run else None}
+        print(f"{model:24s} {rows[model]}", flush=True)
+    return {"rows": rows}
 
 
 def ablation(dataset: str, data: Path, runs: Path, **budget) -> dict:
@@ -106,11 +151,16 @@ def ablation_budget(args: argparse.Namespace) -> dict:
     return {**ABLATION_BUDGET[args.dataset], **{k: v for k, v in given.items() if v is not None}}
 
 
+def read_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="folder holding camvid/, dc1000/, isbi2012/")
-    ap.add_argument("--group", required=True, choices=["dc1000", "caries-resunet", "camvid", "isbi2012", "isbi2012-no-skips",
-                                                            "ablation"])
+    ap.add_argument("--group", required=True, choices=["dc1000", "caries-resunet", "camvid", *CAMVID_MODELS, "camvid-encoders",
+                                                       "isbi2012",
+                                                       "isbi2012-no-skips", "ablation"])
     ap.add_argument("--dataset", choices=sorted(ABLATION_BUDGET), default="isbi2012", help="ablation: the dataset")
     ap.add_argument("--epochs", type=positive_int, help="ablation: epochs of every run (default: ABLATION_BUDGET)")
     ap.add_argument("--samples", type=positive_int, help="ablation: crops per epoch (default: ABLATION_BUDGET)")
@@ -128,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
         result = ablation(args.dataset, args.data, args.runs, **ablation_budget(args))
     elif args.group == "caries-resunet":
         result = default_run("dc1000", args.data, args.runs, recipe="caries-resunet")
+    elif args.group in CAMVID_MODELS:
+        result = default_run("camvid", args.data, args.runs, *CAMVID_MODELS[args.group], name=args.group)
+    elif args.group == "camvid-encoders":
+        result = encoders(read_results(args.results))
     elif args.group == "isbi2012-no-skips":
         result = default_run("isbi2012", args.data, args.runs, "--no-skips")
     else:
@@ -135,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     result["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                          "torch": torch.__version__, "threads": torch.get_num_threads(),
                          "load_average_after": os.getloadavg()}
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results = read_results(args.results)  # read again: another group may have written since this one started
     results[key] = result
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=1))

@@ -649,6 +649,8 @@ CASES: list[tuple[str, str]] = [
      "--corrupt-mode erase: it says how masks are corrupted"),
     ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --focus 0.5 --out {out}",
      "--focus 0.5: it centres training crops on foreground pixels"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --focus-on rare --out {out}",
+     "--focus-on rare: it says which pixels --focus centres crops on, and --focus is 0"),
     ("train --dataset digits --image-size 16 --out {out}", "--image-size does not apply to dataset 'digits'"),
     ("train --dataset imagefolder --data-dir {twocls} --label-regex c(\\d) --out {out}",
      "--label-regex does not apply to dataset 'imagefolder'"),

@@ -17,7 +17,7 @@ from cnnlab.segment.api import evaluate_segmenter, predict_masks, train_segmente
 from cnnlab.runs.recipe import device_kind
 from cnnlab.segment.recipes import recipe
 from cnnlab.data.tensor_loader import SegLoader
-from cnnlab.data.segmentation import SegSet
+from cnnlab.data.segmentation import IGNORE, SegSet
 from cnnlab.segment.inference import infer
 from cnnlab.segment.metrics import ThresholdSearch, confusion_matrix, predict_classes, scores
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
@@ -105,6 +105,33 @@ def test_foreground_sampling_hits_the_requested_fraction(focus):
     wanted = round(focus * 300)
     # every focused crop shows the lesion; a uniform 8x8 crop of 64x64 does so with probability (4/57)^2
     assert wanted <= int(hits.sum()) <= wanted + 5, (focus, int(hits.sum()))
+
+
+def _rare_spot_set(n: int = 3, size: int = 64) -> SegSet:
+    """Class 0 most of the image, class 1 a quarter of it, class 2 one 2 x 2 spot."""
+    images = torch.randint(0, 255, (n, 1, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    masks = torch.zeros(n, size, size, dtype=torch.uint8)
+    masks[:, :size // 4] = 1
+    masks[:, 30:32, 40:42] = 2
+    masks[:, 0, 0] = IGNORE  # an ignored pixel is never a centre
+    return SegSet(images, masks, [f"i{k}" for k in range(n)])
+
+
+def test_rare_class_sampling_centres_every_class_equally_often():
+    """With weights 1 / pixel count each class is the centre class of a third of the crops, so a 2 x 2
+    spot is in about a third of them; foreground weighting (any class but 0) picks it 4 times in 1028."""
+    data = _rare_spot_set()
+    counts = torch.bincount(data.masks[data.masks != IGNORE].long().flatten(), minlength=3).double()
+    kw = dict(shuffle=True, crop=(8, 8), seed=1, samples=600, focus=1.0)
+    spots = lambda loader: int(torch.cat([(y == 2).flatten(1).any(1) for _, y in loader]).sum())  # noqa: E731
+    rare = spots(SegLoader(data, 8, (0.5,), (0.25,), focus_weights=(1 / counts).tolist(), **kw))
+    foreground = spots(SegLoader(data, 8, (0.5,), (0.25,), **kw))
+    # a third of 600 is 200 (binomial SD 11.5); by chance a crop centred elsewhere holds the spot
+    # with probability about (9 / 57)^2 = 2.5% (uniform) or less (class 1 lies away from it)
+    assert 165 <= rare <= 250, rare
+    assert foreground <= 30, foreground
+    with pytest.raises(ValueError, match="one non-negative weight per class"):
+        SegLoader(data, 8, (0.5,), (0.25,), focus_weights=[1.0, -1.0, 0.0], **kw)
 
 
 # ---------------------------------------------------------------- threshold and TTA

@@ -9,6 +9,7 @@ device once; each batch is an index, a cast, augmentation and normalization on t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -169,15 +170,22 @@ class SegLoader:
     a recipe's run time does not grow with the data. ``focus`` is the fraction of the epoch's
     crops centred near a random foreground pixel (exactly ``round(focus * crops)`` of them, at
     random places in the epoch; nnU-Net forces a third): with lesions under 1% of the image,
-    uniform crops would rarely show the network one. Seeded and resumable like ``TensorLoader``.
+    uniform crops would rarely show the network one. ``focus_weights`` (one per class) makes the
+    centre pixel's draw proportional to its class's weight instead: ``1 / frequency`` makes every
+    class equally likely at the centre (rare-class sampling for scenes whose thin classes, poles and
+    bicyclists, uniform crops barely show); None weighs every non-zero class 1 and class 0 (the
+    background) 0. Seeded and resumable like ``TensorLoader``.
     """
 
     def __init__(self, data: SegSet, batch_size: int, mean, std, *, shuffle: bool = False,
                  augment: JointAugment | None = None, crop: tuple[int, int] | None = None,
                  device: str | torch.device = "cpu", seed: int = 0, drop_last: bool = False,
-                 repeat: int = 1, focus: float = 0.0, samples: int | None = None) -> None:
+                 repeat: int = 1, focus: float = 0.0, samples: int | None = None,
+                 focus_weights: Sequence[float] | None = None) -> None:
         if not 0 <= focus <= 1:
             raise ValueError(f"focus must be a fraction in [0, 1], got {focus}")
+        if focus_weights is not None and (len(focus_weights) == 0 or min(focus_weights) < 0):
+            raise ValueError(f"focus_weights must be one non-negative weight per class, got {list(focus_weights)}")
         self.device = torch.device(device)
         self.images, self.masks = data.images.to(self.device), data.masks.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
@@ -187,6 +195,8 @@ class SegLoader:
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
         self.generator = torch.Generator().manual_seed(seed)
+        self.focus_weights = None if focus_weights is None else torch.tensor(
+            [*map(float, focus_weights), 0.0], device=self.device)  # the extra 0 weighs ignored pixels
 
     def _epoch_size(self) -> int:
         return self.samples if self.samples else len(self.masks) * self.repeat
@@ -222,9 +232,14 @@ class SegLoader:
             yield (x - self.mean) / self.std, y
 
     def _focus(self, y: Tensor, pick: Tensor) -> Tensor:
-        """A random foreground pixel (x, y) of each mask marked in ``pick`` that has one, NaN elsewhere."""
+        """A random pixel (x, y), drawn by ``focus_weights`` (default: foreground), of each mask marked
+        in ``pick`` that has one of non-zero weight; NaN elsewhere."""
         n, h, w = y.shape
-        fg = ((y > 0) & (y != IGNORE)).flatten(1).float()
+        if self.focus_weights is None:
+            fg = ((y > 0) & (y != IGNORE)).flatten(1).float()
+        else:
+            # IGNORE (and any index past the classes) lands on the trailing 0
+            fg = self.focus_weights[y.clamp(0, len(self.focus_weights) - 1)].flatten(1)
         pick = pick.to(y.device) & (fg.sum(1) > 0)
         weights = fg + (fg.sum(1, keepdim=True) == 0).float()
         # the loader's seeded generator on a CPU run (repeatable); the device's own on a GPU

@@ -33,6 +33,7 @@ from cnnlab.runs.recipe import device_kind, engine_config, given, layered, refus
 from cnnlab.runs.restore import build_model, load_segmenter, out_channels
 from cnnlab.data.augment import JointAugment
 from cnnlab.data.tensor_loader import SegLoader
+from cnnlab.segment.catalog import FOCUS_ON
 from cnnlab.segment.inference import Inference, evaluate_set, infer, rank_key
 from cnnlab.segment.losses import LossFn, build_loss, median_frequency_weights, refuse_unused_weights
 from cnnlab.segment.metrics import ThresholdSearch, predict_classes
@@ -53,6 +54,18 @@ def _class_weights(spec, data: SegData) -> list[float] | None:
     if len(weights) != data.num_classes:
         raise CnnlabError(f"class_weights has {len(weights)} values for {data.num_classes} classes")
     return weights
+
+
+def _focus_weights(spec: str, data: SegData) -> list[float] | None:
+    """Per-class weights of a focused crop's centre pixel: None (foreground) or, for ``rare``, one over
+    each class's pixel count in the training masks, so every class present is equally likely."""
+    if spec not in FOCUS_ON:
+        raise CnnlabError(f"focus_on {spec!r}: expected one of {', '.join(FOCUS_ON)}")
+    if spec == "foreground":
+        return None
+    masks = data.train.masks
+    counts = torch.bincount(masks[masks != IGNORE].long().flatten(), minlength=data.num_classes)[:data.num_classes]
+    return torch.where(counts > 0, 1.0 / counts.clamp_min(1).double(), 0.0).tolist()
 
 
 def _pos_weight(spec, data: SegData) -> float | None:
@@ -149,6 +162,8 @@ INEFFECTIVE: tuple[lifecycle.Rule, ...] = (
     ("focus", lambda r: r["crop"] is not None and r["augment"] != "none",
      "it centres training crops on foreground pixels, and there are none without --crop H W (and augmentation); "
      "give --crop, or leave --focus out"),
+    ("focus_on", lambda r: r["focus"] > 0,
+     "it says which pixels --focus centres crops on, and --focus is 0; give --focus, or leave --focus-on out"),
 )
 
 
@@ -236,7 +251,7 @@ class SegmenterRun:
         device = cfg.resolved_device()
         train = SegLoader(data.train, cfg.batch_size, mean, std, shuffle=True, augment=_augment(opts["augment"]),
                           crop=opts["crop"], device=device, seed=cfg.seed, repeat=opts["repeat"], focus=opts["focus"],
-                          samples=opts["samples"])
+                          samples=opts["samples"], focus_weights=_focus_weights(opts["focus_on"], data))
         if data.val is None or not len(data.val) or not opts["epoch_val"]:
             return train, None
         return train, SegLoader(data.val, opts["eval_batch_size"], mean, std, device=device)

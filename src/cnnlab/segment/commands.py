@@ -10,7 +10,7 @@ from cnnlab.cli.types import (comma_list, float_range, fraction, json_list, json
                              positive_int, probability, word_or)
 from cnnlab.data.catalog import MASK_FORMATS, SEGMENTATION_DATASETS
 from cnnlab.models.catalog import SEGMENTATION_MODELS
-from cnnlab.segment.catalog import RECIPE_NAMES
+from cnnlab.segment.catalog import FOCUS_ON, RECIPE_NAMES
 
 class_weights = word_or(("median-frequency",), comma_list(nonneg_float))
 
@@ -140,6 +140,8 @@ _SEGMENTER = OptionGroup("segmenter and data", (
     Option("--samples", dict(type=positive_int,
                              help="crops per epoch, whatever the number of images (instead of --repeat)")),
     Option("--focus", dict(type=probability, help="fraction of crops centred near a foreground pixel")),
+    Option("--focus-on", dict(choices=FOCUS_ON, help="the pixels --focus centres crops on: foreground (default: any "
+                                                      "class but 0) or rare (every class equally likely)")),
     Option("--no-augment", dict(dest="augment", action="store_const", const="none",
                                 help="no flips, scaling, rotation or colour jitter")),
     Option("--window", dict(dest="eval_window", type=bounds.side, nargs=2, metavar=("H", "W"),
