@@ -104,17 +104,16 @@ def inference_cost(model: str, kwargs: dict, classes: int = 11, size: tuple[int,
     last, the median of 5 batches after one warm-up) of ``model`` on whole ``size`` RGB images."""
     from cnnlab.analysis.complexity import count_macs
     from cnnlab.runs.restore import build_model
+    sys.path.insert(0, str(Path(__file__).parent))
+    from export_speed import timed  # the median of repeated calls
 
     net = build_model(model, classes, 3, **kwargs).eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, *size).contiguous(memory_format=torch.channels_last)
-    times = []
     with torch.no_grad():
-        for _ in range(6):
-            t0 = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - t0)
+        net(x)  # warm-up
+        seconds = timed(lambda: net(x), 5)
     return {"params": sum(p.numel() for p in net.parameters()), "macs": count_macs(net, (3, *size)),
-            "images_per_second": round(batch / sorted(times[1:])[2], 2)}
+            "images_per_second": round(batch / seconds, 2)}
 
 
 def encoders(results: dict) -> dict:
@@ -159,8 +158,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="folder holding camvid/, dc1000/, isbi2012/")
     ap.add_argument("--group", required=True, choices=["dc1000", "caries-resunet", "camvid", *CAMVID_MODELS, "camvid-encoders",
-                                                       "isbi2012",
-                                                       "isbi2012-no-skips", "ablation"])
+                                                       "isbi2012", "isbi2012-no-skips", "ablation"])
     ap.add_argument("--dataset", choices=sorted(ABLATION_BUDGET), default="isbi2012", help="ablation: the dataset")
     ap.add_argument("--epochs", type=positive_int, help="ablation: epochs of every run (default: ABLATION_BUDGET)")
     ap.add_argument("--samples", type=positive_int, help="ablation: crops per epoch (default: ABLATION_BUDGET)")

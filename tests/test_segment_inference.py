@@ -119,7 +119,8 @@ def _rare_spot_set(n: int = 3, size: int = 64) -> SegSet:
 
 def test_rare_class_sampling_centres_every_class_equally_often():
     """With weights 1 / pixel count each class is the centre class of a third of the crops, so a 2 x 2
-    spot is in about a third of them; foreground weighting (any class but 0) picks it 4 times in 1028."""
+    spot is in about a third of them; foreground weighting (any class but 0) draws one of its 4 pixels
+    out of 1027."""
     data = _rare_spot_set()
     counts = torch.bincount(data.masks[data.masks != IGNORE].long().flatten(), minlength=3).double()
     kw = dict(shuffle=True, crop=(8, 8), seed=1, samples=600, focus=1.0)
