@@ -276,6 +276,8 @@ CASES: list[tuple[str, str]] = [
     ("segment train --class-weights 1,-2", "argument --class-weights"),
     ("segment train --pos-weight x", "argument --pos-weight"),
     ("segment train --pos-weight 0", "argument --pos-weight"),
+    ("segment train --label-smoothing 1", "argument --label-smoothing"),
+    ("segment train --lesion-weight 1", "argument --lesion-weight"),
     ("segment train --palette {{x", "argument --palette: expected a JSON list"),
     ("segment train --palette {{}}", "argument --palette: expected a JSON list"),
     ("segment train --model-kwargs {{x", "argument --model-kwargs"),
@@ -639,6 +641,10 @@ CASES: list[tuple[str, str]] = [
      "the term '0*dice' has weight 0, so it would do nothing"),
     ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss dice --pos-weight 2 --out {out}",
      "--pos-weight 2.0: it weights the positive pixels of bce, and the loss 'dice' has no bce term"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss dice --label-smoothing 0.1 "
+     "--out {out}", "--label-smoothing 0.1: it softens the targets of ce and bce, and the loss 'dice' has neither"),
+    ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss dice+tversky --lesion-weight 5 "
+     "--out {out}", "--lesion-weight 5.0: it weights the pixels of bce, ce, focal, gce, and the loss 'dice+tversky'"),
     ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --loss focal --class-weights 1,2 "
      "--out {out}", "--class-weights: they weight the pixels of ce (and bce), and the loss 'focal' takes no weights"),
     ("segment train --images {segimages} --masks {segmasks} --classes bg,fg --class-weights 0,0 --out {out}",

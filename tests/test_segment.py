@@ -254,6 +254,39 @@ def test_every_resunet_stage_is_residual_the_identity_path_carries_the_input():
             assert block.shortcut(x).abs().sum() > 0
 
 
+def test_deep_supervision_heads_every_lower_decoder_stage_and_leaves_the_main_output_alone():
+    """Training: the main logits of the plain ResU-Net with the same weights, plus one upsampled head per
+    decoder stage below full resolution weighted 0.5 ** s; the engine adds their weighted losses once
+    each; evaluation: the main logits only."""
+    from cnnlab.models.layers import AuxOutputs
+    from cnnlab.train.engine import task_loss
+
+    torch.manual_seed(0)
+    deep = create_model("resunet", num_classes=1, in_chans=1, width=4, depth=3, deep_supervision=True).train()
+    plain = create_model("resunet", num_classes=1, in_chans=1, width=4, depth=3).train()
+    missing, unexpected = plain.load_state_dict(deep.state_dict(), strict=False)
+    assert not missing and sorted({k.split(".")[1] for k in unexpected}) == ["0", "1"]  # two aux heads
+    x = torch.randn(2, 1, 20, 28)  # padded to 24 x 32 inside, cropped back
+    out = deep(x)
+    assert isinstance(out, AuxOutputs) and out.aux_weight == (0.25, 0.5)  # 1/4 and 1/2 resolution
+    torch.testing.assert_close(out.logits, plain(x))
+    assert all(a.shape == (2, 1, 20, 28) for a in out.aux)
+    # the 1/4-resolution head is constant on 4 x 4 blocks up to bilinear smoothing: not the main logits
+    assert not torch.allclose(out.aux[0], out.logits)
+    target = (torch.rand(2, 20, 28) > 0.7).long()
+    task = SegmentationTask(2, build_loss("bce+dice", IGNORE), IGNORE, noisy_drop=0.5, warmup_steps=1)
+    _, loss = task_loss(task, out, target)
+    expected = sum(w * build_loss("bce+dice", IGNORE)(o, target) for o, w in
+                   zip((out.logits, *out.aux), (1.0, *out.aux_weight)))
+    torch.testing.assert_close(loss, expected)  # the warm-up step: every image
+    assert task.steps == 1  # three outputs, one step
+    task_loss(task, deep(x), target)
+    assert task.steps == 2 and task.dropped == 1  # after warm-up: one of two images left out, counted once
+    loss.backward()
+    assert all(h.weight.grad is not None and h.weight.grad.abs().sum() > 0 for h in deep.aux_heads)
+    assert deep.eval()(x).shape == (2, 1, 20, 28)
+
+
 def test_mobilenetv2_unet_skips_and_pretrained_weights(monkeypatch):
     from torchvision.models import mobilenet_v2
 

@@ -215,3 +215,20 @@ def test_without_per_epoch_validation_the_last_weights_are_reported(tmp_path):
     assert m["checkpoint"] == "last.ckpt" and "val_miou" not in m["history"][0]
     assert m["threshold_choice"] is None and m["inference"]["tta"] == "hv"
     assert load_checkpoint(tmp_path / "r" / "last.ckpt")["inference"]["tta"] == "hv"
+
+
+def test_noisy_label_handlings_reach_the_training_loss(tmp_path):
+    """--label-smoothing and --lesion-weight change the loss the run trains on (same seed, same crops),
+    and config.json records them."""
+    images, masks = write_pairs(tmp_path, 6, fmt="binary")
+    folder = dict(images=images, masks=masks, classes=["bg", "object"])
+    common = dict(val_fraction=0.2, test_fraction=0.2, loss="bce+dice", **{**FAST, "epochs": 1})
+    losses = {}
+    for name, extra in (("plain", {}), ("smooth", dict(label_smoothing=0.2)), ("lesion", dict(lesion_weight=8.0))):
+        m = train_segmenter(folder=folder, out=tmp_path / name, **common, **extra)
+        losses[name] = m["history"][0]["train_loss"]
+        config = json.loads((tmp_path / name / "config.json").read_text())
+    assert config["options"]["lesion_weight"] == 8.0
+    assert json.loads((tmp_path / "smooth" / "config.json").read_text())["train"]["label_smoothing"] == 0.2
+    # smoothed targets can't be fitted to zero loss, so the first epoch's loss rises; lesion weights change it
+    assert losses["smooth"] > losses["plain"] and losses["lesion"] != pytest.approx(losses["plain"], rel=1e-4)

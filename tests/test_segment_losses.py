@@ -13,6 +13,8 @@ from cnnlab.segment.losses import (
     build_loss,
     cross_entropy,
     focal,
+    gce,
+    lesion_weights,
     median_frequency_weights,
     per_sample_loss,
     soft_dice,
@@ -128,3 +130,80 @@ def test_median_frequency_weights_by_hand():
     median = (f0 + f1) / 2  # even count: the mean of the two middle values, as numpy's median
     w = median_frequency_weights(masks, 3, 255)
     assert w.tolist() == pytest.approx([median / f0, median / f1, 0.0], rel=1e-6)
+
+
+def test_label_smoothing_softens_bce_targets_and_matches_torch_for_ce():
+    p = [sig(2.0), sig(-1.0), sig(0.5)]
+    eps = 0.2
+    ys = [1 - eps / 2, eps / 2, eps / 2]  # y (1 - eps) + eps / 2
+    terms = [-(y * math.log(q) + (1 - y) * math.log(1 - q)) for y, q in zip(ys, p)]
+    assert bce(Z, T, 255, smoothing=eps).item() == pytest.approx(sum(terms) / 3, rel=1e-6)
+    g = torch.Generator().manual_seed(2)
+    logits, target = torch.randn(2, 4, 3, 3, generator=g), torch.randint(0, 4, (2, 3, 3), generator=g)
+    ref = F.cross_entropy(logits, target, label_smoothing=eps)
+    assert cross_entropy(logits, target, smoothing=eps).item() == pytest.approx(ref.item(), rel=1e-6)
+    # a pixel the mask gets wrong (confidently predicted caries, labelled background) is pushed less
+    z = torch.tensor([[[[4.0]]]], requires_grad=True)
+    grads = []
+    for e in (0.0, eps):
+        z.grad = None
+        bce(z, torch.zeros(1, 1, 1, dtype=torch.long), smoothing=e).backward()
+        grads.append(z.grad.item())
+    assert grads[1] == pytest.approx(sig(4.0) - eps / 2, rel=1e-6) and grads[1] < grads[0]
+
+
+def test_gce_by_hand_limits_and_gradient():
+    p = [sig(2.0), sig(-1.0), sig(0.5)]
+    pt = [p[0], 1 - p[1], 1 - p[2]]
+    q = 0.7
+    assert gce(Z, T, 255, q=q).item() == pytest.approx(sum((1 - v ** q) / q for v in pt) / 3, rel=1e-6)
+    assert gce(Z, T, 255, q=1.0).item() == pytest.approx(sum(1 - v for v in pt) / 3, rel=1e-6)  # MAE
+    assert gce(Z, T, 255, q=1e-4).item() == pytest.approx(bce(Z, T, 255).item(), rel=1e-3)  # q -> 0: CE
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(1, 3, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (1, 2, 2), generator=g)
+    assert torch.autograd.gradcheck(lambda lo: gce(lo, target, q=q), (logits,))
+    # bounded: a pixel confidently against its label costs at most 1/q, where CE grows without bound
+    far = torch.tensor([[[[-30.0]]]])
+    assert gce(far, torch.ones(1, 1, 1, dtype=torch.long), q=q).item() == pytest.approx(1 / q, rel=1e-6)
+
+
+def test_lesion_weights_by_hand():
+    t = torch.zeros(2, 8, 8, dtype=torch.long)
+    t[0, 0:4, 0:4] = 1   # 16 pixels
+    t[0, 6, 6] = 1       # 1 pixel
+    t[1, 2:4, 5:7] = 1   # 4 pixels: the median lesion
+    t[1, 7, 0] = 255     # ignored: not a lesion
+    w = lesion_weights(t, max_weight=10, ignore_index=255)
+    assert w[0, 6, 6] == 4 and w[0, 0, 0] == 1 and w[1, 2, 5] == 1 and w[0, 7, 7] == 1 and w[1, 7, 0] == 1
+    assert lesion_weights(t, max_weight=3, ignore_index=255)[0, 6, 6] == 3  # capped
+    # diagonal neighbours are one lesion (8-connected): a 2-pixel lesion beside the others' median
+    t2 = torch.zeros(1, 5, 5, dtype=torch.long)
+    t2[0, 0, 0] = t2[0, 1, 1] = 1
+    t2[0, 3:5, 3:5] = 1
+    t2[0, 0, 4] = 1
+    assert lesion_weights(t2, 10)[0, 0, 4] == 2 and lesion_weights(t2, 10)[0, 0, 0] == 1
+    assert torch.equal(lesion_weights(torch.zeros(1, 3, 3, dtype=torch.long), 10), torch.ones(1, 3, 3))
+
+
+def test_lesion_weight_and_smoothing_reach_the_pixel_terms_only():
+    t = torch.zeros(1, 2, 2, dtype=torch.long)
+    t[0, 0, 0] = 1
+    logits = torch.tensor([[[[0.3, -0.2], [0.1, 0.4]]]])
+    # one lesion is its own median: weight 1, the plain loss
+    assert build_loss("bce", lesion_weight=5)(logits, t).item() == pytest.approx(bce(logits, t).item(), rel=1e-6)
+    t3 = torch.zeros(1, 6, 6, dtype=torch.long)
+    t3[0, 0, 0] = 1
+    t3[0, 2:5, 2:5] = 1
+    t3[0, 0, 3] = t3[0, 0, 4] = 1  # apart from both others (not even diagonally)
+    z = torch.randn(1, 1, 6, 6, generator=torch.Generator().manual_seed(4))
+    weights = lesion_weights(t3, 5)
+    assert weights[0, 0, 0] == 2 and weights[0, 3, 3] == 1  # median of 1, 2, 9 is 2
+    expected = bce(z, t3, pixel_weight=weights) + soft_dice(z, t3)
+    assert build_loss("bce+dice", lesion_weight=5)(z, t3).item() == pytest.approx(expected.item(), rel=1e-6)
+    smoothed = bce(z, t3, smoothing=0.1) + soft_dice(z, t3)
+    assert build_loss("bce+dice", label_smoothing=0.1)(z, t3).item() == pytest.approx(smoothed.item(), rel=1e-6)
+    with pytest.raises(CnnlabError, match="label_smoothing 1.0: expected a number in \\[0, 1\\)"):
+        build_loss("bce", label_smoothing=1.0)
+    with pytest.raises(CnnlabError, match="lesion_weight 1: expected a number > 1"):
+        build_loss("bce", lesion_weight=1)

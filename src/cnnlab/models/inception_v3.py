@@ -27,24 +27,15 @@ strides, padding and pools change: the parameter count is the ImageNet model's.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from cnnlab.models.layers import ClassifierHead, Concat, ConvBNAct
+from cnnlab.models.layers import AuxOutputs, ClassifierHead, Concat, ConvBNAct
 from cnnlab.models.registry import register_model
 
 TF_BN_EPS = 1e-3  # BatchNorm eps of the TensorFlow Inception models (and of torchvision's / timm's ports)
-
-
-class AuxOutputs(NamedTuple):
-    """What a model with an auxiliary head returns in training: the engine adds ``aux_weight`` x
-    the auxiliary loss to the main one (``cnnlab.train.engine.task_loss``) and reports the main logits."""
-
-    logits: Tensor
-    aux: Tensor
-    aux_weight: float
 
 
 def conv(in_ch: int, out_ch: int, kernel: int | tuple[int, int], stride: int = 1,

@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from cnnlab.core.errors import CnnlabError
+
+
+class AuxOutputs(NamedTuple):
+    """What a model with auxiliary heads returns in training: the engine adds ``aux_weight`` x each
+    auxiliary loss to the main one (``cnnlab.train.engine.task_loss``) and reports the main logits.
+    One head (Inception-v3's): a tensor and a float; several (a U-Net's deep supervision): tuples."""
+
+    logits: Tensor
+    aux: Tensor | tuple[Tensor, ...]
+    aux_weight: float | tuple[float, ...]
 
 
 def make_activation(name: str | None) -> nn.Module:

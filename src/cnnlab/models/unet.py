@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.models.layers import ConvBNAct, ResidualBlock
+from cnnlab.models.layers import AuxOutputs, ConvBNAct, ResidualBlock
 from cnnlab.models.registry import register_model
 
 
@@ -110,11 +110,17 @@ class UNet(nn.Module):
     sides, each ``relu(conv-bn-relu-conv-bn(x) + shortcut(x))``). ``skips=False`` gives the same
     encoder-decoder without skip connections (each decoder stage sees only the upsampled features):
     the course's baseline for what the skips add (000 Q8).
+
+    ``deep_supervision=True`` (deeply-supervised nets, Lee et al. 2015; as in UNet++ and nnU-Net) puts
+    a 1x1 head on every decoder stage below full resolution; in training the model returns
+    :class:`AuxOutputs` with their logits upsampled (bilinear) to the input size and weights
+    ``0.5 ** s`` for a stage at ``1 / 2 ** s`` resolution, so the deep stages get a gradient of their
+    own instead of only what passes through the layers above. In eval mode only the main logits.
     """
 
     def __init__(self, num_classes: int, in_chans: int = 3, width: int = 64, depth: int = 4,
                  up: str = "transpose", bn: bool = True, block: str = "double", dropout: float = 0.0,
-                 skips: bool = True) -> None:
+                 skips: bool = True, deep_supervision: bool = False) -> None:
         super().__init__()
         blocks = {"double": DoubleConv, "residual": residual_stage}
         if block not in blocks:
@@ -129,29 +135,39 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList([UpBlock(chans[i + 1], chans[i] if skips else 0, chans[i], up, bn, enc)
                                       for i in reversed(range(depth))])
         self.head = nn.Conv2d(chans[0], num_classes, 1)
+        # one head per decoder stage but the last, at 1/2**s resolution for s = depth - 1 .. 1
+        self.aux_heads = nn.ModuleList([nn.Conv2d(chans[s], num_classes, 1) for s in reversed(range(1, depth))]
+                                       if deep_supervision else [])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | AuxOutputs:
         x, (h, w) = pad_to_multiple(x, 2 ** self.depth)
-        skips = []
+        skips, aux = [], []
         for i, stage in enumerate(self.encoder):
             x = stage(x if i == 0 else self.pool(x))
             skips.append(x)
         x = self.dropout(skips.pop())
-        for up in self.decoder:
+        for j, up in enumerate(self.decoder):
             skip = skips.pop()
             x = up(x, skip if self.skips else None)
-        return self.head(x)[..., :h, :w]
+            if self.training and j < len(self.aux_heads):
+                scale = 2 ** (self.depth - 1 - j)
+                aux.append(F.interpolate(self.aux_heads[j](x), scale_factor=scale, mode="bilinear",
+                                         align_corners=False)[..., :h, :w])
+        logits = self.head(x)[..., :h, :w]
+        if not aux:
+            return logits
+        return AuxOutputs(logits, tuple(aux), tuple(0.5 ** (self.depth - 1 - j) for j in range(len(aux))))
 
 
 @register_model("unet", default_input=(3, 256, 256), tags=("segmentation",))
 def unet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
-         bn: bool = True, dropout: float = 0.0, skips: bool = True) -> nn.Module:
+         bn: bool = True, dropout: float = 0.0, skips: bool = True, deep_supervision: bool = False) -> nn.Module:
     """U-Net (2015 design, same padding, BN): configurable width/depth, transposed-conv or bilinear up."""
-    return UNet(num_classes, in_chans, width, depth, up, bn, "double", dropout, skips)
+    return UNet(num_classes, in_chans, width, depth, up, bn, "double", dropout, skips, deep_supervision)
 
 
 @register_model("resunet", default_input=(3, 256, 256), tags=("segmentation",))
 def resunet(num_classes: int = 2, in_chans: int = 3, width: int = 64, depth: int = 4, up: str = "transpose",
-            bn: bool = True, dropout: float = 0.0, skips: bool = True) -> nn.Module:
+            bn: bool = True, dropout: float = 0.0, skips: bool = True, deep_supervision: bool = False) -> nn.Module:
     """ResU-Net: U-Net whose encoder, bottleneck and decoder stages are residual blocks."""
-    return UNet(num_classes, in_chans, width, depth, up, bn, "residual", dropout, skips)
+    return UNet(num_classes, in_chans, width, depth, up, bn, "residual", dropout, skips, deep_supervision)

@@ -240,10 +240,12 @@ class SegmenterRun:
         self.pos_weight = _pos_weight(opts["pos_weight"], data)
         self.loss_name = opts["loss"] or ("bce" if data.num_classes == 2 else "ce")
         asked = getattr(self, "asked", set())  # weights the user gave, not a recipe's
-        refuse_unused_weights(self.loss_name, opts["class_weights"] if "class_weights" in asked else None,
-                              opts["pos_weight"] if "pos_weight" in asked else None)
+        chosen = {**opts, "label_smoothing": self.cfg.label_smoothing}  # the engine's field, applied by the loss here
+        refuse_unused_weights(self.loss_name, *(chosen[k] if k in asked else None for k in
+                                                ("class_weights", "pos_weight", "label_smoothing", "lesion_weight")))
         return build_loss(self.loss_name, IGNORE, self.class_weights, self.pos_weight, opts["focal_gamma"],
-                          opts["tversky_alpha"], opts["tversky_beta"])
+                          opts["tversky_alpha"], opts["tversky_beta"], opts["gce_q"], self.cfg.label_smoothing,
+                          opts["lesion_weight"])
 
     def _loaders(self, data: SegData, mean, std) -> tuple[SegLoader, SegLoader | None]:
         """Training batches (crops, augmentation, focus) and, when validating each epoch, val batches."""

@@ -13,7 +13,7 @@ from cnnlab.core.distributed import cpu_has_native_bf16
 # kind of device the run resolves to (``RECIPES[dataset]["cpu" | "gpu"]``).
 SEG_DEFAULTS: dict = dict(
     model="unet", model_kwargs={"width": 32}, loss=None, class_weights=None, pos_weight=None,
-    focal_gamma=2.0, tversky_alpha=0.3, tversky_beta=0.7,
+    focal_gamma=2.0, tversky_alpha=0.3, tversky_beta=0.7, gce_q=0.7, lesion_weight=None,
     size=None, crop=None, repeat=1, samples=None, focus=0.0, focus_on="foreground", augment={}, eval_window=None, eval_batch_size=4,
     skips=True, select=None, threshold="val", tta="", epoch_val=True, train_eval_images=100,
     epochs=30, batch_size=8, optimizer="adamw", lr=2e-3, weight_decay=1e-2, schedule="onecycle",

@@ -34,18 +34,25 @@ class SegmentationTask:
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if outputs.requires_grad:  # a training step (evaluation runs without gradients)
             self.steps += 1
-            if self.noisy_drop > 0 and self.steps > self.warmup_steps:
-                outputs, targets = self.small_loss_subset(outputs, targets)
+        return self.aux_loss(outputs, targets, count=True)
+
+    def aux_loss(self, outputs: Tensor, targets: Tensor, count: bool = False) -> Tensor:
+        """The loss of an auxiliary output (deep supervision; the engine's ``task_loss`` calls it after
+        ``loss`` on the main output of the same step): the same criterion and small-loss selection,
+        not counted again as a step or in ``dropped``."""
+        if outputs.requires_grad and self.noisy_drop > 0 and self.steps > self.warmup_steps:
+            outputs, targets = self.small_loss_subset(outputs, targets, count)
         return self.criterion(outputs, targets)
 
-    def small_loss_subset(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """The batch without its ``noisy_drop`` fraction of highest-loss images (at least one kept)."""
+    def small_loss_subset(self, outputs: Tensor, targets: Tensor, count: bool = True) -> tuple[Tensor, Tensor]:
+        """The batch without its ``noisy_drop`` fraction of highest-loss images (at least one kept);
+        ``count`` adds them to ``dropped``."""
         keep = max(1, len(targets) - math.floor(self.noisy_drop * len(targets)))
         if keep == len(targets):
             return outputs, targets
         scores = per_sample_loss(outputs.detach(), targets, self.ignore_index)
         idx = scores.argsort()[:keep]
-        self.dropped += len(targets) - keep
+        self.dropped += (len(targets) - keep) * count
         return outputs[idx], targets[idx]
 
     def metrics(self) -> MetricCollection:

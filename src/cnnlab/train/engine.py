@@ -442,13 +442,17 @@ def _batch_sizes(loader: Iterable, first: int) -> list[int]:
 def task_loss(task: Any, outputs: Tensor | tuple, targets: Tensor) -> tuple[Tensor, Tensor]:
     """The main outputs and the training loss.
 
-    A model with an auxiliary classifier (Inception-v3 with ``aux_logits=True``) returns
-    ``(logits, aux_logits, aux_weight)`` in training; its loss is the main one plus ``aux_weight``
-    times the auxiliary one, and only the main logits count for the metrics.
+    A model with auxiliary heads (Inception-v3 with ``aux_logits=True``, a U-Net with deep
+    supervision) returns ``(logits, aux, aux_weight)`` in training (``models.layers.AuxOutputs``;
+    ``aux`` and ``aux_weight`` tuples for several heads); its loss is the main one plus each
+    ``aux_weight`` times its auxiliary loss (the task's ``aux_loss`` where it has one: a loss with
+    per-step state counts the step once), and only the main logits count for the metrics.
     """
     if isinstance(outputs, tuple):
         logits, aux, weight = outputs
-        return logits, task.loss(logits.float(), targets) + weight * task.loss(aux.float(), targets)
+        heads = zip(aux, weight) if isinstance(aux, tuple) else [(aux, weight)]
+        aux_loss = getattr(task, "aux_loss", task.loss)
+        return logits, task.loss(logits.float(), targets) + sum(w * aux_loss(a.float(), targets) for a, w in heads)
     return outputs, task.loss(outputs.float(), targets)
 
 
