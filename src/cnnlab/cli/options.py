@@ -164,6 +164,8 @@ TRAINING = OptionGroup("training (TrainConfig)", (
     _setting("schedule", "learning-rate schedule", choices=SCHEDULES),
     _setting("patience", "early stopping after N epochs without val improvement, 0 for never"),
     _setting("accumulate", "micro-batches of --batch-size per optimizer step (gradient accumulation)"),
+    _setting("label_smoothing", "label smoothing of the cross-entropy (segmentation: of the ce/bce mask targets, "
+                                "y(1-eps) + eps/K), in [0, 1)"),
     _setting("grad_clip", "clip the gradients' global L2 norm to this before each step, 0 for off"),
     _setting("keep_top", "keep the K best epochs' checkpoints as OUT/epochNNN.ckpt, 0 for none"),
     DEVICE,
@@ -174,7 +176,6 @@ TRAINING = OptionGroup("training (TrainConfig)", (
 # TrainConfig fields that only classification exposes (segmentation's --tta means flips, see segment.commands)
 CLASSIFY_TRAINING = OptionGroup("more training (TrainConfig, classification)", (
     _setting("momentum", "SGD momentum in [0, 1)"),
-    _setting("label_smoothing", "label smoothing of the cross-entropy, in [0, 1)"),
     _setting("tta", "test-time augmentation of val/test: 0 none, 1 mirror, 2 mirror + 1-pixel shifts"),
     _setting("average", "weight averaging while training", choices=AVERAGES),
     _setting("bn_lr_scale", "learning-rate multiplier for BatchNorm parameters"),

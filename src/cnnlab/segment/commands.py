@@ -134,8 +134,6 @@ _SEGMENTER = OptionGroup("segmenter and data", (
     Option("--loss", dict(help="ce, bce, dice, focal, tversky or sums like bce+dice, focal+0.5*tversky")),
     Option("--class-weights", dict(type=class_weights, help="median-frequency or comma-separated weights (ce)")),
     Option("--pos-weight", dict(type=pos_weight, help="number, balanced (neg/pos) or sqrt (its square root) (bce)")),
-    Option("--label-smoothing", dict(type=float_range(0, 1, high_open=True),
-                                     help="soften the mask targets of ce/bce to y(1-eps) + eps/K (noisy labels)")),
     Option("--lesion-weight", dict(type=float_range(1, 1000, low_open=True), metavar="MAX",
                                    help="small-lesion weighting: a lesion smaller than the batch's median one weighs "
                                         "median/area per pixel, at most MAX (pixel terms: ce, bce, focal, gce)")),
