@@ -6,6 +6,9 @@ Groups (``--group``), each one command short enough to hold the machine alone:
   Dice >= 0.40 on the seeded test split and on the training images, within 30 minutes);
 - ``caries-resunet``: ``cnnlab segment train --recipe caries-resunet`` (003 Q8 as asked: a ResU-Net
   built here, the same bar);
+- ``caries-resunet-change``: that recipe with the options of ``--change`` (one string), a row of
+  ``benchmarks/results/caries_resunet_ablation.json`` (the ResU-Net ablation and the noisy-label table:
+  ``--change "--corrupt-fraction 0.3 --corrupt-mode drop --loss gce+dice"``); one seed a row;
 - ``camvid``: ``cnnlab segment train --dataset camvid`` (val mIoU and per-class IoU);
 - ``camvid-mobilenetv2-unet``, ``camvid-unet``: the same recipe with ``--model`` changed (001 Sec.5; the
   plain U-Net at width 16: at the default width 32 a step costs 3 times the Lite0 U-Net's, 50 minutes);
@@ -27,6 +30,8 @@ Reproduce (data folders under DATA, e.g. /work/shared/data; on a CPU shared with
 OMP_NUM_THREADS=1: two threads that wait on each other waste most of their CPU time there):
     PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group dc1000
     PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group ablation   # ISBI 2012, ~11 CPU-min
+    PYTHONPATH=src python benchmarks/segmentation_cpu.py --data DATA --group caries-resunet-change \
+        --change "--corrupt-fraction 0.3 --corrupt-mode drop --lesion-weight 10"         # ~21 min on 2 cores
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -98,6 +104,27 @@ ENCODERS = {"efficientnet-lite0-unet": ("camvid", {}), "mobilenetv2-unet": ("cam
             "unet": ("camvid-unet", {"width": 16})}
 
 
+def change_row(m: dict, change: str, wall: float) -> dict:
+    """One row of the caries-resunet table: held-out and training Dice (the latter against the masks it
+    trained on, corrupted ones included), the best validation epoch, the noise and its handling."""
+    best = max(m["history"], key=lambda h: h.get("val_dice", -1))
+    row = {"change": change, "test_dice": round(m["dice"], 4), "train_dice": round(m["train"]["dice"], 4),
+           "test_dice_plain": round(m["plain"]["dice"], 4), "threshold": m["threshold_choice"]["threshold"],
+           "best_val_dice_at_05": round(best["val_dice"], 4), "best_epoch": best["epoch"],
+           "train_seconds": round(m["train_seconds"], 1), "wall_seconds": round(wall), "loss": m["loss_name"],
+           "noisy": m["noisy"]}
+    if m["noisy"]["corrupt_fraction"] > 0:
+        row["train_dice_against"] = "the corrupted training masks"
+    return row
+
+
+def add_change_row(path: Path, row: dict) -> None:
+    """``row`` into the table at ``path`` (read again just before writing), replacing one of the same change."""
+    table = read_results(path)
+    table["rows"] = [r for r in table.get("rows", []) if r["change"] != row["change"]] + [row]
+    path.write_text(json.dumps(table, indent=1) + "\n")
+
+
 def inference_cost(model: str, kwargs: dict, classes: int = 11, size: tuple[int, int] = (360, 480),
                    batch: int = 4) -> dict:
     """Parameters, multiply-adds and CPU forward images/s (float32, as ``segment evaluate`` runs, channels-
@@ -157,8 +184,12 @@ def read_results(path: Path) -> dict:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="folder holding camvid/, dc1000/, isbi2012/")
-    ap.add_argument("--group", required=True, choices=["dc1000", "caries-resunet", "camvid", *CAMVID_MODELS, "camvid-encoders",
-                                                       "isbi2012", "isbi2012-no-skips", "ablation"])
+    ap.add_argument("--group", required=True, choices=["dc1000", "caries-resunet", "caries-resunet-change", "camvid",
+                                                       *CAMVID_MODELS, "camvid-encoders", "isbi2012",
+                                                       "isbi2012-no-skips", "ablation"])
+    ap.add_argument("--change", help="caries-resunet-change: the options that differ from the recipe, one string")
+    ap.add_argument("--table", type=Path, default=Path("benchmarks/results/caries_resunet_ablation.json"),
+                    help="caries-resunet-change: the table its row goes to")
     ap.add_argument("--dataset", choices=sorted(ABLATION_BUDGET), default="isbi2012", help="ablation: the dataset")
     ap.add_argument("--epochs", type=positive_int, help="ablation: epochs of every run (default: ABLATION_BUDGET)")
     ap.add_argument("--samples", type=positive_int, help="ablation: crops per epoch (default: ABLATION_BUDGET)")
@@ -169,8 +200,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
     key = args.group
+    if args.group == "caries-resunet-change":
+        if not args.change:
+            ap.error("--group caries-resunet-change needs --change \"OPTIONS\" (what differs from the recipe)")
+        slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in args.change).strip("-")
+        result = default_run("dc1000", args.data, args.runs, *shlex.split(args.change), recipe="caries-resunet",
+                             name=f"caries-resunet-{slug}")
+        m = json.loads((args.runs / f"caries-resunet-{slug}" / "metrics.json").read_text())
+        row = {**change_row(m, args.change, result["command_wall_seconds"]), "command": result["command"],
+               "measured": f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+                           f"{os.cpu_count()} cores"}
+        add_change_row(args.table, row)
+        print(json.dumps(row, indent=1))
+        return
     if args.group == "ablation":
         key = f"ablation-{args.dataset}"
         result = ablation(args.dataset, args.data, args.runs, **ablation_budget(args))

@@ -96,3 +96,28 @@ def test_cpu_ablation_on_isbi_writes_one_row_per_change(tmp_path, monkeypatch):
     assert all(row["epochs"] == 1 and 0 <= row["pixel_error"] <= 1 and row["cpu_seconds"] > 0 for row in rows.values())
     no_skips = json.loads((tmp_path / "runs" / "isbi2012-ablation-no-skips" / "config.json").read_text())
     assert no_skips["options"]["skips"] is False and rows["no skips"]["params"] < rows[bench.ABLATION[0][0]]["params"]
+
+
+@pytest.mark.slow
+def test_caries_resunet_change_adds_one_row_per_change_to_its_table(tmp_path):
+    """``--group caries-resunet-change``: the recipe with the given options (here a tiny budget and
+    lesions dropped on purpose) becomes one row; a row of the same change is replaced, not repeated."""
+    torch.set_num_threads(1)
+    bench = _load(CPU_SCRIPT)
+    data, table = _tiny_presets(tmp_path / "data"), tmp_path / "table.json"
+    table.write_text(json.dumps({"what": "kept", "rows": [{"change": "--loss tversky", "test_dice": 0.4}]}))
+    change = "--epochs 1 --samples 8 --crop 16 16 --corrupt-fraction 0.5 --corrupt-mode drop"
+    bench.main(["--data", str(data), "--group", "caries-resunet-change", "--change", change, "--runs",
+                str(tmp_path / "runs"), "--table", str(table)])
+    rows = json.loads(table.read_text())["rows"]
+    assert [r["change"] for r in rows] == ["--loss tversky", change]
+    row = rows[1]
+    assert row["noisy"]["corrupt_fraction"] == 0.5 and row["noisy"]["corrupt_mode"] == "drop"
+    assert row["train_dice_against"] == "the corrupted training masks" and 0 <= row["test_dice"] <= 1
+    assert "--recipe caries-resunet" in row["command"] and change in row["command"]
+    bench.add_change_row(table, {**row, "test_dice": 0.5})
+    assert [r["test_dice"] for r in json.loads(table.read_text())["rows"]] == [0.4, 0.5]
+    assert json.loads(table.read_text())["what"] == "kept"
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--data", str(data), "--group", "caries-resunet-change"])
+    assert exc.value.code == 2
