@@ -544,7 +544,7 @@ def test_the_caries_resunet_recipe_trains_a_resunet_on_dc1000_and_refuses_anothe
     dc = tmp_path / "dc1000"
     write_pairs(dc, 6, fmt="binary", img_dir="images", mask_dir="labels")
     opts = recipe("dc1000", "cpu", "caries-resunet")
-    assert opts["model"] == "resunet" and opts["loss"] == "bce+dice" and opts["crop"] == (256, 256)  # dc1000's
+    assert opts["model"] == "resunet" and opts["loss"] == "focal+dice" and opts["crop"] == (256, 256)  # dc1000's crop
     assert opts["focus"] == 0.75 and recipe("dc1000", "cpu")["focus"] == 0.5  # its own crop sampling
     m = train_segmenter(recipe="caries-resunet", data_dir=dc, out=tmp_path / "run", val_fraction=0.2,
                         test_fraction=0.2, epochs=1, crop=(32, 32), samples=4, batch_size=2, progress=False)
