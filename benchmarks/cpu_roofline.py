@@ -4,7 +4,9 @@ Measures, on this host and in one run: dense matmul FLOP/s in fp32 and bf16 (the
 one training step (forward, backward, SGD update; channels-last, bf16 autocast where the CPU has
 native bf16) of each network the CPU presets train, as images/s and achieved FLOP/s (3 x the
 forward's 2 x MACs: the backward costs about twice the forward) and as a fraction of the matmul
-rate of the same precision; and the frozen EfficientNet-Lite0 trunk's forward images/s at the
+rate of the same precision, with ``torch.profiler``'s split of a step's CPU time by kind of op
+(convolution, batchnorm, copies/casts, ...) and, for the networks in ``COMPILED``, the rate under
+``torch.compile`` with its compile time; and the frozen EfficientNet-Lite0 trunk's forward images/s at the
 sizes a cached-feature transfer run could use. Run it alone on the machine.
 
     python benchmarks/cpu_roofline.py [--out benchmarks/results/cpu_roofline.json] [--seconds 8]
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from cnnlab.analysis.complexity import count_macs
 from cnnlab.models import create_model
@@ -26,24 +31,37 @@ from cnnlab.core.distributed import cpu_has_native_bf16
 NETWORKS = [
     ("vgg-small w32", "vgg-small", {"width": 32}, 256),
     ("speed-vgg", "speed-vgg", {}, 1024),
+    ("speed-vgg 96/320/320", "speed-vgg", {"widths": (96, 320, 320)}, 1024),
+    ("speed-vgg 128/384/384 (airbench95's widths)", "speed-vgg", {"widths": (128, 384, 384)}, 1024),
     ("resnet9 w32", "resnet9", {"width": 32}, 128),
     ("resnet9 w48", "resnet9", {"width": 48}, 128),
     ("resnet9 w64", "resnet9", {"width": 64}, 128),
     ("resnext11-4x16d", "resnext11-4x16d", {}, 128),
+    ("resnext20-4x16d", "resnext20-4x16d", {}, 128),
     ("resnext29-4x16d", "resnext29-4x16d", {}, 128),
 ]
+# the networks also timed under torch.compile (its compile time, in the warm-up, reported apart):
+# compiling pays only if the faster steps win back that time within a preset's budget
+COMPILED = ("speed-vgg", "resnext20-4x16d")
 TRUNK_SIZES = (224, 160, 128)
 
 
 def timed(step, seconds: float, warmup: int = 2) -> float:
     """Calls of ``step`` per second over about ``seconds`` (after ``warmup`` calls)."""
+    return timed_after_warmup(step, seconds, warmup)[0]
+
+
+def timed_after_warmup(step, seconds: float, warmup: int = 2) -> tuple[float, float]:
+    """Calls of ``step`` per second over about ``seconds``, and the ``warmup`` calls' seconds."""
+    start = time.perf_counter()
     for _ in range(warmup):
         step()
+    warm = time.perf_counter() - start
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()
         n += 1
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), warm
 
 
 def matmul_flops(dtype: torch.dtype, seconds: float, n: int = 2048) -> float:
@@ -51,21 +69,47 @@ def matmul_flops(dtype: torch.dtype, seconds: float, n: int = 2048) -> float:
     return timed(lambda: torch.mm(a, b), seconds) * 2 * n ** 3
 
 
-def train_rate(model: str, kwargs: dict, batch: int, bf16: bool, seconds: float) -> float:
-    """Training images/s of ``model`` on 32 x 32 inputs."""
+def training_step(model: str, kwargs: dict, batch: int, bf16: bool, compiled: bool = False):
+    """One training step of ``model`` on random 32 x 32 inputs, as a closure (forward, backward, SGD update)."""
     net = create_model(model, num_classes=10, **kwargs).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    forward = torch.compile(net) if compiled else net
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss = torch.nn.functional.cross_entropy(forward(x), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return timed(step, seconds) * batch
+    return step
+
+
+def train_rate(model: str, kwargs: dict, batch: int, bf16: bool, seconds: float,
+               compiled: bool = False) -> tuple[float, float]:
+    """Training images/s of ``model`` on 32 x 32 inputs, and the warm-up's seconds (compile included)."""
+    rate, warm = timed_after_warmup(training_step(model, kwargs, batch, bf16, compiled), seconds)
+    return rate * batch, warm
+
+
+def step_profile(model: str, kwargs: dict, batch: int, bf16: bool, steps: int = 3) -> dict:
+    """Where a training step's CPU time goes (``torch.profiler``): percent of self CPU time by kind of op."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fmnist_cpu_profile import kind_of  # the op kinds of the Fashion-MNIST profile
+
+    step = training_step(model, kwargs, batch, bf16)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    by_kind: dict[str, float] = defaultdict(float)
+    for e in events:
+        by_kind[kind_of(e.key)] += e.self_cpu_time_total
+    return {k: round(100 * v / total, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
 
 
 @torch.no_grad()
@@ -76,7 +120,7 @@ def trunk_rate(size: int, bf16: bool, seconds: float, batch: int = 64) -> float:
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            net.embed(x)
+            net.frozen(x)
 
     return timed(step, seconds) * batch
 
@@ -96,12 +140,21 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|---|---|---|")
     for name, model, kwargs, batch in NETWORKS:
         macs = count_macs(create_model(model, num_classes=10, **kwargs), (3, 32, 32))
-        rate = train_rate(model, kwargs, batch, bf16, args.seconds)
-        flops = rate * 6 * macs
-        rows.append(dict(network=name, model=model, model_kwargs=kwargs, batch=batch, macs=macs,
-                         images_per_second=round(rate, 1), flops=flops, roofline_fraction=flops / roof[precision]))
-        print(f"| {name} | {batch} | {macs / 1e6:.1f} | {rate:.0f} | {flops / 1e9:.0f} | "
-              f"{flops / roof[precision]:.0%} |")
+        for compiled in (False, True) if name in COMPILED else (False,):
+            rate, warm = train_rate(model, kwargs, batch, bf16, args.seconds, compiled)
+            flops = rate * 6 * macs
+            rows.append(dict(network=name, model=model, model_kwargs=kwargs, batch=batch, macs=macs,
+                             compiled=compiled, images_per_second=round(rate, 1), flops=flops,
+                             roofline_fraction=flops / roof[precision],
+                             **({"compile_seconds": round(warm, 1)} if compiled else {})))
+            if not compiled:
+                rows[-1]["profile_percent"] = step_profile(model, kwargs, batch, bf16)
+            label = f"{name}, torch.compile (compile + 2 steps {warm:.0f} s)" if compiled else name
+            print(f"| {label} | {batch} | {macs / 1e6:.1f} | {rate:.0f} | {flops / 1e9:.0f} | "
+                  f"{flops / roof[precision]:.0%} |")
+    for r in rows:
+        if "profile_percent" in r:
+            print(f"{r['network']}: " + ", ".join(f"{k} {v:.0f}%" for k, v in list(r["profile_percent"].items())[:5]))
     trunk = [dict(size=s, precision=p, images_per_second=round(trunk_rate(s, p == "bf16", args.seconds), 1))
              for s in TRUNK_SIZES for p in (["bf16", "fp32"] if bf16 else ["fp32"])]
     for t in trunk:
