@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 from cnnlab.analysis.complexity import count_macs
 from cnnlab.models import create_model
 from cnnlab.core.distributed import cpu_has_native_bf16
+from fmnist_cpu_profile import self_cpu_by_kind  # a sibling script: the op kinds of its profile
 
 # (name, model, model_kwargs, batch): the networks of the CPU presets and their GPU-preset originals
 NETWORKS = [
@@ -96,20 +95,12 @@ def train_rate(model: str, kwargs: dict, batch: int, bf16: bool, seconds: float,
 
 def step_profile(model: str, kwargs: dict, batch: int, bf16: bool, steps: int = 3) -> dict:
     """Where a training step's CPU time goes (``torch.profiler``): percent of self CPU time by kind of op."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fmnist_cpu_profile import kind_of  # the op kinds of the Fashion-MNIST profile
-
     step = training_step(model, kwargs, batch, bf16)
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    by_kind: dict[str, float] = defaultdict(float)
-    for e in events:
-        by_kind[kind_of(e.key)] += e.self_cpu_time_total
-    return {k: round(100 * v / total, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
+    return self_cpu_by_kind([e for e in prof.key_averages() if e.self_cpu_time_total > 0])
 
 
 @torch.no_grad()

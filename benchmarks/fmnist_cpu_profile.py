@@ -68,6 +68,15 @@ def kind_of(op: str) -> str:
     return next((kind for key, kind in KINDS if key in op.lower()), "other")
 
 
+def self_cpu_by_kind(events) -> dict[str, float]:
+    """Percent of the profiler events' self CPU time by kind of op (``kind_of``), largest first."""
+    total = sum(e.self_cpu_time_total for e in events)
+    by_kind: dict[str, float] = defaultdict(float)
+    for e in events:
+        by_kind[kind_of(e.key)] += e.self_cpu_time_total
+    return {k: round(100 * v / total, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
+
+
 def loaders(splits, n: int, batch_size: int, prenormalize: bool = False) -> TensorLoader:
     sub = splits.train.subset(torch.arange(n))
     return TensorLoader(sub, batch_size, splits.mean, splits.std, shuffle=True, seed=0, prenormalize=prenormalize)
@@ -102,12 +111,8 @@ def profile_epoch(splits, n: int, top: int = 20) -> dict:
         fit(model, loaders(splits, n, cfg.batch_size), None, ClassificationTask(10, 0.1), cfg, progress=False)
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
-    by_kind: dict[str, float] = defaultdict(float)
-    for e in events:
-        by_kind[kind_of(e.key)] += e.self_cpu_time_total
     events.sort(key=lambda e: -e.self_cpu_time_total)
-    return {"images": n, "self_cpu_seconds": round(total / 1e6, 2),
-            "by_kind_percent": {k: round(100 * v / total, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+    return {"images": n, "self_cpu_seconds": round(total / 1e6, 2), "by_kind_percent": self_cpu_by_kind(events),
             "top_ops": [{"op": e.key, "self_cpu_percent": round(100 * e.self_cpu_time_total / total, 1),
                          "calls": e.count} for e in events[:top]]}
 

@@ -1,20 +1,14 @@
 """benchmarks/cpu_roofline.py: the profile's split of a training step and the timing helper."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "cpu_roofline.py"
+from tests.bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def roofline():
-    spec = importlib.util.spec_from_file_location(SCRIPT.stem, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cpu_roofline")
 
 
 def test_the_step_profile_splits_all_of_a_steps_cpu_time_and_finds_its_convolutions(roofline):

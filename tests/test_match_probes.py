@@ -1,21 +1,15 @@
 """benchmarks/match_probes.py: the scale choice, the re-ranking and the local search, by hand."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "match_probes.py"
+from tests.bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def probes():
-    spec = importlib.util.spec_from_file_location(SCRIPT.stem, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("match_probes")
 
 
 def test_scale_prior_trades_score_against_distance_from_scale_one(probes):

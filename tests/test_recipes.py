@@ -28,6 +28,7 @@ from cnnlab.models.layers import TwoClassLogits
 from cnnlab.models.zoo import zoo_model, zoo_models, zoo_resolution
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.tasks import BinaryTask
+from tests.bench_scripts import load_benchmark
 from tests.test_data import make_class_tree, make_idx_folder
 
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -286,22 +287,8 @@ def test_zoo_is_every_scratch_classifier_and_each_fits_32_pixels():
     assert all(b > a * 1.8 for a, b in zip(eff, eff[1:]))  # about 2x per phi: depth x width^2 x resolution^2
 
 
-def _zoo_benchmark():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "cifar10_zoo.py"
-    spec = importlib.util.spec_from_file_location("cifar10_zoo", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_course_recipes_benchmark_tables_a_finished_run(tmp_path, capsys):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("course_recipes", "benchmarks/course_recipes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("course_recipes")
     runs = tmp_path / "runs"
     m = train_classifier(recipe="cifar10-cnn", data_dir=tiny_data("cifar10", tmp_path / "cifar10"),
                          out=runs / "cifar10-cnn", **TINY)
@@ -329,7 +316,7 @@ def test_course_recipes_benchmark_tables_a_finished_run(tmp_path, capsys):
 
 
 def test_zoo_benchmark_pareto_front_and_budget_plan():
-    zoo = _zoo_benchmark()
+    zoo = load_benchmark("cifar10_zoo")
     rows = [dict(model=m, macs=c, test_accuracy=a) for m, c, a in
             [("a", 10, 0.50), ("b", 20, 0.45), ("c", 30, 0.60), ("d", 40, 0.60), ("e", 50, 0.70), ("f", 5, 0.30)]]
     assert [r["model"] for r in zoo.pareto(rows)] == ["f", "a", "c", "e"]  # b and d are beaten by cheaper ones
@@ -343,7 +330,7 @@ def test_zoo_benchmark_pareto_front_and_budget_plan():
 def test_zoo_benchmark_smoke_mode_writes_table_json_and_plot(tmp_path):
     """The GPU zoo script's --smoke run on the CPU: every smoke model calibrated, trained on one batch (one
     image per class), tested."""
-    zoo = _zoo_benchmark()
+    zoo = load_benchmark("cifar10_zoo")
     data = tiny_data("cifar10", tmp_path / "cifar10")
     out = tmp_path / "zoo"
     zoo.main(["--data-dir", data, "--device", "cpu", "--smoke", "--batch-size", "10", "--out", str(out)])

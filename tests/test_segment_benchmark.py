@@ -2,13 +2,13 @@
 every group's figures: a device call must not be the first time the script runs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.bench_scripts import load_benchmark
 from tests.test_segment import write_pairs
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "segmentation_gpu.py"
@@ -23,17 +23,10 @@ def _tiny_presets(root: Path) -> Path:
     return root
 
 
-def _load(script: Path):
-    spec = importlib.util.spec_from_file_location(script.stem, script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def _smoke_run(tmp_path: Path, budget: float) -> dict:
     """The script's ``main`` with ``--smoke`` on tiny presets; its results.json."""
     torch.set_num_threads(1)
-    bench = _load(SCRIPT)
+    bench = load_benchmark(SCRIPT.stem)
     data = _tiny_presets(tmp_path / "data")
     out = tmp_path / "out"
     bench.main(["--data", str(data), "--out", str(out), "--runs", str(tmp_path / "runs"), "--smoke",
@@ -63,7 +56,7 @@ def test_gpu_benchmark_out_of_budget_skips_the_optional_groups_and_still_reports
 
 
 def test_cpu_ablation_defaults_to_isbi_with_its_budget_and_options_override_it():
-    bench = _load(CPU_SCRIPT)
+    bench = load_benchmark(CPU_SCRIPT.stem)
     args = bench.parser().parse_args(["--data", "d", "--group", "ablation"])
     assert args.dataset == "isbi2012" and bench.ablation_budget(args) == bench.ABLATION_BUDGET["isbi2012"]
     args = bench.parser().parse_args(["--data", "d", "--group", "ablation", "--dataset", "dc1000", "--epochs", "2"])
@@ -78,7 +71,7 @@ def test_cpu_ablation_defaults_to_isbi_with_its_budget_and_options_override_it()
 def test_cpu_ablation_on_isbi_writes_one_row_per_change(tmp_path, monkeypatch):
     """The whole ``--group ablation`` path on a tiny ISBI preset: four rows, each with its one change."""
     torch.set_num_threads(1)
-    bench = _load(CPU_SCRIPT)
+    bench = load_benchmark(CPU_SCRIPT.stem)
     tiny = dict(epochs=1, samples=4, batch_size=2, crop=(16, 16), eval_batch_size=2, device="cpu")
     monkeypatch.setitem(bench.ABLATION_BUDGET, "isbi2012", tiny)
     data, results = _tiny_presets(tmp_path / "data"), tmp_path / "results.json"
@@ -103,7 +96,7 @@ def test_caries_resunet_change_adds_one_row_per_change_to_its_table(tmp_path):
     """``--group caries-resunet-change``: the recipe with the given options (here a tiny budget and
     lesions dropped on purpose) becomes one row; a row of the same change is replaced, not repeated."""
     torch.set_num_threads(1)
-    bench = _load(CPU_SCRIPT)
+    bench = load_benchmark(CPU_SCRIPT.stem)
     data, table = _tiny_presets(tmp_path / "data"), tmp_path / "table.json"
     table.write_text(json.dumps({"what": "kept", "rows": [{"change": "--loss tversky", "test_dice": 0.4}]}))
     change = "--epochs 1 --samples 8 --crop 16 16 --corrupt-fraction 0.5 --corrupt-mode drop"

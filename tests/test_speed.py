@@ -23,6 +23,7 @@ from cnnlab.train.engine import build_optimizer, fit, one_cycle
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.tasks import ClassificationTask
 from cnnlab.train.tta import tta_logits
+from tests.bench_scripts import load_benchmark
 from tests.test_train import CrashAfter
 
 
@@ -322,26 +323,11 @@ def main(run):
 '''
 
 
-def _benchmark_module(name: str, monkeypatch):
-    """Import benchmarks/NAME.py as the scripts see each other (their folder on sys.path)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    monkeypatch.syspath_prepend(str(bench))
-    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_legacy_airbench_adapter_reads_its_own_logging_and_skips_the_warmup(tmp_path, monkeypatch):
+def test_legacy_airbench_adapter_reads_its_own_logging_and_skips_the_warmup(tmp_path):
     """The peer adapter of benchmarks/cifar10_speed.py, on a stand-in with airbench94's interface."""
     from pathlib import Path
 
-    peer = _benchmark_module("airbench_peer", monkeypatch)
+    peer = load_benchmark("airbench_peer")
     (tmp_path / "cifar10").mkdir()
     labels = torch.tensor([0, 1, 7, 9])
     torch.save({"images": torch.zeros(4, 32, 32, 3, dtype=torch.uint8), "labels": labels}, tmp_path / "cifar10" / "train.pt")
@@ -364,7 +350,7 @@ def test_cifar10_speed_smoke_writes_every_field_the_issue_names(tmp_path, monkey
             folder.mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)).save(folder / f"{i}.png")
-    bench = _benchmark_module("cifar10_speed", monkeypatch)
+    bench = load_benchmark("cifar10_speed")
     out = tmp_path / "speed.json"
     monkeypatch.setattr("sys.argv", ["cifar10_speed.py", "--data-dir", str(tmp_path / "cifar"), "--smoke",
                                      "--out", str(out)])
