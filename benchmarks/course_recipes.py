@@ -93,6 +93,8 @@ def row(name: str, runs: Path, roof: dict | None) -> dict:
               "test_accuracy": round(metrics["test_accuracy"], 4), "floor": FLOORS.get(name),
               "train_seconds": round(train_seconds, 1), "images_per_second": round(rate, 1),
               "bf16": config["train"]["cpu_amp"], **cpu}
+    if "compile_seconds" in metrics:  # torch.compile's time, apart from the epochs' (inside the wall seconds)
+        result["compile_seconds"] = round(metrics["compile_seconds"], 1)
     if "binary" in metrics and "test_recall" in metrics["binary"]:
         result.update(test_recall=round(metrics["binary"]["test_recall"], 4),
                       test_precision=round(metrics["binary"]["test_precision"], 4))
@@ -108,6 +110,23 @@ def row(name: str, runs: Path, roof: dict | None) -> dict:
         result.update(training_gflops=round(flops / 1e9, 1),
                       roofline_fraction=round(flops / roof["bf16" if result["bf16"] else "fp32"], 3))
     return result
+
+
+def host() -> str:
+    """The CPU this table ran on: its model name and whether it has native bf16 (AVX512-BF16) and AMX."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    extras = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(extras)})" if extras else "")
+
+
+def span(runs: Path) -> str:
+    """When the sequence ran (UTC): from the roofline's file to the last recipe's cpu.json."""
+    stamps = [p.stat().st_mtime for p in [runs / "roofline.json", *runs.glob("*/cpu.json")] if p.exists()]
+    day = time.strftime("%Y-%m-%d %H:%M", time.gmtime(min(stamps)))
+    return f"{day}-{time.strftime('%H:%M', time.gmtime(max(stamps)))} UTC"
 
 
 def slim_config(path: Path) -> dict:
@@ -143,7 +162,9 @@ def table(runs: Path, results: Path = RESULTS) -> list[dict]:
             shutil.copy2(runs / name / file, keep / file)
         (keep / "config.json").write_text(json.dumps(slim_config(runs / name / "config.json"), indent=1))
     (results / "course_recipes_cpu.json").write_text(json.dumps(
-        {"machine": "2 cores, each run alone on the machine, default threads", "matmul_flops": roof, "rows": rows},
+        {"machine": "each run alone on the machine, default threads", "host": host(),
+         "run": f"one sequential run of `python benchmarks/course_recipes.py run`, {span(runs)}",
+         "matmul_flops": roof, "rows": rows},
         indent=1))
     print("| recipe | model | train / test images | epochs | test acc | floor | wall s | CPU s | images/s "
           "| of matmul roofline |")
