@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from cnnlab.classify.recipes import decoupled_sgd, train_config
+from cnnlab.core.log import log
 from cnnlab.data.augment import Augment, alternating_flip, get_augment
 from cnnlab.data.base import ImageSet
 from cnnlab.data.tensor_loader import TensorLoader
@@ -222,6 +224,41 @@ def test_compile_warm_up_leaves_no_trace_and_is_timed_apart(monkeypatch):
     for (k, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
         assert torch.equal(a, b), k
     assert h1[-1]["val_accuracy"] == h2[-1]["val_accuracy"]
+
+
+def test_a_failing_compile_warns_and_trains_eager_from_the_same_state(monkeypatch, caplog):
+    """Where inductor cannot compile (no C++ compiler on a laptop) a preset with ``compile=True`` must
+    still train: the warning names the failure, and the weights equal an eager run's to the bit,
+    although the failure came half-way through the warm-up's forward/backward passes."""
+    data = _tiny_rgb(n=72)
+
+    class NoCompiler(nn.Module):  # forwards once (a step half-done), then fails as inductor does
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.calls = module, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("CppCompileError: C++ compile error\nno compiler found")
+            return self.module(x)
+
+    def run(compile_model: bool):
+        torch.manual_seed(0)
+        model = create_model("simple-cnn", num_classes=4, in_chans=3, width=4)
+        loader = TensorLoader(data, 32, (0.4,) * 3, (0.25,) * 3, shuffle=True, augment=Augment(hflip=True), seed=0)
+        return model, fit(model, loader, None, ClassificationTask(4), TrainConfig(epochs=2, compile=compile_model),
+                          progress=False)
+
+    eager, h1 = run(False)
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: NoCompiler(m))
+    monkeypatch.setattr(log, "propagate", True)  # a CLI test before may have set cnnlab's logger apart
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        fallback, h2 = run(True)
+    assert "torch.compile failed (RuntimeError: CppCompileError: C++ compile error)" in caplog.text
+    assert all("compile_seconds" not in row for row in h2) and len(h2) == 2
+    for (k, a), b in zip(eager.state_dict().items(), fallback.state_dict().values()):
+        assert torch.equal(a, b), k
 
 
 class CrashAfterWithSample(CrashAfter):

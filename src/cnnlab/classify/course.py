@@ -84,7 +84,7 @@ COURSE_RECIPES: list[dict] = [
                   f"images (no validation split), with resnet9-onecycle's Adam and one-cycle LR (peak 0.01), "
                   f"airbench's lighter augmentation for short schedules (alternating flips, shifts of up to 2 "
                   f"pixels) and flip + shift test-time augmentation; torch.compile'd (about 45 s, reported as "
-                  f"compile_seconds)"),
+                  f"compile_seconds; eager where it cannot compile)"),
     dict(name="resnet9-onecycle", dataset="cifar10", assignment="004 Ex3",
          options=dict(model="resnet9", model_kwargs={"width": 64}, optimizer="adam", lr=0.01, schedule="onecycle",
                       weight_decay=1e-4, batch_size=128, epochs=18, label_smoothing=0.0, augment="cifar"),

@@ -232,8 +232,7 @@ def fit(
         history, best, bad_epochs, start = ck["history"], ck["best_score"], ck["bad_epochs"], ck["epoch"]
     eval_net, compile_seconds = model, None
     if cfg.compile:
-        net, eval_net = torch.compile(net), torch.compile(model)
-        compile_seconds = warm_up(net, eval_net, model, train_loader, val_loader, task, cfg, start)
+        net, eval_net, compile_seconds = compiled(net, model, train_loader, val_loader, task, cfg, start)
     show = progress and dist.is_main()
     steps_done, total_steps = start * steps_per_epoch, cfg.epochs * steps_per_epoch
     check_every = 1 if device.type == "cpu" else 50  # a finiteness check waits for the GPU
@@ -401,6 +400,20 @@ def init_from_data(model: nn.Module, loader: Iterable, n: int = 5000) -> int:
     return len(layers)
 
 
+def compiled(net: nn.Module, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, task: Any,
+             cfg: TrainConfig, start: int) -> tuple[nn.Module, nn.Module, float | None]:
+    """``torch.compile``'d training and evaluation modules and the compile seconds; eager ones (and
+    ``None``) with a warning where compiling fails, so that a CPU preset which compiles still trains on
+    a laptop without a C++ compiler (inductor needs one) or with an operator the compiler rejects."""
+    try:
+        fast, fast_eval = torch.compile(net), torch.compile(model)
+        return fast, fast_eval, warm_up(fast, fast_eval, model, train_loader, val_loader, task, cfg, start)
+    except Exception as error:  # inductor's failures have no common base class: BackendCompilerFailed, CppCompileError, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        log.warning(f"torch.compile failed ({type(error).__name__}: {first[:200]}); training without it")
+        return net, model, None
+
+
 def warm_up(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
             task: Any, cfg: TrainConfig, start: int) -> float:
     """Compile ``net``/``eval_net`` for every batch shape and mode the run will meet; returns its seconds.
@@ -414,6 +427,19 @@ def warm_up(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader:
     device = cfg.resolved_device()
     began = time.perf_counter()
     saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        _warm_up_passes(net, eval_net, model, train_loader, val_loader, task, cfg, start, device)
+    finally:  # also when compiling fails half-way: the run then goes on eager from the same state
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(saved)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - began
+
+
+def _warm_up_passes(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader: Iterable,
+                    val_loader: Iterable | None, task: Any, cfg: TrainConfig, start: int, device: torch.device) -> None:
+    """One forward/backward per training batch size and layer state, one evaluation per validation size."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws are put back
         x, y = peek_batches(train_loader, 1)[0]
         for epoch in sorted({start, cfg.epochs - 1}):
@@ -428,10 +454,6 @@ def warm_up(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader:
             vx, vy = peek_batches(val_loader, 1)[0]
             for size in _batch_sizes(val_loader, len(vy)):
                 evaluate(eval_net, [(vx[:size], vy[:size])], task, device, cfg.amp, tta=cfg.tta, cpu_amp=cfg.cpu_amp)
-    model.load_state_dict(saved)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - began
 
 
 def _batch_sizes(loader: Iterable, first: int) -> list[int]:
