@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from fmnist_cpu_speed import host  # a sibling script: the CPU, threads and versions a table ran with
+
 RESULTS = Path(__file__).parent / "results"
 DATA = os.environ.get("CNNLAB_DATA", "../shared/data")
 # the recipes measured, in the order they run; cifar10-transfer-resnet50 is left out: its weights
@@ -110,16 +112,6 @@ def row(name: str, runs: Path, roof: dict | None) -> dict:
         result.update(training_gflops=round(flops / 1e9, 1),
                       roofline_fraction=round(flops / roof["bf16" if result["bf16"] else "fp32"], 3))
     return result
-
-
-def host() -> str:
-    """The CPU this table ran on: its model name and whether it has native bf16 (AVX512-BF16) and AMX."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    extras = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
-    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(extras)})" if extras else "")
 
 
 def span(runs: Path) -> str:

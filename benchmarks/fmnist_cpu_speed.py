@@ -149,6 +149,7 @@ def host() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {"cpu": cpu, "threads": torch.get_num_threads(), "native_bf16": cpu_has_native_bf16(),
+            "amx": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
             "torch": torch.__version__, "python": platform.python_version()}
 
 
