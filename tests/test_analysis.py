@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torchvision
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.fold import batchnorm_pairs, fold_batchnorm, fuse_report, randomize_batchnorm
@@ -240,6 +241,35 @@ def test_fold_linear_transposed_grouped_and_unfoldable_pairs():
     x = torch.randn(3, 4, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+class _SamePadConv(nn.Conv2d):
+    """EfficientNet's static same padding: pad, then convolve with ``self.weight`` (linear in it)."""
+
+    def forward(self, x):
+        return F.conv2d(F.pad(x, (0, 1, 0, 1)), self.weight, self.bias, self.stride)
+
+
+class _StdConv(nn.Conv2d):
+    """timm's weight standardisation: the weight is renormalised per filter, so ``a W`` acts as ``W``."""
+
+    def forward(self, x):
+        w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / self.weight.std((1, 2, 3), keepdim=True)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_fold_reaches_conv_subclasses_and_leaves_those_whose_weight_is_transformed():
+    net = randomize_batchnorm(nn.Sequential(_SamePadConv(3, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(),
+                                            _StdConv(4, 5, 3, padding=1), nn.BatchNorm2d(5))).eval()
+    assert batchnorm_pairs(net) == [("0", "1"), ("3", "4")]  # fx stops at the subclasses: both are candidates
+    folded = fold_batchnorm(net)
+    # the same-padding conv folds; folding into the standardised conv would be undone by its standardisation
+    assert isinstance(folded[1], nn.Identity) and isinstance(folded[4], nn.BatchNorm2d)
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
+    r = fuse_report(net, (3, 9, 9), batch=2, repeats=1)
+    assert r["pairs"] == 1 and r["batchnorm_left"] == 1
 
 
 def test_fuse_report_fields():

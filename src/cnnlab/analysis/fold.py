@@ -13,7 +13,11 @@ and z = W * x + b is the conv (or linear) output, linear in W and b, so with
 the single layer ``W' * x + b'`` computes y exactly (up to float rounding). The BN layer becomes
 ``nn.Identity``: one pass over the feature map less per pair, and no extra memory traffic.
 Pairs are found on the ``torch.fx`` graph: a BN whose input is the output of a conv/linear that
-nothing else uses (each module called once).
+nothing else uses (each module called once). Subclasses of the conv and linear layers count too
+(EfficientNet's and timm's same-padding convolutions pad, then convolve with ``self.weight``), but
+a subclass may transform its weight first (weight standardisation renormalises ``a W`` back to ``W``),
+so each subclass's fold is checked on a random input and undone where it does not reproduce
+``BN(layer(x))``.
 """
 from __future__ import annotations
 
@@ -31,10 +35,19 @@ from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from cnnlab.core.errors import CnnlabError
 
 
+class _LayerTracer(fx.Tracer):
+    """fx's tracer, stopping at every conv and linear layer, subclasses from other packages included
+    (fx would otherwise trace into them and the BN would follow a function call, not the layer)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (_ConvNd, nn.Linear)) or super().is_leaf_module(m, qualname)
+
+
 def batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """``(layer name, BN name)`` for every foldable pair, in graph order."""
+    """``(layer name, BN name)`` for every candidate pair, in graph order (a subclass's fold is
+    still checked by :func:`fold_batchnorm`)."""
     try:
-        graph = fx.symbolic_trace(model).graph
+        graph = _LayerTracer().trace(model)
     except Exception as exc:  # noqa: BLE001 - fx fails on value-dependent control flow
         first = (str(exc).strip().splitlines() or [""])[0]
         raise CnnlabError(f"cannot fold BatchNorm: torch.fx could not trace the model ({type(exc).__name__}: {first})") from exc
@@ -88,13 +101,33 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with every Conv->BN and Linear->BN pair folded (see the module doc).
 
-    The original model is left untouched. BN layers that do not follow a foldable layer stay.
+    The original model is left untouched. BN layers that do not follow a foldable layer stay, and so
+    do those after a subclass whose folded output differs from ``BN(layer(x))``.
     """
     folded = copy.deepcopy(model).eval()
     for layer_name, bn_name in batchnorm_pairs(folded):
-        _fold(folded.get_submodule(layer_name), folded.get_submodule(bn_name))
+        layer, bn = folded.get_submodule(layer_name), folded.get_submodule(bn_name)
+        original = None if type(layer).__module__.startswith("torch.nn") else copy.deepcopy(layer)
+        _fold(layer, bn)
+        if original is not None and not _same_map(original, bn, layer):
+            _replace(folded, layer_name, original)  # not linear in its weight: leave the pair as it was
+            continue
         _replace(folded, bn_name, nn.Identity())
     return folded
+
+
+@torch.no_grad()
+def _same_map(original: nn.Module, bn: _BatchNorm, folded: nn.Module) -> bool:
+    """Whether ``folded(x)`` equals ``bn(original(x))`` on a random input the layer accepts."""
+    w = folded.weight
+    if isinstance(folded, _ConvNd):
+        side = max(8, max((k - 1) * d + 1 for k, d in zip(folded.kernel_size, folded.dilation)) + 4)
+        shape = (2, folded.in_channels, *[side] * len(folded.kernel_size))
+    else:
+        shape = (2, folded.in_features)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(w.device, w.dtype)
+    expected = bn(original(x))
+    return torch.allclose(folded(x), expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()) + 1e-6)
 
 
 @torch.no_grad()
@@ -125,8 +158,8 @@ def fuse_report(model: nn.Module, input_size: Sequence[int], batch: int = 8, rep
     The two models are timed alternately (median of ``repeats``), so load on a shared machine hits both.
     """
     model = model.eval()
-    pairs = batchnorm_pairs(model)
     folded = fold_batchnorm(model)
+    left = sum(isinstance(m, _BatchNorm) for m in folded.modules())
     x = torch.randn(batch, *input_size, generator=torch.Generator().manual_seed(seed))
     y0, y1 = _first_tensor(model(x)), _first_tensor(folded(x))
     times: dict[str, list[float]] = {"original": [], "folded": []}
@@ -137,8 +170,8 @@ def fuse_report(model: nn.Module, input_size: Sequence[int], batch: int = 8, rep
             times[key].append(time.perf_counter() - start)
     before, after = statistics.median(times["original"]), statistics.median(times["folded"])
     return {
-        "pairs": len(pairs),
-        "batchnorm_left": sum(isinstance(m, _BatchNorm) for m in folded.modules()),
+        "pairs": sum(isinstance(m, _BatchNorm) for m in model.modules()) - left,
+        "batchnorm_left": left,
         "max_abs_diff": (y0 - y1).abs().max().item(),
         "max_abs_output": y0.abs().max().item(),
         "input": [batch, *input_size],
