@@ -52,7 +52,7 @@ def tiny_data(dataset: str, root) -> str:
 
 # cifar10-transfer runs both its phases in the test after this one
 @pytest.mark.parametrize("name", [r["name"] for r in COURSE_RECIPES if r["name"] != "cifar10-transfer"])
-def test_every_course_recipe_resolves_and_runs_one_tiny_step(name, tmp_path):
+def test_every_course_recipe_resolves_and_runs_one_tiny_step(name, tmp_path, monkeypatch):
     recipe = NAMED_RECIPES[name]
     assert recipe.assignment and recipe.description
     dataset, opts = resolve_options(None, name)  # here: the CPU preset (tests/test_presets.py: both)
@@ -65,10 +65,13 @@ def test_every_course_recipe_resolves_and_runs_one_tiny_step(name, tmp_path):
         given["finetune_epochs"] = 0
     if dataset == "colour-digits":
         given["subset"] = 24
+    if preset.get("compile"):  # the compiled path runs; inductor itself (100 s cold on a slow CPU) is
+        monkeypatch.setattr(torch, "compile", lambda model, **kw: model)  # tested in test_speed.py
     out = tmp_path / "run"
     m = train_classifier(recipe=name, data_dir=tiny_data(dataset, tmp_path / dataset), out=out, **given)
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"] == name and config["preset"] == "cpu" and config["model"] == preset["model"]
+    assert config["train"]["compile"] == bool(preset.get("compile")) == ("compile_seconds" in m)
     for key in ("optimizer", "lr", "schedule", "weight_decay"):
         if key in preset:
             assert config["train"][key] == preset[key]
