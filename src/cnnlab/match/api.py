@@ -22,6 +22,11 @@ PEER = "opencv"
 BENCHMARK_METHODS = (PEER, *METHODS)
 
 
+def config_method(method: str) -> str:
+    """A benchmark method's ``MatchConfig.method``: the peer has none of its own, and takes pixel ZNCC's."""
+    return "zncc-pixel" if method == PEER else method
+
+
 def match_files(template: str, search: str, out: str | Path, box: Box | None = None,
                 config: MatchConfig | None = None) -> dict:
     """Find ``template`` (a file, or ``box`` of it) in ``search``; writes result.json, heatmap.png, boxes.png."""
@@ -83,7 +88,7 @@ def run_benchmark(data_dir: str | Path, out: str | Path, methods: Sequence[str],
     rows = []
     net = None  # one backbone for every deep method
     for method in methods:
-        cfg = dataclasses.replace(config, method=method if method != PEER else "zncc-pixel")
+        cfg = dataclasses.replace(config, method=config_method(method))
         matcher = None if method == PEER else Matcher(cfg, net)
         net = (matcher.net if matcher else None) or net
         boxes, ious, seconds = {}, {}, {}

@@ -65,15 +65,13 @@ def cmd_find(args: argparse.Namespace) -> None:
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
     from cnnlab.core.errors import CnnlabError
-    from cnnlab.match.api import BENCHMARK_METHODS, PEER, markdown_table, run_benchmark
+    from cnnlab.match.api import BENCHMARK_METHODS, config_method, markdown_table, run_benchmark
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in BENCHMARK_METHODS:
             raise CnnlabError(f"--methods {m!r}: expected a comma-separated list of {', '.join(BENCHMARK_METHODS)}")
-    # the options' setting; each method replaces the scorer, and the peer (OpenCV) has no MatchConfig of its own
-    rows = run_benchmark(args.data_dir, args.out, methods,
-                         _config(args, "zncc-pixel" if methods[0] == PEER else methods[0]), args.limit)
+    rows = run_benchmark(args.data_dir, args.out, methods, _config(args, config_method(methods[0])), args.limit)
     print(markdown_table(rows))
     print(f"wrote {args.out}/boxes.json ({methods[0]}), <method>/boxes.json, results.json, table.md, per_pair.csv"
           + (f", failures.png ({methods[0]}'s worst failures)" if (Path(args.out) / "failures.png").exists() else ""))
