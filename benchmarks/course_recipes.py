@@ -97,6 +97,7 @@ def row(name: str, runs: Path, roof: dict | None) -> dict:
               "bf16": config["train"]["cpu_amp"], **cpu}
     if "compile_seconds" in metrics:  # torch.compile's time, apart from the epochs' (inside the wall seconds)
         result["compile_seconds"] = round(metrics["compile_seconds"], 1)
+        result["compiled"] = metrics.get("compiled", True)  # False: eager stepped faster; older runs always compiled
     if "binary" in metrics and "test_recall" in metrics["binary"]:
         result.update(test_recall=round(metrics["binary"]["test_recall"], 4),
                       test_precision=round(metrics["binary"]["test_precision"], 4))

@@ -25,6 +25,7 @@ from cnnlab.analysis.complexity import count_macs
 from cnnlab.models import create_model
 from cnnlab.core.distributed import cpu_has_native_bf16
 from fmnist_cpu_profile import self_cpu_by_kind  # a sibling script: the op kinds of its profile
+from fmnist_cpu_speed import host  # a sibling script: the CPU, threads and versions of this run
 
 # (name, model, model_kwargs, batch): the networks of the CPU presets and their GPU-preset originals
 NETWORKS = [
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
              for s in TRUNK_SIZES for p in (["bf16", "fp32"] if bf16 else ["fp32"])]
     for t in trunk:
         print(f"frozen EfficientNet-Lite0 trunk at {t['size']} px, {t['precision']}: {t['images_per_second']:.0f} images/s")
-    result = dict(threads=torch.get_num_threads(), native_bf16=bf16, torch=torch.__version__,
+    result = dict(host=host(), threads=torch.get_num_threads(), native_bf16=bf16, torch=torch.__version__,
                   matmul_flops=roof, training=rows, lite0_trunk=trunk)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -23,3 +23,25 @@ def test_timing_counts_the_calls_after_the_warm_up_and_reports_the_warm_ups_seco
     rate, warm = roofline.timed_after_warmup(lambda: calls.append(1), seconds=0.05, warmup=3)
     assert warm >= 0 and rate > 0
     assert len(calls) > 3 and rate == pytest.approx((len(calls) - 3) / 0.05, rel=0.5)
+
+
+
+def test_compile_speed_interleaves_the_modes_and_takes_each_ones_median(monkeypatch):
+    """Eager and compiled take turns (neither always first) and each mode's rate is its blocks' median."""
+    speed = load_benchmark("compile_speed")
+    calls, blocks = [], []
+    eager, compiled = (lambda: calls.append("e")), (lambda: calls.append("c"))
+    block_rates = iter([10.0, 1.0, 2.0, 20.0, 30.0, 3.0, 4.0, 40.0])  # eager's blocks 10, 20, 30, 40
+
+    def fake_block(step, seconds):
+        step()
+        blocks.append(calls[-1])
+        return next(block_rates)
+
+    monkeypatch.setattr(speed, "block_rate", fake_block)
+    result = speed.interleaved(eager, compiled, rounds=4, block=0.01)
+    assert calls[:2] == ["c", "e"]  # the compile's call, then eager's first call, both untimed
+    assert blocks == ["e", "c", "c", "e", "e", "c", "c", "e"]
+    assert result["eager_block_steps_per_second"] == [10.0, 20.0, 30.0, 40.0]
+    assert result["eager_steps_per_second"] == 25.0 and result["compiled_steps_per_second"] == 2.5
+    assert result["compile_seconds"] >= 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -258,6 +259,60 @@ def test_a_failing_compile_warns_and_trains_eager_from_the_same_state(monkeypatc
     assert "torch.compile failed (RuntimeError: CppCompileError: C++ compile error)" in caplog.text
     assert all("compile_seconds" not in row for row in h2) and len(h2) == 2
     for (k, a), b in zip(eager.state_dict().items(), fallback.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+class _Sleepy(nn.Module):
+    """A tiny CNN whose forward sleeps unless told it is the fast ("compiled") one."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = create_model("simple-cnn", num_classes=4, in_chans=3, width=4)
+
+    def forward(self, x, fast=False):
+        if not fast:
+            time.sleep(0.03)
+        return self.net(x)
+
+
+class _Compiled(nn.Module):
+    """What the fake ``torch.compile`` returns: the same weights, faster or slower than eager."""
+
+    def __init__(self, module, faster):
+        super().__init__()
+        self.module, self.faster, self.calls = module, faster, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if not self.faster:
+            time.sleep(0.06)
+        return self.module(x, fast=self.faster)
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_compile_is_kept_only_where_it_steps_faster(faster, monkeypatch):
+    """Compiling made ResNeXt-20 slower on one CPU and faster on another: the run times one training
+    pass of each and trains with the faster, reporting both; the weights equal an eager run's."""
+    data = _tiny_rgb(n=72)
+    made = []
+
+    def run(compile_model):
+        torch.manual_seed(0)
+        model = _Sleepy()
+        loader = TensorLoader(data, 32, (0.4,) * 3, (0.25,) * 3, shuffle=True, augment=Augment(hflip=True), seed=0)
+        return model, fit(model, loader, None, ClassificationTask(4), TrainConfig(epochs=1, compile=compile_model),
+                          progress=False)
+
+    eager, _ = run(False)
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: made.append(_Compiled(m, faster)) or made[-1])
+    model, history = run(True)
+    first = history[0]
+    assert first["compiled"] is faster and first["compile_seconds"] > 0
+    slower, quicker = (first["eager_pass_ms"], first["compiled_pass_ms"])[:: 1 if faster else -1]
+    assert slower > quicker + 20  # the sleeps: 30 ms eager against 0 or 60 ms compiled
+    warm_and_race = 2 + 4  # warm-up passes at both batch sizes (32 and the last 8), 4 timed rounds
+    assert made[0].calls == warm_and_race + (3 if faster else 0)  # 72 images in batches of 32: 3 steps
+    for (k, a), b in zip(eager.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
 
 

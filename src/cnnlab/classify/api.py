@@ -267,8 +267,7 @@ class ClassifierRun:
         cfg, splits = self.cfg, self.splits
         metrics = report(model, splits, self.test_loader, self.val_loader, self.out, cfg, self.opts["target_recall"],
                          self.opts["recall_confidence"])
-        if history and "compile_seconds" in history[0]:
-            metrics["compile_seconds"] = history[0]["compile_seconds"]
+        metrics.update({k: history[0][k] for k in ("compile_seconds", "compiled") if history and k in history[0]})
         if cfg.adversarial:
             metrics.update(adversarial=cfg.adversarial, test_robust_accuracy=robust_test_accuracy(model, splits, cfg))
         metrics.update(best_epoch=_best_epoch(history, self.task.monitor), loss_name=self.opts["loss"],

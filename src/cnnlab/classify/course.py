@@ -36,8 +36,9 @@ TRANSFER_LITE_CPU_NOTE = (f"the frozen blocks' 7x7 maps computed once and cached
                           f"{LITE_TRAINED} blocks, its head convolution and the new head then train on them for 6 "
                           f"epochs (one-cycle LR peaking at 1e-3, label smoothing 0.1): a partial fine-tune in the "
                           f"budget; no whole-network phase")
-# ResNeXt-20 4x16d steps 11-16% faster under torch.compile (benchmarks/cpu_roofline.py; BatchNorm and ReLU
-# fused), compiled in about 45 s: 19 epochs fit the 30-minute bound where eager fitted 18 (20 took 1,802 s)
+# ResNeXt-20 4x16d steps 11-16% faster under torch.compile on a Xeon with AMX (benchmarks/cpu_roofline.py;
+# BatchNorm and ReLU fused), compiled in about 45 s: 19 epochs fit the 30-minute bound there where eager
+# fitted 18 (20 took 1,802 s). On an AMD EPYC it stepped slower compiled, so the engine times both first.
 RESNEXT_CPU_EPOCHS = 19
 RESNET9_CPU_WIDTH = 32
 RESNET9_CPU_EPOCHS = 24
@@ -84,7 +85,8 @@ COURSE_RECIPES: list[dict] = [
                   f"images (no validation split), with resnet9-onecycle's Adam and one-cycle LR (peak 0.01), "
                   f"airbench's lighter augmentation for short schedules (alternating flips, shifts of up to 2 "
                   f"pixels) and flip + shift test-time augmentation; torch.compile'd (about 45 s, reported as "
-                  f"compile_seconds; eager where it cannot compile)"),
+                  f"compile_seconds) where a timed training pass shows it steps faster than eager on the machine "
+                  f"(it did on a Xeon with AMX, not on an AMD EPYC); eager where it cannot compile"),
     dict(name="resnet9-onecycle", dataset="cifar10", assignment="004 Ex3",
          options=dict(model="resnet9", model_kwargs={"width": 64}, optimizer="adam", lr=0.01, schedule="onecycle",
                       weight_decay=1e-4, batch_size=128, epochs=18, label_smoothing=0.0, augment="cifar"),

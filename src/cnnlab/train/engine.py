@@ -186,7 +186,8 @@ def fit(
     is now larger, an extended run, one-cycle and cosine schedules are rebuilt for the new length and
     continue from the step reached: the learning rate moves to the new curve's value there). ``on_epoch(row, model)``
     is called after each epoch with its history row (loggers such as TensorBoard hook in here).
-    With ``cfg.compile`` the first row also holds ``compile_seconds`` (not part of any epoch's ``seconds``).
+    With ``cfg.compile`` the first row also holds ``compile_seconds`` (not part of any epoch's ``seconds``),
+    the timed training pass of each module and whether the compiled one was kept (:func:`compiled`).
     ``perturb(model, x, y)`` replaces each training batch before the forward pass (adversarial
     training, ``cnnlab.attack.training``): the loss and the train metrics are then on perturbed images.
 
@@ -230,9 +231,9 @@ def fit(
             average.load_state_dict(ck["average"])
         _set_rng_state(ck["rng"])
         history, best, bad_epochs, start = ck["history"], ck["best_score"], ck["bad_epochs"], ck["epoch"]
-    eval_net, compile_seconds = model, None
+    eval_net, compile_report = model, None
     if cfg.compile:
-        net, eval_net, compile_seconds = compiled(net, model, train_loader, val_loader, task, cfg, start)
+        net, eval_net, compile_report = compiled(net, model, train_loader, val_loader, task, cfg, start)
     show = progress and dist.is_main()
     steps_done, total_steps = start * steps_per_epoch, cfg.epochs * steps_per_epoch
     check_every = 1 if device.type == "cpu" else 50  # a finiteness check waits for the GPU
@@ -289,8 +290,8 @@ def fit(
         row["steps"] = math.ceil((step + 1) / cfg.accumulate)  # optimizer steps this epoch (each process)
         if norms:
             row["grad_norm"] = float(torch.stack(norms).mean())
-        if compile_seconds is not None and epoch == start:
-            row["compile_seconds"] = compile_seconds
+        if compile_report is not None and epoch == start:
+            row.update(compile_report)
         if val_loader is not None:
             row.update({f"val_{k}": v for k, v in evaluate(eval_net, val_loader, task, device, cfg.amp, tta=cfg.tta,
                                                            cpu_amp=cfg.cpu_amp).items()})
@@ -401,40 +402,86 @@ def init_from_data(model: nn.Module, loader: Iterable, n: int = 5000) -> int:
 
 
 def compiled(net: nn.Module, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None, task: Any,
-             cfg: TrainConfig, start: int) -> tuple[nn.Module, nn.Module, float | None]:
-    """``torch.compile``'d training and evaluation modules and the compile seconds; eager ones (and
-    ``None``) with a warning where compiling fails, so that a CPU preset which compiles still trains on
+             cfg: TrainConfig, start: int) -> tuple[nn.Module, nn.Module, dict | None]:
+    """The training and evaluation modules to use, ``torch.compile``'d where that steps faster here,
+    and a report for the first history row: ``compile_seconds``, the milliseconds of one timed training
+    pass compiled and eager (``compiled_pass_ms``, ``eager_pass_ms``) and whether the compiled modules
+    were kept (``compiled``). Whether compiling pays depends on the machine as well as the network:
+    ResNeXt-20 4x16d stepped 11-16% faster compiled on a Xeon with AMX, while on an AMD EPYC with
+    AVX512-BF16 whole runs took 98 s an epoch compiled against 86 s eager and step timings ranged from
+    12% slower to 12% faster (benchmarks/compile_speed.py, docs/course.md); so the run times both on a
+    real batch and trains with the faster, at the cost of a few passes. Eager ones (and no
+    report) with a warning where compiling fails, so that a CPU preset which compiles still trains on
     a laptop without a C++ compiler (inductor needs one) or with an operator the compiler rejects."""
     try:
         fast, fast_eval = torch.compile(net), torch.compile(model)
-        return fast, fast_eval, warm_up(fast, fast_eval, model, train_loader, val_loader, task, cfg, start)
+        seconds, compiled_ms, eager_ms = warm_up(fast, fast_eval, net, model, train_loader, val_loader, task, cfg,
+                                                 start)
     except Exception as error:  # inductor's failures have no common base class: BackendCompilerFailed, CppCompileError, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         log.warning(f"torch.compile failed ({type(error).__name__}: {first[:200]}); training without it")
         return net, model, None
+    # every process takes the same decision (DDP): the sign of the summed differences
+    keep = float(dist.all_reduce_sum(torch.tensor(compiled_ms - eager_ms))) < 0
+    log.info(f"torch.compile: a training pass took {compiled_ms:.1f} ms compiled, {eager_ms:.1f} ms eager; "
+             f"training {'compiled' if keep else 'eager (compiling does not pay on this machine)'}")
+    report = dict(compile_seconds=seconds, compiled_pass_ms=compiled_ms, eager_pass_ms=eager_ms, compiled=keep)
+    return (fast, fast_eval, report) if keep else (net, model, report)
 
 
-def warm_up(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader: Iterable, val_loader: Iterable | None,
-            task: Any, cfg: TrainConfig, start: int) -> float:
-    """Compile ``net``/``eval_net`` for every batch shape and mode the run will meet; returns its seconds.
+def warm_up(net: nn.Module, eval_net: nn.Module, eager: nn.Module, model: nn.Module, train_loader: Iterable,
+            val_loader: Iterable | None, task: Any, cfg: TrainConfig, start: int) -> tuple[float, float, float]:
+    """Compile ``net``/``eval_net`` for every batch shape and mode the run will meet; returns its seconds
+    and the milliseconds of one training pass of ``net`` and of the uncompiled ``eager``.
 
     ``torch.compile`` compiles lazily, on the first call with each new shape or mode, so that
     time would land in the first epoch. Here one forward/backward per training batch size, in the
     first and last epoch's layer state (``set_epoch``), and one evaluation forward per validation
-    batch size run up front; the weights and BatchNorm statistics are then put back, and no
-    optimizer step is taken, so the run trains exactly as uncompiled.
+    batch size run up front, then the timed passes; the weights and BatchNorm statistics are then
+    put back, and no optimizer step is taken, so the run trains exactly as uncompiled.
     """
     device = cfg.resolved_device()
     began = time.perf_counter()
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         _warm_up_passes(net, eval_net, model, train_loader, val_loader, task, cfg, start, device)
+        _synchronize(device)
+        seconds = time.perf_counter() - began
+        times = _race([net, eager], model, train_loader, task, cfg, device)
     finally:  # also when compiling fails half-way: the run then goes on eager from the same state
         model.zero_grad(set_to_none=True)
         model.load_state_dict(saved)
+    return seconds, times[0], times[1]
+
+
+def _race(modules: list[nn.Module], model: nn.Module, train_loader: Iterable, task: Any, cfg: TrainConfig,
+          device: torch.device, repeats: int = 3) -> list[float]:
+    """Median milliseconds of one training forward/backward pass of each module on the same batch,
+    the modules taking turns so that the machine's drift hits them alike; an untimed first round
+    builds the eager module's kernels. A few passes: the decision costs seconds, not an epoch."""
+    x, y = peek_batches(train_loader, 1)[0]
+    x, y = x.to(device), y.to(device)
+    if cfg.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    times: list[list[float]] = [[] for _ in modules]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for round_ in range(repeats + 1):
+            for module, spent in zip(modules, times):
+                module.train()
+                began = time.perf_counter()
+                with autocast(device, cfg.amp, cfg.cpu_amp):
+                    out = module(x)
+                task_loss(task, out, y)[1].backward()
+                _synchronize(device)
+                if round_:
+                    spent.append(1e3 * (time.perf_counter() - began))
+                model.zero_grad(set_to_none=True)
+    return [sorted(spent)[len(spent) // 2] for spent in times]
+
+
+def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - began
 
 
 def _warm_up_passes(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader: Iterable,
