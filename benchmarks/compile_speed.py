@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from cnnlab.core.distributed import cpu_has_native_bf16
-from cnnlab.models import create_model
-from cpu_roofline import NETWORKS  # sibling scripts: the presets' networks and the host record
+# sibling scripts: the presets' networks, their training steps and timing; the host record
+from cpu_roofline import NETWORKS, random_batch, step_closure, timed, train_network
 from fmnist_cpu_speed import host
 
 # the CPU presets' networks that compile is a question for, with their optimizer
@@ -32,31 +32,11 @@ CANDIDATES = {"resnext20-4x16d": "adam", "speed-vgg": "sgd"}
 
 def steps(model: str, kwargs: dict, batch: int, optimizer: str, bf16: bool) -> tuple:
     """Eager and compiled training steps that share one network, its optimizer and a random batch."""
-    net = create_model(model, num_classes=10, **kwargs).to(memory_format=torch.channels_last).train()
+    net = train_network(model, kwargs)
     opt = (torch.optim.Adam(net.parameters(), lr=1e-3) if optimizer == "adam"
            else torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True))
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-
-    def step_of(forward):
-        def step() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = torch.nn.functional.cross_entropy(forward(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return step
-
-    return step_of(net), step_of(torch.compile(net))
-
-
-def block_rate(step, seconds: float) -> float:
-    """Steps per second over one block of about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        n += 1
-    return n / (time.perf_counter() - start)
+    x, y = random_batch(batch)
+    return step_closure(net, opt, x, y, bf16), step_closure(torch.compile(net), opt, x, y, bf16)
 
 
 def interleaved(eager, compiled, rounds: int, block: float) -> dict:
@@ -69,7 +49,7 @@ def interleaved(eager, compiled, rounds: int, block: float) -> dict:
     for i in range(rounds):
         order = ("eager", "compiled") if i % 2 == 0 else ("compiled", "eager")  # neither always goes first
         for mode in order:
-            rates[mode].append(block_rate(eager if mode == "eager" else compiled, block))
+            rates[mode].append(timed(eager if mode == "eager" else compiled, block, warmup=0))
     return dict(compile_seconds=compile_seconds, **{f"{m}_block_steps_per_second": r for m, r in rates.items()},
                 **{f"{m}_steps_per_second": statistics.median(r) for m, r in rates.items()})
 

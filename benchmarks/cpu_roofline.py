@@ -71,11 +71,23 @@ def matmul_flops(dtype: torch.dtype, seconds: float, n: int = 2048) -> float:
 
 def training_step(model: str, kwargs: dict, batch: int, bf16: bool, compiled: bool = False):
     """One training step of ``model`` on random 32 x 32 inputs, as a closure (forward, backward, SGD update)."""
-    net = create_model(model, num_classes=10, **kwargs).to(memory_format=torch.channels_last).train()
+    net = train_network(model, kwargs)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    forward = torch.compile(net) if compiled else net
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
+    return step_closure(torch.compile(net) if compiled else net, opt, *random_batch(batch), bf16)
+
+
+def train_network(model: str, kwargs: dict) -> torch.nn.Module:
+    """A 10-class ``model`` in training mode and channels-last, as the CPU presets train it."""
+    return create_model(model, num_classes=10, **kwargs).to(memory_format=torch.channels_last).train()
+
+
+def random_batch(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` random channels-last 32 x 32 images and their random labels."""
+    return torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (batch,))
+
+
+def step_closure(forward, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, bf16: bool):
+    """Forward (bf16 autocast if asked), cross-entropy, backward and ``opt``'s update, as a closure."""
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

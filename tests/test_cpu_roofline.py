@@ -25,7 +25,6 @@ def test_timing_counts_the_calls_after_the_warm_up_and_reports_the_warm_ups_seco
     assert len(calls) > 3 and rate == pytest.approx((len(calls) - 3) / 0.05, rel=0.5)
 
 
-
 def test_compile_speed_interleaves_the_modes_and_takes_each_ones_median(monkeypatch):
     """Eager and compiled take turns (neither always first) and each mode's rate is its blocks' median."""
     speed = load_benchmark("compile_speed")
@@ -33,12 +32,13 @@ def test_compile_speed_interleaves_the_modes_and_takes_each_ones_median(monkeypa
     eager, compiled = (lambda: calls.append("e")), (lambda: calls.append("c"))
     block_rates = iter([10.0, 1.0, 2.0, 20.0, 30.0, 3.0, 4.0, 40.0])  # eager's blocks 10, 20, 30, 40
 
-    def fake_block(step, seconds):
+    def fake_block(step, seconds, warmup):
+        assert warmup == 0  # every call of a block is timed
         step()
         blocks.append(calls[-1])
         return next(block_rates)
 
-    monkeypatch.setattr(speed, "block_rate", fake_block)
+    monkeypatch.setattr(speed, "timed", fake_block)
     result = speed.interleaved(eager, compiled, rounds=4, block=0.01)
     assert calls[:2] == ["c", "e"]  # the compile's call, then eager's first call, both untimed
     assert blocks == ["e", "c", "c", "e", "e", "c", "c", "e"]

@@ -444,38 +444,39 @@ def warm_up(net: nn.Module, eval_net: nn.Module, eager: nn.Module, model: nn.Mod
     began = time.perf_counter()
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     try:
-        _warm_up_passes(net, eval_net, model, train_loader, val_loader, task, cfg, start, device)
-        _synchronize(device)
-        seconds = time.perf_counter() - began
-        times = _race([net, eager], model, train_loader, task, cfg, device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws are put back
+            x, y = peek_batches(train_loader, 1)[0]
+            _warm_up_passes(net, eval_net, model, x, y, train_loader, val_loader, task, cfg, start, device)
+            _synchronize(device)
+            seconds = time.perf_counter() - began
+            times = _race([net, eager], model, x, y, task, cfg, device)
     finally:  # also when compiling fails half-way: the run then goes on eager from the same state
         model.zero_grad(set_to_none=True)
         model.load_state_dict(saved)
     return seconds, times[0], times[1]
 
 
-def _race(modules: list[nn.Module], model: nn.Module, train_loader: Iterable, task: Any, cfg: TrainConfig,
+def _race(modules: list[nn.Module], model: nn.Module, x: Tensor, y: Tensor, task: Any, cfg: TrainConfig,
           device: torch.device, repeats: int = 3) -> list[float]:
-    """Median milliseconds of one training forward/backward pass of each module on the same batch,
+    """Median milliseconds of one training forward/backward pass of each module on the batch ``x, y``,
     the modules taking turns so that the machine's drift hits them alike; an untimed first round
     builds the eager module's kernels. A few passes: the decision costs seconds, not an epoch."""
-    x, y = peek_batches(train_loader, 1)[0]
     x, y = x.to(device), y.to(device)
     if cfg.channels_last and x.ndim == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     times: list[list[float]] = [[] for _ in modules]
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for round_ in range(repeats + 1):
-            for module, spent in zip(modules, times):
-                module.train()
-                began = time.perf_counter()
-                with autocast(device, cfg.amp, cfg.cpu_amp):
-                    out = module(x)
-                task_loss(task, out, y)[1].backward()
-                _synchronize(device)
-                if round_:
-                    spent.append(1e3 * (time.perf_counter() - began))
-                model.zero_grad(set_to_none=True)
+    for module in modules:
+        module.train()
+    for round_ in range(repeats + 1):
+        for module, spent in zip(modules, times):
+            began = time.perf_counter()
+            with autocast(device, cfg.amp, cfg.cpu_amp):
+                out = module(x)
+            task_loss(task, out, y)[1].backward()
+            _synchronize(device)
+            if round_:
+                spent.append(1e3 * (time.perf_counter() - began))
+            model.zero_grad(set_to_none=True)
     return [sorted(spent)[len(spent) // 2] for spent in times]
 
 
@@ -484,23 +485,23 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _warm_up_passes(net: nn.Module, eval_net: nn.Module, model: nn.Module, train_loader: Iterable,
-                    val_loader: Iterable | None, task: Any, cfg: TrainConfig, start: int, device: torch.device) -> None:
-    """One forward/backward per training batch size and layer state, one evaluation per validation size."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws are put back
-        x, y = peek_batches(train_loader, 1)[0]
-        for epoch in sorted({start, cfg.epochs - 1}):
-            set_epoch(model, epoch)
-            net.train()
-            for size in _batch_sizes(train_loader, len(y)):
-                with autocast(device, cfg.amp, cfg.cpu_amp):
-                    out = net(x[:size])
-                task.loss(out.float(), y[:size]).backward()
-        model.zero_grad(set_to_none=True)
-        if val_loader is not None:
-            vx, vy = peek_batches(val_loader, 1)[0]
-            for size in _batch_sizes(val_loader, len(vy)):
-                evaluate(eval_net, [(vx[:size], vy[:size])], task, device, cfg.amp, tta=cfg.tta, cpu_amp=cfg.cpu_amp)
+def _warm_up_passes(net: nn.Module, eval_net: nn.Module, model: nn.Module, x: Tensor, y: Tensor,
+                    train_loader: Iterable, val_loader: Iterable | None, task: Any, cfg: TrainConfig, start: int,
+                    device: torch.device) -> None:
+    """One forward/backward of the first training batch ``x, y`` per training batch size and layer state,
+    one evaluation per validation size."""
+    for epoch in sorted({start, cfg.epochs - 1}):
+        set_epoch(model, epoch)
+        net.train()
+        for size in _batch_sizes(train_loader, len(y)):
+            with autocast(device, cfg.amp, cfg.cpu_amp):
+                out = net(x[:size])
+            task.loss(out.float(), y[:size]).backward()
+    model.zero_grad(set_to_none=True)
+    if val_loader is not None:
+        vx, vy = peek_batches(val_loader, 1)[0]
+        for size in _batch_sizes(val_loader, len(vy)):
+            evaluate(eval_net, [(vx[:size], vy[:size])], task, device, cfg.amp, tta=cfg.tta, cpu_amp=cfg.cpu_amp)
 
 
 def _batch_sizes(loader: Iterable, first: int) -> list[int]:
