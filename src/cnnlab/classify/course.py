@@ -38,7 +38,7 @@ TRANSFER_LITE_CPU_NOTE = (f"the frozen blocks' 7x7 maps computed once and cached
                           f"budget; no whole-network phase")
 # ResNeXt-20 4x16d steps 11-16% faster under torch.compile on a Xeon with AMX (benchmarks/cpu_roofline.py;
 # BatchNorm and ReLU fused), compiled in about 45 s: 19 epochs fit the 30-minute bound there where eager
-# fitted 18 (20 took 1,802 s). On an AMD EPYC it stepped slower compiled, so the engine times both first.
+# fitted 18 (20 took 1,802 s). On an AMD EPYC whole runs were slower compiled, so the engine times both first.
 RESNEXT_CPU_EPOCHS = 19
 RESNET9_CPU_WIDTH = 32
 RESNET9_CPU_EPOCHS = 24
@@ -86,7 +86,7 @@ COURSE_RECIPES: list[dict] = [
                   f"airbench's lighter augmentation for short schedules (alternating flips, shifts of up to 2 "
                   f"pixels) and flip + shift test-time augmentation; torch.compile'd (about 45 s, reported as "
                   f"compile_seconds) where a timed training pass shows it steps faster than eager on the machine "
-                  f"(it did on a Xeon with AMX, not on an AMD EPYC); eager where it cannot compile"),
+                  f"(it did on a Xeon with AMX; whole runs on an AMD EPYC were slower compiled); eager where it cannot compile"),
     dict(name="resnet9-onecycle", dataset="cifar10", assignment="004 Ex3",
          options=dict(model="resnet9", model_kwargs={"width": 64}, optimizer="adam", lr=0.01, schedule="onecycle",
                       weight_decay=1e-4, batch_size=128, epochs=18, label_smoothing=0.0, augment="cifar"),
