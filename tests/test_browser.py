@@ -152,3 +152,41 @@ def test_demo_example_buttons_drop_and_pixelated_input(page, demo_url, tmp_path)
     page.wait_for_selector("body[data-state=busy]", timeout=30_000)
     page.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=120_000)
     assert page.text_content("#error") == "" and page.errors == []
+
+
+def test_demo_shows_the_newest_answer_when_an_older_one_comes_back_later(page, demo_url):
+    """The server is threaded, so answers can arrive out of order (a slow FGSM after the next upload's
+    error, as CI once saw): the page shows only the newest request's answer, whatever comes back later."""
+    page.goto(demo_url)
+    page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    page.click("#examples button[data-example=chelsea]")
+    page.wait_for_selector("body[data-state=done]", timeout=120_000)
+    held = []
+    page.route("**/api/fgsm?*", lambda route: held.append(route) if not held else route.continue_())
+
+    def set_eps(value: str) -> None:  # exactly one change event, as a released slider gives
+        page.eval_on_selector("#eps", "(el, v) => { el.value = v; el.dispatchEvent(new Event('change')); }", value)
+
+    set_eps("0.03")                   # its answer is held back
+    page.wait_for_function("() => document.body.dataset.state === 'busy'")
+    set_eps("0.05")
+    page.wait_for_selector("body[data-state=done]", timeout=120_000)
+    assert page.text_content("#adv-caption").startswith("epsilon 0.050")
+    assert len(held) == 1 and "eps=0.03" in held[0].request.url
+    with page.expect_response(lambda r: "eps=0.03" in r.url, timeout=120_000):
+        held[0].continue_()
+    page.wait_for_timeout(200)        # let the page handle the late answer
+    assert page.text_content("#adv-caption").startswith("epsilon 0.050")
+    assert page.evaluate("document.body.dataset.state") == "done"
+
+    held.clear()                      # a late FGSM answer must not hide the next upload's error either
+    set_eps("0.02")
+    page.wait_for_function("() => document.body.dataset.state === 'busy'")
+    page.set_input_files("#file", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
+    page.wait_for_selector("body[data-state=error]", timeout=60_000)
+    with page.expect_response(lambda r: "eps=0.02" in r.url, timeout=120_000):
+        held[0].continue_()
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert "the upload is not an image" in page.text_content("#error")
+    assert [e for e in page.errors if "status of 400" not in e] == []  # the refused upload's 400 alone
