@@ -21,6 +21,9 @@ from cnnlab.data.base import ImageSet
 from cnnlab.data.tensor_loader import TensorLoader
 from cnnlab.models import create_model
 from cnnlab.models.layers import PatchWhitening
+from cnnlab.data.segmentation import IGNORE
+from cnnlab.segment.losses import build_loss
+from cnnlab.segment.task import SegmentationTask
 from cnnlab.train.averaging import WeightAverage
 from cnnlab.train.engine import build_optimizer, fit, one_cycle
 from cnnlab.train.config import TrainConfig
@@ -259,6 +262,32 @@ def test_a_failing_compile_warns_and_trains_eager_from_the_same_state(monkeypatc
     assert "torch.compile failed (RuntimeError: CppCompileError: C++ compile error)" in caplog.text
     assert all("compile_seconds" not in row for row in h2) and len(h2) == 2
     for (k, a), b in zip(eager.state_dict().items(), fallback.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_compile_warm_up_counts_no_step_of_the_task_and_trains_auxiliary_heads(monkeypatch, caplog):
+    """The warm-up and timed passes are not steps of the run: a deeply supervised ResU-Net (auxiliary
+    outputs) under segmentation's noisy-label loss, which counts steps before it drops images, compiles
+    without the fallback warning and ends with an eager run's weights, step count and dropped images."""
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(4, 1, 16, 16, generator=g), (torch.rand(4, 16, 16, generator=g) > 0.7).long())
+               for _ in range(3)]
+
+    def run(compile_model: bool):
+        torch.manual_seed(0)
+        model = create_model("resunet", num_classes=1, in_chans=1, width=4, depth=2, deep_supervision=True)
+        task = SegmentationTask(2, build_loss("bce+dice", IGNORE), IGNORE, noisy_drop=0.5, warmup_steps=4)
+        history = fit(model, batches, None, task, TrainConfig(epochs=2, compile=compile_model), progress=False)
+        return model, task, history
+
+    eager, eager_task, _ = run(False)
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: m)
+    monkeypatch.setattr(log, "propagate", True)  # a CLI test before may have set cnnlab's logger apart
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        model, task, history = run(True)
+    assert "torch.compile failed" not in caplog.text and "compiled" in history[0]
+    assert (task.steps, task.dropped) == (eager_task.steps, eager_task.dropped) == (6, 2 * 2)  # 2 steps past warm-up
+    for (k, a), b in zip(eager.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
 
 

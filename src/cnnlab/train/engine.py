@@ -438,14 +438,17 @@ def warm_up(net: nn.Module, eval_net: nn.Module, eager: nn.Module, model: nn.Mod
     time would land in the first epoch. Here one forward/backward per training batch size, in the
     first and last epoch's layer state (``set_epoch``), and one evaluation forward per validation
     batch size run up front, then the timed passes; the weights and BatchNorm statistics are then
-    put back, and no optimizer step is taken, so the run trains exactly as uncompiled.
+    put back, and no optimizer step is taken, so the run trains exactly as uncompiled. The task's own
+    counters are put back too: segmentation's noisy-label loss counts training steps before it starts
+    dropping images, and these passes are not steps of the run.
     """
     device = cfg.resolved_device()
     began = time.perf_counter()
     saved = {k: v.clone() for k, v in model.state_dict().items()}
+    counters = dict(getattr(task, "__dict__", {}))
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws are put back
-            x, y = peek_batches(train_loader, 1)[0]
+            x, y = _as_trained(*peek_batches(train_loader, 1)[0], cfg, device)
             _warm_up_passes(net, eval_net, model, x, y, train_loader, val_loader, task, cfg, start, device)
             _synchronize(device)
             seconds = time.perf_counter() - began
@@ -453,7 +456,16 @@ def warm_up(net: nn.Module, eval_net: nn.Module, eager: nn.Module, model: nn.Mod
     finally:  # also when compiling fails half-way: the run then goes on eager from the same state
         model.zero_grad(set_to_none=True)
         model.load_state_dict(saved)
+        if counters:
+            vars(task).update(counters)
     return seconds, times[0], times[1]
+
+
+def _as_trained(x: Tensor, y: Tensor, cfg: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A loader's batch as the training loop feeds it: on the device, channels-last where the run is,
+    so that the warm-up compiles, and the race times, the graph the epochs will run."""
+    x, y = x.to(device), y.to(device)
+    return (x.contiguous(memory_format=torch.channels_last) if cfg.channels_last and x.ndim == 4 else x), y
 
 
 def _race(modules: list[nn.Module], model: nn.Module, x: Tensor, y: Tensor, task: Any, cfg: TrainConfig,
@@ -461,9 +473,6 @@ def _race(modules: list[nn.Module], model: nn.Module, x: Tensor, y: Tensor, task
     """Median milliseconds of one training forward/backward pass of each module on the batch ``x, y``,
     the modules taking turns so that the machine's drift hits them alike; an untimed first round
     builds the eager module's kernels. A few passes: the decision costs seconds, not an epoch."""
-    x, y = x.to(device), y.to(device)
-    if cfg.channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
     times: list[list[float]] = [[] for _ in modules]
     for module in modules:
         module.train()
@@ -496,7 +505,7 @@ def _warm_up_passes(net: nn.Module, eval_net: nn.Module, model: nn.Module, x: Te
         for size in _batch_sizes(train_loader, len(y)):
             with autocast(device, cfg.amp, cfg.cpu_amp):
                 out = net(x[:size])
-            task.loss(out.float(), y[:size]).backward()
+            task_loss(task, out, y[:size])[1].backward()
     model.zero_grad(set_to_none=True)
     if val_loader is not None:
         vx, vy = peek_batches(val_loader, 1)[0]
