@@ -253,8 +253,7 @@ def fit(
                 x = perturb(model, x, y)
                 net.train()  # attacks craft in eval mode
             x, targets = (x, y) if mixer is None else mixer(x, y)
-            if fast and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = _as_fed(x, fast)
             group = min(cfg.accumulate, micro_batches - step // cfg.accumulate * cfg.accumulate)
             steps_now = (step + 1) % cfg.accumulate == 0 or step + 1 == micro_batches
             with nullcontext() if steps_now else getattr(net, "no_sync", nullcontext)():
@@ -422,7 +421,8 @@ def compiled(net: nn.Module, model: nn.Module, train_loader: Iterable, val_loade
         log.warning(f"torch.compile failed ({type(error).__name__}: {first[:200]}); training without it")
         return net, model, None
     # every process takes the same decision (DDP): the sign of the summed differences
-    keep = float(dist.all_reduce_sum(torch.tensor(compiled_ms - eager_ms))) < 0
+    difference = torch.tensor(compiled_ms - eager_ms, device=cfg.resolved_device())  # NCCL reduces GPU tensors only
+    keep = float(dist.all_reduce_sum(difference)) < 0
     log.info(f"torch.compile: a training pass took {compiled_ms:.1f} ms compiled, {eager_ms:.1f} ms eager; "
              f"training {'compiled' if keep else 'eager (compiling does not pay on this machine)'}")
     report = dict(compile_seconds=seconds, compiled_pass_ms=compiled_ms, eager_pass_ms=eager_ms, compiled=keep)
@@ -448,7 +448,8 @@ def warm_up(net: nn.Module, eval_net: nn.Module, eager: nn.Module, model: nn.Mod
     counters = dict(getattr(task, "__dict__", {}))
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout draws are put back
-            x, y = _as_trained(*peek_batches(train_loader, 1)[0], cfg, device)
+            x, y = peek_batches(train_loader, 1)[0]
+            x, y = _as_fed(x.to(device), cfg.channels_last), y.to(device)
             _warm_up_passes(net, eval_net, model, x, y, train_loader, val_loader, task, cfg, start, device)
             _synchronize(device)
             seconds = time.perf_counter() - began
@@ -461,11 +462,11 @@ def warm_up(net: nn.Module, eval_net: nn.Module, eager: nn.Module, model: nn.Mod
     return seconds, times[0], times[1]
 
 
-def _as_trained(x: Tensor, y: Tensor, cfg: TrainConfig, device: torch.device) -> tuple[Tensor, Tensor]:
-    """A loader's batch as the training loop feeds it: on the device, channels-last where the run is,
-    so that the warm-up compiles, and the race times, the graph the epochs will run."""
-    x, y = x.to(device), y.to(device)
-    return (x.contiguous(memory_format=torch.channels_last) if cfg.channels_last and x.ndim == 4 else x), y
+def _as_fed(x: Tensor, channels_last: bool) -> Tensor:
+    """A batch of images in the memory layout the network trains on: channels-last where the run is
+    (oneDNN's and cuDNN's fast layout). The training loop and the compile warm-up both call it, so the
+    warm-up compiles, and the race times, the graph the epochs will run."""
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
 def _race(modules: list[nn.Module], model: nn.Module, x: Tensor, y: Tensor, task: Any, cfg: TrainConfig,
